@@ -1,0 +1,57 @@
+"""QTasks: a distributed task queue on Redis whose extension surface is pluggy hooks.
+
+::
+
+    from qtasks_core import QueueTasks
+
+    app = QueueTasks("demo")
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+"""
+
+from __future__ import annotations
+
+from qtasks_hooks import hookimpl
+
+from .app import QueueTasks, Router, TaskHandle, shared_task
+from .context import TaskContext
+from .errors import (
+    BackendError,
+    QTasksError,
+    TaskCancel,
+    TaskNotFoundError,
+    TaskOptionError,
+    TaskPluginTriggerError,
+    TaskSerializationError,
+    TaskTimeoutError,
+)
+from .executor import TaskExecutor
+from .schemas import Task, TaskStatus
+from .starter import Starter
+from .stats import Stats
+from .worker import Worker
+
+__all__ = [
+    "BackendError",
+    "QTasksError",
+    "QueueTasks",
+    "Router",
+    "Starter",
+    "Stats",
+    "Task",
+    "TaskCancel",
+    "TaskContext",
+    "TaskExecutor",
+    "TaskHandle",
+    "TaskNotFoundError",
+    "TaskOptionError",
+    "TaskPluginTriggerError",
+    "TaskSerializationError",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "Worker",
+    "hookimpl",
+    "shared_task",
+]

@@ -1,0 +1,82 @@
+"""Small shared helpers: awaiting trigger results, JSON, records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from inspect import isawaitable
+from typing import Any, TypeVar
+
+from pydantic_core import PydanticSerializationError, to_json
+
+from .errors import TaskSerializationError
+from .schemas import Task
+
+T = TypeVar("T")
+
+
+async def fired(value: T | Awaitable[T]) -> T:
+    """The result of ``pm.hook.<trigger>(...)``, awaited when an async impl ran."""
+    if isawaitable(value):
+        return await value
+    return value
+
+
+def dumps(value: Any, *, what: str = "value") -> str:
+    """JSON text for ``value`` (pydantic models, dates and UUIDs included).
+
+    Raises :class:`TaskSerializationError` naming ``what`` when it cannot be encoded;
+    nothing is ever pickled.
+    """
+    try:
+        return to_json(value).decode()
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise TaskSerializationError(
+            f"{what} cannot be serialized to JSON: {exc}. Pass JSON-compatible values "
+            "(str, int, float, bool, None, list, dict, pydantic models, datetimes)"
+        ) from None
+
+
+def dumps_call(args: tuple[Any, ...], kwargs: dict[str, Any], task_name: str) -> tuple[str, str]:
+    """JSON for a task's arguments; the error names the argument that fails."""
+    try:
+        return to_json(list(args)).decode(), to_json(kwargs).decode()
+    except (PydanticSerializationError, TypeError, ValueError):
+        pass
+    for index, value in enumerate(args):
+        dumps(value, what=f"argument {index} of task {task_name!r} ({type(value).__name__})")
+    for name, value in kwargs.items():
+        dumps(value, what=f"argument {name!r} of task {task_name!r} ({type(value).__name__})")
+    raise TaskSerializationError(f"the arguments of task {task_name!r} cannot be serialized")
+
+
+def loads(raw: str | None, default: Any = None) -> Any:
+    """Data read back from the backend: JSON only."""
+    return default if not raw else json.loads(raw)
+
+
+def _ts(raw: str | None) -> datetime:
+    return datetime.fromtimestamp(float(raw or 0), tz=UTC)
+
+
+def task_from_record(record: dict[str, str]) -> Task:
+    """The caller's view of a stored record."""
+    retry = record.get("retry")
+    return Task(
+        status=record.get("status", "new"),
+        uuid=record["uuid"],
+        priority=int(record.get("priority", 0)),
+        task_name=record.get("task_name", ""),
+        args=tuple(loads(record.get("args"), [])),
+        kwargs=loads(record.get("kwargs"), {}),
+        created_at=_ts(record.get("created_at")),
+        updated_at=_ts(record.get("updated_at")),
+        returning=loads(record.get("returning")),
+        traceback=record.get("traceback") or None,
+        attempts=int(record.get("attempts") or 0),
+        retry=int(retry) if retry else None,
+        cancel_reason=record.get("cancel_reason") or None,
+        worker=record.get("worker") or None,
+        extra=loads(record.get("extra"), {}),
+    )

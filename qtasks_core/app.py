@@ -1,0 +1,545 @@
+"""``QueueTasks``: the app. Declare tasks, enqueue them, read results; fires ``qtasks_*``.
+
+One object serves sync and async callers. Every operation is one coroutine; the
+sync method runs it on the app's event-loop thread (:mod:`._portal`), the ``*_async``
+method on the caller's loop:
+
+=====================  ============================  ==================================
+sync                   async                         does
+=====================  ============================  ==================================
+``add_task``           ``add_task_async``            enqueue (optionally wait)
+``send_task``          ``send_task_async``           enqueue with explicit args/kwargs
+``get``                ``get_async``                 read a task, ``None`` if unknown
+``wait``               ``wait_async``                wait for a task's final state
+``cancel``             ``cancel_async``              cancel a task not yet running
+``ping``               ``ping_async``                is the backend there?
+``flush_all``          ``flush_all_async``           delete every task of this app
+``stop``               ``stop_async``                fire stop triggers, close
+=====================  ============================  ==================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, overload
+
+from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
+
+from ._portal import Portal
+from ._util import fired
+from .backends import Backend, MemoryBackend, RedisBackend
+from .brokers import Broker
+from .configs import GlobalConfig
+from .errors import TaskOptionError, TaskTimeoutError
+from .keys import PRIORITY_MAX, PRIORITY_MIN
+from .schemas import Task, TaskExecSchema
+from .storages import Storage
+
+log = logging.getLogger("qtasks.app")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ENV_REDIS_URL = "QTASKS_REDIS_URL"
+
+_TASK_OPTIONS = {
+    "priority",
+    "echo",
+    "max_time",
+    "retry",
+    "retry_on_exc",
+    "retry_backoff",
+    "decode",
+    "tags",
+    "description",
+    "generate_handler",
+    "executor",
+    "middlewares_before",
+    "middlewares_after",
+}
+
+
+class TaskHandle:
+    """What ``@app.task`` returns: still the plain function, plus ``add_task``."""
+
+    def __init__(self, spec: TaskExecSchema, owner: QueueTasks | Router | None) -> None:
+        self.spec = spec
+        self._owner = owner
+        self.__wrapped__ = spec.func
+        self.__doc__ = spec.func.__doc__
+        self.__name__ = getattr(spec.func, "__name__", spec.name)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.spec.func(*args, **kwargs)
+
+    def _app(self) -> QueueTasks:
+        owner = self._owner
+        app = owner if isinstance(owner, QueueTasks) else getattr(owner, "app", None)
+        if app is None:
+            app = QueueTasks.current()
+        if app is None:
+            raise RuntimeError(
+                f"task {self.name!r} belongs to no app yet: include its router "
+                "in a QueueTasks app, or create the app first"
+            )
+        return app
+
+    def add_task(
+        self, *args: Any, priority: int | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Task:
+        """Enqueue this task (see :meth:`QueueTasks.add_task`)."""
+        return self._app().add_task(self.name, *args, priority=priority, timeout=timeout, **kwargs)
+
+    async def add_task_async(
+        self, *args: Any, priority: int | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Task:
+        """Enqueue this task from async code (see :meth:`QueueTasks.add_task_async`)."""
+        return await self._app().add_task_async(
+            self.name, *args, priority=priority, timeout=timeout, **kwargs
+        )
+
+
+def _make_spec(
+    func: Callable[..., Any], name: str | None, options: dict[str, Any]
+) -> TaskExecSchema:
+    unknown = set(options) - _TASK_OPTIONS
+    if unknown:
+        raise TaskOptionError(
+            f"unknown task option(s) {sorted(unknown)} for "
+            f"{getattr(func, '__name__', func)!r}; known: {sorted(_TASK_OPTIONS)}"
+        )
+    for key in ("tags", "middlewares_before", "middlewares_after"):
+        if options.get(key) is not None:
+            options[key] = tuple(options[key])
+        else:
+            options.pop(key, None)
+    exc = options.get("retry_on_exc")
+    if exc is not None and not isinstance(exc, tuple):
+        options["retry_on_exc"] = tuple(exc) if isinstance(exc, list) else (exc,)
+    options = {k: v for k, v in options.items() if v is not None}
+    return TaskExecSchema(name=name or func.__name__, func=func, **options)
+
+
+class _Registry:
+    """Shared by the app and routers: the ``task`` decorator."""
+
+    tasks: dict[str, TaskExecSchema]
+
+    @overload
+    def task(self, func: F, /) -> TaskHandle: ...
+
+    @overload
+    def task(
+        self, func: None = None, /, *, name: str | None = None, **options: Any
+    ) -> Callable[[F], TaskHandle]: ...
+
+    def task(
+        self, func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    ) -> Any:
+        """Register a task, bare (``@app.task``) or with options (``@app.task(retry=3)``).
+
+        Options: ``name, priority, echo, max_time, retry, retry_on_exc, retry_backoff,
+        decode, tags, description, generate_handler, executor, middlewares_before,
+        middlewares_after``.
+        """
+
+        def register(f: Callable[..., Any]) -> TaskHandle:
+            spec = _make_spec(f, name, dict(options))
+            self.tasks[spec.name] = spec
+            return TaskHandle(spec, self)  # type: ignore[arg-type]
+
+        return register(func) if func is not None else register
+
+
+class Router(_Registry):
+    """A group of tasks declared apart from the app, then ``app.include_router(router)``."""
+
+    def __init__(self) -> None:
+        self.tasks = {}
+        self.app: QueueTasks | None = None
+
+
+_shared = Router()
+
+
+def shared_task(
+    func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+) -> Any:
+    """Declare a task that every app in the process knows (for libraries)."""
+    if func is not None:
+        return _shared.task(func)
+    return _shared.task(name=name, **options)
+
+
+class QueueTasks(_Registry):
+    """A QTasks app.
+
+    :param name: the app's name; apps of one name share queues and results.
+    :param redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL, or ``memory://``
+        for the in-process backend. Default: ``$QTASKS_REDIS_URL``, else the embedded
+        Valkey server under ``./.qtasks`` (started on first use).
+    :param result_ttl: seconds a finished task stays readable (``None``: forever).
+    :param plugins: plugins to register besides the entry-point ones.
+    :param load_entry_points: load ``qtasks.plugins`` entry points when the app starts.
+    :param allow_plugins: / :param block_plugins: entry-point names to keep / skip (also
+        ``$QTASKS_PLUGINS`` / ``$QTASKS_DISABLE_PLUGINS``).
+    :param max_payload: largest accepted size of a task's JSON arguments, in bytes.
+    """
+
+    _current: QueueTasks | None = None
+
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        redis_url: str | None = None,
+        *,
+        backend: Backend | None = None,
+        result_ttl: float | None = 86400.0,
+        plugins: Iterable[object] = (),
+        load_entry_points: bool = True,
+        allow_plugins: Iterable[str] | None = None,
+        block_plugins: Iterable[str] = (),
+        max_payload: int = 1_048_576,
+        builtin_plugins: bool = True,
+    ) -> None:
+        self.name = name
+        self.redis_url = redis_url
+        self.result_ttl = result_ttl
+        self.max_payload = max_payload
+        self.tasks: dict[str, TaskExecSchema] = {}
+        self.pm: PluginManager = get_plugin_manager()
+        self._load_entry_points = load_entry_points
+        self._allow = list(allow_plugins) if allow_plugins is not None else None
+        self._block = list(block_plugins)
+        if builtin_plugins:
+            from .plugins import register_builtins
+
+            register_builtins(self.pm)
+        for plugin in plugins:
+            self.add_plugin(plugin)
+        self._backend = backend
+        self._components: tuple[Broker, Storage, GlobalConfig] | None = None
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._portal = Portal(name)
+        QueueTasks._current = self
+
+    # -- declaring ---------------------------------------------------------------------
+
+    @classmethod
+    def current(cls) -> QueueTasks | None:
+        """The app created last in this process (what ``shared_task`` handles use)."""
+        return cls._current
+
+    def include_router(self, router: Router) -> None:
+        """Add a router's tasks to this app."""
+        self.tasks.update(router.tasks)
+        router.app = self
+
+    def add_plugin(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a plugin on this app's plugin manager (all components share it)."""
+        return self.pm.register(plugin, name=name)
+
+    # -- components --------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._resolve_backend()
+        return self._backend
+
+    def _resolve_backend(self) -> Backend:
+        url = self.redis_url or os.environ.get(ENV_REDIS_URL)
+        if url == "memory://":
+            return MemoryBackend()
+        if url:
+            return RedisBackend(url, self.name)
+        from .embedded import ensure_server
+
+        return RedisBackend(ensure_server(), self.name)
+
+    def _build(self) -> tuple[Broker, Storage, GlobalConfig]:
+        if self._components is None:
+            storage = Storage(
+                self.backend, self.pm, result_ttl=self.result_ttl, max_payload=self.max_payload
+            )
+            self._components = (
+                Broker(self.backend, storage, self.pm),
+                storage,
+                GlobalConfig(self.backend, self.pm),
+            )
+        return self._components
+
+    @property
+    def broker(self) -> Broker:
+        return self._build()[0]
+
+    @property
+    def storage(self) -> Storage:
+        return self._build()[1]
+
+    @property
+    def global_config(self) -> GlobalConfig:
+        return self._build()[2]
+
+    async def start_async(self) -> None:
+        """Resolve the backend, load entry-point plugins, fire the start triggers.
+
+        Called by every operation on first use; calling it again does nothing.
+        """
+        if self._started:
+            return
+        with self._start_lock:
+            first = not self._started
+            self._started = True
+        if not first:
+            return
+        try:
+            self.tasks = {**_shared.tasks, **self.tasks}
+            if self._load_entry_points:
+                load_plugins(self.pm, allow=self._allow, block=self._block)
+            if self._backend is None:
+                self._backend = await asyncio.to_thread(self._resolve_backend)
+            _broker, storage, config = self._build()
+            await self.backend.start()
+            await storage.start()
+            await config.start()
+        except BaseException:
+            self._started = False
+            raise
+
+    # -- producing ---------------------------------------------------------------------
+
+    async def send_task_async(
+        self,
+        task_name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        timeout: float | None = None,
+    ) -> Task:
+        """Enqueue ``task_name`` with explicit ``args``/``kwargs`` (any names allowed,
+        ``priority`` and ``timeout`` included). See :meth:`add_task_async`."""
+        await self.start_async()
+        pm = self.pm
+        args = tuple(args)
+        kw = dict(kwargs or {})
+        spec = self.tasks.get(task_name)
+        if priority is None:
+            priority = spec.priority if spec is not None else 0
+        extra: dict[str, Any] = {}
+        new = await fired(
+            pm.hook.qtasks_add_task_before_broker(
+                qtasks=self,
+                broker=self.broker,
+                task_name=task_name,
+                priority=priority,
+                args=args,
+                kw=kw,
+                extra=extra,
+            )
+        )
+        if new:
+            task_name = new.get("task_name", task_name)
+            priority = new.get("priority", priority)
+            args = tuple(new.get("args", args))
+            kw = dict(new.get("kw", kw))
+            extra = dict(new.get("extra", extra))
+        if not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise TaskOptionError(
+                f"priority must be an int in [{PRIORITY_MIN}, {PRIORITY_MAX}] "
+                f"(lower runs first), got {priority!r}"
+            )
+        uuid, model = await self.broker.add(task_name, priority, args, kw, extra)
+        task = Task(
+            status="new",
+            uuid=uuid,
+            priority=model.priority,
+            task_name=model.task_name,
+            args=model.args,
+            kwargs=model.kwargs,
+            created_at=datetime.fromtimestamp(model.created_at, tz=UTC),
+            updated_at=datetime.fromtimestamp(model.updated_at, tz=UTC),
+            extra=model.extra,
+        )
+        await fired(
+            pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
+        )
+        if timeout is not None:
+            return await self.wait_async(uuid, timeout)
+        return task
+
+    async def add_task_async(
+        self,
+        task_name: str,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """Enqueue a task; returns it as written (status ``new``).
+
+        ``priority``: lower runs first (default: the task's own, else 0). With
+        ``timeout`` (seconds) the call waits for the final state and returns the
+        finished task; if the wait runs out it raises :class:`TaskTimeoutError`, whose
+        ``uuid`` keeps the task's id (the task itself goes on). Arguments must be
+        JSON-serializable; otherwise :class:`TaskSerializationError` is raised and
+        nothing is written. To pass task kwargs named ``priority`` or ``timeout``, use
+        :meth:`send_task_async`.
+        """
+        return await self.send_task_async(
+            task_name, args, kwargs, priority=priority, timeout=timeout
+        )
+
+    def add_task(
+        self,
+        task_name: str,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """Sync twin of :meth:`add_task_async`."""
+        return self._portal.call(
+            self.send_task_async(task_name, args, kwargs, priority=priority, timeout=timeout)
+        )
+
+    def send_task(
+        self,
+        task_name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        timeout: float | None = None,
+    ) -> Task:
+        """Sync twin of :meth:`send_task_async`."""
+        return self._portal.call(
+            self.send_task_async(task_name, args, kwargs, priority=priority, timeout=timeout)
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get_async(self, uuid: str) -> Task | None:
+        """The task's current state, or ``None`` if no task has this id (or it expired)."""
+        await self.start_async()
+        task = await self.broker.get(uuid)
+        new = await fired(self.pm.hook.qtasks_get(qtasks=self, broker=self.broker, task=task))
+        return task if new is None else new
+
+    def get(self, uuid: str) -> Task | None:
+        """Sync twin of :meth:`get_async`."""
+        return self._portal.call(self.get_async(uuid))
+
+    async def wait_async(self, uuid: str, timeout: float) -> Task:
+        """Wait (blocking in the backend, no polling) for the task's final state.
+
+        Raises :class:`TaskTimeoutError` (with ``uuid`` and the last seen ``task``)
+        when ``timeout`` seconds pass first.
+        """
+        await self.start_async()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            done = await self.backend.wait_done(uuid, max(0.0, deadline - loop.time()))
+            task = await self.get_async(uuid)
+            if task is not None and task.is_finished:
+                return task
+            if not done or loop.time() >= deadline:
+                raise TaskTimeoutError(uuid, timeout, task)
+
+    def wait(self, uuid: str, timeout: float) -> Task:
+        """Sync twin of :meth:`wait_async`."""
+        return self._portal.call(self.wait_async(uuid, timeout))
+
+    async def cancel_async(self, uuid: str, reason: str = "") -> bool:
+        """Cancel a task that is still queued or waiting for a retry; ``False`` if it
+        is running, finished or unknown."""
+        await self.start_async()
+        return await self.broker.update(uuid=uuid, status="cancel", cancel_reason=reason)
+
+    def cancel(self, uuid: str, reason: str = "") -> bool:
+        """Sync twin of :meth:`cancel_async`."""
+        return self._portal.call(self.cancel_async(uuid, reason))
+
+    # -- operating ---------------------------------------------------------------------
+
+    async def ping_async(self) -> bool:
+        """Whether the backend answers."""
+        await self.start_async()
+        await fired(self.pm.hook.qtasks_ping(qtasks=self, global_config=self.global_config))
+        return await self.backend.ping()
+
+    def ping(self) -> bool:
+        """Sync twin of :meth:`ping_async`."""
+        return self._portal.call(self.ping_async())
+
+    async def flush_all_async(self) -> None:
+        """Delete every queued task, record and config value of this app."""
+        await self.start_async()
+        await fired(self.pm.hook.qtasks_flush_all(qtasks=self, broker=self.broker))
+        await self.broker.flush_all()
+
+    def flush_all(self) -> None:
+        """Sync twin of :meth:`flush_all_async`."""
+        self._portal.call(self.flush_all_async())
+
+    async def stop_async(self, starter: Any = None) -> None:
+        """Fire the stop triggers and close this loop's connections."""
+        if not self._started:
+            return
+        await fired(self.pm.hook.qtasks_stop(qtasks=self, starter=starter))
+        _broker, storage, config = self._build()
+        await storage.stop()
+        await config.stop()
+        await self.backend.close()
+        self._started = False
+
+    def stop(self) -> None:
+        """Sync twin of :meth:`stop_async`; also ends the app's event-loop thread."""
+        if self._started:
+            self._portal.call(self.stop_async())
+        self._portal.close()
+
+    # -- running workers ---------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Any:
+        """A :class:`~qtasks_core.worker.Worker` for this app (not started)."""
+        from .worker import Worker
+
+        return Worker(self, **options)
+
+    async def serve(self, *, burst: bool = False, **options: Any) -> None:
+        """Run a worker in the current event loop until cancelled (for embedding)."""
+        worker = self.worker(**options)
+        try:
+            await worker.run(burst=burst)
+        finally:
+            worker.stop()
+
+    @contextmanager
+    def running_worker(self, **options: Any) -> Iterator[Any]:
+        """Run a worker on the app's own event-loop thread for the ``with`` block."""
+        worker = self.worker(**options)
+        future = asyncio.run_coroutine_threadsafe(worker.run(), self._portal.loop)
+        try:
+            yield worker
+        finally:
+            self._portal.loop.call_soon_threadsafe(worker.stop)
+            future.result(timeout=worker.grace + 10)
+
+    def run_forever(self, **options: Any) -> None:
+        """Run a worker in this process until SIGTERM/SIGINT (what ``qtasks worker`` does)."""
+        from .starter import Starter
+
+        Starter(self, self.worker(**options)).start()

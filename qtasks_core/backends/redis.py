@@ -1,0 +1,318 @@
+"""The Redis (or Valkey) backend: the engine every worker on every machine shares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from ..keys import PRIORITY_SCALE, Keys
+from . import _lua
+from .base import BackendStats, Claimed
+
+log = logging.getLogger("qtasks.backend.redis")
+
+_CLAIM_FIELDS = (
+    "uuid",
+    "task_name",
+    "priority",
+    "args",
+    "kwargs",
+    "created_at",
+    "attempts",
+    "extra",
+    "retry",
+)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(slots=True)
+class _Conn:
+    client: aioredis.Redis
+    enqueue: AsyncScript
+    claim: AsyncScript
+    extend: AsyncScript
+    finish: AsyncScript
+    release: AsyncScript
+    update: AsyncScript
+    requeue_dead: AsyncScript
+
+
+class RedisBackend:
+    """Tasks in Redis: atomic enqueue and claim, leases, blocking waits, result TTL.
+
+    One client per event loop (redis-py asyncio clients belong to the loop that made
+    them), so the same backend serves the app's sync edge and the caller's own loop.
+    """
+
+    def __init__(self, url: str, app_name: str, *, max_connections: int | None = None) -> None:
+        self.url = url
+        self.location = mask_url(url)
+        self.keys = Keys.for_app(app_name)
+        self._max_connections = max_connections
+        self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # -- connections -------------------------------------------------------------------
+
+    def _conn(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        conn = self._conns.get(loop)
+        if conn is None:
+            client = aioredis.Redis.from_url(
+                self.url,
+                decode_responses=True,
+                max_connections=self._max_connections,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                health_check_interval=15,
+            )
+            conn = _Conn(
+                client,
+                client.register_script(_lua.ENQUEUE),
+                client.register_script(_lua.CLAIM),
+                client.register_script(_lua.EXTEND),
+                client.register_script(_lua.FINISH),
+                client.register_script(_lua.RELEASE),
+                client.register_script(_lua.UPDATE),
+                client.register_script(_lua.REQUEUE_DEAD),
+            )
+            self._conns[loop] = conn
+        return conn
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The client of the running event loop."""
+        return self._conn().client
+
+    async def start(self) -> None:
+        await self.client.ping()
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self._conns.pop(loop, None)
+        if conn is not None:
+            await conn.client.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    # -- the task flow -----------------------------------------------------------------
+
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
+        k = self.keys
+        flat = [item for pair in record.items() for item in pair]
+        await self._conn().enqueue(
+            keys=[k.task(uuid), k.queue, k.seq, k.wake, k.counts], args=[uuid, priority, *flat]
+        )
+
+    async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
+        k = self.keys
+        now_ms = int(time.time() * 1000)
+        raw = await self._conn().claim(
+            keys=[k.queue, k.running, k.scheduled, k.wake, k.counts, k.seq, k.dead],
+            args=[k.prefix, n, now_ms, int(lease * 1000), worker_id, max_attempts],
+        )
+        tasks, recovered, dead, next_due = raw
+        return Claimed(
+            tasks=[dict(zip(_CLAIM_FIELDS, row, strict=True)) for row in tasks],
+            recovered=list(recovered),
+            dead=list(dead),
+            next_due=max(0.0, (float(next_due) - now_ms) / 1000) if next_due else None,
+        )
+
+    async def wait_for_work(self, timeout: float) -> None:
+        # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
+        await self.client.blpop([self.keys.wake], timeout=max(timeout, 0.01))
+
+    async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
+        if not uuids:
+            return
+        deadline = int((time.time() + lease) * 1000)
+        await self._conn().extend(
+            keys=[self.keys.running], args=[self.keys.prefix, worker_id, deadline, *uuids]
+        )
+
+    async def finish(
+        self, uuid: str, fields: dict[str, str], ttl: float | None, delay: float | None
+    ) -> None:
+        k = self.keys
+        flat = [item for pair in fields.items() for item in pair]
+        await self._conn().finish(
+            keys=[k.task(uuid), k.running, k.counts, k.done(uuid), k.scheduled],
+            args=[
+                uuid,
+                fields["status"],
+                "" if ttl is None else max(1, int(ttl)),
+                "" if delay is None else int(delay * 1000),
+                int(time.time() * 1000),
+                *flat,
+            ],
+        )
+
+    async def release(self, uuids: list[str], worker_id: str = "") -> list[str]:
+        if not uuids:
+            return []
+        k = self.keys
+        out = await self._conn().release(
+            keys=[k.queue, k.running, k.counts, k.seq, k.wake],
+            args=[k.prefix, worker_id, f"{time.time():.3f}", *uuids],
+        )
+        return list(out)
+
+    async def get(self, uuid: str) -> dict[str, str] | None:
+        record = cast(dict[str, str], await self.client.hgetall(self.keys.task(uuid)))
+        return {"uuid": uuid, **record} if record else None
+
+    async def get_all(self, limit: int) -> list[dict[str, str]]:
+        client = self.client
+        uuids: list[str] = []
+        async for key in client.scan_iter(match=self.keys.task("*"), count=500):
+            uuids.append(key.rsplit(":", 1)[1])
+            if len(uuids) >= limit:
+                break
+        pipe: Pipeline = client.pipeline(transaction=False)
+        for uuid in uuids:
+            pipe.hgetall(self.keys.task(uuid))
+        records = await pipe.execute()
+        return [{"uuid": u, **r} for u, r in zip(uuids, records, strict=True) if r]
+
+    async def wait_done(self, uuid: str, timeout: float) -> bool:
+        key = self.keys.done(uuid)
+        # Rotating the token onto the same list leaves it there for every other waiter.
+        # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
+        wait = cast(int, max(timeout, 0.01))
+        got = await self.client.blmove(key, key, wait, "LEFT", "RIGHT")
+        return got is not None
+
+    async def update(self, uuid: str, fields: dict[str, str], ttl: float | None = None) -> bool:
+        k = self.keys
+        flat = [item for pair in fields.items() for item in pair]
+        done = await self._conn().update(
+            keys=[k.task(uuid), k.queue, k.scheduled, k.counts, k.done(uuid)],
+            args=[uuid, "" if ttl is None else max(1, int(ttl)), *flat],
+        )
+        return bool(done)
+
+    async def dead_letter(self, uuid: str, reason: str, raw: str) -> None:
+        k = self.keys
+        pipe: Pipeline = self.client.pipeline(transaction=True)
+        pipe.zadd(k.dead, {uuid: int(time.time() * 1000)})
+        pipe.hset(k.dead_letter(uuid), mapping={"reason": reason, "raw": raw, "at": time.time()})
+        pipe.zrem(k.running, uuid)
+        await pipe.execute()
+
+    async def dead_letters(self) -> list[dict[str, str]]:
+        client = self.client
+        uuids = cast(list[str], await client.zrange(self.keys.dead, 0, -1))
+        pipe: Pipeline = client.pipeline(transaction=False)
+        for uuid in uuids:
+            pipe.hgetall(self.keys.dead_letter(uuid))
+        infos = cast(list[dict[str, str]], await pipe.execute())
+        return [{"uuid": u, **info} for u, info in zip(uuids, infos, strict=True)]
+
+    async def requeue_dead(self, uuid: str) -> bool:
+        k = self.keys
+        done = await self._conn().requeue_dead(
+            keys=[k.task(uuid), k.queue, k.seq, k.wake, k.counts, k.dead],
+            args=[k.prefix, uuid, f"{time.time():.3f}"],
+        )
+        return bool(done)
+
+    # -- inspection and maintenance ----------------------------------------------------
+
+    async def stats(self) -> BackendStats:
+        client = self.client
+        k = self.keys
+        pipe: Pipeline = client.pipeline(transaction=False)
+        pipe.zrange(k.queue, 0, 9999, withscores=True)
+        pipe.zcard(k.scheduled)
+        pipe.zcard(k.running)
+        pipe.hgetall(k.counts)
+        pipe.zcard(k.dead)
+        queue, scheduled, running, counts, dead = await pipe.execute()
+        queued: dict[int, int] = {}
+        for _uuid, score in queue:
+            priority = int(score // PRIORITY_SCALE)
+            queued[priority] = queued.get(priority, 0) + 1
+        workers = []
+        async for key in client.scan_iter(match=k.worker("*"), count=500):
+            raw = await client.get(key)
+            if raw:
+                workers.append(json.loads(raw))
+        return BackendStats(
+            queued=queued,
+            scheduled=scheduled,
+            running=running,
+            counts={s: int(n) for s, n in counts.items()},
+            workers=workers,
+            dead=dead,
+        )
+
+    async def flush_all(self) -> None:
+        client = self.client
+        batch: list[str] = []
+        async for key in client.scan_iter(match=self.keys.prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
+
+    async def delete_finished(self) -> int:
+        client = self.client
+        deleted = 0
+        async for key in client.scan_iter(match=self.keys.task("*"), count=1000):
+            status = await client.hget(key, "status")
+            if status in ("success", "error", "cancel"):
+                uuid = key.rsplit(":", 1)[1]
+                deleted += await client.unlink(key, self.keys.done(uuid))
+        return deleted
+
+    # -- global config -------------------------------------------------------------------
+
+    async def config_set(self, name: str, key: str, value: str) -> None:
+        await self.client.hset(self.keys.config(name), key, value)
+
+    async def config_get(self, name: str, key: str) -> str | None:
+        return cast(str | None, await self.client.hget(self.keys.config(name), key))
+
+    async def config_get_all(self, name: str) -> dict[str, str]:
+        return cast(dict[str, str], await self.client.hgetall(self.keys.config(name)))
+
+    async def config_get_match(self, name: str, pattern: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        async for key, value in self.client.hscan_iter(self.keys.config(name), match=pattern):
+            out[key] = value
+        return out
+
+    async def set_status(self, worker_id: str, status: str, ttl: float) -> None:
+        await self.client.set(self.keys.worker(worker_id), status, px=int(ttl * 1000))
+
+    async def clear_status(self, worker_id: str) -> None:
+        await self.client.delete(self.keys.worker(worker_id))

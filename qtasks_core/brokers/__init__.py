@@ -1,0 +1,5 @@
+"""The broker."""
+
+from .base import Broker
+
+__all__ = ["Broker"]

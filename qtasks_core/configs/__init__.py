@@ -1,0 +1,5 @@
+"""The global config."""
+
+from .base import GlobalConfig
+
+__all__ = ["GlobalConfig"]

@@ -1,0 +1,170 @@
+"""TaskExecutor: runs one task function. Fires the ``task_executor_*`` triggers.
+
+Async functions run on the worker's event loop; plain functions run in the worker's
+thread pool, never on the loop. ``max_time`` is enforced for both: at the deadline
+the task ends ``error``. Python cannot kill a thread, so an overrunning plain function
+keeps its thread until it returns; its result is then discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from ._util import fired
+from .context import TaskContext
+from .errors import TaskPluginTriggerError
+from .schemas import ArgMeta, TaskExecSchema, TaskPrioritySchema, TaskStatusProcessSchema
+
+if TYPE_CHECKING:
+    from qtasks_hooks import PluginManager
+
+    from .app import QueueTasks
+
+
+class TaskExecutor:
+    """Runs ``task_func`` with the arguments of ``task_broker`` and returns its result."""
+
+    def __init__(
+        self,
+        task_func: TaskExecSchema,
+        task_broker: TaskPrioritySchema,
+        *,
+        app: QueueTasks,
+        pm: PluginManager,
+        threads: Executor | None = None,
+        model: TaskStatusProcessSchema | None = None,
+    ) -> None:
+        self.task_func = task_func
+        self.task_broker = task_broker
+        self.app = app
+        self.pm = pm
+        self.threads = threads
+        #: The processing state as ``worker_execute_before`` plugins left it.
+        self.model = model
+        self.context: TaskContext | None = None
+
+    def args_info(self, args: list[Any], kw: dict[str, Any]) -> list[ArgMeta]:
+        """Each parameter of the function with the value it is about to receive."""
+        try:
+            params = list(inspect.signature(self.task_func.func).parameters.values())
+        except (TypeError, ValueError):
+            return []
+        if self.task_func.echo and params:
+            params = params[1:]
+        info = []
+        for position, param in enumerate(params):
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            if position < len(args):
+                info.append(
+                    ArgMeta(
+                        name=param.name,
+                        value=args[position],
+                        position=position,
+                        annotation=param.annotation,
+                    )
+                )
+            elif param.name in kw:
+                info.append(
+                    ArgMeta(
+                        name=param.name,
+                        value=kw[param.name],
+                        annotation=param.annotation,
+                        is_kwarg=True,
+                    )
+                )
+        return info
+
+    async def execute(self) -> Any:
+        """Run the task: middlewares, argument plugins, the function, result plugins."""
+        pm = self.pm
+        await fired(pm.hook.task_executor_middlewares_execute(task_executor=self))
+        for middleware in self.task_func.middlewares_before:
+            await fired(middleware(self))
+        args, kw = list(self.task_broker.args), dict(self.task_broker.kwargs)
+        new = await fired(
+            pm.hook.task_executor_args_replace(
+                task_executor=self, args=args, kw=kw, args_info=self.args_info(args, kw)
+            )
+        )
+        if new is not None:
+            args, kw = list(new[0]), dict(new[1])
+        if self.task_func.echo:
+            self.context = TaskContext(
+                self.app, self.task_func, self.task_broker, asyncio.get_running_loop()
+            )
+            args.insert(0, self.context)
+        try:
+            result = await self._run(args, kw)
+        except TaskPluginTriggerError as exc:
+            new = await fired(
+                pm.hook.task_executor_run_task_trigger_error(
+                    task_executor=self,
+                    task_func=self.task_func,
+                    task_broker=self.task_broker,
+                    e=exc,
+                )
+            )
+            if new is None:
+                raise
+            result = new
+        if self.task_func.decode is not None:
+            result = self.task_func.decode(result)
+            new = await fired(pm.hook.task_executor_decode(task_executor=self, result=result))
+            result = result if new is None else new
+        for middleware in self.task_func.middlewares_after:
+            replaced = await fired(middleware(self, result))
+            result = result if replaced is None else replaced
+        return result
+
+    async def _run(self, args: list[Any], kw: dict[str, Any]) -> Any:
+        func = self.task_func.func
+        pm = self.pm
+        if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+            results = await self._bounded(self._collect(func, args, kw))
+            new = await fired(
+                pm.hook.task_executor_run_task_gen(task_executor=self, results=results)
+            )
+            return results if new is None else list(new)
+        if inspect.iscoroutinefunction(func):
+            result = await self._bounded(func(*args, **kw))
+        else:
+            result = await self._bounded(self._in_thread(func, *args, **kw))
+        new = await fired(pm.hook.task_executor_run_task(task_executor=self, result=result))
+        return result if new is None else new
+
+    async def _bounded(self, awaitable: Any) -> Any:
+        max_time = self.task_func.max_time
+        if max_time is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, max_time)
+        except TimeoutError:
+            raise TimeoutError(
+                f"task {self.task_func.name!r} exceeded max_time={max_time:g}s"
+            ) from None
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.threads, lambda: func(*args, **kw))
+
+    async def _collect(
+        self, func: Callable[..., Any], args: list[Any], kw: dict[str, Any]
+    ) -> list[Any]:
+        handler = self.task_func.generate_handler
+        results = []
+        if inspect.isasyncgenfunction(func):
+            async for value in func(*args, **kw):
+                results.append(await fired(handler(value)) if handler else value)
+            return results
+        generator = func(*args, **kw)
+        sentinel = object()
+        while True:
+            value = await self._in_thread(next, generator, sentinel)
+            if value is sentinel:
+                return results
+            results.append(await fired(handler(value)) if handler else value)

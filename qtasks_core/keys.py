@@ -1,0 +1,87 @@
+"""Every Redis key QTasks uses, in one place, readable with ``redis-cli``.
+
+All keys of one app share the prefix ``qtasks:<app name>:``:
+
+====================  =====  =========================================================
+key                   type   holds
+====================  =====  =========================================================
+``queue``             zset   uuid -> priority * 2**40 + sequence (ZPOPMIN = next task)
+``seq``               str    the enqueue sequence (FIFO within one priority)
+``task:<uuid>``       hash   the task record (status, task_name, args JSON, …)
+``running``           zset   uuid -> lease deadline in ms (a dead worker's lease expires)
+``scheduled``         zset   uuid -> due time in ms (retry backoff, ETA)
+``wake``              list   one token per enqueue; idle workers block on it (BLPOP)
+``done:<uuid>``       list   a token pushed when a task finishes; waiters block on it
+``counts``            hash   status -> number of tasks that entered it
+``dead``              zset   uuid -> time it was set aside (dead letters)
+``dead:<uuid>``       hash   the dead letter: reason and raw message
+``worker:<id>``       str    a live worker's heartbeat (JSON), expires with its lease
+``config:<name>``     hash   global config values of one namespace (JSON)
+====================  =====  =========================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+#: Score = priority * PRIORITY_SCALE + sequence: exact in a double for |priority| < 4096.
+PRIORITY_SCALE: Final = 2**40
+PRIORITY_MIN: Final = -4095
+PRIORITY_MAX: Final = 4095
+#: Wake tokens kept at most; more would only wake workers that find nothing to claim.
+WAKE_TOKENS_MAX: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The key names of one app."""
+
+    prefix: str
+
+    @classmethod
+    def for_app(cls, name: str) -> Keys:
+        return cls(f"qtasks:{name}:")
+
+    @property
+    def queue(self) -> str:
+        return self.prefix + "queue"
+
+    @property
+    def seq(self) -> str:
+        return self.prefix + "seq"
+
+    @property
+    def running(self) -> str:
+        return self.prefix + "running"
+
+    @property
+    def scheduled(self) -> str:
+        return self.prefix + "scheduled"
+
+    @property
+    def wake(self) -> str:
+        return self.prefix + "wake"
+
+    @property
+    def counts(self) -> str:
+        return self.prefix + "counts"
+
+    @property
+    def dead(self) -> str:
+        return self.prefix + "dead"
+
+    def task(self, uuid: str) -> str:
+        return f"{self.prefix}task:{uuid}"
+
+    def done(self, uuid: str) -> str:
+        return f"{self.prefix}done:{uuid}"
+
+    def dead_letter(self, uuid: str) -> str:
+        return f"{self.prefix}dead:{uuid}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    def config(self, name: str) -> str:
+        return f"{self.prefix}config:{name}"

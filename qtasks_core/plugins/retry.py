@@ -1,0 +1,40 @@
+"""Retries: ``@app.task(retry=N, retry_on_exc=(...), retry_backoff=s)``.
+
+A failed task whose retries are not used up is stored with status ``retry`` and waits
+in the backend (not in worker memory) for ``retry_backoff * 2**k`` seconds (capped at
+one hour) before it is queued again under the same uuid, so a caller waiting on that
+uuid sees the final state. After ``N`` retries (``N + 1`` attempts) it ends ``error``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from qtasks_hooks import hookimpl
+
+from ..schemas import TaskExecSchema, TaskPrioritySchema, TaskStatusErrorSchema
+
+MAX_DELAY: Final = 3600.0
+
+
+class RetryPlugin:
+    """Turns an ``error`` into a delayed ``retry`` while the task has retries left."""
+
+    @hookimpl(tryfirst=True)
+    def worker_task_error_retry(
+        self,
+        task_func: TaskExecSchema,
+        task_broker: TaskPrioritySchema,
+        exc: BaseException,
+        model: TaskStatusErrorSchema,
+    ) -> TaskStatusErrorSchema | None:
+        if not task_func.retry:
+            return None
+        if task_func.retry_on_exc and not isinstance(exc, task_func.retry_on_exc):
+            return None
+        left = task_func.retry if task_broker.retry is None else task_broker.retry
+        if left <= 0:
+            return None
+        done = task_func.retry - left
+        delay = min(task_func.retry_backoff * 2**done, MAX_DELAY)
+        return model.model_copy(update={"status": "retry", "retry": left - 1, "retry_delay": delay})

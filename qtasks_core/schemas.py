@@ -1,0 +1,198 @@
+"""The data that flows through QTasks: pydantic models, JSON on the wire.
+
+``Task`` is what callers read. The ``TaskStatus*Schema`` models are the states a
+task's record goes through, handed to plugins on the way; ``TaskPrioritySchema`` is
+a claimed task as a worker runs it; ``TaskExecSchema`` is a registered task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskStatus(StrEnum):
+    """The statuses a task goes through; ``retry`` waits for its next attempt."""
+
+    NEW = "new"
+    PROCESS = "process"
+    SUCCESS = "success"
+    ERROR = "error"
+    CANCEL = "cancel"
+    RETRY = "retry"
+
+
+#: A task in one of these states is done: its waiters wake and its record expires.
+FINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.CANCEL})
+
+
+class Task(BaseModel):
+    """A task as callers see it (``app.get(uuid)``, ``add_task(..., timeout=...)``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: str
+    uuid: str
+    priority: int
+    task_name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    returning: Any = None
+    traceback: str | None = None
+    #: Attempts made so far (a task recovered from a dead worker counts again).
+    attempts: int = 0
+    retry: int | None = None
+    cancel_reason: str | None = None
+    worker: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the task reached a final status (success, error or cancel)."""
+        return self.status in FINAL_STATUSES
+
+
+def _now() -> float:
+    return time.time()
+
+
+class TaskStatusNewSchema(BaseModel):
+    """A task about to be written to the queue (``broker_add_before``)."""
+
+    task_name: str
+    priority: int
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    created_at: float = Field(default_factory=_now)
+    updated_at: float = Field(default_factory=_now)
+    status: Literal["new"] = "new"
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskStatusProcessSchema(BaseModel):
+    """A claimed task as it enters processing on a worker."""
+
+    uuid: str
+    task_name: str
+    priority: int
+    worker: str
+    status: Literal["process"] = "process"
+    updated_at: float = Field(default_factory=_now)
+
+
+class TaskStatusSuccessSchema(BaseModel):
+    """The final state of a task that returned."""
+
+    uuid: str
+    returning: Any = None
+    status: Literal["success"] = "success"
+    updated_at: float = Field(default_factory=_now)
+
+
+class TaskStatusErrorSchema(BaseModel):
+    """The state of a task that raised: ``error`` (final) or ``retry`` (runs again).
+
+    For ``retry``, ``retry`` is the number of retries left and ``retry_delay`` the
+    seconds to wait in Redis before the next attempt.
+    """
+
+    uuid: str
+    traceback: str
+    status: Literal["error", "retry"] = "error"
+    retry: int | None = None
+    retry_delay: float = 0.0
+    updated_at: float = Field(default_factory=_now)
+
+
+class TaskStatusCancelSchema(BaseModel):
+    """The final state of a task cancelled by ``ctx.cancel`` or ``app.cancel``."""
+
+    uuid: str
+    cancel_reason: str = ""
+    status: Literal["cancel"] = "cancel"
+    updated_at: float = Field(default_factory=_now)
+
+
+FinishedModel = TaskStatusSuccessSchema | TaskStatusErrorSchema | TaskStatusCancelSchema
+
+
+class TaskPrioritySchema(BaseModel):
+    """A claimed task as a worker runs it (the message taken off the queue)."""
+
+    uuid: str
+    task_name: str
+    priority: int
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+    attempts: int = 1
+    retry: int | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskExecSchema(BaseModel):
+    """A registered task: its function and the options given to ``@app.task``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    func: Callable[..., Any]
+    priority: int = 0
+    echo: bool = False
+    max_time: float | None = None
+    retry: int | None = None
+    retry_on_exc: tuple[type[BaseException], ...] | None = None
+    retry_backoff: float = 1.0
+    decode: Callable[[Any], Any] | None = None
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    generate_handler: Callable[..., Any] | None = None
+    executor: Any = None
+    middlewares_before: tuple[Any, ...] = ()
+    middlewares_after: tuple[Any, ...] = ()
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ArgMeta(BaseModel):
+    """One parameter of a task function and the value it is about to receive."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    value: Any = None
+    position: int | None = None
+    annotation: Any = None
+    is_kwarg: bool = False
+
+
+class WorkerInfo(BaseModel):
+    """A live worker, from its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    concurrency: int
+    running: list[str] = Field(default_factory=list)
+    tasks_done: int = 0
+
+
+class InspectStats(BaseModel):
+    """A snapshot of an app at runtime (``Stats(app).inspect()``)."""
+
+    app: str
+    backend: str
+    queued: dict[int, int] = Field(default_factory=dict)
+    scheduled: int = 0
+    running: int = 0
+    status_counts: dict[str, int] = Field(default_factory=dict)
+    workers: list[WorkerInfo] = Field(default_factory=list)
+    tasks: list[dict[str, Any]] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)

@@ -1,0 +1,5 @@
+"""Task storage."""
+
+from .base import Storage
+
+__all__ = ["Storage"]

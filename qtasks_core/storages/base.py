@@ -1,0 +1,137 @@
+"""Storage: task records and results. Fires the ``storage_*`` triggers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._util import dumps, dumps_call, fired, task_from_record
+from ..errors import TaskOptionError
+from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
+
+if TYPE_CHECKING:
+    from qtasks_hooks import PluginManager
+
+    from ..backends.base import Backend
+    from ..schemas import TaskStatusProcessSchema
+    from ..worker import Worker
+
+
+class Storage:
+    """Task records in the backend: written on enqueue, read by ``get``, finished by
+    workers, expired after ``result_ttl`` seconds (``None`` keeps them)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        pm: PluginManager,
+        *,
+        result_ttl: float | None,
+        max_payload: int = 1_048_576,
+    ) -> None:
+        self.backend = backend
+        self.pm = pm
+        self.result_ttl = result_ttl
+        self.max_payload = max_payload
+
+    async def start(self) -> None:
+        await fired(self.pm.hook.storage_start(storage=self))
+
+    async def stop(self) -> None:
+        await fired(self.pm.hook.storage_stop(storage=self))
+
+    async def add(
+        self, uuid: str, task_status: TaskStatusNewSchema
+    ) -> tuple[str, TaskStatusNewSchema]:
+        """Write a new task's record and queue it, atomically."""
+        new = await fired(
+            self.pm.hook.storage_add(storage=self, uuid=uuid, task_status=task_status)
+        )
+        if new:
+            uuid = new.get("uuid", uuid)
+            task_status = new.get("task_status", task_status)
+        args, kwargs = dumps_call(task_status.args, task_status.kwargs, task_status.task_name)
+        size = len(args) + len(kwargs)
+        if size > self.max_payload:
+            raise TaskOptionError(
+                f"the arguments of task {task_status.task_name!r} take {size} bytes as JSON, "
+                f"over max_payload={self.max_payload}; store large data elsewhere and pass a key"
+            )
+        record = {
+            "status": "new",
+            "task_name": task_status.task_name,
+            "priority": str(task_status.priority),
+            "args": args,
+            "kwargs": kwargs,
+            "created_at": f"{task_status.created_at:.6f}",
+            "updated_at": f"{task_status.updated_at:.6f}",
+            "attempts": "0",
+        }
+        if task_status.extra:
+            record["extra"] = dumps(task_status.extra, what="task extra")
+        await self.backend.enqueue(uuid, record, task_status.priority)
+        return uuid, task_status
+
+    async def get(self, uuid: str) -> Task | None:
+        record = await self.backend.get(uuid)
+        result = task_from_record(record) if record else None
+        new = await fired(self.pm.hook.storage_get(storage=self, result=result))
+        return result if new is None else new
+
+    async def get_all(self, limit: int = 1000) -> list[Task]:
+        results = [task_from_record(r) for r in await self.backend.get_all(limit)]
+        new = await fired(self.pm.hook.storage_get_all(storage=self, results=results))
+        return results if new is None else list(new)
+
+    async def update(self, **kw: Any) -> bool:
+        """Set fields of the record ``kw['uuid']``; ``status='cancel'`` also unqueues it."""
+        new = await fired(self.pm.hook.storage_update(storage=self, kw=kw))
+        kw = kw if new is None else dict(new)
+        uuid = kw.pop("uuid")
+        fields = {k: v if isinstance(v, str) else dumps(v, what=k) for k, v in kw.items()}
+        return await self.backend.update(uuid, fields, self.result_ttl)
+
+    async def add_process(
+        self, task_data: TaskStatusProcessSchema, priority: int
+    ) -> tuple[TaskStatusProcessSchema, int]:
+        new = await fired(
+            self.pm.hook.storage_add_process(storage=self, task_data=task_data, priority=priority)
+        )
+        if new:
+            return new.get("task_data", task_data), new.get("priority", priority)
+        return task_data, priority
+
+    async def running_older_tasks(self, worker: Worker, uuids: list[str]) -> list[str]:
+        new = await fired(
+            self.pm.hook.storage_running_older_tasks(storage=self, worker=worker, task_data=uuids)
+        )
+        return list(new["task_data"]) if new else uuids
+
+    async def remove_finished_task(
+        self, task_broker: TaskPrioritySchema, model: FinishedModel
+    ) -> None:
+        """Write the task's final state (or its retry), release its lease, wake waiters."""
+        await fired(
+            self.pm.hook.storage_remove_finished_task(
+                storage=self, task_broker=task_broker, model=model
+            )
+        )
+        fields = {"status": model.status, "updated_at": f"{model.updated_at:.6f}"}
+        delay = None
+        if model.status == "success":
+            fields["returning"] = dumps(getattr(model, "returning", None), what="task result")
+        elif model.status in ("error", "retry"):
+            fields["traceback"] = getattr(model, "traceback", "")
+            if model.status == "retry":
+                fields["retry"] = str(getattr(model, "retry", 0) or 0)
+                delay = float(getattr(model, "retry_delay", 0.0))
+        elif model.status == "cancel":
+            fields["cancel_reason"] = getattr(model, "cancel_reason", "")
+        await self.backend.finish(task_broker.uuid, fields, self.result_ttl, delay)
+
+    async def delete_finished_tasks(self) -> int:
+        await fired(self.pm.hook.storage_delete_finished_tasks(storage=self))
+        return await self.backend.delete_finished()
+
+    async def flush_all(self) -> None:
+        await fired(self.pm.hook.storage_flush_all(storage=self))
+        await self.backend.flush_all()

@@ -1,0 +1,417 @@
+"""Worker: claims tasks and runs them. Fires the ``worker_*`` triggers.
+
+The claim loop takes at most the worker's free slots, blocks in the backend when the
+queue is empty (no polling), and keeps a lease on every task it runs, renewed by a
+heartbeat; a task whose worker died is claimed again once its lease expires. Nothing
+a plugin or a task raises stops the loop: the task ends ``error`` with the traceback
+(which names the plugin) and the worker goes on. A backend outage is retried with
+backoff; a result that could not be written is written once the backend is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid as uuidlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ._util import dumps, fired
+from .errors import TaskCancel, TaskNotFoundError
+from .executor import TaskExecutor
+from .schemas import (
+    FinishedModel,
+    TaskExecSchema,
+    TaskPrioritySchema,
+    TaskStatusCancelSchema,
+    TaskStatusErrorSchema,
+    TaskStatusProcessSchema,
+    TaskStatusSuccessSchema,
+)
+
+if TYPE_CHECKING:
+    from .app import QueueTasks
+
+log = logging.getLogger("qtasks.worker")
+
+#: The longest an idle worker blocks before it looks for expired leases again.
+IDLE_WAKE = 5.0
+_BACKEND_ERRORS = (ConnectionError, TimeoutError, OSError)
+
+
+class Worker:
+    """Runs the tasks of ``app``, up to ``concurrency`` at a time.
+
+    :param concurrency: tasks run at once (async tasks share the loop; plain functions
+        also need a thread, see ``threads``).
+    :param threads: size of the thread pool for plain-function tasks (default:
+        ``concurrency``).
+    :param lease: seconds a claimed task stays ours without a heartbeat; a dead
+        worker's tasks are claimed again by others after at most this long.
+    :param max_attempts: deliveries after which a task that keeps killing its worker
+        is set aside as a dead letter (0: never).
+    :param grace: seconds running tasks get to finish on ``stop()`` before they are
+        handed back to the queue.
+    """
+
+    def __init__(
+        self,
+        app: QueueTasks,
+        *,
+        concurrency: int = 16,
+        threads: int | None = None,
+        lease: float = 15.0,
+        max_attempts: int = 5,
+        grace: float = 30.0,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.app = app
+        self.concurrency = concurrency
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.grace = grace
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:6]}"
+        self.threads = ThreadPoolExecutor(threads or concurrency, thread_name_prefix="qtasks-task")
+        self.started_at = time.time()
+        self.tasks_done = 0
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped_claiming = False
+
+    # -- the public surface --------------------------------------------------------------
+
+    @property
+    def running(self) -> list[str]:
+        """The uuids of the tasks running now."""
+        return list(self._active)
+
+    def stop(self) -> None:
+        """Stop claiming; running tasks get ``grace`` seconds, the rest go back."""
+        self._stopping.set()
+
+    async def add(
+        self,
+        task_name: str,
+        uuid: str,
+        priority: int,
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+        created_at: float,
+        *,
+        attempts: int = 1,
+        retry: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> TaskPrioritySchema:
+        """Accept a claimed task (fires ``worker_add``); the broker calls this."""
+        values: dict[str, Any] = {
+            "task_name": task_name,
+            "uuid": uuid,
+            "priority": priority,
+            "args": args,
+            "kw": kw,
+            "created_at": created_at,
+        }
+        new = await fired(self.app.pm.hook.worker_add(worker=self, **values))
+        if new:
+            values.update(new)
+        return TaskPrioritySchema(
+            uuid=values["uuid"],
+            task_name=values["task_name"],
+            priority=values["priority"],
+            args=tuple(values["args"]),
+            kwargs=values["kw"],
+            created_at=values["created_at"],
+            attempts=attempts,
+            retry=retry,
+            extra=extra or {},
+        )
+
+    async def run(self, *, burst: bool = False) -> None:
+        """Claim and run tasks until :meth:`stop` (or, with ``burst``, an empty queue)."""
+        app = self.app
+        pm = app.pm
+        await app.start_async()
+        await fired(pm.hook.worker_start(worker=self))
+        await app.broker.start(worker=self)
+        await app.broker.listen_start(self)
+        heartbeat = asyncio.create_task(self._heartbeat(), name="qtasks-heartbeat")
+        try:
+            await self._claim_loop(burst)
+        finally:
+            self._stopped_claiming = True
+            await self._drain()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self._quietly(app.backend.clear_status(self.id))
+            await self._quietly(fired(pm.hook.worker_stop(worker=self)))
+            await self._quietly(app.broker.stop())
+            self.threads.shutdown(wait=False, cancel_futures=True)
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _claim_loop(self, burst: bool) -> None:
+        broker = self.app.broker
+        backoff = 0.1
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._active)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._until(self._slot_freed.wait(), None)
+                continue
+            try:
+                tasks, claimed = await broker.claim(self, free)
+                backoff = 0.1
+            except _BACKEND_ERRORS as exc:
+                log.warning("backend unreachable (%s); retrying in %.1fs", exc, backoff)
+                await self._until(asyncio.sleep(backoff), None)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception:
+                # A plugin raising in broker_add_worker/worker_add must not kill the loop.
+                log.exception("claiming failed; retrying")
+                await self._until(asyncio.sleep(backoff), None)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for task in tasks:
+                self._active[task.uuid] = asyncio.create_task(self._run_task(task))
+            if len(claimed.tasks) >= free:
+                continue
+            if burst and not self._active and claimed.next_due is None:
+                return
+            if burst and self._active:
+                await self._until(self._slot_freed.wait(), None)
+                self._slot_freed.clear()
+                continue
+            timeout = IDLE_WAKE if claimed.next_due is None else min(IDLE_WAKE, claimed.next_due)
+            try:
+                await self._until(self.app.backend.wait_for_work(timeout), None)
+            except _BACKEND_ERRORS as exc:
+                log.warning("backend unreachable while idle (%s)", exc)
+                await self._until(asyncio.sleep(backoff), None)
+
+    async def _until(self, awaitable: Any, timeout: float | None) -> None:
+        """Await ``awaitable`` unless stop() comes first (then it is cancelled)."""
+        waiter = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopper.cancel()
+            if not waiter.done():
+                waiter.cancel()
+                await asyncio.gather(waiter, return_exceptions=True)
+            else:
+                error = waiter.exception()
+                if error is not None:
+                    raise error
+
+    async def _drain(self) -> None:
+        """Give running tasks ``grace`` seconds, then hand the rest back to the queue."""
+        if not self._active:
+            return
+        log.info("waiting up to %.0fs for %d running task(s)", self.grace, len(self._active))
+        _done, pending = await asyncio.wait(list(self._active.values()), timeout=self.grace)
+        if pending:
+            uuids = [u for u, t in self._active.items() if t in pending]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            released = await self._quietly(self.app.backend.release(uuids, self.id))
+            log.warning("handed back %d unfinished task(s) to the queue", len(released or []))
+
+    async def _heartbeat(self) -> None:
+        interval = self.lease / 3
+        while True:
+            try:
+                await self.app.backend.extend(self.id, list(self._active), self.lease)
+                await self.app.global_config.set_status(self.id, self.status(), self.lease)
+            except Exception as exc:
+                log.warning(
+                    "heartbeat failed (%s); leases expire in %.0fs without one", exc, self.lease
+                )
+            await asyncio.sleep(interval)
+
+    def status(self) -> dict[str, Any]:
+        """This worker's liveness record (what ``qtasks stats`` lists)."""
+        return {
+            "id": self.id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "concurrency": self.concurrency,
+            "running": self.running,
+            "tasks_done": self.tasks_done,
+        }
+
+    # -- running one task ----------------------------------------------------------------
+
+    async def _run_task(self, task_broker: TaskPrioritySchema) -> None:
+        uuid = task_broker.uuid
+        try:
+            task_func, task_broker, model = await self._execute(task_broker)
+            await self._finish(task_func, task_broker, model)
+        except asyncio.CancelledError:
+            raise  # shutdown past the grace period: _drain hands the task back
+        except Exception:
+            log.exception(
+                "task %s could not be finished; its lease will expire and it will run again", uuid
+            )
+        finally:
+            self._active.pop(uuid, None)
+            self.tasks_done += 1
+            self._slot_freed.set()
+
+    async def _execute(
+        self, task_broker: TaskPrioritySchema
+    ) -> tuple[TaskExecSchema | None, TaskPrioritySchema, FinishedModel]:
+        pm = self.app.pm
+        task_func = self.app.tasks.get(task_broker.task_name)
+        try:
+            new = await fired(
+                pm.hook.worker_run_task_before(
+                    worker=self, task_func=task_func, task_broker=task_broker
+                )
+            )
+            if new:
+                task_func = new.get("task_func", task_func)
+                task_broker = new.get("task_broker", task_broker)
+            model = TaskStatusProcessSchema(
+                uuid=task_broker.uuid,
+                task_name=task_broker.task_name,
+                priority=task_broker.priority,
+                worker=self.id,
+            )
+            new = await fired(
+                pm.hook.worker_execute_before(
+                    worker=self, task_broker=task_broker, task_func=task_func, model=model
+                )
+            )
+            model = model if new is None else new
+            if task_func is None:
+                raise TaskNotFoundError(
+                    f"no task named {task_broker.task_name!r} is registered in app "
+                    f"{self.app.name!r} on this worker (registered: "
+                    f"{', '.join(sorted(self.app.tasks)) or 'none'})"
+                )
+            executor_cls = task_func.executor or TaskExecutor
+            executor = executor_cls(
+                task_func, task_broker, app=self.app, pm=pm, threads=self.threads, model=model
+            )
+            result = await executor.execute()
+            dumps(result, what=f"the result of task {task_broker.task_name!r}")
+            final: FinishedModel = TaskStatusSuccessSchema(uuid=task_broker.uuid, returning=result)
+        except TaskCancel as exc:
+            final = TaskStatusCancelSchema(uuid=task_broker.uuid, cancel_reason=exc.reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            final = await self._failed(task_func, task_broker, exc)
+        try:
+            await fired(
+                pm.hook.worker_execute_after(
+                    worker=self, task_func=task_func, task_broker=task_broker, model=final
+                )
+            )
+        except Exception as exc:
+            final = await self._failed(task_func, task_broker, exc, retry=False)
+        return task_func, task_broker, final
+
+    async def _failed(
+        self,
+        task_func: TaskExecSchema | None,
+        task_broker: TaskPrioritySchema,
+        exc: BaseException,
+        *,
+        retry: bool = True,
+    ) -> TaskStatusErrorSchema:
+        trace = "".join(traceback.format_exception(exc))
+        model = TaskStatusErrorSchema(uuid=task_broker.uuid, traceback=trace)
+        if not retry or task_func is None:
+            return model
+        try:
+            new = await fired(
+                self.app.pm.hook.worker_task_error_retry(
+                    worker=self,
+                    broker=self.app.broker,
+                    task_func=task_func,
+                    task_broker=task_broker,
+                    trace=trace,
+                    exc=exc,
+                    model=model,
+                )
+            )
+        except Exception as plugin_exc:
+            return TaskStatusErrorSchema(
+                uuid=task_broker.uuid,
+                traceback=trace
+                + "\nwhile deciding on a retry:\n"
+                + "".join(traceback.format_exception(plugin_exc)),
+            )
+        return model if new is None else new
+
+    async def _finish(
+        self,
+        task_func: TaskExecSchema | None,
+        task_broker: TaskPrioritySchema,
+        model: FinishedModel,
+    ) -> None:
+        app = self.app
+        try:
+            new = await fired(
+                app.pm.hook.worker_remove_finished_task(
+                    worker=self,
+                    broker=app.broker,
+                    task_func=task_func,
+                    task_broker=task_broker,
+                    model=model,
+                )
+            )
+            if new:
+                task_broker = new.get("task_broker", task_broker)
+                model = new.get("model", model)
+        except Exception as exc:
+            model = await self._failed(task_func, task_broker, exc, retry=False)
+        backoff = 0.1
+        while True:
+            try:
+                await app.broker.remove_finished_task(task_broker, model)
+                return
+            except _BACKEND_ERRORS as exc:
+                if self._stopped_claiming and backoff > self.grace:
+                    raise
+                log.warning(
+                    "could not store the result of %s (%s); retrying in %.1fs",
+                    task_broker.uuid,
+                    exc,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception as exc:
+                # A plugin in broker/storage_remove_finished_task raised: store the error.
+                model = TaskStatusErrorSchema(
+                    uuid=task_broker.uuid, traceback="".join(traceback.format_exception(exc))
+                )
+                await app.storage.backend.finish(
+                    task_broker.uuid,
+                    {"status": "error", "traceback": model.traceback},
+                    app.storage.result_ttl,
+                    None,
+                )
+                return
+
+    async def _quietly(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except Exception as exc:
+            log.warning("during shutdown: %s", exc)
+            return None

@@ -1,0 +1,220 @@
+"""The chained caller: how ``pm.hook.<trigger>(...)`` runs a trigger's impls.
+
+Installed by :class:`qtasks_hooks.PluginManager` in place of pluggy's ``_multicall``.
+Rules (DESIGN.md §3):
+
+- impls run in pluggy's order (``tryfirst`` … ``trylast``; among plain impls the last
+  registered runs first);
+- for a trigger with a :class:`~qtasks_hooks._rules.ReplaceRule`, an impl returns
+  ``None`` (keep) or a replacement; the replacement is applied to the call's arguments
+  before the next impl runs, so each impl sees what the previous ones set;
+- the call returns the chained replacement (the last value set; for a ``keys`` rule the
+  merged dict of every key set) or ``None`` when nothing was replaced;
+- for a trigger without a rule every impl runs and results are ignored (``None``);
+- an impl may be ``async def`` (or return any awaitable): inside a running event loop
+  the call then returns an awaitable that finishes the chain in order; outside one it
+  raises :class:`PluginAsyncError` naming the plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from inspect import isawaitable
+from typing import Any, Final
+
+from pluggy import HookCallError, HookImpl
+
+from ._errors import PluginAsyncError, PluginReturnError
+from ._rules import ReplaceRule
+
+_UNSET: Final = object()
+
+
+class ChainedCaller:
+    """Callable with pluggy's ``_inner_hookexec`` signature that chains replacements."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, rules: Mapping[str, ReplaceRule]) -> None:
+        self.rules: Final = rules
+
+    def __call__(
+        self,
+        hook_name: str,
+        methods: Sequence[HookImpl],
+        kwargs: Mapping[str, object],
+        firstresult: bool,
+    ) -> Any:
+        if not methods:
+            # The fast path: a trigger nobody implements costs one call and a test.
+            return None
+        rule = self.rules.get(hook_name) if firstresult else None
+        return _Chain(hook_name, methods, kwargs, rule).run()
+
+
+class _Chain:
+    __slots__ = ("hook_name", "impls", "kwargs", "replaced", "rule")
+
+    def __init__(
+        self,
+        hook_name: str,
+        impls: Sequence[HookImpl],
+        kwargs: Mapping[str, object],
+        rule: ReplaceRule | None,
+    ) -> None:
+        self.hook_name = hook_name
+        self.impls = impls
+        # A copy: replacements must not leak into the caller's own mapping.
+        self.kwargs = dict(kwargs)
+        self.rule = rule
+        self.replaced: Any = _UNSET
+
+    def run(self) -> Any:
+        # pluggy keeps impls in reverse call order (see pluggy._callers._multicall).
+        for index in range(len(self.impls) - 1, -1, -1):
+            impl = self.impls[index]
+            result = self._call(impl)
+            if result is None:
+                continue
+            if isawaitable(result):
+                return self._go_async(impl, result, index)
+            self._absorb(impl, result)
+        return self._outcome()
+
+    def _outcome(self) -> Any:
+        return None if self.replaced is _UNSET else self.replaced
+
+    def _go_async(self, impl: HookImpl, pending: Awaitable[Any], index: int) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if hasattr(pending, "close"):
+                pending.close()  # no "coroutine was never awaited" warning on top
+            raise PluginAsyncError(
+                f"plugin {impl.plugin_name!r} implements trigger {self.hook_name!r} "
+                "with an async function, but the trigger was fired outside a running "
+                "event loop; make the impl a plain function or fire it from async code"
+            ) from None
+        return self._finish_async(impl, pending, index)
+
+    async def _finish_async(self, impl: HookImpl, pending: Awaitable[Any], index: int) -> Any:
+        result = await self._annotated(impl, pending)
+        if result is not None:
+            self._absorb(impl, result)
+        for later in range(index - 1, -1, -1):
+            impl = self.impls[later]
+            result = self._call(impl)
+            if isawaitable(result):
+                result = await self._annotated(impl, result)
+            if result is not None:
+                self._absorb(impl, result)
+        return self._outcome()
+
+    async def _annotated(self, impl: HookImpl, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        except Exception as exc:
+            _name_the_plugin(exc, impl, self.hook_name)
+            raise
+
+    def _call(self, impl: HookImpl) -> Any:
+        kwargs = self.kwargs
+        try:
+            args = [kwargs[name] for name in impl.argnames]
+        except KeyError:
+            missing = [name for name in impl.argnames if name not in kwargs]
+            raise HookCallError(
+                f"trigger {self.hook_name!r} was fired without argument(s) {missing} "
+                f"that plugin {impl.plugin_name!r} asks for"
+            ) from None
+        try:
+            return impl.function(*args)
+        except Exception as exc:
+            _name_the_plugin(exc, impl, self.hook_name)
+            raise
+
+    def _absorb(self, impl: HookImpl, result: Any) -> None:
+        rule = self.rule
+        if rule is None:
+            return  # a trigger without a return: values are ignored by contract
+        if rule.kind == "value":
+            self._absorb_value(impl, rule, result)
+        elif rule.kind == "keys":
+            self._absorb_keys(impl, rule, result)
+        else:
+            self._absorb_pair(impl, rule, result)
+
+    def _absorb_value(self, impl: HookImpl, rule: ReplaceRule, result: Any) -> None:
+        shape = rule.shape
+        ok = (
+            shape == "any"
+            or (shape == "dict" and isinstance(result, Mapping))
+            or (shape == "list" and isinstance(result, (list, tuple)))
+            or (shape in ("model", "model_or_none") and hasattr(result, "model_dump"))
+        )
+        if not ok:
+            raise self._wrong_shape(impl, result, _SHAPE_WORDS[shape].format(rule.names[0]))
+        self.kwargs[rule.names[0]] = result
+        self.replaced = result
+
+    def _absorb_keys(self, impl: HookImpl, rule: ReplaceRule, result: Any) -> None:
+        if not isinstance(result, Mapping):
+            raise self._wrong_shape(
+                impl, result, f"a dict with some of the keys {list(rule.names)}"
+            )
+        unknown = [key for key in result if key not in rule.names]
+        if unknown:
+            raise self._wrong_shape(
+                impl,
+                result,
+                f"a dict with some of the keys {list(rule.names)}, not {unknown}",
+            )
+        merged = {} if self.replaced is _UNSET else self.replaced
+        for key, value in result.items():
+            # A None part keeps that argument: the reference's rule, and what stops a
+            # plugin that only sets `kw` from wiping the task's `args`.
+            if value is not None:
+                self.kwargs[key] = value
+                merged[key] = value
+        if merged:
+            self.replaced = merged
+
+    def _absorb_pair(self, impl: HookImpl, rule: ReplaceRule, result: Any) -> None:
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise self._wrong_shape(impl, result, f"a 2-tuple ({rule.names[0]}, {rule.names[1]})")
+        first, second = rule.names
+        if result[0] is not None:
+            self.kwargs[first] = result[0]
+        if result[1] is not None:
+            self.kwargs[second] = result[1]
+        if result[0] is not None or result[1] is not None:
+            self.replaced = (self.kwargs[first], self.kwargs[second])
+
+    def _wrong_shape(self, impl: HookImpl, result: Any, expected: str) -> PluginReturnError:
+        return PluginReturnError(
+            f"plugin {impl.plugin_name!r} returned {type(result).__name__} "
+            f"{_short(result)} from trigger {self.hook_name!r}; expected None or {expected}"
+        )
+
+
+_SHAPE_WORDS: Final = {
+    "any": "a new {}",
+    "dict": "a dict, the new {}",
+    "list": "a list, the new {}",
+    "model": "a pydantic model, the new {}",
+    "model_or_none": "a pydantic model, the new {}",
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _name_the_plugin(exc: Exception, impl: HookImpl, hook_name: str) -> None:
+    note = f"raised by plugin {impl.plugin_name!r} in trigger {hook_name!r}"
+    # A plugin that fires another trigger re-raises through this frame too; one note
+    # per (plugin, trigger) is enough.
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)

@@ -1,0 +1,125 @@
+"""The plugin manager: pluggy's, with every QTasks spec and the chained caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from ._caller import ChainedCaller
+from ._errors import PluginSpecError
+from ._markers import PROJECT_NAME
+from ._rules import ReplaceRule, rule_of
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What ``qtasks plugins`` shows for one registered plugin."""
+
+    name: str
+    hooks: tuple[str, ...]
+    distribution: str | None = None
+    version: str | None = None
+    entry_point: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "entry_point": self.entry_point,
+            "hooks": list(self.hooks),
+        }
+
+
+class PluginManager(pluggy.PluginManager):
+    """A :class:`pluggy.PluginManager` whose hook calls chain replacements.
+
+    Use :func:`get_plugin_manager` to get one with every QTasks spec added.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT_NAME)
+        self._rules: dict[str, ReplaceRule] = {}
+        self._entry_points: dict[str, tuple[str | None, str | None, str]] = {}
+        # The one pluggy internal we touch (tested in tests/hooks/test_pluggy_seam.py):
+        # HookCaller.__call__ -> PluginManager._hookexec -> self._inner_hookexec.
+        # Replacing the innermost step keeps add_hookcall_monitoring/enable_tracing
+        # working on top of the chained caller.
+        self._inner_hookexec = ChainedCaller(self._rules)  # type: ignore[assignment]
+
+    def add_hookspecs(self, module_or_class: ModuleType | type) -> None:
+        """Add specs; a ``firstresult`` spec must declare how its return replaces."""
+        rules: dict[str, ReplaceRule] = {}
+        for name in dir(module_or_class):
+            opts = self.parse_hookspec_opts(module_or_class, name)
+            if not opts or not opts.get("firstresult"):
+                continue
+            rule = rule_of(getattr(module_or_class, name))
+            if rule is None:
+                raise PluginSpecError(
+                    f"hookspec {name!r} is firstresult but declares no replace rule "
+                    "(decorate it with replaces_value/replaces_keys/replaces_pair)"
+                )
+            rules[name] = rule
+        # Validation before mutation: a bad module adds nothing.
+        super().add_hookspecs(module_or_class)
+        self._rules.update(rules)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register a plugin (module, class or instance) under ``name``.
+
+        Hook wrappers are refused: a wrapper cannot see the chained arguments, so it
+        would silently observe stale values.
+        """
+        plugin_name = super().register(plugin, name)
+        if plugin_name is None:
+            return None
+        for caller in self.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and (impl.hookwrapper or impl.wrapper):
+                    self.unregister(plugin)
+                    raise PluginSpecError(
+                        f"plugin {plugin_name!r} declares {caller.name!r} as a hook "
+                        "wrapper; QTasks triggers chain plain impls only (use "
+                        "tryfirst/trylast to order them)"
+                    )
+        return plugin_name
+
+    def note_entry_point(
+        self, name: str, distribution: str | None, version: str | None, value: str
+    ) -> None:
+        """Remember where an entry-point plugin came from, for listings and errors."""
+        self._entry_points[name] = (distribution, version, value)
+
+    def distribution_of(self, name: str) -> str | None:
+        """The distribution an entry-point plugin came from, or ``None``."""
+        return self._entry_points.get(name, (None, None, ""))[0]
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        """Every registered plugin with the triggers it implements, sorted by name."""
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue  # blocked names stay in pluggy's registry as None
+            hooks = sorted(caller.name for caller in self.get_hookcallers(plugin) or ())
+            dist, version, value = self._entry_points.get(name, (None, None, None))
+            infos.append(PluginInfo(name, tuple(hooks), dist, version, value))
+        return sorted(infos, key=lambda info: info.name)
+
+    def rule(self, trigger: str) -> ReplaceRule | None:
+        """The replace rule of ``trigger``, or ``None`` for a trigger without a return."""
+        return self._rules.get(trigger)
+
+
+def get_plugin_manager(*, specs: tuple[ModuleType, ...] | None = None) -> PluginManager:
+    """A new manager with every QTasks spec added, and no plugin registered."""
+    from .specs import SPEC_MODULES
+
+    manager = PluginManager()
+    for module in specs if specs is not None else SPEC_MODULES:
+        manager.add_hookspecs(module)
+    return manager
