@@ -21,12 +21,13 @@ sync                   async                         does
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
@@ -229,7 +230,9 @@ class QueueTasks(_Registry):
         self._backend = backend
         self._components: tuple[Broker, Storage, GlobalConfig] | None = None
         self._started = False
+        self._starting: concurrent.futures.Future[None] | None = None
         self._start_lock = threading.Lock()
+        self._resolve_lock = threading.Lock()
         self._portal = Portal(name)
         QueueTasks._current = self
 
@@ -253,8 +256,11 @@ class QueueTasks(_Registry):
 
     @property
     def backend(self) -> Backend:
+        """The engine under every component (resolved once, on first use)."""
         if self._backend is None:
-            self._backend = self._resolve_backend()
+            with self._resolve_lock:
+                if self._backend is None:
+                    self._backend = self._resolve_backend()
         return self._backend
 
     def _resolve_backend(self) -> Backend:
@@ -294,28 +300,39 @@ class QueueTasks(_Registry):
     async def start_async(self) -> None:
         """Resolve the backend, load entry-point plugins, fire the start triggers.
 
-        Called by every operation on first use; calling it again does nothing.
+        Called by every operation on first use; concurrent first calls (from any
+        thread or loop) wait for one start; later calls return at once.
         """
         if self._started:
             return
         with self._start_lock:
-            first = not self._started
-            self._started = True
+            first = self._starting is None
+            if first:
+                self._starting = concurrent.futures.Future()
+            starting = self._starting
+        assert starting is not None
         if not first:
+            await asyncio.wrap_future(starting)
             return
         try:
             self.tasks = {**_shared.tasks, **self.tasks}
             if self._load_entry_points:
                 load_plugins(self.pm, allow=self._allow, block=self._block)
-            if self._backend is None:
-                self._backend = await asyncio.to_thread(self._resolve_backend)
+            # Resolving may start the embedded server: keep it off the event loop.
+            await asyncio.to_thread(lambda: self.backend)
             _broker, storage, config = self._build()
             await self.backend.start()
             await storage.start()
             await config.start()
-        except BaseException:
-            self._started = False
+        except BaseException as exc:
+            with self._start_lock:
+                self._starting = None
+            starting.set_exception(exc)
+            # Nobody else may be waiting: do not let the future log "never retrieved".
+            starting.exception()
             raise
+        self._started = True
+        starting.set_result(None)
 
     # -- producing ---------------------------------------------------------------------
 
@@ -455,8 +472,13 @@ class QueueTasks(_Registry):
             task = await self.get_async(uuid)
             if task is not None and task.is_finished:
                 return task
-            if not done or loop.time() >= deadline:
+            # Not done yet (a long wait is made of bounded blocks) or a retry is pending.
+            if loop.time() >= deadline:
                 raise TaskTimeoutError(uuid, timeout, task)
+            if done:
+                # The token is there but the record is not final (e.g. requeued from
+                # the dead letters): block on the record's next change instead.
+                await asyncio.sleep(0.05)
 
     def wait(self, uuid: str, timeout: float) -> Task:
         """Sync twin of :meth:`wait_async`."""
@@ -503,7 +525,9 @@ class QueueTasks(_Registry):
         await storage.stop()
         await config.stop()
         await self.backend.close()
-        self._started = False
+        with self._start_lock:
+            self._started = False
+            self._starting = None
 
     def stop(self) -> None:
         """Sync twin of :meth:`stop_async`; also ends the app's event-loop thread."""

@@ -11,6 +11,7 @@ backoff; a result that could not be written is written once the backend is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -83,6 +84,7 @@ class Worker:
         self._active: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._finished = asyncio.Event()
         self._stopped_claiming = False
 
     # -- the public surface --------------------------------------------------------------
@@ -147,7 +149,9 @@ class Worker:
         finally:
             self._stopped_claiming = True
             await self._drain()
-            heartbeat.cancel()
+            # Not cancelled: redis-py may swallow a cancellation mid-command, which
+            # would leave the heartbeat hanging; it ends at its next check instead.
+            self._finished.set()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._quietly(app.backend.clear_status(self.id))
             await self._quietly(fired(pm.hook.worker_stop(worker=self)))
@@ -230,7 +234,7 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         interval = self.lease / 3
-        while True:
+        while not self._finished.is_set():
             try:
                 await self.app.backend.extend(self.id, list(self._active), self.lease)
                 await self.app.global_config.set_status(self.id, self.status(), self.lease)
@@ -238,7 +242,10 @@ class Worker:
                 log.warning(
                     "heartbeat failed (%s); leases expire in %.0fs without one", exc, self.lease
                 )
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), interval)
+            if self._finished.is_set():
+                return
 
     def status(self) -> dict[str, Any]:
         """This worker's liveness record (what ``qtasks stats`` lists)."""

