@@ -1,7 +1,460 @@
-"""The ``qtasks`` command line."""
+"""The ``qtasks`` command line (typer). Presentation lives here, not in the library.
+
+Every error a user can cause (an app path that does not import, a Redis that does
+not answer, a bad option) is printed as one line on stderr with exit status 2.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
+
+from . import embedded
+from .app import ENV_REDIS_URL, QueueTasks
+
+cli = typer.Typer(
+    name="qtasks",
+    help="QTasks: run workers, inspect queues, enqueue tasks, manage plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+server_cli = typer.Typer(help="The embedded Valkey server (used when no Redis URL is set).")
+cli.add_typer(server_cli, name="server")
+
+AppOption = Annotated[
+    str, typer.Option("--app", "-A", help="The app: 'module:attribute' or 'module:factory()'.")
+]
+RedisUrlOption = Annotated[
+    str | None,
+    typer.Option("--redis-url", envvar=ENV_REDIS_URL, help="Redis URL (default: embedded server)."),
+]
+
+
+def fail(message: str) -> NoReturn:
+    """Print one line on stderr and exit 2."""
+    typer.echo(f"qtasks: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def load_app(path: str, redis_url: str | None = None) -> QueueTasks:
+    """Import ``module:attr`` (or ``module:factory()``) with the current directory on
+    ``sys.path``; a Redis URL given on the command line wins over the app's own."""
+    if ":" not in path:
+        fail(f"--app {path!r} must look like 'module:app' (or 'module:factory()')")
+    module_name, attr = path.split(":", 1)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        fail(f"cannot import {module_name!r} for --app {path}: {type(exc).__name__}: {exc}")
+    call = attr.endswith("()")
+    name = attr.removesuffix("()")
+    target = getattr(module, name, None)
+    if target is None:
+        fail(f"module {module_name!r} has no attribute {name!r} (from --app {path})")
+    app = target() if call else target
+    if not isinstance(app, QueueTasks):
+        fail(f"--app {path} is a {type(app).__name__}, not a QueueTasks app")
+    if redis_url:
+        app.redis_url = redis_url
+    return app
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    if fmt == "json":
+        formatter: logging.Formatter = _JsonFormatter()
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level.upper())
+    except ValueError:
+        fail(f"--log-level {level!r} is not one of debug, info, warning, error")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": record.created,
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def _start_or_fail(app: QueueTasks) -> None:
+    try:
+        app._portal.call(app.start_async())
+        app.ping()
+    except PluginLoadError as exc:
+        fail(str(exc))
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        fail(f"cannot reach Redis at {app.backend.location}: {exc}")
+    except RuntimeError as exc:
+        fail(str(exc))
+
+
+# -- worker ----------------------------------------------------------------------------
+
+
+@cli.command()
+def worker(
+    app_path: AppOption,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Tasks run at once per process.")
+    ] = 16,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Threads for plain-function tasks (default: concurrency)."),
+    ] = None,
+    processes: Annotated[
+        int, typer.Option("--processes", "-p", min=1, help="Worker processes under one supervisor.")
+    ] = 1,
+    burst: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds running tasks get on SIGTERM before they are handed back."
+        ),
+    ] = 30.0,
+    lease: Annotated[
+        float, typer.Option(min=1, help="Seconds before a dead worker's tasks are claimed again.")
+    ] = 15.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Deliveries before a task that keeps killing workers is set aside."
+        ),
+    ] = 5,
+    redis_url: RedisUrlOption = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+) -> None:
+    """Run a worker: claim tasks from Redis and run them until SIGTERM/SIGINT."""
+    if log_format not in ("text", "json"):
+        fail(f"--log-format {log_format!r} is not 'text' or 'json'")
+    configure_logging(log_level, log_format)
+    application = load_app(app_path, redis_url)
+    if processes > 1:
+        raise typer.Exit(_supervise(processes, burst))
+    _start_or_fail(application)
+    runner = application.worker(
+        concurrency=concurrency,
+        threads=threads,
+        lease=lease,
+        max_attempts=max_attempts,
+        grace=grace,
+    )
+    _banner(application, runner)
+    from .starter import Starter
+
+    Starter(application, runner, burst=burst).start()
+
+
+def _banner(app: QueueTasks, runner: Any) -> None:
+    plugins = [info.name for info in app.pm.plugin_infos()]
+    logging.getLogger("qtasks.worker").info(
+        "QTasks worker %s | app %s | backend %s | concurrency %d | tasks: %s | plugins: %s",
+        runner.id,
+        app.name,
+        app.backend.location,
+        runner.concurrency,
+        ", ".join(sorted(app.tasks)) or "none",
+        ", ".join(plugins) or "none",
+    )
+
+
+def _supervise(n: int, burst: bool) -> int:
+    """Run ``n`` worker processes; restart one that dies; forward SIGTERM/SIGINT."""
+    # The children run the same command line without --processes.
+    cleaned: list[str] = []
+    skip = False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in ("--processes", "-p"):
+            skip = True
+            continue
+        if a.startswith("--processes="):
+            continue
+        cleaned.append(a)
+    args = cleaned
+    command = [sys.executable, "-m", "qtasks_core", *args]
+    log = logging.getLogger("qtasks.supervisor")
+    children = [subprocess.Popen(command) for _ in range(n)]
+    log.info("supervising %d worker processes: %s", n, [c.pid for c in children])
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        alive = 0
+        for index, child in enumerate(children):
+            code = child.poll()
+            if code is None:
+                alive += 1
+            elif not stopping and not (burst and code == 0):
+                log.warning("worker process %d exited with %s; starting a new one", child.pid, code)
+                children[index] = subprocess.Popen(command)
+                alive += 1
+        if alive == 0:
+            return 0
+        time.sleep(0.2)
+
+
+# -- plugins ---------------------------------------------------------------------------
+
+
+@cli.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    check: Annotated[bool, typer.Option(help="Load and validate; exit 2 on any error.")] = False,
+    hook: Annotated[
+        str | None, typer.Option(help="Only plugins implementing this trigger.")
+    ] = None,
+    app_path: Annotated[
+        str | None, typer.Option("--app", "-A", help="Include an app's own plugins.")
+    ] = None,
+) -> None:
+    """List the plugins QTasks loads: entry points (and an app's own), with their triggers."""
+    if app_path:
+        pm = load_app(app_path).pm
+    else:
+        from .plugins import register_builtins
+
+        pm = get_plugin_manager()
+        register_builtins(pm)
+    try:
+        load_plugins(pm)
+    except PluginLoadError as exc:
+        fail(str(exc))
+    if hook is not None and not hasattr(pm.hook, hook):
+        fail(f"--hook {hook!r} is not a QTasks trigger")
+    infos = [i for i in pm.plugin_infos() if hook is None or hook in i.hooks]
+    if check:
+        typer.echo(f"ok: {len(infos)} plugin(s) valid")
+        return
+    if as_json:
+        typer.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    if not infos:
+        typer.echo("no plugins")
+    for info in infos:
+        origin = f" ({info.distribution} {info.version})" if info.distribution else ""
+        typer.echo(f"{info.name}{origin}: {', '.join(info.hooks)}")
+
+
+# -- stats -----------------------------------------------------------------------------
+
+
+@cli.command()
+def stats(
+    app_path: AppOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[float | None, typer.Option(help="Refresh every N seconds.")] = None,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Live figures: queue lengths by priority, tasks by status, live workers."""
+    from .stats import Stats
+
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    while True:
+        snapshot = Stats(application).inspect()
+        if as_json:
+            typer.echo(snapshot.model_dump_json(indent=2))
+        else:
+            if watch:
+                typer.clear()
+            _print_stats(snapshot)
+        if not watch:
+            return
+        time.sleep(watch)
+
+
+def _print_stats(s: Any) -> None:
+    typer.echo(f"app {s.app} on {s.backend}")
+    queued = ", ".join(f"p{p}: {n}" for p, n in sorted(s.queued.items())) or "empty"
+    typer.echo(f"queued: {queued} | scheduled: {s.scheduled} | running: {s.running}")
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(s.status_counts.items())) or "none"
+    typer.echo(f"tasks by status (totals): {counts}")
+    typer.echo(f"workers: {len(s.workers)}")
+    for w in s.workers:
+        typer.echo(
+            f"  {w.id} concurrency {w.concurrency}, running {len(w.running)}, done {w.tasks_done}"
+        )
+    typer.echo("registered tasks: " + (", ".join(t["name"] for t in s.tasks) or "none"))
+
+
+# -- add -------------------------------------------------------------------------------
+
+
+@cli.command()
+def add(
+    app_path: AppOption,
+    task: Annotated[str, typer.Argument(help="The task's name.")],
+    args: Annotated[
+        list[str] | None, typer.Argument(help="Positional arguments (JSON values, else strings).")
+    ] = None,
+    kwargs: Annotated[
+        str | None, typer.Option("--kwargs", help="Keyword arguments as a JSON object.")
+    ] = None,
+    priority: Annotated[int | None, typer.Option(help="Lower runs first.")] = None,
+    wait: Annotated[
+        float | None, typer.Option(help="Wait up to N seconds for the result and print it.")
+    ] = None,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Enqueue a task from the shell (and optionally wait for its result)."""
+    from .errors import QTasksError, TaskTimeoutError
+
+    def parse(value: str) -> Any:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+
+    try:
+        kw = json.loads(kwargs) if kwargs else {}
+    except json.JSONDecodeError as exc:
+        fail(f"--kwargs is not valid JSON: {exc}")
+    if not isinstance(kw, dict):
+        fail("--kwargs must be a JSON object")
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    try:
+        result = application.send_task(
+            task, [parse(a) for a in args or []], kw, priority=priority, timeout=wait
+        )
+    except TaskTimeoutError as exc:
+        fail(str(exc))
+    except QTasksError as exc:
+        fail(str(exc))
+    typer.echo(result.model_dump_json(indent=2))
+    application.stop()
+    if result.status == "error":
+        raise typer.Exit(1)
+
+
+# -- maintenance -----------------------------------------------------------------------
+
+
+@cli.command()
+def purge(
+    app_path: AppOption,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Delete finished task records (success, error, cancel) now."""
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    if not yes and not typer.confirm(f"Delete finished tasks of app {application.name!r}?"):
+        raise typer.Exit(1)
+    count = application._portal.call(application.storage.delete_finished_tasks())
+    typer.echo(f"deleted {count} finished task record(s)")
+    application.stop()
+
+
+@cli.command()
+def flush(
+    app_path: AppOption,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Delete EVERYTHING of the app: queued, running and finished tasks, config."""
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    if not yes and not typer.confirm(f"Delete all data of app {application.name!r}?"):
+        raise typer.Exit(1)
+    application.flush_all()
+    typer.echo(f"flushed app {application.name!r}")
+    application.stop()
+
+
+@cli.command("dead")
+def dead(
+    app_path: AppOption,
+    requeue: Annotated[
+        list[str] | None, typer.Option(help="Queue these uuids again ('all' for every one).")
+    ] = None,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """List dead letters (tasks set aside with their reason), or requeue them."""
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    letters = application._portal.call(application.backend.dead_letters())
+    if requeue:
+        wanted = [d["uuid"] for d in letters] if requeue == ["all"] else requeue
+        for uuid in wanted:
+            ok = application._portal.call(application.backend.requeue_dead(uuid))
+            typer.echo(f"{uuid}: {'requeued' if ok else 'not requeued (no task record)'}")
+    else:
+        for letter in letters:
+            typer.echo(f"{letter['uuid']}: {letter.get('reason', '')}")
+        if not letters:
+            typer.echo("no dead letters")
+    application.stop()
+
+
+# -- the embedded server ---------------------------------------------------------------
+
+
+@server_cli.command("start")
+def server_start() -> None:
+    """Start the embedded server (data under ./.qtasks or $QTASKS_HOME)."""
+    try:
+        url = embedded.ensure_server()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        fail(f"cannot start the embedded server: {exc}")
+    typer.echo(f"embedded server running at {url} (data in {embedded.home()})")
+
+
+@server_cli.command("status")
+def server_status() -> None:
+    """Say whether the embedded server runs, and where."""
+    url = embedded.status()
+    if url is None:
+        typer.echo(f"embedded server not running (data folder {embedded.home()})")
+        raise typer.Exit(1)
+    typer.echo(f"embedded server running at {url} (data in {embedded.home()})")
+
+
+@server_cli.command("stop")
+def server_stop() -> None:
+    """Stop the embedded server; its data stays."""
+    if embedded.stop_server():
+        typer.echo("embedded server stopped")
+    else:
+        typer.echo("embedded server was not running")
+
 
 def main() -> None:
-    raise SystemExit("qtasks: the CLI is not built yet")
+    """Entry point of the ``qtasks`` console script."""
+    cli()
