@@ -49,17 +49,32 @@ def main(n: int = 2000) -> None:
     tasks = [app.add_task("add", i, i * 2) for i in range(n)]
     tasks += [app.add_task("greet", name) for name in ("Ada", "Grace", "Linus")]
     enqueued = time.perf_counter() - started
-    console.print(f"enqueued {len(tasks)} tasks in {enqueued:.2f}s "
-                  f"({len(tasks) / enqueued:,.0f} tasks/s)")
+    console.print(
+        f"enqueued {len(tasks)} tasks in {enqueued:.2f}s ({len(tasks) / enqueued:,.0f} tasks/s)"
+    )
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "qtasks_core", "worker", "-A", "quickstart:app", "--burst",
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "qtasks_core",
+            "worker",
+            "-A",
+            "quickstart:app",
+            "--burst",
+            "--log-level",
+            "warning",
+        ],
         cwd=HERE,
     )
     results = []
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         bar = progress.add_task("worker running tasks", total=len(tasks))
         for task in tasks:
             # Blocks in Redis until the result is written: no polling.
@@ -71,8 +86,10 @@ def main(n: int = 2000) -> None:
     for task in results[:3] + results[-3:]:
         console.print(f"  {task.task_name}{task.args} -> {task.returning!r} ({task.status})")
     ok = sum(task.status == "success" for task in results)
-    console.print(f"[green]{ok}/{len(results)} succeeded[/]; end to end "
-                  f"{len(results) / elapsed:,.0f} tasks/s (enqueue, run, results read back)")
+    console.print(
+        f"[green]{ok}/{len(results)} succeeded[/]; end to end "
+        f"{len(results) / elapsed:,.0f} tasks/s (enqueue, run, results read back)"
+    )
     app.stop()
 
 

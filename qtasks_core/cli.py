@@ -16,12 +16,14 @@ import sys
 import time
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 
 from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
 
 from . import embedded
 from .app import ENV_REDIS_URL, QueueTasks
+from .backends import BACKEND_ERRORS
 
 cli = typer.Typer(
     name="qtasks",
@@ -107,7 +109,7 @@ def _start_or_fail(app: QueueTasks) -> None:
         app.ping()
     except PluginLoadError as exc:
         fail(str(exc))
-    except (ConnectionError, OSError, TimeoutError) as exc:
+    except BACKEND_ERRORS as exc:
         fail(f"cannot reach Redis at {app.backend.location}: {exc}")
     except RuntimeError as exc:
         fail(str(exc))
@@ -168,6 +170,12 @@ def worker(
     from .starter import Starter
 
     Starter(application, runner, burst=burst).start()
+    # Every task is finished or handed back by now; threads still inside a task that
+    # overran max_time or was aborted cannot be killed, so do not wait for them.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _banner(app: QueueTasks, runner: Any) -> None:
@@ -292,7 +300,7 @@ def stats(
             typer.echo(snapshot.model_dump_json(indent=2))
         else:
             if watch:
-                typer.clear()
+                click.clear()
             _print_stats(snapshot)
         if not watch:
             return

@@ -58,5 +58,6 @@ class Starter:
             )
         else:
             log.warning("%s again: stopping now; unfinished tasks go back to the queue", sig.name)
-            self.worker.grace = 0
+            self.worker.abort()
+            return
         self.worker.stop()

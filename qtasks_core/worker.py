@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._util import dumps, fired
+from .backends import BACKEND_ERRORS
 from .errors import TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
 from .schemas import (
@@ -41,7 +42,6 @@ log = logging.getLogger("qtasks.worker")
 
 #: The longest an idle worker blocks before it looks for expired leases again.
 IDLE_WAKE = 5.0
-_BACKEND_ERRORS = (ConnectionError, TimeoutError, OSError)
 
 
 class Worker:
@@ -85,6 +85,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
+        self._aborting = asyncio.Event()
         self._stopped_claiming = False
 
     # -- the public surface --------------------------------------------------------------
@@ -96,6 +97,11 @@ class Worker:
 
     def stop(self) -> None:
         """Stop claiming; running tasks get ``grace`` seconds, the rest go back."""
+        self._stopping.set()
+
+    def abort(self) -> None:
+        """Stop now: running tasks are handed back to the queue unfinished."""
+        self._aborting.set()
         self._stopping.set()
 
     async def add(
@@ -172,7 +178,7 @@ class Worker:
             try:
                 tasks, claimed = await broker.claim(self, free)
                 backoff = 0.1
-            except _BACKEND_ERRORS as exc:
+            except BACKEND_ERRORS as exc:
                 log.warning("backend unreachable (%s); retrying in %.1fs", exc, backoff)
                 await self._until(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, 5.0)
@@ -196,7 +202,7 @@ class Worker:
             timeout = IDLE_WAKE if claimed.next_due is None else min(IDLE_WAKE, claimed.next_due)
             try:
                 await self._until(self.app.backend.wait_for_work(timeout), None)
-            except _BACKEND_ERRORS as exc:
+            except BACKEND_ERRORS as exc:
                 log.warning("backend unreachable while idle (%s)", exc)
                 await self._until(asyncio.sleep(backoff), None)
 
@@ -219,18 +225,33 @@ class Worker:
                     raise error
 
     async def _drain(self) -> None:
-        """Give running tasks ``grace`` seconds, then hand the rest back to the queue."""
+        """Give running tasks ``grace`` seconds (less after :meth:`abort`), then hand
+        the rest back to the queue."""
         if not self._active:
             return
         log.info("waiting up to %.0fs for %d running task(s)", self.grace, len(self._active))
-        _done, pending = await asyncio.wait(list(self._active.values()), timeout=self.grace)
-        if pending:
-            uuids = [u for u, t in self._active.items() if t in pending]
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            released = await self._quietly(self.app.backend.release(uuids, self.id))
-            log.warning("handed back %d unfinished task(s) to the queue", len(released or []))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        running = dict(self._active)
+        pending = set(running.values())
+        aborting = asyncio.ensure_future(self._aborting.wait())
+        while pending and not aborting.done() and loop.time() < deadline:
+            done, _ = await asyncio.wait(
+                [*pending, aborting],
+                timeout=deadline - loop.time(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            pending -= done
+        aborting.cancel()
+        left = [uuid for uuid, task in running.items() if not task.done()]
+        if not left:
+            return
+        for uuid in left:
+            running[uuid].cancel()
+        # A task in a thread cannot be interrupted; its asyncio side ends at once.
+        await asyncio.wait([running[uuid] for uuid in left], timeout=5)
+        released = await self._quietly(self.app.backend.release(left, self.id))
+        log.warning("handed back %d unfinished task(s) to the queue", len(released or []))
 
     async def _heartbeat(self) -> None:
         interval = self.lease / 3
@@ -392,7 +413,7 @@ class Worker:
             try:
                 await app.broker.remove_finished_task(task_broker, model)
                 return
-            except _BACKEND_ERRORS as exc:
+            except BACKEND_ERRORS as exc:
                 if self._stopped_claiming and backoff > self.grace:
                     raise
                 log.warning(

@@ -1,7 +1,15 @@
 """Engines under the components: Redis (the real one) and memory (one process)."""
 
-from .base import Backend, BackendStats, Claimed
+from .base import BACKEND_ERRORS, Backend, BackendStats, Claimed
 from .memory import MemoryBackend
 from .redis import RedisBackend, mask_url
 
-__all__ = ["Backend", "BackendStats", "Claimed", "MemoryBackend", "RedisBackend", "mask_url"]
+__all__ = [
+    "BACKEND_ERRORS",
+    "Backend",
+    "BackendStats",
+    "Claimed",
+    "MemoryBackend",
+    "RedisBackend",
+    "mask_url",
+]

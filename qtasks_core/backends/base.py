@@ -11,7 +11,20 @@ A task record is a flat ``dict[str, str]``; JSON-valued fields are ``args``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+
+import redis.exceptions
+
+#: What an unreachable backend raises: retried with backoff by workers, reported as
+#: "cannot reach" by the CLI. (redis-py's errors do not derive from the builtins.)
+BACKEND_ERRORS: Final = (
+    ConnectionError,
+    TimeoutError,
+    OSError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,339 @@
+"""The ``qtasks`` command line: through typer's runner and as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from qtasks_core import QueueTasks
+from qtasks_core.cli import cli
+
+HERE = Path(__file__).resolve().parent
+runner = CliRunner()
+
+
+@pytest.fixture
+def sample_env(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """Environment for processes running tests/integration/apps/sample.py."""
+    name = f"cli-{os.getpid()}-{request.node.name[:40]}"
+    env = {
+        **os.environ,
+        "QTASKS_REDIS_URL": redis_url,
+        "QTASKS_TEST_APP": name,
+        "PYTHONPATH": str(HERE),
+    }
+    monkeypatch.chdir(HERE)
+    monkeypatch.setenv("QTASKS_REDIS_URL", redis_url)
+    monkeypatch.setenv("QTASKS_TEST_APP", name)
+    # In-process CLI calls import apps.sample afresh, so each test gets its own app.
+    sys.modules.pop("apps.sample", None)
+    yield env
+    sys.modules.pop("apps.sample", None)
+
+
+def producer(env: dict[str, str]) -> QueueTasks:
+    return QueueTasks(
+        env["QTASKS_TEST_APP"], redis_url=env["QTASKS_REDIS_URL"], load_entry_points=False
+    )
+
+
+def executions(env: dict[str, str]) -> dict[str, int]:
+    client = redis.Redis.from_url(env["QTASKS_REDIS_URL"], decode_responses=True)
+    raw = client.hgetall(f"{env['QTASKS_TEST_APP']}:executions")
+    return {k: int(v) for k, v in raw.items()}
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "qtasks_core", "worker", "-A", "apps.sample:app", *args],
+        env=env,
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# -- errors are one-line messages ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["worker", "-A", "no_such_module:app"], "cannot import 'no_such_module'"),
+        (["worker", "-A", "apps.sample:nothing"], "has no attribute 'nothing'"),
+        (["worker", "-A", "apps.sample"], "must look like 'module:app'"),
+        (["worker", "-A", "apps.sample:record"], "not a QueueTasks app"),
+        (["add", "-A", "apps.sample:app", "noop", "--kwargs", "{bad"], "--kwargs is not valid"),
+        (["worker", "-A", "apps.sample:app", "--log-format", "xml"], "--log-format 'xml'"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_non_zero(sample_env, args, message) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qtasks: error:")
+    assert message in lines[0]
+
+
+def test_a_redis_that_does_not_answer_names_its_url(sample_env) -> None:
+    result = runner.invoke(
+        cli, ["stats", "-A", "apps.sample:app", "--redis-url", "redis://:secret@127.0.0.1:1/0"]
+    )
+    assert result.exit_code == 2
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in result.output
+    assert "secret" not in result.output
+
+
+def test_a_bad_option_exits_non_zero() -> None:
+    result = runner.invoke(cli, ["worker", "-A", "apps.sample:app", "--concurrency", "0"])
+    assert result.exit_code != 0
+
+
+# -- add and stats ---------------------------------------------------------------------
+
+
+def test_add_waits_and_prints_the_result_and_stats_shows_it(sample_env) -> None:
+    worker = start_worker(sample_env)
+    try:
+        result = runner.invoke(
+            cli, ["add", "-A", "apps.sample:factory()", "noop", "hello", "--wait", "20"]
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert result.exit_code == 0, result.output
+    task = json.loads(result.output)
+    assert task["status"] == "success" and task["returning"] == "hello"
+    stats = runner.invoke(cli, ["stats", "-A", "apps.sample:app", "--json"])
+    assert stats.exit_code == 0
+    assert json.loads(stats.output)["status_counts"]["success"] >= 1
+
+
+# -- workers as real processes ---------------------------------------------------------
+
+
+def test_burst_worker_processes_tasks_from_another_process_and_exits(sample_env) -> None:
+    app = producer(sample_env)
+    tasks = [app.add_task("noop", f"t{i}") for i in range(50)]
+    worker = start_worker(sample_env, "--burst")
+    output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, output
+    assert "QTasks worker" in output and "noop" in output  # the banner
+    assert all(app.get(t.uuid).status == "success" for t in tasks)
+    assert executions(sample_env) == {f"t{i}": 1 for i in range(50)}
+    app.stop()
+
+
+def test_sigterm_lets_running_tasks_finish_and_hands_back_the_rest(sample_env) -> None:
+    app = producer(sample_env)
+    tasks = [app.add_task("sleepy", f"s{i}", 1.0) for i in range(6)]
+    worker = start_worker(sample_env, "--concurrency", "2", "--grace", "10")
+    wait_for(
+        lambda: sum(app.get(t.uuid).status == "process" for t in tasks) == 2,
+        what="two tasks running",
+    )
+    worker.send_signal(signal.SIGTERM)
+    output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    statuses = [app.get(t.uuid).status for t in tasks]
+    assert statuses.count("success") == 2  # the running ones finished within the grace
+    assert statuses.count("new") == 4  # the rest were never claimed: still queued
+    worker = start_worker(sample_env, "--concurrency", "4", "--burst")
+    worker.communicate(timeout=60)
+    assert executions(sample_env) == {f"s{i}": 1 for i in range(6)}  # nothing lost, no twice
+    app.stop()
+
+
+def test_a_second_sigterm_stops_at_once_and_loses_nothing(sample_env) -> None:
+    app = producer(sample_env)
+    tasks = [app.add_task("sleepy", f"l{i}", 5.0) for i in range(2)]
+    worker = start_worker(sample_env, "--concurrency", "2", "--grace", "60")
+    wait_for(
+        lambda: all(app.get(t.uuid).status == "process" for t in tasks), what="both tasks running"
+    )
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)
+    worker.communicate(timeout=30)
+    # Stopped well before the 5 s tasks or the 60 s grace; their threads cannot be killed
+    # but the process exits, and the tasks went back to the queue.
+    assert time.monotonic() - started < 4.5
+    assert [app.get(t.uuid).status for t in tasks] == ["new", "new"]
+    worker = start_worker(sample_env, "--burst")
+    worker.communicate(timeout=60)
+    assert [app.get(t.uuid).status for t in tasks] == ["success", "success"]
+    app.stop()
+
+
+def test_processes_2_uses_two_processes_and_survives_one_being_killed(sample_env) -> None:
+    app = producer(sample_env)
+    supervisor = start_worker(sample_env, "--processes", "2", "--concurrency", "1")
+    try:
+        wait_for(
+            lambda: len(app._portal.call(app.backend.stats()).workers) == 2,
+            what="two worker processes",
+        )
+        pids = {w["pid"] for w in app._portal.call(app.backend.stats()).workers}
+        assert len(pids) == 2 and supervisor.pid not in pids
+        os.kill(next(iter(pids)), signal.SIGKILL)
+        tasks = [app.add_task("sleepy", f"k{i}", 0.05) for i in range(20)]
+        for task in tasks:
+            assert app.wait(task.uuid, timeout=60).status == "success"
+        wait_for(
+            lambda: (
+                len({w["pid"] for w in app._portal.call(app.backend.stats()).workers} - pids) >= 1
+            ),
+            what="a replacement process",
+        )
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.communicate(timeout=30)
+    assert supervisor.returncode == 0
+    app.stop()
+
+
+# -- plugins ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A plugin distribution on sys.path, as pip would have installed it."""
+
+    def install(name: str, source: str) -> None:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        info = tmp_path / f"{name}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[qtasks.plugins]\n{name} = {name}\n")
+
+    install(
+        "qtasks_probe",
+        """
+        from qtasks_hooks import hookimpl
+
+        @hookimpl
+        def worker_start(worker):
+            pass
+    """,
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("QTASKS_PLUGINS", raising=False)
+    monkeypatch.delenv("QTASKS_DISABLE_PLUGINS", raising=False)
+    import importlib
+
+    importlib.invalidate_caches()
+    yield tmp_path
+    sys.modules.pop("qtasks_probe", None)
+    sys.modules.pop("qtasks_typo", None)
+
+
+def test_plugins_json_lists_an_installed_plugin(installed_plugin: Path) -> None:
+    result = runner.invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {p["name"]: p for p in json.loads(result.output)}
+    assert listed["qtasks_probe"]["distribution"] == "qtasks_probe"
+    assert listed["qtasks_probe"]["version"] == "0.1"
+    assert listed["qtasks_probe"]["hooks"] == ["worker_start"]
+    assert "qtasks.retry" in listed  # built-ins are ordinary plugins
+    hook = runner.invoke(cli, ["plugins", "--json", "--hook", "worker_start"])
+    assert [p["name"] for p in json.loads(hook.output)] == ["qtasks_probe"]
+
+
+def test_qtasks_plugins_empty_lists_no_entry_point_plugin(installed_plugin, monkeypatch) -> None:
+    monkeypatch.setenv("QTASKS_PLUGINS", "")
+    result = runner.invoke(cli, ["plugins", "--json"])
+    assert "qtasks_probe" not in [p["name"] for p in json.loads(result.output)]
+
+
+def test_plugins_check_fails_on_a_misspelt_trigger(installed_plugin: Path) -> None:
+    (installed_plugin / "qtasks_typo.py").write_text(
+        "from qtasks_hooks import hookimpl\n\n@hookimpl\ndef worker_strat(worker):\n    pass\n"
+    )
+    info = installed_plugin / "qtasks_typo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: qtasks_typo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[qtasks.plugins]\nqtasks_typo = qtasks_typo\n")
+    result = runner.invoke(cli, ["plugins", "--check"])
+    assert result.exit_code == 2
+    assert "qtasks_typo" in result.output and "worker_strat" in result.output
+    assert (
+        runner.invoke(
+            cli, ["plugins", "--check"], env={"QTASKS_DISABLE_PLUGINS": "qtasks_typo"}
+        ).exit_code
+        == 0
+    )
+
+
+# -- the embedded default --------------------------------------------------------------
+
+
+def test_embedded_server_is_shared_by_two_processes_and_keeps_data(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "QTASKS_REDIS_URL"}
+    env.update(QTASKS_HOME=str(tmp_path / "home"), PYTHONPATH=str(HERE), QTASKS_TEST_APP="embedded")
+    script = textwrap.dedent("""
+        import sys
+        from qtasks_core import QueueTasks
+        app = QueueTasks("embedded", load_entry_points=False)
+        if sys.argv[1] == "add":
+            print(app.add_task("noop", "x").uuid)
+        else:
+            print(app.get(sys.argv[2]).status)
+        app.stop()
+    """)
+
+    def run(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def qtasks(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "qtasks_core", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return out.stdout
+
+    try:
+        uuid = run("add")
+        assert "running at redis://127.0.0.1:" in qtasks("server", "status")
+        assert run("get", uuid) == "new"  # a second process finds the same server
+        assert "stopped" in qtasks("server", "stop")
+        assert "not running" in qtasks("server", "status")
+        assert run("get", uuid) == "new"  # restarted on demand, the task survived (AOF)
+    finally:
+        qtasks("server", "stop")
