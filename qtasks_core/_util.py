@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from inspect import isawaitable
 from typing import Any, TypeVar
@@ -15,12 +16,23 @@ from .schemas import Task
 
 T = TypeVar("T")
 
+log = logging.getLogger("qtasks.plugins")
+
 
 async def fired(value: T | Awaitable[T]) -> T:
     """The result of ``pm.hook.<trigger>(...)``, awaited when an async impl ran."""
     if isawaitable(value):
         return await value
     return value
+
+
+async def lifecycle(fire: Callable[[], object], trigger: str) -> None:
+    """Fire a start/stop trigger. A plugin failing there is logged (its note names the
+    plugin), never fatal: an observer of "started" must not stop a worker."""
+    try:
+        await fired(fire())
+    except Exception:
+        log.exception("a plugin failed in trigger %s; going on", trigger)
 
 
 def dumps(value: Any, *, what: str = "value") -> str:

@@ -33,7 +33,7 @@ from typing import Any, TypeVar, overload
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
 
 from ._portal import Portal
-from ._util import fired
+from ._util import fired, lifecycle
 from .backends import Backend, MemoryBackend, RedisBackend
 from .brokers import Broker
 from .configs import GlobalConfig
@@ -520,7 +520,9 @@ class QueueTasks(_Registry):
         """Fire the stop triggers and close this loop's connections."""
         if not self._started:
             return
-        await fired(self.pm.hook.qtasks_stop(qtasks=self, starter=starter))
+        await lifecycle(
+            lambda: self.pm.hook.qtasks_stop(qtasks=self, starter=starter), "qtasks_stop"
+        )
         _broker, storage, config = self._build()
         await storage.stop()
         await config.stop()

@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
+from rich.console import Console
 
 from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
 
@@ -300,7 +300,7 @@ def stats(
             typer.echo(snapshot.model_dump_json(indent=2))
         else:
             if watch:
-                click.clear()
+                Console().clear()
             _print_stats(snapshot)
         if not watch:
             return

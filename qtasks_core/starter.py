@@ -13,7 +13,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from ._util import fired
+from ._util import lifecycle
 
 if TYPE_CHECKING:
     from .app import QueueTasks
@@ -41,11 +41,11 @@ class Starter:
             # Not the main thread, or not supported: then the embedding app owns signals.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        await fired(self.app.pm.hook.starter_start(starter=self))
+        await lifecycle(lambda: self.app.pm.hook.starter_start(starter=self), "starter_start")
         try:
             await self.worker.run(burst=self.burst)
         finally:
-            await fired(self.app.pm.hook.starter_stop(starter=self))
+            await lifecycle(lambda: self.app.pm.hook.starter_stop(starter=self), "starter_stop")
             await self.app.stop_async(starter=self)
 
     def _on_signal(self, sig: signal.Signals) -> None:

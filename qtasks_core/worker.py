@@ -21,7 +21,7 @@ import uuid as uuidlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ._util import dumps, fired
+from ._util import dumps, fired, lifecycle
 from .backends import BACKEND_ERRORS
 from .errors import TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
@@ -146,7 +146,7 @@ class Worker:
         app = self.app
         pm = app.pm
         await app.start_async()
-        await fired(pm.hook.worker_start(worker=self))
+        await lifecycle(lambda: pm.hook.worker_start(worker=self), "worker_start")
         await app.broker.start(worker=self)
         await app.broker.listen_start(self)
         heartbeat = asyncio.create_task(self._heartbeat(), name="qtasks-heartbeat")
@@ -160,7 +160,7 @@ class Worker:
             self._finished.set()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._quietly(app.backend.clear_status(self.id))
-            await self._quietly(fired(pm.hook.worker_stop(worker=self)))
+            await lifecycle(lambda: pm.hook.worker_stop(worker=self), "worker_stop")
             await self._quietly(app.broker.stop())
             self.threads.shutdown(wait=False, cancel_futures=True)
 

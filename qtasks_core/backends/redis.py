@@ -57,6 +57,7 @@ def mask_url(url: str) -> str:
 @dataclass(slots=True)
 class _Conn:
     client: aioredis.Redis
+    raw: aioredis.Redis
     enqueue: AsyncScript
     claim: AsyncScript
     extend: AsyncScript
@@ -88,19 +89,25 @@ class RedisBackend:
         loop = asyncio.get_running_loop()
         conn = self._conns.get(loop)
         if conn is None:
-            client = aioredis.Redis.from_url(
-                self.url,
-                decode_responses=True,
-                max_connections=self._max_connections,
-                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-                retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                health_check_interval=15,
-                socket_timeout=SOCKET_TIMEOUT,
+            client, raw = (
+                aioredis.Redis.from_url(
+                    self.url,
+                    decode_responses=decode,
+                    max_connections=self._max_connections,
+                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                    health_check_interval=15,
+                    socket_timeout=SOCKET_TIMEOUT,
+                )
+                for decode in (True, False)
             )
             conn = _Conn(
                 client,
+                raw,
                 client.register_script(_lua.ENQUEUE),
-                client.register_script(_lua.CLAIM),
+                # Claimed data is decoded task by task: one message that is not UTF-8
+                # must be set aside alone, not fail the whole batch.
+                raw.register_script(_lua.CLAIM),
                 client.register_script(_lua.EXTEND),
                 client.register_script(_lua.FINISH),
                 client.register_script(_lua.RELEASE),
@@ -123,6 +130,7 @@ class RedisBackend:
         conn = self._conns.pop(loop, None)
         if conn is not None:
             await conn.client.aclose()
+            await conn.raw.aclose()
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -143,13 +151,23 @@ class RedisBackend:
             keys=[k.queue, k.running, k.scheduled, k.wake, k.counts, k.seq, k.dead],
             args=[k.prefix, n, now_ms, int(lease * 1000), worker_id, max_attempts],
         )
-        tasks, recovered, dead, next_due = raw
-        return Claimed(
-            tasks=[dict(zip(_CLAIM_FIELDS, row, strict=True)) for row in tasks],
-            recovered=list(recovered),
-            dead=list(dead),
+        rows, recovered, dead, next_due = raw
+        out = Claimed(
+            recovered=[u.decode() for u in recovered],
+            dead=[u.decode(errors="replace") for u in dead],
             next_due=max(0.0, (float(next_due) - now_ms) / 1000) if next_due else None,
         )
+        for row in rows:
+            try:
+                out.tasks.append({f: v.decode() for f, v in zip(_CLAIM_FIELDS, row, strict=True)})
+            except UnicodeDecodeError as exc:
+                uuid = row[0].decode(errors="replace")
+                reason = f"malformed message: not UTF-8 ({exc})"
+                log.error("task %s set aside: %s", uuid, reason)
+                await self.dead_letter(uuid, reason, repr(row)[:2000])
+                await self.finish(uuid, {"status": "error", "traceback": reason}, None, None)
+                out.dead.append(uuid)
+        return out
 
     async def wait_for_work(self, timeout: float) -> None:
         # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from .._util import fired, loads
+from .._util import fired, lifecycle, loads
 from ..schemas import (
     FinishedModel,
     Task,
@@ -34,10 +35,12 @@ class Broker:
         self.pm = pm
 
     async def start(self, worker: Worker | None = None) -> None:
-        await fired(self.pm.hook.broker_start(broker=self, worker=worker))
+        await lifecycle(
+            lambda: self.pm.hook.broker_start(broker=self, worker=worker), "broker_start"
+        )
 
     async def stop(self) -> None:
-        await fired(self.pm.hook.broker_stop(broker=self))
+        await lifecycle(lambda: self.pm.hook.broker_stop(broker=self), "broker_stop")
 
     async def add(
         self,
@@ -70,16 +73,35 @@ class Broker:
         return await self.storage.update(**(kw if new is None else new))
 
     async def listen_start(self, worker: Worker) -> None:
-        await fired(self.pm.hook.broker_listen_start(broker=self, worker=worker))
+        await lifecycle(
+            lambda: self.pm.hook.broker_listen_start(broker=self, worker=worker),
+            "broker_listen_start",
+        )
 
     async def claim(self, worker: Worker, n: int) -> tuple[list[TaskPrioritySchema], Claimed]:
         """Claim up to ``n`` tasks for ``worker`` (with a lease) and hand them over."""
         claimed = await self.backend.claim(n, worker.id, worker.lease, worker.max_attempts)
         if claimed.recovered:
-            await self.running_older_tasks(worker, claimed.recovered)
+            try:
+                await self.running_older_tasks(worker, claimed.recovered)
+            except Exception:
+                log.exception(
+                    "a plugin failed while %d task(s) were recovered; going on",
+                    len(claimed.recovered),
+                )
         tasks = []
         for raw in claimed.tasks:
-            task = await self._hand_over(worker, raw)
+            try:
+                task = await self._hand_over(worker, raw)
+            except Exception as exc:
+                # A plugin failed on the way to the worker: that task fails, not the batch.
+                await self.backend.finish(
+                    raw["uuid"],
+                    {"status": "error", "traceback": "".join(traceback.format_exception(exc))},
+                    self.storage.result_ttl,
+                    None,
+                )
+                continue
             if task is not None:
                 tasks.append(task)
         return tasks, claimed

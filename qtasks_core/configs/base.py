@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._util import dumps, fired, loads
+from .._util import dumps, fired, lifecycle, loads
 
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
@@ -20,10 +20,14 @@ class GlobalConfig:
         self.pm = pm
 
     async def start(self) -> None:
-        await fired(self.pm.hook.global_config_start(global_config=self))
+        await lifecycle(
+            lambda: self.pm.hook.global_config_start(global_config=self), "global_config_start"
+        )
 
     async def stop(self) -> None:
-        await fired(self.pm.hook.global_config_stop(global_config=self))
+        await lifecycle(
+            lambda: self.pm.hook.global_config_stop(global_config=self), "global_config_stop"
+        )
 
     async def set(self, name: str, key: str, value: Any) -> None:
         new = await fired(

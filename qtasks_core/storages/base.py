@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .._util import dumps, dumps_call, fired, task_from_record
+from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
 from ..errors import TaskOptionError
 from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
 
@@ -34,10 +34,10 @@ class Storage:
         self.max_payload = max_payload
 
     async def start(self) -> None:
-        await fired(self.pm.hook.storage_start(storage=self))
+        await lifecycle(lambda: self.pm.hook.storage_start(storage=self), "storage_start")
 
     async def stop(self) -> None:
-        await fired(self.pm.hook.storage_stop(storage=self))
+        await lifecycle(lambda: self.pm.hook.storage_stop(storage=self), "storage_stop")
 
     async def add(
         self, uuid: str, task_status: TaskStatusNewSchema
