@@ -13,6 +13,7 @@ key                   type   holds
 ``wake``              list   one token per enqueue; idle workers block on it (BLPOP)
 ``done:<uuid>``       list   a token pushed when a task finishes; waiters block on it
 ``counts``            hash   status -> number of tasks that entered it
+``clock``             str    when a worker last reached Redis (ms); a gap means an outage
 ``dead``              zset   uuid -> time it was set aside (dead letters)
 ``dead:<uuid>``       hash   the dead letter: reason and raw message
 ``worker:<id>``       str    a live worker's heartbeat (JSON), expires with its lease
@@ -66,6 +67,10 @@ class Keys:
     @property
     def counts(self) -> str:
         return self.prefix + "counts"
+
+    @property
+    def clock(self) -> str:
+        return self.prefix + "clock"
 
     @property
     def dead(self) -> str:

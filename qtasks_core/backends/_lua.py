@@ -37,7 +37,7 @@ redis.call('HINCRBY', KEYS[5], 'new', 1)
 return n
 """
 
-# KEYS: queue, running, scheduled, wake, counts, seq, dead
+# KEYS: queue, running, scheduled, wake, counts, seq, dead, clock
 # ARGV: prefix, n, now_ms, lease_ms, worker_id, max_attempts
 CLAIM: Final = (
     _REQUEUE
@@ -51,7 +51,17 @@ for _, uuid in ipairs(due) do
   requeue(prefix, KEYS[1], KEYS[6], KEYS[5], uuid, 'retry', now_s)
 end
 local recovered, dead = {}, {}
+local last = tonumber(redis.call('GET', KEYS[8]) or '0') or 0
+redis.call('SET', KEYS[8], now)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+if now - last > lease / 2 then
+  -- Nobody reached Redis for a while (an outage, or no worker ran): leases could not be
+  -- renewed, so their owners get one lease to come back before tasks count as abandoned.
+  for _, uuid in ipairs(expired) do
+    redis.call('ZADD', KEYS[2], now + lease, uuid)
+  end
+  expired = {}
+end
 for _, uuid in ipairs(expired) do
   redis.call('ZREM', KEYS[2], uuid)
   local tkey = prefix .. 'task:' .. uuid
@@ -100,9 +110,10 @@ return {out, recovered, dead, nxt[2] or ''}
 """
 )
 
-# KEYS: running   ARGV: prefix, worker_id, deadline_ms, uuid...
+# KEYS: running, clock   ARGV: prefix, worker_id, deadline_ms, now_ms, uuid...
 EXTEND: Final = """
-for i = 4, #ARGV do
+redis.call('SET', KEYS[2], ARGV[4])
+for i = 5, #ARGV do
   local uuid = ARGV[i]
   if redis.call('HGET', ARGV[1] .. 'task:' .. uuid, 'worker') == ARGV[2]
      and redis.call('ZSCORE', KEYS[1], uuid) then

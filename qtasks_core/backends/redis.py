@@ -148,7 +148,7 @@ class RedisBackend:
         k = self.keys
         now_ms = int(time.time() * 1000)
         raw = await self._conn().claim(
-            keys=[k.queue, k.running, k.scheduled, k.wake, k.counts, k.seq, k.dead],
+            keys=[k.queue, k.running, k.scheduled, k.wake, k.counts, k.seq, k.dead, k.clock],
             args=[k.prefix, n, now_ms, int(lease * 1000), worker_id, max_attempts],
         )
         rows, recovered, dead, next_due = raw
@@ -174,11 +174,10 @@ class RedisBackend:
         await self.client.blpop([self.keys.wake], timeout=min(max(timeout, 0.01), MAX_BLOCK))
 
     async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
-        if not uuids:
-            return
-        deadline = int((time.time() + lease) * 1000)
+        now = time.time()
         await self._conn().extend(
-            keys=[self.keys.running], args=[self.keys.prefix, worker_id, deadline, *uuids]
+            keys=[self.keys.running, self.keys.clock],
+            args=[self.keys.prefix, worker_id, int((now + lease) * 1000), int(now * 1000), *uuids],
         )
 
     async def finish(
