@@ -68,27 +68,45 @@ def loads(raw: str | None, default: Any = None) -> Any:
     return default if not raw else json.loads(raw)
 
 
-def _ts(raw: str | None) -> datetime:
-    return datetime.fromtimestamp(float(raw or 0), tz=UTC)
-
-
 def task_from_record(record: dict[str, str]) -> Task:
-    """The caller's view of a stored record."""
+    """The caller's view of a stored record; a malformed field (a poison message set
+    aside by a worker) reads as its default and is named in ``extra["malformed"]``."""
+    malformed: list[str] = []
+
+    def field(name: str, default: Any, kind: type) -> Any:
+        try:
+            value = loads(record.get(name), default)
+        except ValueError:
+            value = default
+        if not isinstance(value, kind):
+            malformed.append(name)
+            return default
+        return value
+
+    def number(name: str, default: float = 0) -> float:
+        try:
+            return float(record.get(name) or default)
+        except ValueError:
+            malformed.append(name)
+            return default
+
     retry = record.get("retry")
-    return Task(
+    extra = field("extra", {}, dict)
+    task = Task(
         status=record.get("status", "new"),
         uuid=record["uuid"],
-        priority=int(record.get("priority", 0)),
+        priority=int(number("priority")),
         task_name=record.get("task_name", ""),
-        args=tuple(loads(record.get("args"), [])),
-        kwargs=loads(record.get("kwargs"), {}),
-        created_at=_ts(record.get("created_at")),
-        updated_at=_ts(record.get("updated_at")),
-        returning=loads(record.get("returning")),
+        args=tuple(field("args", [], list)),
+        kwargs=field("kwargs", {}, dict),
+        created_at=datetime.fromtimestamp(number("created_at"), tz=UTC),
+        updated_at=datetime.fromtimestamp(number("updated_at"), tz=UTC),
+        returning=field("returning", None, object),
         traceback=record.get("traceback") or None,
-        attempts=int(record.get("attempts") or 0),
-        retry=int(retry) if retry else None,
+        attempts=int(number("attempts")),
+        retry=int(retry) if retry and retry.isdigit() else None,
         cancel_reason=record.get("cancel_reason") or None,
         worker=record.get("worker") or None,
-        extra=loads(record.get("extra"), {}),
+        extra={**extra, "malformed": malformed} if malformed else extra,
     )
+    return task

@@ -208,8 +208,13 @@ class RedisBackend:
         return list(out)
 
     async def get(self, uuid: str) -> dict[str, str] | None:
-        record = cast(dict[str, str], await self.client.hgetall(self.keys.task(uuid)))
-        return {"uuid": uuid, **record} if record else None
+        # Read raw: a record holding bytes that are not UTF-8 (a poison message) must
+        # still be readable, with the bad bytes replaced.
+        raw = cast(dict[bytes, bytes], await self._conn().raw.hgetall(self.keys.task(uuid)))
+        if not raw:
+            return None
+        record = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+        return {"uuid": uuid, **record}
 
     async def get_all(self, limit: int) -> list[dict[str, str]]:
         client = self.client

@@ -23,8 +23,23 @@ def client() -> redis.Redis:
 
 
 def record(tag: str) -> None:
-    """Count one execution of ``tag`` (what the tests read back)."""
-    client().hincrby(f"{app.name}:executions", tag, 1)
+    """Count one execution of ``tag`` (what the tests read back).
+
+    Retried while Redis is away, as a real task talking to a flaky service would be.
+    """
+    for _ in range(600):
+        try:
+            client().hincrby(f"{app.name}:executions", tag, 1)
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            time.sleep(0.1)
+    raise RuntimeError("Redis did not come back within 60s")
+
+
+@app.task
+def die() -> None:
+    """Kills its worker process outright, as a segfault or the OOM killer would."""
+    os._exit(137)
 
 
 @app.task

@@ -1,0 +1,293 @@
+"""Chaos: killed workers, a restarted Redis, poison messages, raising plugins.
+
+Every test owns its Redis server (it gets stopped and restarted) and asserts what a
+user relies on: every accepted task ends ``success`` (or, for poison, set aside with
+its reason), and the only tasks run twice are the ones a killed worker had in flight.
+``QTASKS_CHAOS_N`` scales the big run (2,000 by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from qtasks_core import QueueTasks, hookimpl
+from qtasks_core.keys import Keys
+from qtasks_hooks import get_plugin_manager
+from tests.conftest import RedisServer
+
+APPS = Path(__file__).resolve().parents[1] / "integration"
+log = logging.getLogger("qtasks.chaos")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    own = RedisServer(tmp_path)
+    own.start()
+    yield own
+    own.stop()
+
+
+def env_for(server: RedisServer, name: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QTASKS_REDIS_URL": server.url,
+        "QTASKS_TEST_APP": name,
+        "PYTHONPATH": str(APPS),
+    }
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qtasks_core",
+            "worker",
+            "-A",
+            "apps.sample:app",
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        env=env,
+        cwd=APPS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def statuses(client: redis.Redis, keys: Keys, uuids: list[str]) -> list[str]:
+    pipe = client.pipeline(transaction=False)
+    for uuid in uuids:
+        pipe.hget(keys.task(uuid), "status")
+    return pipe.execute()
+
+
+def in_flight_of(client: redis.Redis, keys: Keys, pid: int) -> set[str]:
+    """Tasks a (dead) worker process held: still in ``running`` under its id."""
+    prefix = f"{socket.gethostname()}:{pid}:"
+    held = set()
+    for uuid in client.zrange(keys.running, 0, -1):
+        if (client.hget(keys.task(uuid), "worker") or "").startswith(prefix):
+            held.add(uuid)
+    return held
+
+
+def settled(client: redis.Redis, keys: Keys) -> bool:
+    return (
+        client.zcard(keys.queue) + client.zcard(keys.running) + client.zcard(keys.scheduled)
+    ) == 0
+
+
+def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) -> None:
+    n = int(os.environ.get("QTASKS_CHAOS_N", "2000"))
+    name = "chaos-kill"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    keys = Keys.for_app(name)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    tags = [f"c{i}" for i in range(n)]
+    uuids = [app.add_task("sleepy", tag, 0.03).uuid for tag in tags]
+
+    workers = [start_worker(env, "-c", "8", "--lease", "2", "--grace", "1") for _ in range(3)]
+    in_flight: set[str] = set()
+    kills = restarts = 0
+    recovery_started: float | None = None
+    rng = random.Random(1234)
+    deadline = time.monotonic() + 300
+    try:
+        while True:
+            time.sleep(1.0)
+            try:
+                if settled(client, keys):
+                    break
+            except redis.ConnectionError:
+                continue
+            assert time.monotonic() < deadline, "the chaos run did not finish in 300s"
+            if kills < 6:
+                victim = rng.choice(workers)
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                held = in_flight_of(client, keys, victim.pid)
+                in_flight |= held
+                kills += 1
+                recovery_started = recovery_started or time.monotonic()
+                workers[workers.index(victim)] = start_worker(
+                    env, "-c", "8", "--lease", "2", "--grace", "1"
+                )
+            if kills == 2 and restarts == 0:
+                server.stop()
+                time.sleep(1.0)
+                server.start()
+                restarts += 1
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=30)
+
+    final = statuses(client, keys, uuids)
+    assert final.count("success") == n, {s: final.count(s) for s in set(final)}
+    runs = {tag: int(count) for tag, count in client.hgetall(f"{name}:executions").items()}
+    assert all(runs.get(tag, 0) >= 1 for tag in tags), "a task never ran"
+    tag_of = dict(zip(uuids, tags, strict=True))
+    twice = {tag for tag, count in runs.items() if count > 1}
+    allowed = {tag_of[uuid] for uuid in in_flight}
+    assert twice <= allowed, f"ran twice without a killed worker: {sorted(twice - allowed)}"
+    print(
+        f"\nchaos: {n} tasks, {kills} kills, {restarts} Redis restart(s), "
+        f"{len(in_flight)} in flight on killed workers, {len(twice)} ran twice"
+    )
+    app.stop()
+
+
+def test_redis_down_for_ten_seconds_under_load(server: RedisServer) -> None:
+    name = "chaos-outage"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    keys = Keys.for_app(name)
+    uuids = [app.add_task("sleepy", f"o{i}", 0.05).uuid for i in range(300)]
+    workers = [start_worker(env, "-c", "8", "--lease", "3") for _ in range(2)]
+    try:
+        time.sleep(1.0)
+        server.stop()
+        time.sleep(10)
+        server.start()
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        deadline = time.monotonic() + 120
+        while not settled(client, keys):
+            assert time.monotonic() < deadline, "workers did not recover from the outage"
+            assert all(w.poll() is None for w in workers), "a worker died in the outage"
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=30)
+    assert statuses(client, keys, uuids) == ["success"] * len(uuids)
+    runs = client.hgetall(f"{name}:executions")
+    # Workers stayed alive throughout, so their leases were honoured: nothing ran twice.
+    assert sorted(runs.values()) == ["1"] * len(uuids)
+    app.stop()
+
+
+def test_poison_messages_are_set_aside_and_the_worker_goes_on(server: RedisServer) -> None:
+    name = "chaos-poison"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    keys = Keys.for_app(name)
+    raw = redis.Redis.from_url(server.url)
+
+    def inject(uuid: str, **fields: Any) -> None:
+        record = {
+            "status": "new",
+            "task_name": "noop",
+            "priority": "0",
+            "args": '["p"]',
+            "kwargs": "{}",
+            "created_at": "1",
+            "updated_at": "1",
+            "attempts": "0",
+        }
+        record.update(fields)
+        for key, value in list(record.items()):
+            if value is None:
+                del record[key]
+        raw.hset(keys.task(uuid), mapping=record)
+        raw.zadd(keys.queue, {uuid: 0})
+
+    raw.zadd(keys.queue, {"no-record": 0})
+    inject("bad-json", args="[not json")
+    inject("kwargs-list", kwargs="[1, 2]")
+    inject("bad-priority", priority="high")
+    inject("bad-created", created_at="yesterday")
+    inject("not-utf8", args=b'["\xff\xfe"]')
+    inject("no-name", task_name=None)
+    inject("unknown-task", task_name="does_not_exist")
+    killer = app.add_task("die")
+    good = [app.add_task("noop", f"g{i}") for i in range(20)]
+
+    # The killer takes its worker down on every delivery: run workers until it is set
+    # aside (max 2 deliveries), restarting each one that dies. One slot, so that no
+    # good task shares the killer's fate (each death counts as a delivery).
+    deadline = time.monotonic() + 90
+    worker = start_worker(env, "-c", "1", "--lease", "1", "--max-attempts", "2")
+    try:
+        while app.get(killer.uuid).status != "error":
+            assert time.monotonic() < deadline, "the killer task was never set aside"
+            if worker.poll() is not None:
+                worker = start_worker(env, "-c", "1", "--lease", "1", "--max-attempts", "2")
+            time.sleep(0.2)
+        for task in good:
+            assert app.wait(task.uuid, timeout=60).status == "success"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+
+    dead = {d["uuid"]: d["reason"] for d in app._portal.call(app.backend.dead_letters())}
+    assert "no task record" in dead["no-record"]
+    assert "malformed message" in dead["bad-json"]
+    assert "malformed message" in dead["kwargs-list"]
+    assert "malformed message" in dead["bad-priority"]
+    assert "malformed message" in dead["bad-created"]
+    assert "not UTF-8" in dead["not-utf8"]
+    assert "no task record" in dead["no-name"]
+    assert "worker died each time" in dead[killer.uuid]
+    assert app.get(killer.uuid).attempts == 2
+    unknown = app.get("unknown-task")
+    assert unknown.status == "error" and "no task named 'does_not_exist'" in unknown.traceback
+    for uuid in ("bad-json", "kwargs-list", "not-utf8"):
+        assert app.get(uuid).status == "error"
+    app.stop()
+
+
+class RaisesEverywhere:
+    """A plugin whose every trigger raises (generated from the spec list)."""
+
+
+def _raiser(trigger: str) -> Any:
+    def impl() -> None:
+        raise RuntimeError(f"broken plugin in {trigger}")
+
+    impl.__name__ = trigger
+    return hookimpl(impl)
+
+
+for _caller in get_plugin_manager().hook.__dict__.values():
+    if getattr(_caller, "spec", None) is not None:
+        setattr(RaisesEverywhere, _caller.name, staticmethod(_raiser(_caller.name)))
+
+
+def test_a_plugin_raising_on_every_trigger_fails_tasks_not_workers(redis_url: str) -> None:
+    name = f"chaos-plugin-{os.getpid()}"
+    producer = QueueTasks(name, redis_url=redis_url, load_entry_points=False)
+    worker_app = QueueTasks(name, redis_url=redis_url, load_entry_points=False)
+    worker_app.add_plugin(RaisesEverywhere(), name="raises-everywhere")
+
+    @worker_app.task
+    def noop() -> str:
+        return "ran"
+
+    tasks = [producer.add_task("noop") for _ in range(5)]
+    with worker_app.running_worker(lease=2) as worker:
+        finished = [producer.wait(t.uuid, timeout=30) for t in tasks]
+        assert not worker._stopping.is_set()  # the worker is still claiming
+        later = producer.add_task("noop")
+        assert producer.wait(later.uuid, timeout=30).status == "error"
+    for task in finished:
+        assert task.status == "error"
+        assert "raised by plugin 'raises-everywhere'" in (task.traceback or "")
+    producer.stop()
+    worker_app.stop()
