@@ -199,7 +199,9 @@ class Worker:
                 await self._until(self._slot_freed.wait(), None)
                 self._slot_freed.clear()
                 continue
-            timeout = IDLE_WAKE if claimed.next_due is None else min(IDLE_WAKE, claimed.next_due)
+            wake = claimed.next_wake
+            # A few ms past a lease's end, so that the claim finds it expired.
+            timeout = IDLE_WAKE if wake is None else min(IDLE_WAKE, wake + 0.005)
             try:
                 await self._until(self.app.backend.wait_for_work(timeout), None)
             except BACKEND_ERRORS as exc:

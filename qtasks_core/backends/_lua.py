@@ -105,8 +105,11 @@ if n > 0 then
   end
 end
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[4]) end
-local nxt = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-return {out, recovered, dead, nxt[2] or ''}
+-- When a claim could next find work without an enqueue: a delayed task falls due, or a
+-- lease expires (so an idle worker recovers a dead worker's task on time).
+local due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]
+local lease_end = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')[2]
+return {out, recovered, dead, due or '', lease_end or ''}
 """
 )
 

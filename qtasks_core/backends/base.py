@@ -38,8 +38,16 @@ class Claimed:
     recovered: list[str] = field(default_factory=list)
     #: Tasks set aside because they kept killing their workers.
     dead: list[str] = field(default_factory=list)
-    #: Seconds until the next scheduled (delayed) task is due, if any.
+    #: Seconds until the next delayed task falls due, if any.
     next_due: float | None = None
+    #: Seconds until the first lease expires, if any (a dead worker's task to recover).
+    next_lease_end: float | None = None
+
+    @property
+    def next_wake(self) -> float | None:
+        """When a claim could next find work without an enqueue."""
+        times = [t for t in (self.next_due, self.next_lease_end) if t is not None]
+        return min(times) if times else None
 
 
 @dataclass(slots=True)

@@ -162,6 +162,8 @@ class MemoryBackend:
                 )
             if self._scheduled:
                 out.next_due = max(0.0, min(self._scheduled.values()) - now)
+            if self._running:
+                out.next_lease_end = max(0.0, min(self._running.values()) - now)
         return out
 
     async def wait_for_work(self, timeout: float) -> None:

@@ -151,11 +151,12 @@ class RedisBackend:
             keys=[k.queue, k.running, k.scheduled, k.wake, k.counts, k.seq, k.dead, k.clock],
             args=[k.prefix, n, now_ms, int(lease * 1000), worker_id, max_attempts],
         )
-        rows, recovered, dead, next_due = raw
+        rows, recovered, dead, due, lease_end = raw
         out = Claimed(
             recovered=[u.decode() for u in recovered],
             dead=[u.decode(errors="replace") for u in dead],
-            next_due=max(0.0, (float(next_due) - now_ms) / 1000) if next_due else None,
+            next_due=max(0.0, (float(due) - now_ms) / 1000) if due else None,
+            next_lease_end=max(0.0, (float(lease_end) - now_ms) / 1000) if lease_end else None,
         )
         for row in rows:
             try:

@@ -291,3 +291,64 @@ def test_a_plugin_raising_on_every_trigger_fails_tasks_not_workers(redis_url: st
         assert "raised by plugin 'raises-everywhere'" in (task.traceback or "")
     producer.stop()
     worker_app.stop()
+
+
+def test_a_dead_workers_task_is_recovered_within_its_lease(server: RedisServer) -> None:
+    name = "chaos-recovery"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    task = app.add_task("sleepy", "r", 0.5)
+    doomed = start_worker(env, "-c", "1", "--lease", "2")
+    deadline = time.monotonic() + 30
+    while app.get(task.uuid).status != "process":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    survivor = start_worker(env, "-c", "1", "--lease", "2")
+    try:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait()
+        killed_at = time.monotonic()
+        final = app.wait(task.uuid, timeout=60)
+        recovery = time.monotonic() - killed_at
+    finally:
+        survivor.send_signal(signal.SIGTERM)
+        survivor.wait(timeout=30)
+    assert final.status == "success" and final.attempts == 2
+    # The idle worker wakes when the lease ends (2 s), then runs the task (0.5 s).
+    assert recovery < 2 + 0.5 + 3
+    print(f"\nrecovered a dead worker's task in {recovery:.1f}s (lease 2s)")
+    app.stop()
+
+
+def test_dead_letters_can_be_listed_and_requeued_from_the_cli(server: RedisServer) -> None:
+    name = "chaos-requeue"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    keys = Keys.for_app(name)
+    raw = redis.Redis.from_url(server.url)
+    raw.hset(
+        keys.task("bad"),
+        mapping={
+            "status": "new",
+            "task_name": "noop",
+            "priority": "0",
+            "args": "[oops",
+            "kwargs": "{}",
+            "created_at": "1",
+        },
+    )
+    raw.zadd(keys.queue, {"bad": 0})
+    worker = start_worker(env, "--burst")
+    worker.wait(timeout=60)
+    cli = [sys.executable, "-m", "qtasks_core", "dead", "-A", "apps.sample:app"]
+    listed = subprocess.run(cli, env=env, cwd=APPS, capture_output=True, text=True, timeout=60)
+    assert "bad: malformed message" in listed.stdout
+    raw.hset(keys.task("bad"), "args", '["fixed"]')  # the operator repairs the message
+    requeued = subprocess.run(
+        [*cli, "--requeue", "all"], env=env, cwd=APPS, capture_output=True, text=True, timeout=60
+    )
+    assert "bad: requeued" in requeued.stdout
+    worker = start_worker(env, "--burst")
+    worker.wait(timeout=60)
+    assert app.get("bad").status == "success" and app.get("bad").returning == "fixed"
+    app.stop()
