@@ -21,6 +21,8 @@ log = logging.getLogger("qtasks.plugins")
 
 async def fired(value: T | Awaitable[T]) -> T:
     """The result of ``pm.hook.<trigger>(...)``, awaited when an async impl ran."""
+    if value is None:  # the common case: no impl replaced anything
+        return value
     if isawaitable(value):
         return await value
     return value

@@ -8,7 +8,7 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -54,14 +54,76 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+class _Batcher:
+    """Sends concurrent calls of one script in shared pipelines (one round trip).
+
+    Each caller still awaits its own result, so writes stay awaited (never fire and
+    forget); under load, many tasks' finishes or enqueues travel together.
+    """
+
+    __slots__ = ("_client", "_pending", "_running", "_script")
+
+    MAX_BATCH = 256
+
+    def __init__(self, client: aioredis.Redis, script: AsyncScript) -> None:
+        self._client = client
+        self._script = script
+        self._pending: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+        self._running = False
+
+    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.MAX_BATCH]
+                del self._pending[: self.MAX_BATCH]
+                if len(batch) == 1:
+                    keys, args, future = batch[0]
+                    try:
+                        result = await self._script(keys=keys, args=args)
+                    except BaseException as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                        continue
+                    if not future.done():
+                        future.set_result(result)
+                    continue
+                pipe = self._client.pipeline(transaction=False)
+                for keys, args, _ in batch:
+                    await self._script(keys=keys, args=args, client=pipe)
+                try:
+                    results = await pipe.execute(raise_on_error=False)
+                except BaseException as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._running = False
+
+
 @dataclass(slots=True)
 class _Conn:
     client: aioredis.Redis
     raw: aioredis.Redis
-    enqueue: AsyncScript
+    enqueue: _Batcher
     claim: AsyncScript
     extend: AsyncScript
-    finish: AsyncScript
+    finish: _Batcher
     release: AsyncScript
     update: AsyncScript
     requeue_dead: AsyncScript
@@ -104,12 +166,12 @@ class RedisBackend:
             conn = _Conn(
                 client,
                 raw,
-                client.register_script(_lua.ENQUEUE),
+                _Batcher(client, client.register_script(_lua.ENQUEUE)),
                 # Claimed data is decoded task by task: one message that is not UTF-8
                 # must be set aside alone, not fail the whole batch.
                 raw.register_script(_lua.CLAIM),
                 client.register_script(_lua.EXTEND),
-                client.register_script(_lua.FINISH),
+                _Batcher(client, client.register_script(_lua.FINISH)),
                 client.register_script(_lua.RELEASE),
                 client.register_script(_lua.UPDATE),
                 client.register_script(_lua.REQUEUE_DEAD),
