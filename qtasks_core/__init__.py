@@ -28,6 +28,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .executor import TaskExecutor
+from .plugins import Depends, State
 from .schemas import Task, TaskStatus
 from .starter import Starter
 from .stats import Stats
@@ -35,10 +36,12 @@ from .worker import Worker
 
 __all__ = [
     "BackendError",
+    "Depends",
     "QTasksError",
     "QueueTasks",
     "Router",
     "Starter",
+    "State",
     "Stats",
     "Task",
     "TaskCancel",

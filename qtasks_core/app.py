@@ -224,7 +224,7 @@ class QueueTasks(_Registry):
         if builtin_plugins:
             from .plugins import register_builtins
 
-            register_builtins(self.pm)
+            register_builtins(self.pm, self._block)
         for plugin in plugins:
             self.add_plugin(plugin)
         self._backend = backend
