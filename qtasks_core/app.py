@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
 
@@ -41,6 +41,9 @@ from .errors import TaskOptionError, TaskTimeoutError
 from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .schemas import Task, TaskExecSchema
 from .storages import Storage
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 log = logging.getLogger("qtasks.app")
 
@@ -297,11 +300,12 @@ class QueueTasks(_Registry):
     def global_config(self) -> GlobalConfig:
         return self._build()[2]
 
-    async def start_async(self) -> None:
+    async def start_async(self, worker: Worker | None = None) -> None:
         """Resolve the backend, load entry-point plugins, fire the start triggers.
 
-        Called by every operation on first use; concurrent first calls (from any
-        thread or loop) wait for one start; later calls return at once.
+        Called by every operation on first use (by a worker, with itself, so that
+        ``broker_start`` sees it); concurrent first calls (from any thread or loop)
+        wait for one start; later calls return at once.
         """
         if self._started:
             return
@@ -320,10 +324,11 @@ class QueueTasks(_Registry):
                 load_plugins(self.pm, allow=self._allow, block=self._block)
             # Resolving may start the embedded server: keep it off the event loop.
             await asyncio.to_thread(lambda: self.backend)
-            _broker, storage, config = self._build()
+            broker, storage, config = self._build()
             await self.backend.start()
             await storage.start()
             await config.start()
+            await broker.start(worker=worker)
         except BaseException as exc:
             with self._start_lock:
                 self._starting = None

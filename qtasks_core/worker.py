@@ -145,9 +145,8 @@ class Worker:
         """Claim and run tasks until :meth:`stop` (or, with ``burst``, an empty queue)."""
         app = self.app
         pm = app.pm
-        await app.start_async()
+        await app.start_async(worker=self)
         await lifecycle(lambda: pm.hook.worker_start(worker=self), "worker_start")
-        await app.broker.start(worker=self)
         await app.broker.listen_start(self)
         heartbeat = asyncio.create_task(self._heartbeat(), name="qtasks-heartbeat")
         try:
@@ -161,7 +160,6 @@ class Worker:
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self._quietly(app.backend.clear_status(self.id))
             await lifecycle(lambda: pm.hook.worker_stop(worker=self), "worker_stop")
-            await self._quietly(app.broker.stop())
             self.threads.shutdown(wait=False, cancel_futures=True)
 
     # -- claiming ------------------------------------------------------------------------

@@ -53,8 +53,12 @@ def test_a_returned_model_is_stored_as_its_json(app: QueueTasks) -> None:
 
 
 def test_the_pydantic_plugin_can_be_switched_off(redis_url: str) -> None:
-    app = QueueTasks("no-pydantic", redis_url="memory://", load_entry_points=False,
-                     block_plugins=["qtasks.pydantic"])
+    app = QueueTasks(
+        "no-pydantic",
+        redis_url="memory://",
+        load_entry_points=False,
+        block_plugins=["qtasks.pydantic"],
+    )
 
     @app.task
     def kind(user: User) -> str:
@@ -136,8 +140,9 @@ def test_depends_accepts_coroutines_and_context_managers(app: QueueTasks) -> Non
         return {"limit": 3}
 
     @app.task
-    async def job(cfg: dict[str, int] = Depends(settings),
-                  session: Session = Depends(Session)) -> int:
+    async def job(
+        cfg: dict[str, int] = Depends(settings), session: Session = Depends(Session)
+    ) -> int:
         assert isinstance(session, Session)
         return cfg["limit"]
 
