@@ -237,6 +237,10 @@ class QueueTasks(_Registry):
         self._start_lock = threading.Lock()
         self._resolve_lock = threading.Lock()
         self._portal = Portal(name)
+        #: Eager mode (for tests): ``add_task`` runs the task in this process at once
+        #: and returns it finished. Every trigger fires as with a real worker.
+        self.eager = False
+        self._portal_workers: dict[Any, concurrent.futures.Future[None]] = {}
         QueueTasks._current = self
 
     # -- declaring ---------------------------------------------------------------------
@@ -397,8 +401,19 @@ class QueueTasks(_Registry):
         await fired(
             pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
         )
+        if self.eager:
+            return await self._run_eagerly(uuid)
         if timeout is not None:
             return await self.wait_async(uuid, timeout)
+        return task
+
+    async def _run_eagerly(self, uuid: str) -> Task:
+        from .worker import Worker
+
+        worker = Worker(self, concurrency=1)
+        await worker.run(burst=True)
+        task = await self.get_async(uuid)
+        assert task is not None
         return task
 
     async def add_task_async(
@@ -537,7 +552,10 @@ class QueueTasks(_Registry):
             self._starting = None
 
     def stop(self) -> None:
-        """Sync twin of :meth:`stop_async`; also ends the app's event-loop thread."""
+        """Sync twin of :meth:`stop_async`; also stops workers started by
+        :meth:`running_worker` and ends the app's event-loop thread."""
+        for worker in list(self._portal_workers):
+            self._stop_portal_worker(worker)
         if self._started:
             self._portal.call(self.stop_async())
         self._portal.close()
@@ -562,12 +580,20 @@ class QueueTasks(_Registry):
     def running_worker(self, **options: Any) -> Iterator[Any]:
         """Run a worker on the app's own event-loop thread for the ``with`` block."""
         worker = self.worker(**options)
-        future = asyncio.run_coroutine_threadsafe(worker.run(), self._portal.loop)
+        loop = self._portal.loop
+        future = asyncio.run_coroutine_threadsafe(worker.run(), loop)
+        self._portal_workers[worker] = future
         try:
             yield worker
         finally:
-            self._portal.loop.call_soon_threadsafe(worker.stop)
-            future.result(timeout=worker.grace + 10)
+            self._stop_portal_worker(worker)
+
+    def _stop_portal_worker(self, worker: Any) -> None:
+        future = self._portal_workers.pop(worker, None)
+        if future is None or future.done():
+            return
+        self._portal.loop.call_soon_threadsafe(worker.stop)
+        future.result(timeout=worker.grace + 10)
 
     def run_forever(self, **options: Any) -> None:
         """Run a worker in this process until SIGTERM/SIGINT (what ``qtasks worker`` does)."""
