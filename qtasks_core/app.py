@@ -543,7 +543,8 @@ class QueueTasks(_Registry):
         await lifecycle(
             lambda: self.pm.hook.qtasks_stop(qtasks=self, starter=starter), "qtasks_stop"
         )
-        _broker, storage, config = self._build()
+        broker, storage, config = self._build()
+        await broker.stop()
         await storage.stop()
         await config.stop()
         await self.backend.close()
@@ -569,12 +570,21 @@ class QueueTasks(_Registry):
         return Worker(self, **options)
 
     async def serve(self, *, burst: bool = False, **options: Any) -> None:
-        """Run a worker in the current event loop until cancelled (for embedding)."""
+        """Run a worker in the current event loop until cancelled (for embedding).
+
+        Cancelling it stops the worker the graceful way (running tasks get the grace
+        period, the rest go back to the queue), then re-raises the cancellation.
+        """
         worker = self.worker(**options)
+        run = asyncio.ensure_future(worker.run(burst=burst))
         try:
-            await worker.run(burst=burst)
-        finally:
+            # Shielded: a cancellation must reach the worker as stop(), not land inside
+            # a Redis call (where Python 3.11's wait_for can lose it).
+            await asyncio.shield(run)
+        except asyncio.CancelledError:
             worker.stop()
+            await run
+            raise
 
     @contextmanager
     def running_worker(self, **options: Any) -> Iterator[Any]:

@@ -11,6 +11,7 @@ key                   type   holds
 ``running``           zset   uuid -> lease deadline in ms (a dead worker's lease expires)
 ``scheduled``         zset   uuid -> due time in ms (retry backoff, ETA)
 ``wake``              list   one token per enqueue; idle workers block on it (BLPOP)
+``wake:<worker>``     list   a token that wakes one worker that is stopping
 ``done:<uuid>``       list   a token pushed when a task finishes; waiters block on it
 ``counts``            hash   status -> number of tasks that entered it
 ``clock``             str    when a worker last reached Redis (ms); a gap means an outage
@@ -78,6 +79,9 @@ class Keys:
 
     def task(self, uuid: str) -> str:
         return f"{self.prefix}task:{uuid}"
+
+    def wake_worker(self, worker_id: str) -> str:
+        return f"{self.prefix}wake:{worker_id}"
 
     def done(self, uuid: str) -> str:
         return f"{self.prefix}done:{uuid}"

@@ -86,6 +86,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._aborting = asyncio.Event()
+        self._nudges: set[asyncio.Task[Any]] = set()
         self._stopped_claiming = False
 
     # -- the public surface --------------------------------------------------------------
@@ -96,13 +97,28 @@ class Worker:
         return list(self._active)
 
     def stop(self) -> None:
-        """Stop claiming; running tasks get ``grace`` seconds, the rest go back."""
+        """Stop claiming; running tasks get ``grace`` seconds, the rest go back.
+
+        Call it from the worker's event loop (``loop.call_soon_threadsafe(worker.stop)``
+        from another thread).
+        """
         self._stopping.set()
+        self._nudge()
+
+    def _nudge(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._quietly(self.app.backend.wake(self.id)))
+        self._nudges.add(task)
+        task.add_done_callback(self._nudges.discard)
 
     def abort(self) -> None:
         """Stop now: running tasks are handed back to the queue unfinished."""
         self._aborting.set()
         self._stopping.set()
+        self._nudge()
 
     async def add(
         self,
@@ -187,6 +203,8 @@ class Worker:
                 await self._until(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            if tasks and log.isEnabledFor(logging.DEBUG):
+                log.debug("claimed %s", ", ".join(f"{t.uuid}#{t.attempts}" for t in tasks))
             for task in tasks:
                 self._active[task.uuid] = asyncio.create_task(self._run_task(task))
             if len(claimed.tasks) >= free:
@@ -201,7 +219,7 @@ class Worker:
             # A few ms past a lease's end, so that the claim finds it expired.
             timeout = IDLE_WAKE if wake is None else min(IDLE_WAKE, wake + 0.005)
             try:
-                await self._until(self.app.backend.wait_for_work(timeout), None)
+                await self._until(self.app.backend.wait_for_work(timeout, self.id), None)
             except BACKEND_ERRORS as exc:
                 log.warning("backend unreachable while idle (%s)", exc)
                 await self._until(asyncio.sleep(backoff), None)
@@ -254,19 +272,21 @@ class Worker:
         log.warning("handed back %d unfinished task(s) to the queue", len(released or []))
 
     async def _heartbeat(self) -> None:
-        interval = self.lease / 3
+        # Every lease/6: the backend treats a silence over lease/3 as an outage (see
+        # backends/_lua.py), so one missed beat never costs a running task its lease.
+        interval = self.lease / 6
         while not self._finished.is_set():
             try:
                 await self.app.backend.extend(self.id, list(self._active), self.lease)
                 await self.app.global_config.set_status(self.id, self.status(), self.lease)
+                wait = interval
             except Exception as exc:
                 log.warning(
                     "heartbeat failed (%s); leases expire in %.0fs without one", exc, self.lease
                 )
+                wait = min(interval, 0.2)  # back soon: the backend may be back already
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), interval)
-            if self._finished.is_set():
-                return
+                await asyncio.wait_for(self._finished.wait(), wait)
 
     def status(self) -> dict[str, Any]:
         """This worker's liveness record (what ``qtasks stats`` lists)."""
@@ -323,7 +343,9 @@ class Worker:
                     worker=self, task_broker=task_broker, task_func=task_func, model=model
                 )
             )
-            model = model if new is None else new
+            if new is not None:
+                model = new
+                await self.app.storage.write_process_state(model)
             if task_func is None:
                 raise TaskNotFoundError(
                     f"no task named {task_broker.task_name!r} is registered in app "

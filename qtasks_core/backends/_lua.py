@@ -37,10 +37,29 @@ redis.call('HINCRBY', KEYS[5], 'new', 1)
 return n
 """
 
+# Shared helper: keep the clock of "a worker reached Redis". Heartbeats renew leases
+# every lease/6, so a gap longer than lease/3 means an outage (or no worker at all):
+# leases could not be renewed, so every lease is granted one full lease from now before
+# its task can count as abandoned. Run first by every script that touches leases, so
+# that whichever worker returns first cannot take the others' tasks.
+_OBSERVE: Final = """
+local function observe(clock, running, now, lease)
+  local last = tonumber(redis.call('GET', clock) or '0') or 0
+  redis.call('SET', clock, now)
+  if now - last > lease / 3 then
+    local soon = redis.call('ZRANGEBYSCORE', running, '-inf', now + lease)
+    for _, uuid in ipairs(soon) do
+      redis.call('ZADD', running, now + lease, uuid)
+    end
+  end
+end
+"""
+
 # KEYS: queue, running, scheduled, wake, counts, seq, dead, clock
 # ARGV: prefix, n, now_ms, lease_ms, worker_id, max_attempts
 CLAIM: Final = (
     _REQUEUE
+    + _OBSERVE
     + """
 local prefix, n, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local lease, wid, maxatt = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
@@ -51,17 +70,8 @@ for _, uuid in ipairs(due) do
   requeue(prefix, KEYS[1], KEYS[6], KEYS[5], uuid, 'retry', now_s)
 end
 local recovered, dead = {}, {}
-local last = tonumber(redis.call('GET', KEYS[8]) or '0') or 0
-redis.call('SET', KEYS[8], now)
+observe(KEYS[8], KEYS[2], now, lease)
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-if now - last > lease / 2 then
-  -- Nobody reached Redis for a while (an outage, or no worker ran): leases could not be
-  -- renewed, so their owners get one lease to come back before tasks count as abandoned.
-  for _, uuid in ipairs(expired) do
-    redis.call('ZADD', KEYS[2], now + lease, uuid)
-  end
-  expired = {}
-end
 for _, uuid in ipairs(expired) do
   redis.call('ZREM', KEYS[2], uuid)
   local tkey = prefix .. 'task:' .. uuid
@@ -114,8 +124,10 @@ return {out, recovered, dead, due or '', lease_end or ''}
 )
 
 # KEYS: running, clock   ARGV: prefix, worker_id, deadline_ms, now_ms, uuid...
-EXTEND: Final = """
-redis.call('SET', KEYS[2], ARGV[4])
+EXTEND: Final = (
+    _OBSERVE
+    + """
+observe(KEYS[2], KEYS[1], tonumber(ARGV[4]), tonumber(ARGV[3]) - tonumber(ARGV[4]))
 for i = 5, #ARGV do
   local uuid = ARGV[i]
   if redis.call('HGET', ARGV[1] .. 'task:' .. uuid, 'worker') == ARGV[2]
@@ -125,6 +137,7 @@ for i = 5, #ARGV do
 end
 return 1
 """
+)
 
 # KEYS: task, running, counts, done, scheduled, wake
 # ARGV: uuid, status, ttl_s | '', delay_ms | '', now_ms, field, value, ...

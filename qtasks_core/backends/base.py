@@ -79,8 +79,12 @@ class Backend(Protocol):
         """Move due delayed tasks and expired leases back to the queue, then claim up
         to ``n`` tasks for ``worker_id`` with a lease of ``lease`` seconds."""
 
-    async def wait_for_work(self, timeout: float) -> None:
-        """Block (no polling) until a task may be claimable, or ``timeout`` passes."""
+    async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
+        """Block (no polling) until a task may be claimable, ``timeout`` passes, or
+        :meth:`wake` is called for ``worker_id``."""
+
+    async def wake(self, worker_id: str) -> None:
+        """End the wait of ``worker_id`` (a worker that is stopping)."""
 
     async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
         """Extend the leases of ``uuids`` that ``worker_id`` still owns."""

@@ -166,7 +166,10 @@ class MemoryBackend:
                 out.next_lease_end = max(0.0, min(self._running.values()) - now)
         return out
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wake(self, worker_id: str) -> None:
+        self._work.fire()
+
+    async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         with self._lock:
             if self._queue:
                 return

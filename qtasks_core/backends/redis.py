@@ -232,9 +232,19 @@ class RedisBackend:
                 out.dead.append(uuid)
         return out
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
-        await self.client.blpop([self.keys.wake], timeout=min(max(timeout, 0.01), MAX_BLOCK))
+        keys = [self.keys.wake, self.keys.wake_worker(worker_id)] if worker_id else [self.keys.wake]
+        await self.client.blpop(keys, timeout=min(max(timeout, 0.01), MAX_BLOCK))
+
+    async def wake(self, worker_id: str) -> None:
+        # Cancelling a blocked BLPOP is not reliable with redis-py (it can swallow the
+        # cancellation); a stopping worker is woken through its own key instead.
+        key = self.keys.wake_worker(worker_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(key, "1")
+        pipe.expire(key, 60)
+        await pipe.execute()
 
     async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
         now = time.time()
@@ -336,20 +346,29 @@ class RedisBackend:
 
     # -- inspection and maintenance ----------------------------------------------------
 
+    async def _queued_by_priority(self) -> dict[int, int]:
+        """Exact queue lengths per priority, two commands per distinct priority."""
+        client = self.client
+        queue = self.keys.queue
+        queued: dict[int, int] = {}
+        first = await client.zrange(queue, 0, 0, withscores=True)
+        while first:
+            priority = int(float(first[0][1]) // PRIORITY_SCALE)
+            low, high = priority * PRIORITY_SCALE, (priority + 1) * PRIORITY_SCALE
+            queued[priority] = await client.zcount(queue, low, f"({high}")
+            first = await client.zrangebyscore(queue, high, "+inf", start=0, num=1, withscores=True)
+        return queued
+
     async def stats(self) -> BackendStats:
         client = self.client
         k = self.keys
+        queued = await self._queued_by_priority()
         pipe: Pipeline = client.pipeline(transaction=False)
-        pipe.zrange(k.queue, 0, 9999, withscores=True)
         pipe.zcard(k.scheduled)
         pipe.zcard(k.running)
         pipe.hgetall(k.counts)
         pipe.zcard(k.dead)
-        queue, scheduled, running, counts, dead = await pipe.execute()
-        queued: dict[int, int] = {}
-        for _uuid, score in queue:
-            priority = int(score // PRIORITY_SCALE)
-            queued[priority] = queued.get(priority, 0) + 1
+        scheduled, running, counts, dead = await pipe.execute()
         workers = []
         async for key in client.scan_iter(match=k.worker("*"), count=500):
             raw = await client.get(key)
@@ -382,7 +401,8 @@ class RedisBackend:
             status = await client.hget(key, "status")
             if status in ("success", "error", "cancel"):
                 uuid = key.rsplit(":", 1)[1]
-                deleted += await client.unlink(key, self.keys.done(uuid))
+                await client.unlink(key, self.keys.done(uuid))
+                deleted += 1
         return deleted
 
     # -- global config -------------------------------------------------------------------

@@ -6,13 +6,18 @@ from typing import TYPE_CHECKING, Any
 
 from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
 from ..errors import TaskOptionError
-from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
+from ..schemas import (
+    FinishedModel,
+    Task,
+    TaskPrioritySchema,
+    TaskStatusNewSchema,
+    TaskStatusProcessSchema,
+)
 
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
     from ..backends.base import Backend
-    from ..schemas import TaskStatusProcessSchema
     from ..worker import Worker
 
 
@@ -96,9 +101,25 @@ class Storage:
         new = await fired(
             self.pm.hook.storage_add_process(storage=self, task_data=task_data, priority=priority)
         )
-        if new:
-            return new.get("task_data", task_data), new.get("priority", priority)
-        return task_data, priority
+        if not new:
+            return task_data, priority
+        replaced = new.get("task_data", task_data)
+        priority = new.get("priority", priority)
+        await self.write_process_state(replaced.model_copy(update={"priority": priority}))
+        return replaced, priority
+
+    async def write_process_state(self, model: TaskStatusProcessSchema) -> None:
+        """Store what a plugin changed in a running task's state. Ownership fields
+        (``uuid``, ``worker``, ``status``) are the claim's and are never overwritten:
+        leases depend on them."""
+        await self.backend.update(
+            model.uuid,
+            {
+                "task_name": model.task_name,
+                "priority": str(model.priority),
+                "updated_at": f"{model.updated_at:.6f}",
+            },
+        )
 
     async def running_older_tasks(self, worker: Worker, uuids: list[str]) -> list[str]:
         new = await fired(

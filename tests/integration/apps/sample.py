@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 
 import redis
 
@@ -23,17 +24,32 @@ def client() -> redis.Redis:
 
 
 def record(tag: str) -> None:
-    """Count one execution of ``tag`` (what the tests read back).
+    """Record one execution of ``tag`` (what the tests read back with ``executions``).
 
-    Retried while Redis is away, as a real task talking to a flaky service would be.
+    Idempotent per execution, and retried while Redis is away: a write whose reply was
+    lost in a Redis restart is sent again, and must not count the execution twice.
     """
+    execution = uuid.uuid4().hex
     for _ in range(600):
         try:
-            client().hincrby(f"{app.name}:executions", tag, 1)
+            client().hset(f"{app.name}:ran:{tag}", execution, f"{os.getpid()}@{time.time():.3f}")
             return
         except (redis.ConnectionError, redis.TimeoutError):
             time.sleep(0.1)
     raise RuntimeError("Redis did not come back within 60s")
+
+
+def executions(client: redis.Redis, app_name: str) -> dict[str, int]:
+    """How many times each tag ran (tests call this from their own process)."""
+    keys = list(client.scan_iter(match=f"{app_name}:ran:*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hlen(key)
+    prefix = len(f"{app_name}:ran:")
+    return {
+        (key.decode() if isinstance(key, bytes) else key)[prefix:]: count
+        for key, count in zip(keys, pipe.execute(), strict=True)
+    }
 
 
 @app.task
