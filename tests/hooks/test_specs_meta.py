@@ -80,3 +80,11 @@ def test_spec_modules_cover_one_component_each() -> None:
         "worker",
         "stats",
     }
+
+
+def test_the_plugin_guide_carries_the_current_trigger_reference() -> None:
+    from qtasks_hooks.reference import BEGIN, END, render
+
+    text = (ROOT / "docs/plugins.md").read_text()
+    generated = text[text.index(BEGIN) : text.index(END) + len(END)] + "\n"
+    assert generated == render(), "run: python -m qtasks_hooks.reference --write docs/plugins.md"
