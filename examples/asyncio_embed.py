@@ -11,9 +11,8 @@ ends it the way SIGTERM ends ``qtasks worker``: running tasks get the grace peri
 tasks not started stay queued for any other worker, and the worker's record is removed.
 Then ``await app.stop_async()`` closes QTasks.
 
-(``app.serve()`` is the same worker ended by cancelling its task; on Python 3.11 a
-cancellation that lands while redis-py sends a command can be lost, so the flag that
-``stop()`` sets is the reliable way to end it.)
+(``app.serve()`` is the same in one call: cancelling its task stops the worker the same
+graceful way.)
 """
 
 from __future__ import annotations

@@ -21,10 +21,8 @@ not on the first request), runs the optional worker as a task of the server's ev
 loop, and on shutdown stops the worker (running tasks get its grace period, the rest
 stay queued) and closes QTasks (``await qtasks_app.stop_async()``).
 
-The worker is ``qtasks_app.worker()`` run as a task and ended with ``worker.stop()``
-rather than ``qtasks_app.serve()`` ended by cancelling it: on Python 3.11 a cancellation
-that lands while redis-py sends a command can be lost (its ``asyncio.wait_for``), and
-the worker would go on; ``stop()`` is a flag the worker always sees.
+The worker is ``qtasks_app.worker()`` run as a task and ended with ``worker.stop()``;
+``qtasks_app.serve()`` in a task, cancelled at shutdown, does the same.
 
 Environment: ``QTASKS_REDIS_URL``; ``QTASKS_EMBEDDED_WORKER=1`` for the in-process
 worker; ``QTASKS_WAIT_TIMEOUT`` (seconds ``POST /add`` waits for the result, default 10;
