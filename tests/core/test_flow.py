@@ -433,3 +433,26 @@ def test_ping_flush_all_and_stats(app: QueueTasks) -> None:
     assert app.get(app.add_task("noop").uuid) is not None
     app.flush_all()
     assert Stats(app).inspect().queued == {}
+
+
+def test_cancelling_serve_stops_the_worker_gracefully(app: QueueTasks) -> None:
+    @app.task
+    async def slow() -> str:
+        await asyncio.sleep(0.3)
+        return "finished"
+
+    async def main() -> tuple[str, str]:
+        serving = asyncio.create_task(app.serve(concurrency=2, grace=5))
+        task = await app.add_task_async("slow")
+        while (await app.get_async(task.uuid)).status != "process":  # type: ignore[union-attr]
+            await asyncio.sleep(0.01)
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        final = await app.get_async(task.uuid)
+        await app.stop_async()
+        assert final is not None
+        return final.status, final.returning
+
+    # The running task finished within the grace period before serve() returned.
+    assert asyncio.run(main()) == ("success", "finished")
