@@ -374,6 +374,15 @@ def add(
 # -- maintenance -----------------------------------------------------------------------
 
 
+def _confirmed(app_path: str, redis_url: str | None, yes: bool, question: str) -> QueueTasks:
+    """The started app, once the user said yes to ``question`` (``{}``: the app name)."""
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    if not yes and not typer.confirm(question.format(repr(application.name))):
+        raise typer.Exit(1)
+    return application
+
+
 @cli.command()
 def purge(
     app_path: AppOption,
@@ -381,10 +390,7 @@ def purge(
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Delete finished task records (success, error, cancel) now."""
-    application = load_app(app_path, redis_url)
-    _start_or_fail(application)
-    if not yes and not typer.confirm(f"Delete finished tasks of app {application.name!r}?"):
-        raise typer.Exit(1)
+    application = _confirmed(app_path, redis_url, yes, "Delete finished tasks of app {}?")
     count = application._portal.call(application.storage.delete_finished_tasks())
     typer.echo(f"deleted {count} finished task record(s)")
     application.stop()
@@ -397,10 +403,7 @@ def flush(
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Delete EVERYTHING of the app: queued, running and finished tasks, config."""
-    application = load_app(app_path, redis_url)
-    _start_or_fail(application)
-    if not yes and not typer.confirm(f"Delete all data of app {application.name!r}?"):
-        raise typer.Exit(1)
+    application = _confirmed(app_path, redis_url, yes, "Delete all data of app {}?")
     application.flush_all()
     typer.echo(f"flushed app {application.name!r}")
     application.stop()
