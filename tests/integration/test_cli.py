@@ -338,3 +338,20 @@ def test_embedded_server_is_shared_by_two_processes_and_keeps_data(tmp_path: Pat
         assert run("get", uuid) == "new"  # restarted on demand, the task survived (AOF)
     finally:
         qtasks("server", "stop")
+
+
+def test_purge_deletes_finished_records_and_flush_everything(sample_env) -> None:
+    app = producer(sample_env)
+    done = [app.add_task("noop", f"p{i}") for i in range(3)]
+    worker = start_worker(sample_env, "--burst")
+    worker.communicate(timeout=60)
+    queued = app.add_task("noop", "still queued")
+    refused = runner.invoke(cli, ["purge", "-A", "apps.sample:app"], input="n\n")
+    assert refused.exit_code == 1 and app.get(done[0].uuid) is not None
+    result = runner.invoke(cli, ["purge", "-A", "apps.sample:app", "--yes"])
+    assert result.exit_code == 0 and "deleted 3 finished task record(s)" in result.output
+    assert [app.get(t.uuid) for t in done] == [None, None, None]
+    assert app.get(queued.uuid).status == "new"  # a queued task is never purged
+    result = runner.invoke(cli, ["flush", "-A", "apps.sample:app", "-y"])
+    assert result.exit_code == 0 and app.get(queued.uuid) is None
+    app.stop()
