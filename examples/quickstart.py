@@ -90,6 +90,11 @@ def main(n: int = 2000) -> None:
         f"[green]{ok}/{len(results)} succeeded[/]; end to end "
         f"{len(results) / elapsed:,.0f} tasks/s (enqueue, run, results read back)"
     )
+    if app.redis_url is None and "QTASKS_REDIS_URL" not in os.environ:
+        console.print(
+            f"The embedded server keeps running for the next run; stop it with "
+            f"QTASKS_HOME={os.environ['QTASKS_HOME']} qtasks server stop"
+        )
     app.stop()
 
 

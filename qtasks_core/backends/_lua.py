@@ -25,16 +25,29 @@ local function requeue(prefix, queue, seq, counts, uuid, from_status, now_s)
 end
 """
 
-# KEYS: task, queue, seq, wake, counts   ARGV: uuid, priority, field, value, ...
+# ARGV: prefix, tasks (a JSON array of [uuid, priority, {field: value}])
+# Many tasks per call: concurrent enqueues are coalesced into one script run, and the
+# short argument list keeps the client's command encoding (the bound on a batch) cheap.
 ENQUEUE: Final = """
 local SCALE = 1099511627776
-local n = redis.call('INCR', KEYS[3]) % SCALE
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[2], string.format('%d', tonumber(ARGV[2]) * SCALE + n), ARGV[1])
-redis.call('RPUSH', KEYS[4], '1')
-redis.call('LTRIM', KEYS[4], -1000, -1)
-redis.call('HINCRBY', KEYS[5], 'new', 1)
-return n
+local prefix = ARGV[1]
+local queue, seq = prefix .. 'queue', prefix .. 'seq'
+local tasks = cjson.decode(ARGV[2])
+for _, task in ipairs(tasks) do
+  local uuid, priority, record = task[1], task[2], task[3]
+  local flat = {}
+  for field, value in pairs(record) do
+    flat[#flat + 1] = field
+    flat[#flat + 1] = value
+  end
+  local n = redis.call('INCR', seq) % SCALE
+  redis.call('HSET', prefix .. 'task:' .. uuid, unpack(flat))
+  redis.call('ZADD', queue, string.format('%d', priority * SCALE + n), uuid)
+  redis.call('RPUSH', prefix .. 'wake', '1')
+end
+redis.call('LTRIM', prefix .. 'wake', -1000, -1)
+redis.call('HINCRBY', prefix .. 'counts', 'new', #tasks)
+return #tasks
 """
 
 # Shared helper: keep the clock of "a worker reached Redis". Heartbeats renew leases

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -54,64 +55,46 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-class _Batcher:
-    """Sends concurrent calls of one script in shared pipelines (one round trip).
+class _Coalescer:
+    """Coalesces concurrent calls into one call of ``send(items)``, awaited by each.
 
-    Each caller still awaits its own result, so writes stay awaited (never fire and
-    forget); under load, many tasks' finishes or enqueues travel together.
+    Writes stay awaited per caller (never fire and forget); under load, many tasks'
+    enqueues or finishes travel in one round trip. ``send`` gets the items in call
+    order and returns nothing; an error fails every caller of that batch.
     """
 
-    __slots__ = ("_client", "_pending", "_running", "_script")
+    __slots__ = ("_pending", "_running", "_send")
 
-    MAX_BATCH = 256
+    MAX_BATCH = 500
 
-    def __init__(self, client: aioredis.Redis, script: AsyncScript) -> None:
-        self._client = client
-        self._script = script
-        self._pending: list[tuple[list[Any], list[Any], asyncio.Future[Any]]] = []
+    def __init__(self, send: Callable[[list[Any]], Awaitable[None]]) -> None:
+        self._send = send
+        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
         self._running = False
 
-    async def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
+    async def __call__(self, item: Any) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        await future
 
     async def _drain(self) -> None:
         try:
             while self._pending:
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
-                if len(batch) == 1:
-                    keys, args, future = batch[0]
-                    try:
-                        result = await self._script(keys=keys, args=args)
-                    except BaseException as exc:
-                        if not future.done():
-                            future.set_exception(exc)
-                        continue
-                    if not future.done():
-                        future.set_result(result)
-                    continue
-                pipe = self._client.pipeline(transaction=False)
-                for keys, args, _ in batch:
-                    await self._script(keys=keys, args=args, client=pipe)
                 try:
-                    results = await pipe.execute(raise_on_error=False)
+                    await self._send([item for item, _ in batch])
                 except BaseException as exc:
-                    for _, _, future in batch:
+                    for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, _, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(result)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
         finally:
             self._running = False
 
@@ -120,10 +103,10 @@ class _Batcher:
 class _Conn:
     client: aioredis.Redis
     raw: aioredis.Redis
-    enqueue: _Batcher
+    enqueue: _Coalescer
     claim: AsyncScript
     extend: AsyncScript
-    finish: _Batcher
+    finish: _Coalescer
     release: AsyncScript
     update: AsyncScript
     requeue_dead: AsyncScript
@@ -144,11 +127,15 @@ class RedisBackend:
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: tuple[asyncio.AbstractEventLoop, _Conn] | None = None
 
     # -- connections -------------------------------------------------------------------
 
     def _conn(self) -> _Conn:
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]  # the hot path: one loop per process, almost always
         conn = self._conns.get(loop)
         if conn is None:
             client, raw = (
@@ -166,17 +153,18 @@ class RedisBackend:
             conn = _Conn(
                 client,
                 raw,
-                _Batcher(client, client.register_script(_lua.ENQUEUE)),
+                _Coalescer(self._sender(client.register_script(_lua.ENQUEUE))),
                 # Claimed data is decoded task by task: one message that is not UTF-8
                 # must be set aside alone, not fail the whole batch.
                 raw.register_script(_lua.CLAIM),
                 client.register_script(_lua.EXTEND),
-                _Batcher(client, client.register_script(_lua.FINISH)),
+                _Coalescer(self._pipelined(client, client.register_script(_lua.FINISH))),
                 client.register_script(_lua.RELEASE),
                 client.register_script(_lua.UPDATE),
                 client.register_script(_lua.REQUEUE_DEAD),
             )
             self._conns[loop] = conn
+        self._last = (loop, conn)
         return conn
 
     @property
@@ -190,6 +178,8 @@ class RedisBackend:
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         conn = self._conns.pop(loop, None)
+        if self._last is not None and self._last[0] is loop:
+            self._last = None
         if conn is not None:
             await conn.client.aclose()
             await conn.raw.aclose()
@@ -199,12 +189,31 @@ class RedisBackend:
 
     # -- the task flow -----------------------------------------------------------------
 
+    def _sender(self, script: AsyncScript) -> Callable[[list[Any]], Awaitable[None]]:
+        prefix = self.keys.prefix
+
+        async def send(items: list[Any]) -> None:
+            await script(keys=[], args=[prefix, json.dumps(items)])
+
+        return send
+
+    @staticmethod
+    def _pipelined(
+        client: aioredis.Redis, script: AsyncScript
+    ) -> Callable[[list[Any]], Awaitable[None]]:
+        async def send(items: list[Any]) -> None:
+            if len(items) == 1:
+                await script(keys=items[0][0], args=items[0][1])
+                return
+            pipe = client.pipeline(transaction=False)
+            for keys, args in items:
+                await script(keys=keys, args=args, client=pipe)
+            await pipe.execute()
+
+        return send
+
     async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
-        k = self.keys
-        flat = [item for pair in record.items() for item in pair]
-        await self._conn().enqueue(
-            keys=[k.task(uuid), k.queue, k.seq, k.wake, k.counts], args=[uuid, priority, *flat]
-        )
+        await self._conn().enqueue([uuid, priority, record])
 
     async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
         k = self.keys
@@ -259,15 +268,17 @@ class RedisBackend:
         k = self.keys
         flat = [item for pair in fields.items() for item in pair]
         await self._conn().finish(
-            keys=[k.task(uuid), k.running, k.counts, k.done(uuid), k.scheduled, k.wake],
-            args=[
-                uuid,
-                fields["status"],
-                "" if ttl is None else max(1, int(ttl)),
-                "" if delay is None else int(delay * 1000),
-                int(time.time() * 1000),
-                *flat,
-            ],
+            (
+                [k.task(uuid), k.running, k.counts, k.done(uuid), k.scheduled, k.wake],
+                [
+                    uuid,
+                    fields["status"],
+                    "" if ttl is None else max(1, int(ttl)),
+                    "" if delay is None else int(delay * 1000),
+                    int(time.time() * 1000),
+                    *flat,
+                ],
+            )
         )
 
     async def release(self, uuids: list[str], worker_id: str = "") -> list[str]:

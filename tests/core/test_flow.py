@@ -456,3 +456,20 @@ def test_cancelling_serve_stops_the_worker_gracefully(app: QueueTasks) -> None:
 
     # The running task finished within the grace period before serve() returned.
     assert asyncio.run(main()) == ("success", "finished")
+
+
+def test_add_tasks_enqueues_a_batch_in_order(app: QueueTasks) -> None:
+    @app.task
+    def square(n: int) -> int:
+        return n * n
+
+    tasks = app.add_tasks([("square", (i,)) for i in range(50)] + [("square", (), {"n": 50})])
+    assert [t.args for t in tasks[:3]] == [(0,), (1,), (2,)] and tasks[-1].kwargs == {"n": 50}
+    with app.running_worker(concurrency=8):
+        results = [app.wait(t.uuid, 10).returning for t in tasks]
+    assert results == [n * n for n in range(51)]
+
+
+def test_add_tasks_refuses_the_batch_item_that_cannot_be_serialized(app: QueueTasks) -> None:
+    with pytest.raises(TaskSerializationError, match="argument 0 of task 'x'"):
+        app.add_tasks([("x", (1,)), ("x", (object(),))])
