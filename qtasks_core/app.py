@@ -39,7 +39,7 @@ from .brokers import Broker
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
 from .keys import PRIORITY_MAX, PRIORITY_MIN
-from .schemas import Task, TaskExecSchema
+from .schemas import Task, TaskExecSchema, TaskStatusNewSchema
 from .storages import Storage
 
 if TYPE_CHECKING:
@@ -359,15 +359,25 @@ class QueueTasks(_Registry):
         """Enqueue ``task_name`` with explicit ``args``/``kwargs`` (any names allowed,
         ``priority`` and ``timeout`` included). See :meth:`add_task_async`."""
         await self.start_async()
-        pm = self.pm
-        args = tuple(args)
-        kw = dict(kwargs or {})
+        call = await self._before_broker(task_name, tuple(args), dict(kwargs or {}), priority)
+        uuid, model = await self.broker.add(*call)
+        task = await self._after_broker(uuid, model)
+        if self.eager:
+            return await self._run_eagerly(uuid)
+        if timeout is not None:
+            return await self.wait_async(uuid, timeout)
+        return task
+
+    async def _before_broker(
+        self, task_name: str, args: tuple[Any, ...], kw: dict[str, Any], priority: int | None
+    ) -> tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+        """Resolve the priority and fire ``qtasks_add_task_before_broker``."""
         spec = self.tasks.get(task_name)
         if priority is None:
             priority = spec.priority if spec is not None else 0
         extra: dict[str, Any] = {}
         new = await fired(
-            pm.hook.qtasks_add_task_before_broker(
+            self.pm.hook.qtasks_add_task_before_broker(
                 qtasks=self,
                 broker=self.broker,
                 task_name=task_name,
@@ -388,8 +398,11 @@ class QueueTasks(_Registry):
                 f"priority must be an int in [{PRIORITY_MIN}, {PRIORITY_MAX}] "
                 f"(lower runs first), got {priority!r}"
             )
-        uuid, model = await self.broker.add(task_name, priority, args, kw, extra)
-        task = Task(
+        return task_name, priority, args, kw, extra
+
+    async def _after_broker(self, uuid: str, model: TaskStatusNewSchema) -> Task:
+        """The caller's view of a task just written; fires ``qtasks_add_task_after_broker``."""
+        task = Task.model_construct(
             status="new",
             uuid=uuid,
             priority=model.priority,
@@ -398,15 +411,17 @@ class QueueTasks(_Registry):
             kwargs=model.kwargs,
             created_at=datetime.fromtimestamp(model.created_at, tz=UTC),
             updated_at=datetime.fromtimestamp(model.updated_at, tz=UTC),
+            returning=None,
+            traceback=None,
+            attempts=0,
+            retry=None,
+            cancel_reason=None,
+            worker=None,
             extra=model.extra,
         )
         await fired(
-            pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
+            self.pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
         )
-        if self.eager:
-            return await self._run_eagerly(uuid)
-        if timeout is not None:
-            return await self.wait_async(uuid, timeout)
         return task
 
     async def _run_eagerly(self, uuid: str) -> Task:
@@ -461,21 +476,29 @@ class QueueTasks(_Registry):
     ) -> list[Task]:
         """Enqueue many tasks at once: ``[(task_name, args[, kwargs]), ...]``.
 
-        Each task is enqueued exactly as by :meth:`send_task_async` (every trigger
-        fires); the writes travel together in pipelines, so a batch costs a few round
-        trips instead of one per task. Returns the tasks in order; the first error
-        (e.g. unserializable arguments) is raised after the batch settled.
+        Each task goes through every trigger as with :meth:`send_task_async`; the
+        writes of up to 1,000 tasks travel in one atomic script call. Returns the tasks
+        in order. An error (e.g. arguments that cannot be serialized) is raised before
+        that chunk is written: earlier chunks stay enqueued.
         """
-        pending = [
-            self.send_task_async(
-                call[0], call[1], call[2] if len(call) > 2 else None, priority=priority
-            )
-            for call in calls
-        ]
+        await self.start_async()
         results: list[Task] = []
-        for start in range(0, len(pending), _BATCH):
-            results.extend(await asyncio.gather(*pending[start : start + _BATCH]))
+        chunk: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
+        for call in calls:
+            kw = dict(call[2]) if len(call) > 2 else {}
+            chunk.append(await self._before_broker(call[0], tuple(call[1]), kw, priority))
+            if len(chunk) >= _BATCH:
+                results.extend(await self._add_chunk(chunk))
+                chunk = []
+        if chunk:
+            results.extend(await self._add_chunk(chunk))
         return results
+
+    async def _add_chunk(
+        self, chunk: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]]
+    ) -> list[Task]:
+        added = await self.broker.add_many(chunk)
+        return [await self._after_broker(uuid, model) for uuid, model in added]
 
     def add_tasks(
         self,

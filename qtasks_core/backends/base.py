@@ -75,6 +75,9 @@ class Backend(Protocol):
     async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
         """Write the record and queue the task, atomically, in one round trip."""
 
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
+        """:meth:`enqueue` for ``(uuid, record, priority)`` items, in one write."""
+
     async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
         """Move due delayed tasks and expired leases back to the queue, then claim up
         to ``n`` tasks for ``worker_id`` with a lease of ``lease`` seconds."""

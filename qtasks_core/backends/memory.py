@@ -103,6 +103,10 @@ class MemoryBackend:
             self._push(uuid, priority)
         self._work.fire(1)
 
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
+        for uuid, record, priority in items:
+            await self.enqueue(uuid, record, priority)
+
     async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
         out = Claimed()
         now = time.time()

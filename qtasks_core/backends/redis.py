@@ -103,6 +103,7 @@ class _Coalescer:
 class _Conn:
     client: aioredis.Redis
     raw: aioredis.Redis
+    enqueue_script: AsyncScript
     enqueue: _Coalescer
     claim: AsyncScript
     extend: AsyncScript
@@ -150,10 +151,12 @@ class RedisBackend:
                 )
                 for decode in (True, False)
             )
+            enqueue_script = client.register_script(_lua.ENQUEUE)
             conn = _Conn(
                 client,
                 raw,
-                _Coalescer(self._sender(client.register_script(_lua.ENQUEUE))),
+                enqueue_script,
+                _Coalescer(self._sender(enqueue_script)),
                 # Claimed data is decoded task by task: one message that is not UTF-8
                 # must be set aside alone, not fail the whole batch.
                 raw.register_script(_lua.CLAIM),
@@ -214,6 +217,12 @@ class RedisBackend:
 
     async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
         await self._conn().enqueue([uuid, priority, record])
+
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
+        # One script call: all or nothing, in one round trip.
+        await self._conn().enqueue_script(
+            keys=[], args=[self.keys.prefix, json.dumps([[u, p, r] for u, r, p in items])]
+        )
 
     async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
         k = self.keys

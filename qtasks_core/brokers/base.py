@@ -51,16 +51,39 @@ class Broker:
         extra: dict[str, Any] | None = None,
     ) -> tuple[str, TaskStatusNewSchema]:
         """Queue a task; returns its uuid and the model written."""
+        model = await self._before(task_name, priority, args, kw, extra)
+        uuid, model = await self.storage.add(str(uuidlib.uuid4()), model)
+        await fired(self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model))
+        return uuid, model
+
+    async def add_many(
+        self,
+        calls: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]],
+    ) -> list[tuple[str, TaskStatusNewSchema]]:
+        """:meth:`add` for a batch of ``(task_name, priority, args, kw, extra)``."""
+        models = [await self._before(*call) for call in calls]
+        added = await self.storage.add_many([(str(uuidlib.uuid4()), m) for m in models])
+        for _, model in added:
+            await fired(
+                self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model)
+            )
+        return added
+
+    async def _before(
+        self,
+        task_name: str,
+        priority: int,
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+        extra: dict[str, Any] | None,
+    ) -> TaskStatusNewSchema:
         model = TaskStatusNewSchema(
             task_name=task_name, priority=priority, args=args, kwargs=kw, extra=extra or {}
         )
         new = await fired(
             self.pm.hook.broker_add_before(broker=self, storage=self.storage, model=model)
         )
-        model = model if new is None else new
-        uuid, model = await self.storage.add(str(uuidlib.uuid4()), model)
-        await fired(self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model))
-        return uuid, model
+        return model if new is None else new
 
     async def get(self, uuid: str) -> Task | None:
         task = await self.storage.get(uuid)

@@ -48,6 +48,22 @@ class Storage:
         self, uuid: str, task_status: TaskStatusNewSchema
     ) -> tuple[str, TaskStatusNewSchema]:
         """Write a new task's record and queue it, atomically."""
+        uuid, task_status, record = await self.prepare_add(uuid, task_status)
+        await self.backend.enqueue(uuid, record, task_status.priority)
+        return uuid, task_status
+
+    async def add_many(
+        self, items: list[tuple[str, TaskStatusNewSchema]]
+    ) -> list[tuple[str, TaskStatusNewSchema]]:
+        """:meth:`add` for a batch: one write for all (each task still atomic)."""
+        prepared = [await self.prepare_add(uuid, status) for uuid, status in items]
+        await self.backend.enqueue_many([(u, r, s.priority) for u, s, r in prepared])
+        return [(uuid, status) for uuid, status, _ in prepared]
+
+    async def prepare_add(
+        self, uuid: str, task_status: TaskStatusNewSchema
+    ) -> tuple[str, TaskStatusNewSchema, dict[str, str]]:
+        """Fire ``storage_add`` and build the record; nothing is written yet."""
         new = await fired(
             self.pm.hook.storage_add(storage=self, uuid=uuid, task_status=task_status)
         )
@@ -73,8 +89,7 @@ class Storage:
         }
         if task_status.extra:
             record["extra"] = dumps(task_status.extra, what="task extra")
-        await self.backend.enqueue(uuid, record, task_status.priority)
-        return uuid, task_status
+        return uuid, task_status, record
 
     async def get(self, uuid: str) -> Task | None:
         record = await self.backend.get(uuid)
