@@ -402,7 +402,8 @@ class QueueTasks(_Registry):
 
     async def _after_broker(self, uuid: str, model: TaskStatusNewSchema) -> Task:
         """The caller's view of a task just written; fires ``qtasks_add_task_after_broker``."""
-        task = Task.model_construct(
+        # Validating (pydantic-core, in Rust) is faster here than model_construct.
+        task = Task(
             status="new",
             uuid=uuid,
             priority=model.priority,
@@ -411,12 +412,6 @@ class QueueTasks(_Registry):
             kwargs=model.kwargs,
             created_at=datetime.fromtimestamp(model.created_at, tz=UTC),
             updated_at=datetime.fromtimestamp(model.updated_at, tz=UTC),
-            returning=None,
-            traceback=None,
-            attempts=0,
-            retry=None,
-            cancel_reason=None,
-            worker=None,
             extra=model.extra,
         )
         await fired(
