@@ -38,3 +38,21 @@ def test_tracing_still_wraps_the_chained_caller() -> None:
     finally:
         undo()
     assert calls == ["before:broker_update", "after:broker_update"]
+
+
+def test_triggers_without_impls_take_the_fast_path_and_with_impls_the_full_one() -> None:
+    from qtasks_hooks._manager import _FastHookCaller
+
+    pm = get_plugin_manager()
+    caller = pm.hook.broker_update
+    assert isinstance(caller, _FastHookCaller)
+    assert "_hookimpls" in pluggy.HookCaller.__slots__
+    assert caller(broker=None, kw={}) is None
+
+    class Plugin:
+        @hookimpl
+        def broker_update(self, kw: dict[str, Any]) -> dict[str, Any]:
+            return {"replaced": True}
+
+    pm.register(Plugin())
+    assert caller(broker=None, kw={}) == {"replaced": True}
