@@ -233,6 +233,8 @@ class QueueTasks(_Registry):
         for plugin in plugins:
             self.add_plugin(plugin)
         self._backend = backend
+        #: The embedded server's data folder, when the app runs on it.
+        self.embedded_home: str | None = None
         self._components: tuple[Broker, Storage, GlobalConfig] | None = None
         self._started = False
         self._starting: concurrent.futures.Future[None] | None = None
@@ -278,8 +280,9 @@ class QueueTasks(_Registry):
             return MemoryBackend()
         if url:
             return RedisBackend(url, self.name)
-        from .embedded import ensure_server
+        from .embedded import ensure_server, home
 
+        self.embedded_home = str(home())
         return RedisBackend(ensure_server(), self.name)
 
     def _build(self) -> tuple[Broker, Storage, GlobalConfig]:

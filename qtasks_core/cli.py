@@ -180,11 +180,14 @@ def worker(
 
 def _banner(app: QueueTasks, runner: Any) -> None:
     plugins = [info.name for info in app.pm.plugin_infos()]
+    backend = app.backend.location
+    if app.embedded_home:
+        backend = f"embedded server {backend} (data in {app.embedded_home})"
     logging.getLogger("qtasks.worker").info(
         "QTasks worker %s | app %s | backend %s | concurrency %d | tasks: %s | plugins: %s",
         runner.id,
         app.name,
-        app.backend.location,
+        backend,
         runner.concurrency,
         ", ".join(sorted(app.tasks)) or "none",
         ", ".join(plugins) or "none",
