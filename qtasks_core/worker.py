@@ -87,6 +87,8 @@ class Worker:
         self._finished = asyncio.Event()
         self._aborting = asyncio.Event()
         self._nudges: set[asyncio.Task[Any]] = set()
+        self._claim_batch = max(1, concurrency // 4)
+        self._queue_busy = False
         self._stopped_claiming = False
 
     # -- the public surface --------------------------------------------------------------
@@ -189,6 +191,12 @@ class Worker:
                 self._slot_freed.clear()
                 await self._until(self._slot_freed.wait(), None)
                 continue
+            if self._active and free < self._claim_batch and self._queue_busy:
+                # Short tasks free slots quickly: wait a moment so one round trip claims
+                # several; long ones do not hold the free slots back for more than that.
+                self._slot_freed.clear()
+                await self._until(self._slot_freed.wait(), 0.002)
+                free = self.concurrency - len(self._active)
             try:
                 tasks, claimed = await broker.claim(self, free)
                 backoff = 0.1
@@ -207,7 +215,9 @@ class Worker:
                 log.debug("claimed %s", ", ".join(f"{t.uuid}#{t.attempts}" for t in tasks))
             for task in tasks:
                 self._active[task.uuid] = asyncio.create_task(self._run_task(task))
-            if len(claimed.tasks) >= free:
+            # A full claim means more may be queued: keep batching claims meanwhile.
+            self._queue_busy = len(claimed.tasks) >= free
+            if self._queue_busy:
                 continue
             if burst and not self._active and claimed.next_due is None:
                 return
