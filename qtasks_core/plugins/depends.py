@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from qtasks_hooks import hookimpl
@@ -63,6 +64,16 @@ async def _enter(func: Callable[..., Any], stack: contextlib.AsyncExitStack) -> 
     return value
 
 
+@functools.lru_cache(maxsize=1024)
+def _depends_params(func: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
+    """The parameters of ``func`` whose default is a ``Depends`` (cached per function)."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    return tuple(p for p in params if isinstance(p.default, Depends))
+
+
 class DependsPlugin:
     """Resolves ``Depends`` defaults before a task runs and closes them after."""
 
@@ -73,13 +84,23 @@ class DependsPlugin:
         self._worker_lock = asyncio.Lock()
 
     @hookimpl
-    async def task_executor_args_replace(
+    def task_executor_args_replace(
         self, task_executor: TaskExecutor, args: list[Any], kw: dict[str, Any]
-    ) -> tuple[list[Any], dict[str, Any]] | None:
-        params = inspect.signature(task_executor.task_func.func).parameters.values()
-        wanted = [p for p in params if isinstance(p.default, Depends) and p.name not in kw]
+    ) -> Awaitable[tuple[list[Any], dict[str, Any]]] | None:
+        # A plain impl that returns an awaitable only when there is work: tasks without
+        # Depends parameters stay on the caller's synchronous fast path.
+        wanted = [p for p in _depends_params(task_executor.task_func.func) if p.name not in kw]
         if not wanted:
             return None
+        return self._resolve(task_executor, args, kw, wanted)
+
+    async def _resolve(
+        self,
+        task_executor: TaskExecutor,
+        args: list[Any],
+        kw: dict[str, Any],
+        wanted: list[inspect.Parameter],
+    ) -> tuple[list[Any], dict[str, Any]]:
         kw = dict(kw)
         uuid = task_executor.task_broker.uuid
         for param in wanted:
@@ -95,13 +116,13 @@ class DependsPlugin:
         return list(args), kw
 
     @hookimpl
-    async def worker_execute_after(
+    def worker_execute_after(
         self, task_broker: TaskPrioritySchema, model: FinishedModel
-    ) -> None:
-        # Fired on every path of a task, after it ran: the place to close its resources.
+    ) -> Awaitable[None] | None:
+        # Fired on every path of a task, after it ran: the place to close its resources
+        # (an awaitable only when the task had some, so others stay synchronous).
         stack = self._task_stacks.pop(task_broker.uuid, None)
-        if stack is not None:
-            await stack.aclose()
+        return None if stack is None else stack.aclose()
 
     @hookimpl
     async def worker_stop(self) -> None:

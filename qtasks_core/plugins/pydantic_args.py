@@ -18,6 +18,7 @@ stored as its JSON.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from typing import Any
@@ -36,11 +37,14 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _hints(func: Any) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1024)
+def _models(func: Any) -> dict[str, type[BaseModel]]:
+    """Parameters of ``func`` annotated with a pydantic model (cached per function)."""
     try:
-        return typing.get_type_hints(func)
+        hints = typing.get_type_hints(func)
     except Exception:  # unresolvable forward references: leave those parameters alone
         return {}
+    return {name: m for name, a in hints.items() if (m := _model_of(a)) is not None}
 
 
 class PydanticArgsPlugin:
@@ -55,8 +59,7 @@ class PydanticArgsPlugin:
         args_info: list[ArgMeta],
     ) -> tuple[list[Any], dict[str, Any]] | None:
         func = task_executor.task_func.func
-        hints = _hints(func)
-        models = {name: m for name, a in hints.items() if (m := _model_of(a)) is not None}
+        models = _models(func)
         if not models:
             return None
         params = list(inspect.signature(func).parameters.values())

@@ -19,6 +19,7 @@ across awaits (plain-function tasks run in threads: use ``state.thread_lock``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import typing
@@ -37,6 +38,16 @@ class State:
         self.thread_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1024)
+def _states_of(func: Any) -> dict[str, type[State]]:
+    """Parameters of ``func`` annotated with a ``State`` subclass (cached per function)."""
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # unresolvable forward references: leave those parameters alone
+        return {}
+    return {n: c for n, c in hints.items() if isinstance(c, type) and issubclass(c, State)}
+
+
 class StatePlugin:
     """Injects the worker's instance of each ``State`` subclass a task asks for."""
 
@@ -48,15 +59,7 @@ class StatePlugin:
         self, task_executor: TaskExecutor, args: list[Any], kw: dict[str, Any]
     ) -> tuple[list[Any], dict[str, Any]] | None:
         func = task_executor.task_func.func
-        try:
-            hints = typing.get_type_hints(func)
-        except Exception:
-            return None
-        wanted = {
-            name: cls
-            for name, cls in hints.items()
-            if isinstance(cls, type) and issubclass(cls, State) and name not in kw
-        }
+        wanted = {name: cls for name, cls in _states_of(func).items() if name not in kw}
         if not wanted:
             return None
         kw = dict(kw)
