@@ -152,27 +152,43 @@ return 1
 """
 )
 
-# KEYS: task, running, counts, done, scheduled, wake
-# ARGV: uuid, status, ttl_s | '', delay_ms | '', now_ms, field, value, ...
+# ARGV: prefix, now_ms, finished (a JSON array of [uuid, status, ttl_s, delay_ms, fields];
+# ttl_s / delay_ms are 0 for none). Many tasks per call: concurrent finishes are
+# coalesced, each task's write is still all or nothing.
 FINISH: Final = """
-local prev = redis.call('HGET', KEYS[1], 'status')
-if not prev then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[3], prev, -1)
-redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[5], tonumber(ARGV[5]) + tonumber(ARGV[4]), ARGV[1])
-  -- Wakes an idle worker, which then sleeps only until this task is due.
-  redis.call('RPUSH', KEYS[6], '1')
-else
-  redis.call('RPUSH', KEYS[4], '1')
-  if ARGV[3] ~= '' then
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
-    redis.call('EXPIRE', KEYS[4], ARGV[3])
+local prefix, now = ARGV[1], tonumber(ARGV[2])
+local running, counts = prefix .. 'running', prefix .. 'counts'
+local done = 0
+for _, item in ipairs(cjson.decode(ARGV[3])) do
+  local uuid, status, ttl, delay, fields = item[1], item[2], item[3], item[4], item[5]
+  local tkey = prefix .. 'task:' .. uuid
+  local prev = redis.call('HGET', tkey, 'status')
+  if prev then
+    local flat = {}
+    for field, value in pairs(fields) do
+      flat[#flat + 1] = field
+      flat[#flat + 1] = value
+    end
+    redis.call('HSET', tkey, unpack(flat))
+    redis.call('ZREM', running, uuid)
+    redis.call('HINCRBY', counts, prev, -1)
+    redis.call('HINCRBY', counts, status, 1)
+    if delay > 0 then
+      redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
+      -- Wakes an idle worker, which then sleeps only until this task is due.
+      redis.call('RPUSH', prefix .. 'wake', '1')
+    else
+      local dkey = prefix .. 'done:' .. uuid
+      redis.call('RPUSH', dkey, '1')
+      if ttl > 0 then
+        redis.call('EXPIRE', tkey, ttl)
+        redis.call('EXPIRE', dkey, ttl)
+      end
+    end
+    done = done + 1
   end
 end
-return 1
+return done
 """
 
 # KEYS: queue, running, counts, seq, wake   ARGV: prefix, worker_id, now_s, uuid...

@@ -161,7 +161,7 @@ class RedisBackend:
                 # must be set aside alone, not fail the whole batch.
                 raw.register_script(_lua.CLAIM),
                 client.register_script(_lua.EXTEND),
-                _Coalescer(self._pipelined(client, client.register_script(_lua.FINISH))),
+                _Coalescer(self._timed_sender(client.register_script(_lua.FINISH))),
                 client.register_script(_lua.RELEASE),
                 client.register_script(_lua.UPDATE),
                 client.register_script(_lua.REQUEUE_DEAD),
@@ -200,18 +200,11 @@ class RedisBackend:
 
         return send
 
-    @staticmethod
-    def _pipelined(
-        client: aioredis.Redis, script: AsyncScript
-    ) -> Callable[[list[Any]], Awaitable[None]]:
+    def _timed_sender(self, script: AsyncScript) -> Callable[[list[Any]], Awaitable[None]]:
+        prefix = self.keys.prefix
+
         async def send(items: list[Any]) -> None:
-            if len(items) == 1:
-                await script(keys=items[0][0], args=items[0][1])
-                return
-            pipe = client.pipeline(transaction=False)
-            for keys, args in items:
-                await script(keys=keys, args=args, client=pipe)
-            await pipe.execute()
+            await script(keys=[], args=[prefix, int(time.time() * 1000), json.dumps(items)])
 
         return send
 
@@ -274,20 +267,14 @@ class RedisBackend:
     async def finish(
         self, uuid: str, fields: dict[str, str], ttl: float | None, delay: float | None
     ) -> None:
-        k = self.keys
-        flat = [item for pair in fields.items() for item in pair]
         await self._conn().finish(
-            (
-                [k.task(uuid), k.running, k.counts, k.done(uuid), k.scheduled, k.wake],
-                [
-                    uuid,
-                    fields["status"],
-                    "" if ttl is None else max(1, int(ttl)),
-                    "" if delay is None else int(delay * 1000),
-                    int(time.time() * 1000),
-                    *flat,
-                ],
-            )
+            [
+                uuid,
+                fields["status"],
+                0 if ttl is None else max(1, int(ttl)),
+                0 if delay is None else max(1, int(delay * 1000)),
+                fields,
+            ]
         )
 
     async def release(self, uuids: list[str], worker_id: str = "") -> list[str]:
