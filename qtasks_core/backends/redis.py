@@ -73,11 +73,20 @@ class _Coalescer:
         self._running = False
 
     async def __call__(self, item: Any) -> None:
+        if not self._running:
+            # Nothing in flight: send this one at once (no task, no future), and let
+            # calls that arrive meanwhile gather behind it.
+            self._running = True
+            try:
+                await self._send([item])
+            finally:
+                if self._pending:
+                    asyncio.get_running_loop().create_task(self._drain())
+                else:
+                    self._running = False
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
         await future
 
     async def _drain(self) -> None:
