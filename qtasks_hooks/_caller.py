@@ -50,11 +50,20 @@ class ChainedCaller:
             # The fast path: a trigger nobody implements costs one call and a test.
             return None
         rule = self.rules.get(hook_name) if firstresult else None
-        return _Chain(hook_name, methods, kwargs, rule).run()
+        if rule is not None:
+            return _Chain(hook_name, methods, kwargs, rule).run()
+        # A trigger without a return: call each impl, ignore values; only an awaitable
+        # result needs the full chain (to finish asynchronously, in order).
+        for index in range(len(methods) - 1, -1, -1):
+            impl = methods[index]
+            result = _call(impl, kwargs, hook_name)
+            if result is not None and isawaitable(result):
+                return _Chain(hook_name, methods, kwargs, None)._go_async(impl, result, index)
+        return None
 
 
 class _Chain:
-    __slots__ = ("hook_name", "impls", "kwargs", "replaced", "rule")
+    __slots__ = ("hook_name", "impls", "kwargs", "owned", "replaced", "rule")
 
     def __init__(
         self,
@@ -65,8 +74,10 @@ class _Chain:
     ) -> None:
         self.hook_name = hook_name
         self.impls = impls
-        # A copy: replacements must not leak into the caller's own mapping.
-        self.kwargs = dict(kwargs)
+        # Copied on the first replacement (_set): the caller's mapping is never changed,
+        # and a chain in which every impl keeps pays for no copy.
+        self.kwargs: Mapping[str, Any] = kwargs
+        self.owned = False
         self.rule = rule
         self.replaced: Any = _UNSET
 
@@ -119,20 +130,13 @@ class _Chain:
             raise
 
     def _call(self, impl: HookImpl) -> Any:
-        kwargs = self.kwargs
-        try:
-            args = [kwargs[name] for name in impl.argnames]
-        except KeyError:
-            missing = [name for name in impl.argnames if name not in kwargs]
-            raise HookCallError(
-                f"trigger {self.hook_name!r} was fired without argument(s) {missing} "
-                f"that plugin {impl.plugin_name!r} asks for"
-            ) from None
-        try:
-            return impl.function(*args)
-        except Exception as exc:
-            _name_the_plugin(exc, impl, self.hook_name)
-            raise
+        return _call(impl, self.kwargs, self.hook_name)
+
+    def _set(self, name: str, value: Any) -> None:
+        if not self.owned:
+            self.kwargs = dict(self.kwargs)
+            self.owned = True
+        self.kwargs[name] = value  # type: ignore[index]
 
     def _absorb(self, impl: HookImpl, result: Any) -> None:
         rule = self.rule
@@ -155,7 +159,7 @@ class _Chain:
         )
         if not ok:
             raise self._wrong_shape(impl, result, _SHAPE_WORDS[shape].format(rule.names[0]))
-        self.kwargs[rule.names[0]] = result
+        self._set(rule.names[0], result)
         self.replaced = result
 
     def _absorb_keys(self, impl: HookImpl, rule: ReplaceRule, result: Any) -> None:
@@ -175,7 +179,7 @@ class _Chain:
             # A None part keeps that argument: the reference's rule, and what stops a
             # plugin that only sets `kw` from wiping the task's `args`.
             if value is not None:
-                self.kwargs[key] = value
+                self._set(key, value)
                 merged[key] = value
         if merged:
             self.replaced = merged
@@ -185,9 +189,9 @@ class _Chain:
             raise self._wrong_shape(impl, result, f"a 2-tuple ({rule.names[0]}, {rule.names[1]})")
         first, second = rule.names
         if result[0] is not None:
-            self.kwargs[first] = result[0]
+            self._set(first, result[0])
         if result[1] is not None:
-            self.kwargs[second] = result[1]
+            self._set(second, result[1])
         if result[0] is not None or result[1] is not None:
             self.replaced = (self.kwargs[first], self.kwargs[second])
 
@@ -205,6 +209,22 @@ _SHAPE_WORDS: Final = {
     "model": "a pydantic model, the new {}",
     "model_or_none": "a pydantic model, the new {}",
 }
+
+
+def _call(impl: HookImpl, kwargs: Mapping[str, Any], hook_name: str) -> Any:
+    try:
+        args = [kwargs[name] for name in impl.argnames]
+    except KeyError:
+        missing = [name for name in impl.argnames if name not in kwargs]
+        raise HookCallError(
+            f"trigger {hook_name!r} was fired without argument(s) {missing} "
+            f"that plugin {impl.plugin_name!r} asks for"
+        ) from None
+    try:
+        return impl.function(*args)
+    except Exception as exc:
+        _name_the_plugin(exc, impl, hook_name)
+        raise
 
 
 def _short(value: Any) -> str:

@@ -48,9 +48,14 @@ class _FastHookCaller(HookCaller):
     __slots__ = ()
 
     def __call__(self, **kwargs: object) -> Any:
-        if not self._hookimpls:
+        impls = self._hookimpls
+        if not impls:
             return None
-        return super().__call__(**kwargs)
+        # What pluggy's __call__ does, minus its per-call argument warning (our specs
+        # are called by our own core with every argument): the copy protects the loop
+        # from a plugin that registers another while it runs.
+        firstresult = self.spec.opts.get("firstresult", False) if self.spec else False
+        return self._hookexec(self.name, impls[:], kwargs, firstresult)
 
 
 class PluginManager(pluggy.PluginManager):
