@@ -523,10 +523,10 @@ class QueueTasks(_Registry):
 
     # -- reading -----------------------------------------------------------------------
 
-    async def get_async(self, uuid: str) -> Task | None:
+    async def get_async(self, uuid: str, *, _record: dict[str, str] | None = None) -> Task | None:
         """The task's current state, or ``None`` if no task has this id (or it expired)."""
         await self.start_async()
-        task = await self.broker.get(uuid)
+        task = await self.broker.get(uuid, _record)
         new = await fired(self.pm.hook.qtasks_get(qtasks=self, broker=self.broker, task=task))
         return task if new is None else new
 
@@ -545,7 +545,7 @@ class QueueTasks(_Registry):
         deadline = loop.time() + timeout
         while True:
             done = await self.backend.wait_done(uuid, max(0.0, deadline - loop.time()))
-            task = await self.get_async(uuid)
+            task = await self.get_async(uuid, _record=done if isinstance(done, dict) else None)
             if task is not None and task.is_finished:
                 return task
             # Not done yet (a long wait is made of bounded blocks) or a retry is pending.

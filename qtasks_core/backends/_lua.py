@@ -178,8 +178,11 @@ for _, item in ipairs(cjson.decode(ARGV[3])) do
       -- Wakes an idle worker, which then sleeps only until this task is due.
       redis.call('RPUSH', prefix .. 'wake', '1')
     else
+      -- The done token carries the final record, so a waiter needs no second read.
       local dkey = prefix .. 'done:' .. uuid
-      redis.call('RPUSH', dkey, '1')
+      local flat, rec = redis.call('HGETALL', tkey), {}
+      for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+      redis.call('RPUSH', dkey, cjson.encode(rec))
       if ttl > 0 then
         redis.call('EXPIRE', tkey, ttl)
         redis.call('EXPIRE', dkey, ttl)

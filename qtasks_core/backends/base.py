@@ -106,8 +106,9 @@ class Backend(Protocol):
 
     async def get_all(self, limit: int) -> list[dict[str, str]]: ...
 
-    async def wait_done(self, uuid: str, timeout: float) -> bool:
-        """Block until the task is final (True) or ``timeout`` passes (False)."""
+    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
+        """Block until the task is final, or ``timeout`` passes (``False``). A final
+        task gives its record when the backend has it at hand, else ``True``."""
 
     async def update(self, uuid: str, fields: dict[str, str], ttl: float | None = None) -> bool:
         """Set fields on an existing record; a ``cancel`` status also unqueues it."""

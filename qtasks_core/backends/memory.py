@@ -244,7 +244,7 @@ class MemoryBackend:
             uuids = list(self._records)[:limit]
         return [r for u in uuids if (r := await self.get(u)) is not None]
 
-    async def wait_done(self, uuid: str, timeout: float) -> bool:
+    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         with self._lock:
             record = self._records.get(uuid)
             if record is not None and record.get("_done"):

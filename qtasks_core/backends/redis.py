@@ -318,13 +318,22 @@ class RedisBackend:
         records = await pipe.execute()
         return [{"uuid": u, **r} for u, r in zip(uuids, records, strict=True) if r]
 
-    async def wait_done(self, uuid: str, timeout: float) -> bool:
+    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         key = self.keys.done(uuid)
         # Rotating the token onto the same list leaves it there for every other waiter.
         # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
         wait = cast(int, min(max(timeout, 0.01), MAX_BLOCK))
-        got = await self.client.blmove(key, key, wait, "LEFT", "RIGHT")
-        return got is not None
+        token = cast(str | None, await self.client.blmove(key, key, wait, "LEFT", "RIGHT"))
+        if token is None:
+            return False
+        if token.startswith("{"):
+            try:
+                record = json.loads(token)
+            except ValueError:
+                return True
+            if isinstance(record, dict):
+                return {str(k): str(v) for k, v in record.items()}
+        return True
 
     async def update(self, uuid: str, fields: dict[str, str], ttl: float | None = None) -> bool:
         k = self.keys

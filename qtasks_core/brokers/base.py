@@ -85,8 +85,9 @@ class Broker:
         )
         return model if new is None else new
 
-    async def get(self, uuid: str) -> Task | None:
-        task = await self.storage.get(uuid)
+    async def get(self, uuid: str, record: dict[str, str] | None = None) -> Task | None:
+        """The task ``uuid`` (from ``record`` when the caller already holds it)."""
+        task = await self.storage.get(uuid, record)
         new = await fired(self.pm.hook.broker_get(broker=self, task=task))
         return task if new is None else new
 

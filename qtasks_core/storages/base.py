@@ -91,8 +91,13 @@ class Storage:
             record["extra"] = dumps(task_status.extra, what="task extra")
         return uuid, task_status, record
 
-    async def get(self, uuid: str) -> Task | None:
-        record = await self.backend.get(uuid)
+    async def get(self, uuid: str, record: dict[str, str] | None = None) -> Task | None:
+        """The task ``uuid``, read from the backend unless ``record`` is given (a
+        waiter woken with the final record); ``storage_get`` fires either way."""
+        if record is None:
+            record = await self.backend.get(uuid)
+        else:
+            record = {**record, "uuid": uuid}
         result = task_from_record(record) if record else None
         new = await fired(self.pm.hook.storage_get(storage=self, result=result))
         return result if new is None else new
