@@ -89,7 +89,10 @@ class Worker:
         self._nudges: set[asyncio.Task[Any]] = set()
         self._claim_batch = max(1, concurrency // 4)
         self._queue_busy = False
-        self._stopped_claiming = False
+        #: Set when the worker stops claiming: results still unwritten by then (the
+        #: backend is away) are given up at this loop time; their leases expire and the
+        #: tasks run again elsewhere (at-least-once).
+        self._give_up_at: float | None = None
 
     # -- the public surface --------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class Worker:
         try:
             await self._claim_loop(burst)
         finally:
-            self._stopped_claiming = True
+            self._give_up_at = asyncio.get_running_loop().time() + self.grace
             await self._drain()
             # Not cancelled: redis-py may swallow a cancellation mid-command, which
             # would leave the heartbeat hanging; it ends at its next check instead.
@@ -446,7 +449,8 @@ class Worker:
                 await app.broker.remove_finished_task(task_broker, model)
                 return
             except BACKEND_ERRORS as exc:
-                if self._stopped_claiming and backoff > self.grace:
+                give_up_at = self._give_up_at
+                if give_up_at is not None and asyncio.get_running_loop().time() > give_up_at:
                     raise
                 log.warning(
                     "could not store the result of %s (%s); retrying in %.1fs",
