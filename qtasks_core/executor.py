@@ -9,12 +9,12 @@ keeps its thread until it returns; its result is then discarded.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+from ._introspect import parameters
 from ._util import fired
 from .context import TaskContext
 from .errors import TaskPluginTriggerError
@@ -24,15 +24,6 @@ if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
     from .app import QueueTasks
-
-
-@functools.lru_cache(maxsize=1024)
-def _parameters(func: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
-    """A task function's parameters (cached: ``inspect.signature`` is slow per task)."""
-    try:
-        return tuple(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        return ()
 
 
 class TaskExecutor:
@@ -59,7 +50,7 @@ class TaskExecutor:
 
     def args_info(self, args: list[Any], kw: dict[str, Any]) -> list[ArgMeta]:
         """Each parameter of the function with the value it is about to receive."""
-        params = _parameters(self.task_func.func)
+        params = parameters(self.task_func.func)
         if self.task_func.echo and params:
             params = params[1:]
         info = []

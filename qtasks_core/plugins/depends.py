@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from qtasks_hooks import hookimpl
 
+from .._introspect import parameters
 from ..executor import TaskExecutor
 from ..schemas import FinishedModel, TaskPrioritySchema
 
@@ -67,11 +68,7 @@ async def _enter(func: Callable[..., Any], stack: contextlib.AsyncExitStack) -> 
 @functools.lru_cache(maxsize=1024)
 def _depends_params(func: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
     """The parameters of ``func`` whose default is a ``Depends`` (cached per function)."""
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return ()
-    return tuple(p for p in params if isinstance(p.default, Depends))
+    return tuple(p for p in parameters(func) if isinstance(p.default, Depends))
 
 
 class DependsPlugin:

@@ -19,14 +19,13 @@ stored as its JSON.
 from __future__ import annotations
 
 import functools
-import inspect
-import typing
 from typing import Any
 
 from pydantic import BaseModel
 
 from qtasks_hooks import hookimpl
 
+from .._introspect import parameters, type_hints
 from ..executor import TaskExecutor
 from ..schemas import ArgMeta
 
@@ -40,11 +39,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 @functools.lru_cache(maxsize=1024)
 def _models(func: Any) -> dict[str, type[BaseModel]]:
     """Parameters of ``func`` annotated with a pydantic model (cached per function)."""
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:  # unresolvable forward references: leave those parameters alone
-        return {}
-    return {name: m for name, a in hints.items() if (m := _model_of(a)) is not None}
+    return {n: m for n, a in type_hints(func).items() if (m := _model_of(a)) is not None}
 
 
 class PydanticArgsPlugin:
@@ -62,7 +57,7 @@ class PydanticArgsPlugin:
         models = _models(func)
         if not models:
             return None
-        params = list(inspect.signature(func).parameters.values())
+        params = list(parameters(func))
         if task_executor.task_func.echo and params:
             params = params[1:]
         args, kw = list(args), dict(kw)

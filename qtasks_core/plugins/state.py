@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import threading
-import typing
 from typing import Any
 
 from qtasks_hooks import hookimpl
 
+from .._introspect import parameters, type_hints
 from ..executor import TaskExecutor
 
 
@@ -41,10 +40,7 @@ class State:
 @functools.lru_cache(maxsize=1024)
 def _states_of(func: Any) -> dict[str, type[State]]:
     """Parameters of ``func`` annotated with a ``State`` subclass (cached per function)."""
-    try:
-        hints = typing.get_type_hints(func)
-    except Exception:  # unresolvable forward references: leave those parameters alone
-        return {}
+    hints = type_hints(func)
     return {n: c for n, c in hints.items() if isinstance(c, type) and issubclass(c, State)}
 
 
@@ -63,7 +59,7 @@ class StatePlugin:
         if not wanted:
             return None
         kw = dict(kw)
-        names = list(inspect.signature(func).parameters)
+        names = [p.name for p in parameters(func)]
         for name, cls in wanted.items():
             if names.index(name) < len(args) + (1 if task_executor.task_func.echo else 0):
                 continue  # given positionally by the caller
