@@ -273,21 +273,18 @@ def loadavg() -> float | None:
         return None
 
 
+def _git(*args: str) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, check=True
+    ).stdout.strip()
+
+
 def qtasks_state() -> str:
     """The checkout's commit, plus a digest of uncommitted changes to the packages: the
     venv is an editable install, so this is the code a QTasks row runs."""
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        diff = subprocess.run(
-            ["git", "-C", str(REPO), "diff", "HEAD", "--", "qtasks_core", "qtasks_hooks"],
-            capture_output=True,
-            check=True,
-        ).stdout
+        rev = _git("rev-parse", "--short", "HEAD").decode()
+        diff = _git("diff", "HEAD", "--", "qtasks_core", "qtasks_hooks")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return rev + (f"+dirty:{hashlib.sha256(diff).hexdigest()[:8]}" if diff else "")
@@ -565,21 +562,11 @@ def bars_markdown(rows: list[dict[str, Any]]) -> str:
 
 def git_revision() -> str:
     try:
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
+        rev = _git("rev-parse", "--short", "HEAD").decode()
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return rev + ("+dirty" if dirty else "")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
