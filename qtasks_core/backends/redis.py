@@ -15,13 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.backoff import ExponentialBackoff
-from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from ..keys import PRIORITY_SCALE, Keys
-from . import _lua
+from . import _lua, _resp
 from .base import BackendStats, Claimed
 
 log = logging.getLogger("qtasks.backend.redis")
@@ -108,18 +107,24 @@ class _Coalescer:
             self._running = False
 
 
+#: A Lua script, called as ``await script(keys=[...], args=[...])``.
+Script = Callable[..., Awaitable[Any]]
+
+
 @dataclass(slots=True)
 class _Conn:
     client: aioredis.Redis
     raw: aioredis.Redis
-    enqueue_script: AsyncScript
+    #: The pipelined connection of the hot scripts, when the URL allows it.
+    lean: _resp.RespConnection | None
+    enqueue_script: Script
     enqueue: _Coalescer
-    claim: AsyncScript
-    extend: AsyncScript
+    claim: Script
+    extend: Script
     finish: _Coalescer
-    release: AsyncScript
-    update: AsyncScript
-    requeue_dead: AsyncScript
+    release: Script
+    update: Script
+    requeue_dead: Script
 
 
 class RedisBackend:
@@ -160,17 +165,27 @@ class RedisBackend:
                 )
                 for decode in (True, False)
             )
-            enqueue_script = client.register_script(_lua.ENQUEUE)
+            # The scripts every task runs take the lean connection; their replies are
+            # not decoded, which the claim needs anyway (see below) and the others ignore.
+            lean = _resp.RespConnection(self.url) if _resp.supports(self.url) else None
+
+            def hot(source: str, fallback: aioredis.Redis) -> Script:
+                if lean is not None:
+                    return _resp.LeanScript(lean, source)
+                return fallback.register_script(source)
+
+            enqueue_script = hot(_lua.ENQUEUE, raw)
             conn = _Conn(
                 client,
                 raw,
+                lean,
                 enqueue_script,
                 _Coalescer(self._sender(enqueue_script)),
                 # Claimed data is decoded task by task: one message that is not UTF-8
                 # must be set aside alone, not fail the whole batch.
-                raw.register_script(_lua.CLAIM),
-                client.register_script(_lua.EXTEND),
-                _Coalescer(self._timed_sender(client.register_script(_lua.FINISH))),
+                hot(_lua.CLAIM, raw),
+                hot(_lua.EXTEND, raw),
+                _Coalescer(self._timed_sender(hot(_lua.FINISH, raw))),
                 client.register_script(_lua.RELEASE),
                 client.register_script(_lua.UPDATE),
                 client.register_script(_lua.REQUEUE_DEAD),
@@ -195,13 +210,15 @@ class RedisBackend:
         if conn is not None:
             await conn.client.aclose()
             await conn.raw.aclose()
+            if conn.lean is not None:
+                await conn.lean.close()
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
     # -- the task flow -----------------------------------------------------------------
 
-    def _sender(self, script: AsyncScript) -> Callable[[list[Any]], Awaitable[None]]:
+    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[None]]:
         prefix = self.keys.prefix
 
         async def send(items: list[Any]) -> None:
@@ -209,7 +226,7 @@ class RedisBackend:
 
         return send
 
-    def _timed_sender(self, script: AsyncScript) -> Callable[[list[Any]], Awaitable[None]]:
+    def _timed_sender(self, script: Script) -> Callable[[list[Any]], Awaitable[None]]:
         prefix = self.keys.prefix
 
         async def send(items: list[Any]) -> None:

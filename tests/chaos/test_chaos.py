@@ -28,6 +28,7 @@ from qtasks_core.keys import Keys
 from qtasks_hooks import get_plugin_manager
 from tests.conftest import RedisServer
 from tests.integration.apps import sample
+from tests.support import wait_for
 
 APPS = Path(__file__).resolve().parents[1] / "integration"
 log = logging.getLogger("qtasks.chaos")
@@ -175,12 +176,21 @@ def test_redis_down_for_ten_seconds_under_load(server: RedisServer) -> None:
     keys = Keys.for_app(name)
     uuids = [app.add_task("sleepy", f"o{i}", 0.05).uuid for i in range(300)]
     workers = [start_worker(env, "-c", "8", "--lease", "3") for _ in range(2)]
+    client = redis.Redis.from_url(server.url, decode_responses=True)
     try:
-        time.sleep(1.0)
+        # The outage starts under load: both workers up and tasks running, however
+        # long the workers take to start on a busy machine.
+        wait_for(
+            lambda: (
+                len(list(client.scan_iter(match=keys.worker("*")))) == 2
+                and sample.executions(client, name)
+            ),
+            timeout=60,
+            what="both workers running tasks",
+        )
         server.stop()
         time.sleep(10)
         server.start()
-        client = redis.Redis.from_url(server.url, decode_responses=True)
         deadline = time.monotonic() + 120
         while not settled(client, keys):
             assert time.monotonic() < deadline, "workers did not recover from the outage"

@@ -1,0 +1,156 @@
+"""The pipelined connection of the hot scripts, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
+
+from qtasks_core.backends._resp import RespConnection, supports
+from tests.conftest import RedisServer
+
+SCRIPT = "return {KEYS[1], ARGV[1]}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    own = RedisServer(tmp_path)
+    own.start()
+    yield own
+    own.stop()
+
+
+def test_concurrent_requests_get_their_own_replies(redis_url: str) -> None:
+    async def main() -> list[object]:
+        conn = RespConnection(redis_url)
+        try:
+            return list(await asyncio.gather(*(conn.execute("ECHO", i) for i in range(500))))
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == [str(i).encode() for i in range(500)]
+
+
+def test_an_error_reply_raises_and_the_connection_goes_on(redis_url: str) -> None:
+    async def main() -> object:
+        conn = RespConnection(redis_url)
+        try:
+            await conn.execute("SET", "resp:text", "abc")
+            with pytest.raises(ResponseError, match="not an integer"):
+                await conn.execute("INCR", "resp:text")
+            return await conn.execute("GET", "resp:text")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == b"abc"
+
+
+def test_a_cancelled_caller_does_not_shift_the_replies(redis_url: str) -> None:
+    async def main() -> object:
+        conn = RespConnection(redis_url)
+        try:
+            slow = asyncio.ensure_future(conn.execute("BLPOP", "resp:never", 0.3))
+            await asyncio.sleep(0.05)
+            slow.cancel()
+            return await conn.execute("ECHO", "after")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == b"after"
+
+
+def test_a_script_the_server_forgot_is_loaded_again(redis_url: str) -> None:
+    async def main() -> tuple[object, object]:
+        conn = RespConnection(redis_url)
+        try:
+            first = await conn.evalsha(SCRIPT, ["k"], ["v1"])
+            redis.Redis.from_url(redis_url).script_flush()
+            return first, await conn.evalsha(SCRIPT, ["k"], ["v2"])
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == ([b"k", b"v1"], [b"k", b"v2"])
+
+
+def test_the_urls_database_is_selected(redis_url: str) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/5"
+
+    async def main() -> None:
+        conn = RespConnection(url)
+        try:
+            await conn.execute("SET", "resp:db", "five")
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+    assert redis.Redis.from_url(url).get("resp:db") == b"five"
+    assert redis.Redis.from_url(redis_url).get("resp:db") is None
+
+
+def test_the_urls_password_is_sent_and_a_wrong_one_is_refused(server: RedisServer) -> None:
+    redis.Redis.from_url(server.url).config_set("requirepass", "s3cret")
+    good = server.url.replace("redis://", "redis://:s3cret@")
+    bad = server.url.replace("redis://", "redis://:wrong@")
+
+    async def main() -> object:
+        conn = RespConnection(bad)
+        with pytest.raises(AuthenticationError) as refused:
+            await conn.execute("PING")
+        assert "wrong" not in str(refused.value)
+        conn = RespConnection(good)
+        try:
+            return await conn.execute("PING")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == b"PONG"
+
+
+def test_it_reconnects_after_the_server_comes_back(server: RedisServer) -> None:
+    async def main() -> object:
+        conn = RespConnection(server.url)
+        try:
+            await conn.execute("SET", "resp:kept", "yes")
+            server.stop()
+            with pytest.raises(ConnectionError, match="connect"):
+                await conn.execute("GET", "resp:kept")
+            server.start()
+            return await conn.execute("GET", "resp:kept")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == b"yes"
+
+
+def test_a_server_that_never_replies_times_out() -> None:
+    async def main() -> float:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()  # reads requests, answers none
+
+        listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        conn = RespConnection(f"redis://127.0.0.1:{port}/0", reply_timeout=0.2)
+        started = time.monotonic()
+        try:
+            with pytest.raises(TimeoutError, match="no reply"):
+                await conn.execute("PING")
+            return time.monotonic() - started
+        finally:
+            await conn.close()
+            listener.close()
+
+    # Four attempts (one and three retries), each given up after at most two ticks.
+    assert asyncio.run(main()) < 10
+
+
+def test_urls_it_does_not_speak_keep_the_redis_py_client() -> None:
+    assert supports("redis://127.0.0.1:6379/0")
+    assert supports("redis://user:pw@host:1/2")
+    assert supports("unix:///tmp/redis.sock?db=1")
+    assert not supports("rediss://host:6380/0")
+    assert not supports("redis://host:6379/0?protocol=3")
