@@ -406,6 +406,7 @@ class QueueTasks(_Registry):
     async def _after_broker(self, uuid: str, model: TaskStatusNewSchema) -> Task:
         """The caller's view of a task just written; fires ``qtasks_add_task_after_broker``."""
         # Validating (pydantic-core, in Rust) is faster here than model_construct.
+        created_at = datetime.fromtimestamp(model.created_at, tz=UTC)
         task = Task(
             status="new",
             uuid=uuid,
@@ -413,8 +414,12 @@ class QueueTasks(_Registry):
             task_name=model.task_name,
             args=model.args,
             kwargs=model.kwargs,
-            created_at=datetime.fromtimestamp(model.created_at, tz=UTC),
-            updated_at=datetime.fromtimestamp(model.updated_at, tz=UTC),
+            created_at=created_at,
+            updated_at=(
+                created_at
+                if model.updated_at == model.created_at
+                else datetime.fromtimestamp(model.updated_at, tz=UTC)
+            ),
             extra=model.extra,
         )
         await fired(
@@ -482,14 +487,30 @@ class QueueTasks(_Registry):
         await self.start_async()
         results: list[Task] = []
         chunk: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
-        for call in calls:
-            kw = dict(call[2]) if len(call) > 2 else {}
-            chunk.append(await self._before_broker(call[0], tuple(call[1]), kw, priority))
-            if len(chunk) >= _BATCH:
+        # One chunk is written while the next is prepared, so Redis runs the script
+        # while this process builds the next records; chunks still go one after the
+        # other (in order, and none written after an error).
+        writing: asyncio.Task[list[Task]] | None = None
+        try:
+            for call in calls:
+                kw = dict(call[2]) if len(call) > 2 else {}
+                chunk.append(await self._before_broker(call[0], tuple(call[1]), kw, priority))
+                if len(chunk) >= _BATCH:
+                    if writing is not None:
+                        results.extend(await writing)
+                    writing = asyncio.ensure_future(self._add_chunk(chunk))
+                    chunk = []
+                    await asyncio.sleep(0)  # let it send before preparing the next chunk
+            if writing is not None:
+                results.extend(await writing)
+                writing = None
+            if chunk:
                 results.extend(await self._add_chunk(chunk))
-                chunk = []
-        if chunk:
-            results.extend(await self._add_chunk(chunk))
+        except BaseException:
+            if writing is not None:
+                # The chunk already sent stays enqueued, as the docstring promises.
+                await asyncio.wait([writing])
+            raise
         return results
 
     async def _add_chunk(

@@ -71,7 +71,8 @@ class TaskStatusNewSchema(BaseModel):
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = Field(default_factory=dict)
     created_at: float = Field(default_factory=_now)
-    updated_at: float = Field(default_factory=_now)
+    #: A new task was last updated when it was created.
+    updated_at: float = Field(default_factory=lambda data: data["created_at"])
     status: Literal["new"] = "new"
     extra: dict[str, Any] = Field(default_factory=dict)
 

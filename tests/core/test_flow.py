@@ -473,3 +473,26 @@ def test_add_tasks_enqueues_a_batch_in_order(app: QueueTasks) -> None:
 def test_add_tasks_refuses_the_batch_item_that_cannot_be_serialized(app: QueueTasks) -> None:
     with pytest.raises(TaskSerializationError, match="argument 0 of task 'x'"):
         app.add_tasks([("x", (1,)), ("x", (object(),))])
+
+
+def test_add_tasks_keeps_the_chunks_before_an_error_and_writes_none_after(
+    app: QueueTasks,
+) -> None:
+    # Chunks are 1,000 tasks: the bad arguments are in the third chunk.
+    calls: list[tuple[str, tuple[Any, ...]]] = [("x", (i,)) for i in range(2_500)]
+    calls[2_100] = ("x", (object(),))
+    with pytest.raises(TaskSerializationError, match="argument 0 of task 'x'"):
+        app.add_tasks(calls)
+    assert Stats(app).inspect().queued == {0: 2_000}
+
+    class FailsOnTheSecondChunk:
+        @hookimpl
+        def qtasks_add_task_before_broker(self, args: tuple[Any, ...]) -> None:
+            # Raised while the first chunk's write is in flight.
+            if args == (1_500,):
+                raise RuntimeError("refused")
+
+    app.add_plugin(FailsOnTheSecondChunk(), name="fails")
+    with pytest.raises(RuntimeError, match="refused"):
+        app.add_tasks([("x", (i,)) for i in range(3_000)])
+    assert Stats(app).inspect().queued == {0: 3_000}
