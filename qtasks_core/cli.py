@@ -6,6 +6,7 @@ not answer, a bad option) is printed as one line on stderr with exit status 2.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -17,7 +18,6 @@ import time
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
 from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
 
@@ -104,9 +104,14 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _start_or_fail(app: QueueTasks) -> None:
+    """Start the app on its sync portal, or exit with the reason on one line."""
+    app._portal.call(_started_or_fail(app))
+
+
+async def _started_or_fail(app: QueueTasks) -> None:
     try:
-        app._portal.call(app.start_async())
-        app.ping()
+        await app.start_async()
+        await app.ping_async()
     except PluginLoadError as exc:
         fail(str(exc))
     except BACKEND_ERRORS as exc:
@@ -158,7 +163,6 @@ def worker(
     application = load_app(app_path, redis_url)
     if processes > 1:
         raise typer.Exit(_supervise(processes, burst))
-    _start_or_fail(application)
     runner = application.worker(
         concurrency=concurrency,
         threads=threads,
@@ -166,10 +170,16 @@ def worker(
         max_attempts=max_attempts,
         grace=grace,
     )
-    _banner(application, runner)
     from .starter import Starter
 
-    Starter(application, runner, burst=burst).start()
+    async def run() -> None:
+        # Everything on this one loop: starting on the sync portal would keep its
+        # thread, loop and Redis connections alive beside the worker's own.
+        await _started_or_fail(application)
+        _banner(application, runner)
+        await Starter(application, runner, burst=burst).run()
+
+    asyncio.run(run())
     # Every task is finished or handed back by now; threads still inside a task that
     # overran max_time or was aborted cannot be killed, so do not wait for them.
     logging.shutdown()
@@ -303,6 +313,9 @@ def stats(
             typer.echo(snapshot.model_dump_json(indent=2))
         else:
             if watch:
+                # Imported here: a worker process has no use for rich (about 2 MiB).
+                from rich.console import Console
+
                 Console().clear()
             _print_stats(snapshot)
         if not watch:
