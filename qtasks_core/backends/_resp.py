@@ -244,7 +244,8 @@ class RespConnection:
         if not future.cancelled() and future.exception() is None:
             self._protocol = future.result()
 
-    def _drop(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection at once; requests still owed a reply fail."""
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
@@ -264,7 +265,7 @@ class RespConnection:
                     protocol = await self._ready()
                 return await protocol.send(payload)
             except _RETRIED:
-                self._drop()
+                self.abort()
                 failures += 1
                 if failures > RETRIES:
                     raise
@@ -287,6 +288,41 @@ class RespConnection:
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
             await protocol.closed
+
+
+class BlockingPool:
+    """Connections for blocking commands (``BLPOP``, ``BLMOVE``), one caller each.
+
+    A blocked command holds its connection until the server answers, so every caller
+    takes a connection of its own; up to ``keep`` idle ones are kept for the next. A
+    connection whose caller was cancelled or failed is closed, never reused: its reply
+    may still be on the way.
+    """
+
+    def __init__(self, url: str, *, keep: int = 4) -> None:
+        self.url = url
+        self.keep = keep
+        self._idle: list[RespConnection] = []
+
+    async def execute(self, *args: Any) -> Any:
+        """Send one (blocking) command on a connection of its own; return the reply."""
+        conn = self._idle.pop() if self._idle else RespConnection(self.url)
+        try:
+            reply = await conn.execute(*args)
+        except BaseException:
+            conn.abort()
+            raise
+        if len(self._idle) < self.keep:
+            self._idle.append(conn)
+        else:
+            conn.abort()
+        return reply
+
+    async def close(self) -> None:
+        """Close the idle connections (the busy ones close when their callers finish)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
 
 
 class LeanScript:

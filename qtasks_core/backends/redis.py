@@ -117,6 +117,8 @@ class _Conn:
     raw: aioredis.Redis
     #: The pipelined connection of the hot scripts, when the URL allows it.
     lean: _resp.RespConnection | None
+    #: Connections for the blocking waits of workers and callers, likewise.
+    blocking: _resp.BlockingPool | None
     enqueue_script: Script
     enqueue: _Coalescer
     claim: Script
@@ -179,6 +181,7 @@ class RedisBackend:
                 client,
                 raw,
                 lean,
+                _resp.BlockingPool(self.url) if lean is not None else None,
                 enqueue_script,
                 _Coalescer(self._sender(enqueue_script)),
                 # Claimed data is decoded task by task: one message that is not UTF-8
@@ -212,6 +215,8 @@ class RedisBackend:
             await conn.raw.aclose()
             if conn.lean is not None:
                 await conn.lean.close()
+            if conn.blocking is not None:
+                await conn.blocking.close()
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -272,7 +277,12 @@ class RedisBackend:
     async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
         keys = [self.keys.wake, self.keys.wake_worker(worker_id)] if worker_id else [self.keys.wake]
-        await self.client.blpop(keys, timeout=min(max(timeout, 0.01), MAX_BLOCK))
+        wait = min(max(timeout, 0.01), MAX_BLOCK)
+        blocking = self._conn().blocking
+        if blocking is not None:
+            await blocking.execute("BLPOP", *keys, wait)
+        else:
+            await self.client.blpop(keys, timeout=wait)
 
     async def wake(self, worker_id: str) -> None:
         # Cancelling a blocked BLPOP is not reliable with redis-py (it can swallow the
@@ -338,9 +348,16 @@ class RedisBackend:
     async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         key = self.keys.done(uuid)
         # Rotating the token onto the same list leaves it there for every other waiter.
-        # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
-        wait = cast(int, min(max(timeout, 0.01), MAX_BLOCK))
-        token = cast(str | None, await self.client.blmove(key, key, wait, "LEFT", "RIGHT"))
+        wait = min(max(timeout, 0.01), MAX_BLOCK)
+        blocking = self._conn().blocking
+        if blocking is not None:
+            reply = await blocking.execute("BLMOVE", key, key, "LEFT", "RIGHT", wait)
+            token = None if reply is None else reply.decode(errors="replace")
+        else:
+            # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
+            token = cast(
+                str | None, await self.client.blmove(key, key, cast(int, wait), "LEFT", "RIGHT")
+            )
         if token is None:
             return False
         if token.startswith("{"):

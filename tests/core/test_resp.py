@@ -11,7 +11,7 @@ import pytest
 import redis
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
-from qtasks_core.backends._resp import RespConnection, supports
+from qtasks_core.backends._resp import BlockingPool, RespConnection, supports
 from tests.conftest import RedisServer
 
 SCRIPT = "return {KEYS[1], ARGV[1]}"
@@ -146,6 +146,49 @@ def test_a_server_that_never_replies_times_out() -> None:
 
     # Four attempts (one and three retries), each given up after at most two ticks.
     assert asyncio.run(main()) < 10
+
+
+def test_blocking_calls_do_not_wait_behind_each_other(redis_url: str) -> None:
+    async def main() -> tuple[object, object, float]:
+        pool = BlockingPool(redis_url)
+        client = RespConnection(redis_url)
+        try:
+            slow = asyncio.ensure_future(pool.execute("BLPOP", "resp:slow", 5))
+            fast = asyncio.ensure_future(pool.execute("BLPOP", "resp:fast", 5))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await client.execute("RPUSH", "resp:fast", "f")
+            first = await fast
+            took = time.monotonic() - started
+            await client.execute("RPUSH", "resp:slow", "s")
+            return first, await slow, took
+        finally:
+            await pool.close()
+            await client.close()
+
+    first, second, took = asyncio.run(main())
+    assert (first, second) == ([b"resp:fast", b"f"], [b"resp:slow", b"s"])
+    assert took < 2  # not held up by the other BLPOP's five seconds
+
+
+def test_a_cancelled_blocking_call_leaves_no_reply_behind(redis_url: str) -> None:
+    async def main() -> tuple[object, int]:
+        pool = BlockingPool(redis_url)
+        client = RespConnection(redis_url)
+        try:
+            waiting = asyncio.ensure_future(pool.execute("BLPOP", "resp:gone", 5))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            await asyncio.sleep(0.1)
+            # The cancelled BLPOP's connection is closed, so the server no longer
+            # waits on it: this element stays for the next reader.
+            await client.execute("RPUSH", "resp:gone", "kept")
+            return await pool.execute("BLPOP", "resp:gone", 1), len(pool._idle)
+        finally:
+            await pool.close()
+            await client.close()
+
+    assert asyncio.run(main()) == ([b"resp:gone", b"kept"], 1)
 
 
 def test_urls_it_does_not_speak_keep_the_redis_py_client() -> None:
