@@ -5,7 +5,7 @@ Each ``bench/systems/<name>_bench.py`` holds one system's app/task definitions a
 and waits. It is run by ``bench/run.py`` inside that system's own virtual environment::
 
     <venv>/bin/python bench/systems/arq_bench.py --redis-url redis://127.0.0.1:PORT/0 \\
-        --variant default --workloads enqueue,e2e,latency,idle,sleep --n 2000
+        --variant default --workloads enqueue,batch,e2e,latency,idle,sleep --n 2000
 
 and prints one JSON line (the last line of its stdout). The same file, imported by the
 system's worker CLI (``PYTHONPATH=bench/systems``), provides the tasks. Only the standard
@@ -58,7 +58,7 @@ return c
 """
 BUMP_KEYS = [COUNT_KEY, TARGET_KEY, DONE_KEY]
 
-ALL_WORKLOADS = ("enqueue", "e2e", "latency", "idle", "sleep")
+ALL_WORKLOADS = ("enqueue", "batch", "e2e", "latency", "idle", "sleep")
 
 
 def redis_url() -> str:
@@ -119,8 +119,8 @@ class System:
     """One system: its worker command line and its producer calls.
 
     When :attr:`is_async` is true, :meth:`open`, :meth:`close`, :meth:`enqueue_noop`,
-    :meth:`enqueue_sleep` and :meth:`roundtrip` are coroutines run on the driver's one
-    event loop; otherwise plain functions.
+    :meth:`enqueue_noop_batch`, :meth:`enqueue_sleep` and :meth:`roundtrip` are
+    coroutines run on the driver's one event loop; otherwise plain functions.
     """
 
     name = ""
@@ -129,6 +129,9 @@ class System:
     is_async = True
     #: Concurrency used for the sleep workload (``None``: not supported, see notes).
     sleep_concurrency: int | None = 100
+    #: How :meth:`enqueue_noop_batch` enqueues, for the results (empty: the batch
+    #: workload is not supported, the system has no batch enqueue in its driver).
+    batch: str = ""
     #: What the results should say about how this system was run.
     notes: tuple[str, ...] = ()
 
@@ -150,6 +153,10 @@ class System:
         return None
 
     def enqueue_noop(self) -> Any:
+        raise NotImplementedError
+
+    def enqueue_noop_batch(self, n: int) -> Any:
+        """Enqueue ``n`` no-op tasks with the system's batch API (see :attr:`batch`)."""
         raise NotImplementedError
 
     def enqueue_sleep(self) -> Any:
@@ -313,6 +320,21 @@ class Driver:
             fn()
         return time.perf_counter() - start
 
+    def timed(self, method: str, *args: Any) -> float:
+        """Seconds taken by one call of a producer method."""
+        fn: Callable[..., Any] = getattr(self.system, method)
+        if self.loop is not None:
+
+            async def go() -> float:
+                start = time.perf_counter()
+                await fn(*args)
+                return time.perf_counter() - start
+
+            return self.loop.run_until_complete(go())
+        start = time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - start
+
     def roundtrips(self, samples: int, budget: float, minimum: int) -> list[float]:
         """Latencies (ms) of sequential round trips: ``samples``, or fewer once
         ``budget`` seconds have passed (never fewer than ``minimum``)."""
@@ -428,6 +450,26 @@ class Driver:
         self.r.flushall()
         return {"n": n, "seconds": seconds, "per_second": n / seconds}
 
+    def w_batch(self) -> dict[str, Any]:
+        """One batch-enqueue call of ``--batch-n`` no-op tasks, no worker running."""
+        n = self.args.batch_n
+        warm = min(1000, n)
+        self.r.flushall()
+        self.timed("enqueue_noop_batch", warm)  # warm the connections and scripts
+        self.r.flushall()
+        seconds = self.timed("enqueue_noop_batch", n)
+        keys = int(self.r.dbsize())
+        self.r.flushall()
+        if keys == 0:
+            raise RuntimeError(f"batch: {n} tasks enqueued but the server holds no key")
+        return {
+            "n": n,
+            "warm_up": warm,
+            "seconds": seconds,
+            "per_second": n / seconds,
+            "how": self.system.batch,
+        }
+
     def command_calls(self) -> dict[str, int]:
         """Calls per command so far (``INFO commandstats``)."""
         stats = self.r.info("commandstats")
@@ -527,6 +569,11 @@ class Driver:
         try:
             if "enqueue" in wanted:
                 attempt("enqueue", self.w_enqueue)
+            if "batch" in wanted:
+                if system.batch:
+                    attempt("batch", self.w_batch)
+                else:
+                    errors["batch"] = "not supported (no batch enqueue in this driver)"
             self.r.flushall()
             steady = [w for w in ("e2e", "latency", "idle") if w in wanted]
             if steady:
@@ -599,6 +646,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--label", default="run", help="names the worker log files")
     parser.add_argument("--workloads", default=",".join(ALL_WORKLOADS))
     parser.add_argument("--n", type=int, default=2000, help="tasks for e2e and enqueue")
+    parser.add_argument(
+        "--batch-n", type=int, default=20000, help="tasks in the batch workload's one call"
+    )
     parser.add_argument("--sleep-n", type=int, default=1000, help="tasks for the sleep workload")
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument(

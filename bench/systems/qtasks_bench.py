@@ -71,9 +71,9 @@ class QTasksSystem(System):
     name = "qtasks"
     packages = ("qtasks-core", "pluggy", "pydantic", "redis")
     is_async = True
+    batch = "one add_tasks_async call of N no-op tasks (up to 1,000 per script call)"
     notes = (
-        "the enqueue workload measures single add_task_async calls; batch enqueue "
-        "(add_tasks) is measured by bench/batch_enqueue.py",
+        "enqueue: single add_task_async calls; batch: one add_tasks_async call of --batch-n tasks",
     )
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
@@ -100,6 +100,9 @@ class QTasksSystem(System):
 
     async def enqueue_noop(self) -> None:
         await app.add_task_async("noop")
+
+    async def enqueue_noop_batch(self, n: int) -> None:
+        await app.add_tasks_async([("noop", ())] * n)
 
     async def enqueue_sleep(self) -> None:
         await app.add_task_async("sleep_task")

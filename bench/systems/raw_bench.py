@@ -1,6 +1,7 @@
 """The floor: a hand-written LPUSH/BRPOP loop on redis-py asyncio.
 
-Producer: one ``LPUSH`` of a small JSON message per task. Consumer (one process,
+Producer: one ``LPUSH`` of a small JSON message per task; the batch workload sends the
+same messages, one ``LPUSH`` each, in pipelines of 1,000 (no MULTI/EXEC). Consumer (one process,
 ``python raw_bench.py worker``): ``BRPOP``, run the task, repeat; with a concurrency
 above 1 (the sleep workload) each message becomes an asyncio task under a semaphore.
 No acknowledgement, no lease, no result record: the least a Redis queue can do. The
@@ -20,6 +21,11 @@ from _common import REPLY_PREFIX, System, bump_async, main, sleep_async
 from redis.asyncio import Redis
 
 QUEUE = "raw:queue"
+PIPELINE = 1000
+
+
+def message(task: str) -> str:
+    return json.dumps({"task": task, "id": uuid.uuid4().hex})
 
 
 async def run_message(client: Redis, raw: bytes) -> None:
@@ -65,7 +71,11 @@ class RawSystem(System):
     name = "raw"
     packages = ("redis",)
     is_async = True
-    notes = ("consumer: BRPOP then run, one task at a time (sleep workload: 100 at a time)",)
+    batch = f"LPUSH per task, pipelined {PIPELINE:,} at a time (transaction=False)"
+    notes = (
+        "consumer: BRPOP then run, one task at a time (sleep workload: 100 at a time)",
+        f"batch: the single-enqueue LPUSHes, pipelined {PIPELINE:,} at a time",
+    )
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         return [sys.executable, "raw_bench.py", "worker"]
@@ -83,10 +93,17 @@ class RawSystem(System):
         await self.client.aclose()
 
     async def enqueue_noop(self) -> None:
-        await self.client.lpush(QUEUE, json.dumps({"task": "noop", "id": uuid.uuid4().hex}))
+        await self.client.lpush(QUEUE, message("noop"))
+
+    async def enqueue_noop_batch(self, n: int) -> None:
+        for start in range(0, n, PIPELINE):
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(min(PIPELINE, n - start)):
+                pipe.lpush(QUEUE, message("noop"))
+            await pipe.execute()
 
     async def enqueue_sleep(self) -> None:
-        await self.client.lpush(QUEUE, json.dumps({"task": "sleep", "id": uuid.uuid4().hex}))
+        await self.client.lpush(QUEUE, message("sleep"))
 
     async def roundtrip(self) -> None:
         task_id = uuid.uuid4().hex
