@@ -19,8 +19,9 @@ Rules (DESIGN.md §3):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from inspect import isawaitable
+from operator import itemgetter
 from typing import Any, Final
 
 from pluggy import HookCallError, HookImpl
@@ -34,10 +35,13 @@ _UNSET: Final = object()
 class ChainedCaller:
     """Callable with pluggy's ``_inner_hookexec`` signature that chains replacements."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("invokers", "rules")
 
     def __init__(self, rules: Mapping[str, ReplaceRule]) -> None:
         self.rules: Final = rules
+        #: Per impl, a function of the call's kwargs that calls it (see _invoker);
+        #: cleared by the plugin manager when a plugin is unregistered.
+        self.invokers: Final[dict[HookImpl, _Invoker]] = {}
 
     def __call__(
         self,
@@ -50,20 +54,22 @@ class ChainedCaller:
             # The fast path: a trigger nobody implements costs one call and a test.
             return None
         rule = self.rules.get(hook_name) if firstresult else None
+        invokers = self.invokers
         if rule is not None:
-            return _Chain(hook_name, methods, kwargs, rule).run()
+            return _Chain(hook_name, methods, kwargs, rule, invokers).run()
         # A trigger without a return: call each impl, ignore values; only an awaitable
         # result needs the full chain (to finish asynchronously, in order).
         for index in range(len(methods) - 1, -1, -1):
             impl = methods[index]
-            result = _call(impl, kwargs, hook_name)
+            result = _call(impl, kwargs, hook_name, invokers)
             if result is not None and isawaitable(result):
-                return _Chain(hook_name, methods, kwargs, None)._go_async(impl, result, index)
+                chain = _Chain(hook_name, methods, kwargs, None, invokers)
+                return chain._go_async(impl, result, index)
         return None
 
 
 class _Chain:
-    __slots__ = ("hook_name", "impls", "kwargs", "owned", "replaced", "rule")
+    __slots__ = ("hook_name", "impls", "invokers", "kwargs", "owned", "replaced", "rule")
 
     def __init__(
         self,
@@ -71,9 +77,11 @@ class _Chain:
         impls: Sequence[HookImpl],
         kwargs: Mapping[str, object],
         rule: ReplaceRule | None,
+        invokers: dict[HookImpl, _Invoker],
     ) -> None:
         self.hook_name = hook_name
         self.impls = impls
+        self.invokers = invokers
         # Copied on the first replacement (_set): the caller's mapping is never changed,
         # and a chain in which every impl keeps pays for no copy.
         self.kwargs: Mapping[str, Any] = kwargs
@@ -130,7 +138,7 @@ class _Chain:
             raise
 
     def _call(self, impl: HookImpl) -> Any:
-        return _call(impl, self.kwargs, self.hook_name)
+        return _call(impl, self.kwargs, self.hook_name, self.invokers)
 
     def _set(self, name: str, value: Any) -> None:
         if not self.owned:
@@ -211,17 +219,43 @@ _SHAPE_WORDS: Final = {
 }
 
 
-def _call(impl: HookImpl, kwargs: Mapping[str, Any], hook_name: str) -> Any:
+#: How an impl is called: its function, an ``itemgetter`` of the arguments it asks
+#: for (picked in C: a list comprehension per call cost more than the impl itself),
+#: and how many there are (one name: the getter returns the value itself).
+_Invoker = tuple[Callable[..., Any], Callable[[Mapping[str, Any]], Any], int]
+
+
+def _invoker(impl: HookImpl) -> _Invoker:
+    names = impl.argnames
+    get = itemgetter(*names) if names else _no_args
+    return impl.function, get, len(names)
+
+
+def _no_args(kwargs: Mapping[str, Any]) -> tuple[()]:
+    return ()
+
+
+def _call(
+    impl: HookImpl,
+    kwargs: Mapping[str, Any],
+    hook_name: str,
+    invokers: dict[HookImpl, _Invoker],
+) -> Any:
+    invoker = invokers.get(impl)
+    if invoker is None:
+        invoker = invokers[impl] = _invoker(impl)
+    function, get, arity = invoker
     try:
-        args = [kwargs[name] for name in impl.argnames]
-    except KeyError:
+        return function(get(kwargs)) if arity == 1 else function(*get(kwargs))
+    except KeyError as exc:
         missing = [name for name in impl.argnames if name not in kwargs]
-        raise HookCallError(
-            f"trigger {hook_name!r} was fired without argument(s) {missing} "
-            f"that plugin {impl.plugin_name!r} asks for"
-        ) from None
-    try:
-        return impl.function(*args)
+        if missing:
+            raise HookCallError(
+                f"trigger {hook_name!r} was fired without argument(s) {missing} "
+                f"that plugin {impl.plugin_name!r} asks for"
+            ) from None
+        _name_the_plugin(exc, impl, hook_name)  # the plugin's own KeyError
+        raise
     except Exception as exc:
         _name_the_plugin(exc, impl, hook_name)
         raise

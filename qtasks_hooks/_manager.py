@@ -72,7 +72,8 @@ class PluginManager(pluggy.PluginManager):
         # HookCaller.__call__ -> PluginManager._hookexec -> self._inner_hookexec.
         # Replacing the innermost step keeps add_hookcall_monitoring/enable_tracing
         # working on top of the chained caller.
-        self._inner_hookexec = ChainedCaller(self._rules)  # type: ignore[assignment]
+        self._chained = ChainedCaller(self._rules)
+        self._inner_hookexec = self._chained  # type: ignore[assignment]
 
     def add_hookspecs(self, module_or_class: ModuleType | type) -> None:
         """Add specs; a ``firstresult`` spec must declare how its return replaces."""
@@ -115,6 +116,12 @@ class PluginManager(pluggy.PluginManager):
                         "tryfirst/trylast to order them)"
                     )
         return plugin_name
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
+        """Unregister a plugin (by object or name); its impls are never called again."""
+        removed = super().unregister(plugin, name)
+        self._chained.invokers.clear()
+        return removed
 
     def note_entry_point(
         self, name: str, distribution: str | None, version: str | None, value: str

@@ -6,6 +6,7 @@ import asyncio
 import types
 from typing import Any
 
+import pluggy
 import pytest
 
 from qtasks_hooks import (
@@ -287,3 +288,70 @@ def test_firstresult_spec_without_a_rule_is_refused() -> None:
 
     with pytest.raises(PluginSpecError, match="no_rule"):
         PluginManager().add_hookspecs(Bad)
+
+
+def test_a_plugins_own_key_error_is_its_own_not_a_missing_argument(pm: PluginManager) -> None:
+    class Lookup:
+        @hookimpl
+        def on_event(self, seen: list[str]) -> None:
+            {}["absent"]
+
+    pm.register(Lookup(), name="lookup")
+    with pytest.raises(KeyError) as raised:
+        pm.hook.on_event(component=None, seen=[])
+    assert raised.value.__notes__ == ["raised by plugin 'lookup' in trigger 'on_event'"]
+
+
+def test_a_trigger_fired_without_an_argument_an_impl_asks_for_names_both(
+    pm: PluginManager,
+) -> None:
+    class Wants:
+        @hookimpl
+        def on_event(self, component: Any, seen: list[str]) -> None:
+            seen.append("ran")
+
+    pm.register(Wants(), name="wants")
+    with pytest.raises(pluggy.HookCallError, match=r"without argument\(s\) \['seen'\].*'wants'"):
+        pm.hook.on_event(component=None)
+
+
+def test_impls_take_no_arguments_one_or_many(pm: PluginManager) -> None:
+    seen: list[str] = []
+
+    class Shapes:
+        @hookimpl
+        def on_event(self) -> None:
+            seen.append("none")
+
+    class One:
+        @hookimpl
+        def on_event(self, seen: list[str]) -> None:
+            seen.append("one")
+
+    class Both:
+        @hookimpl
+        def on_event(self, seen: list[str], component: Any) -> None:
+            seen.append(f"both {component}")
+
+    for plugin in (Shapes(), One(), Both()):
+        pm.register(plugin)
+    pm.hook.on_event(component="c", seen=seen)
+    assert sorted(seen) == ["both c", "none", "one"]
+
+
+def test_an_unregistered_plugin_is_not_called_again(pm: PluginManager) -> None:
+    seen: list[str] = []
+
+    class Once:
+        @hookimpl
+        def on_event(self, seen: list[str]) -> None:
+            seen.append("once")
+
+    plugin = Once()
+    pm.register(plugin, name="once")
+    pm.hook.on_event(component=None, seen=seen)
+    pm.unregister(plugin)
+    pm.hook.on_event(component=None, seen=seen)
+    pm.register(Once(), name="again")
+    pm.hook.on_event(component=None, seen=seen)
+    assert seen == ["once", "once"]
