@@ -55,16 +55,21 @@ class ChainedCaller:
             return None
         rule = self.rules.get(hook_name) if firstresult else None
         invokers = self.invokers
-        if rule is not None:
-            return _Chain(hook_name, methods, kwargs, rule, invokers).run()
-        # A trigger without a return: call each impl, ignore values; only an awaitable
-        # result needs the full chain (to finish asynchronously, in order).
+        # Call each impl; only a result (a replacement, or an awaitable to finish
+        # asynchronously and in order) needs the full chain. For a trigger without a
+        # rule, plain values are ignored by contract.
         for index in range(len(methods) - 1, -1, -1):
             impl = methods[index]
             result = _call(impl, kwargs, hook_name, invokers)
-            if result is not None and isawaitable(result):
-                chain = _Chain(hook_name, methods, kwargs, None, invokers)
+            if result is None:
+                continue
+            if isawaitable(result):
+                chain = _Chain(hook_name, methods, kwargs, rule, invokers)
                 return chain._go_async(impl, result, index)
+            if rule is not None:
+                chain = _Chain(hook_name, methods, kwargs, rule, invokers)
+                chain._absorb(impl, result)
+                return chain.run(index - 1)
         return None
 
 
@@ -89,9 +94,10 @@ class _Chain:
         self.rule = rule
         self.replaced: Any = _UNSET
 
-    def run(self) -> Any:
+    def run(self, start: int) -> Any:
+        """Run the impls from ``start`` down to 0 and return the outcome."""
         # pluggy keeps impls in reverse call order (see pluggy._callers._multicall).
-        for index in range(len(self.impls) - 1, -1, -1):
+        for index in range(start, -1, -1):
             impl = self.impls[index]
             result = self._call(impl)
             if result is None:
