@@ -33,6 +33,7 @@ local SCALE = 1099511627776
 local prefix = ARGV[1]
 local queue, seq = prefix .. 'queue', prefix .. 'seq'
 local tasks = cjson.decode(ARGV[2])
+local woken = 0
 for _, task in ipairs(tasks) do
   local uuid, priority, record = task[1], task[2], task[3]
   local flat = {}
@@ -43,11 +44,30 @@ for _, task in ipairs(tasks) do
   local n = redis.call('INCR', seq) % SCALE
   redis.call('HSET', prefix .. 'task:' .. uuid, unpack(flat))
   redis.call('ZADD', queue, string.format('%d', priority * SCALE + n), uuid)
-  redis.call('RPUSH', prefix .. 'wake', '1')
+  woken = redis.call('RPUSH', prefix .. 'wake', '1')
 end
-redis.call('LTRIM', prefix .. 'wake', -1000, -1)
+if woken > 1000 then
+  redis.call('LTRIM', prefix .. 'wake', -1000, -1)
+end
 redis.call('HINCRBY', prefix .. 'counts', 'new', #tasks)
 return #tasks
+"""
+
+# ARGV: prefix, uuid, priority, then the record as field, value, field, value, ...
+# ENQUEUE for one task, the common case of a caller adding tasks one at a time: flat
+# arguments spare the JSON decoding and table building (about a quarter of the
+# server's time per enqueue).
+ENQUEUE_ONE: Final = """
+local SCALE = 1099511627776
+local prefix, uuid = ARGV[1], ARGV[2]
+local n = redis.call('INCR', prefix .. 'seq') % SCALE
+redis.call('HSET', prefix .. 'task:' .. uuid, unpack(ARGV, 4))
+redis.call('ZADD', prefix .. 'queue', string.format('%d', tonumber(ARGV[3]) * SCALE + n), uuid)
+if redis.call('RPUSH', prefix .. 'wake', '1') > 1000 then
+  redis.call('LTRIM', prefix .. 'wake', -1000, -1)
+end
+redis.call('HINCRBY', prefix .. 'counts', 'new', 1)
+return 1
 """
 
 # Shared helper: keep the clock of "a worker reached Redis". Heartbeats renew leases

@@ -13,6 +13,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -183,7 +184,7 @@ class RedisBackend:
                 lean,
                 _resp.BlockingPool(self.url) if lean is not None else None,
                 enqueue_script,
-                _Coalescer(self._sender(enqueue_script)),
+                _Coalescer(self._sender(enqueue_script, hot(_lua.ENQUEUE_ONE, raw))),
                 # Claimed data is decoded task by task: one message that is not UTF-8
                 # must be set aside alone, not fail the whole batch.
                 hot(_lua.CLAIM, raw),
@@ -223,11 +224,16 @@ class RedisBackend:
 
     # -- the task flow -----------------------------------------------------------------
 
-    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[None]]:
+    def _sender(self, script: Script, one: Script) -> Callable[[list[Any]], Awaitable[None]]:
         prefix = self.keys.prefix
 
         async def send(items: list[Any]) -> None:
-            await script(keys=[], args=[prefix, json.dumps(items)])
+            if len(items) == 1:
+                uuid, priority, record = items[0]
+                flat = [item for pair in record.items() for item in pair]
+                await one(keys=[], args=[prefix, uuid, priority, *flat])
+            else:
+                await script(keys=[], args=[prefix, to_json(items)])
 
         return send
 
@@ -235,7 +241,7 @@ class RedisBackend:
         prefix = self.keys.prefix
 
         async def send(items: list[Any]) -> None:
-            await script(keys=[], args=[prefix, int(time.time() * 1000), json.dumps(items)])
+            await script(keys=[], args=[prefix, int(time.time() * 1000), to_json(items)])
 
         return send
 
@@ -245,7 +251,7 @@ class RedisBackend:
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
         # One script call: all or nothing, in one round trip.
         await self._conn().enqueue_script(
-            keys=[], args=[self.keys.prefix, json.dumps([[u, p, r] for u, r, p in items])]
+            keys=[], args=[self.keys.prefix, to_json([[u, p, r] for u, r, p in items])]
         )
 
     async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:

@@ -13,6 +13,7 @@ from qtasks_core import (
     QueueTasks,
     Router,
     Stats,
+    Task,
     TaskContext,
     TaskOptionError,
     TaskSerializationError,
@@ -496,3 +497,33 @@ def test_add_tasks_keeps_the_chunks_before_an_error_and_writes_none_after(
     with pytest.raises(RuntimeError, match="refused"):
         app.add_tasks([("x", (i,)) for i in range(3_000)])
     assert Stats(app).inspect().queued == {0: 3_000}
+
+
+def test_concurrent_enqueues_each_write_their_own_task(app: QueueTasks) -> None:
+    @app.task
+    def echo(n: int) -> int:
+        return n
+
+    async def enqueue() -> list[Task]:
+        # Concurrent calls share script calls (coalesced); each still gets its task.
+        return list(await asyncio.gather(*(app.add_task_async("echo", n) for n in range(300))))
+
+    tasks = app._portal.call(enqueue())
+    assert len({t.uuid for t in tasks}) == 300
+    assert Stats(app).inspect().queued == {0: 300}
+    with app.running_worker(concurrency=16):
+        assert [app.wait(t.uuid, 20).returning for t in tasks] == list(range(300))
+
+
+def test_the_wake_up_list_stays_bounded_without_workers(
+    redis_app: QueueTasks, redis_url: str
+) -> None:
+    import redis
+
+    from qtasks_core.keys import Keys
+
+    for n in range(1_100):
+        redis_app.add_task("x", n)
+    redis_app.add_tasks([("x", (n,)) for n in range(1_100)])
+    client = redis.Redis.from_url(redis_url)
+    assert client.llen(Keys.for_app(redis_app.name).wake) <= 1_000
