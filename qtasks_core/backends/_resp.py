@@ -31,23 +31,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+from redis._parsers import BaseParser  # redis-py's error-reply table (redis>=5)
 from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    BusyLoadingError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: URL options this connection honours; any other keeps the redis-py client.
-_OPTIONS = frozenset(
-    {"host", "port", "db", "username", "password", "path", "socket_timeout", "connection_class"}
-)
+_OPTIONS = frozenset({"host", "port", "db", "username", "password", "path", "connection_class"})
 
 #: Errors after which the command is retried on a new connection, as redis-py does.
 _RETRIED = (RedisConnectionError, RedisTimeoutError)
@@ -65,17 +57,11 @@ def supports(url: str) -> bool:
 
 
 def _error(message: str) -> RedisError:
-    """The redis-py exception for an error reply, so callers handle both clients alike."""
-    code = message.split(" ", 1)[0]
-    if code == "NOSCRIPT":
-        return NoScriptError(message)
-    if code == "LOADING":
-        return BusyLoadingError(message)
-    if code == "READONLY":
-        return ReadOnlyError(message)
-    if code in ("NOAUTH", "WRONGPASS") or message.startswith("invalid password"):
-        return AuthenticationError(message)
-    return ResponseError(message)
+    """The redis-py exception for an error reply, so callers handle both clients alike
+    (e.g. ``ERR max number of clients reached`` is a ``ConnectionError``, retried)."""
+    error: RedisError = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
+    error.from_reply = True  # type: ignore[attr-defined]
+    return error
 
 
 def _pack(args: Sequence[Any]) -> bytes:
@@ -102,11 +88,12 @@ class _Protocol(asyncio.Protocol):
 
     def __init__(self, reply_timeout: float) -> None:
         self.reader = hiredis.Reader()
-        self.pending: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.loop = asyncio.get_running_loop()
+        #: Requests owed a reply, oldest first, with the loop time each was sent.
+        self.pending: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
         self.reply_timeout = reply_timeout
-        self._received = 0
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,14 +101,13 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._received += 1
         self.reader.feed(data)
         pending = self.pending
         while pending:
             reply = self.reader.gets()
             if reply is False:
                 break
-            future = pending.popleft()
+            future = pending.popleft()[0]
             if future.done():  # its caller was cancelled; the reply is still consumed
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -133,13 +119,14 @@ class _Protocol(asyncio.Protocol):
         self.transport = None
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self.fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed by server'}"))
+            self._watchdog = None
+        self.fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
         if not self.closed.done():
             self.closed.set_result(None)
 
     def fail(self, exc: Exception) -> None:
         while self.pending:
-            future = self.pending.popleft()
+            future = self.pending.popleft()[0]
             if not future.done():
                 future.set_exception(exc)
 
@@ -147,28 +134,25 @@ class _Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             raise RedisConnectionError("connection to Redis is closed")
-        future = asyncio.get_running_loop().create_future()
-        self.pending.append(future)
+        future = self.loop.create_future()
+        self.pending.append((future, self.loop.time()))
         transport.write(payload)
         if self._watchdog is None:
-            self._arm(self._received)
+            self._watchdog = self.loop.call_later(self.reply_timeout, self._check)
         return future
 
-    def _arm(self, seen: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(self.reply_timeout, self._check, seen)
-
-    def _check(self, seen: int) -> None:
-        # One timer per connection, not per request: it only fires late when replies
-        # are owed and not one byte arrived since the last check.
+    def _check(self) -> None:
+        # One timer per connection, not per request, set for when the oldest request
+        # owed a reply reaches the deadline.
         self._watchdog = None
         if not self.pending or self.transport is None:
             return
-        if self._received == seen:
+        waited = self.loop.time() - self.pending[0][1]
+        if waited >= self.reply_timeout:
             self.fail(RedisTimeoutError(f"Redis sent no reply for {self.reply_timeout:g}s"))
             self.transport.abort()
             return
-        self._arm(self._received)
+        self._watchdog = self.loop.call_later(self.reply_timeout - waited, self._check)
 
 
 class RespConnection:
@@ -189,6 +173,7 @@ class RespConnection:
         self._reply_timeout = reply_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
+        self._closed = False
         self._backoff = ExponentialBackoff(cap=1.0, base=0.05)
         self._shas: dict[str, bytes] = {}
 
@@ -221,40 +206,74 @@ class RespConnection:
 
     async def _hello(self, protocol: _Protocol) -> None:
         hello: list[asyncio.Future[Any]] = []
-        if self._password is not None:
-            auth = ("AUTH", self._username, self._password)
-            hello.append(protocol.send(_pack([a for a in auth if a is not None])))
+        if self._username is not None or self._password is not None:
+            # As redis-py: AUTH [username] password (an empty password if none given).
+            auth = ["AUTH", self._password or ""]
+            if self._username is not None:
+                auth.insert(1, self._username)
+            hello.append(protocol.send(_pack(auth)))
         if self._db:
             hello.append(protocol.send(_pack(("SELECT", self._db))))
-        for future in hello:
-            await future
+        # Every reply is read, so a failed AUTH leaves no unread SELECT error behind.
+        for result in await asyncio.gather(*hello, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
     async def _ready(self) -> _Protocol:
         protocol = self._protocol
         if protocol is not None and protocol.transport is not None:
             return protocol
+        if self._closed:
+            raise RedisConnectionError("connection to Redis was closed by QTasks")
         # Callers that arrive while the connection opens wait for the same attempt.
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-            self._connecting.add_done_callback(self._connected)
-        return await asyncio.shield(self._connecting)
+        connecting = self._connecting
+        if connecting is None:
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._connected)
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and self.closed and not (task and task.cancelling()):
+                # The attempt was called off by close(), not this caller's cancellation.
+                raise RedisConnectionError("connection to Redis was closed by QTasks") from None
+            raise
 
     def _connected(self, future: asyncio.Future[_Protocol]) -> None:
         self._connecting = None
-        if not future.cancelled() and future.exception() is None:
-            self._protocol = future.result()
+        if future.cancelled() or future.exception() is not None:
+            return
+        protocol = future.result()
+        if self._closed:  # closed while it opened: nobody will use or close it
+            if protocol.transport is not None:
+                protocol.transport.abort()
+            return
+        self._protocol = protocol
 
-    def abort(self) -> None:
-        """Drop the connection at once; requests still owed a reply fail."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` or :meth:`abort` was called (no reconnecting then)."""
+        return self._closed
+
+    def _drop(self) -> None:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
+
+    def abort(self) -> None:
+        """Close at once, for good; requests still owed a reply fail."""
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()  # its half-open socket is closed by _connect
+        self._drop()
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes are not decoded).
 
         Retried like the redis-py client: up to ``RETRIES`` more attempts on a new
-        connection after a ``ConnectionError`` or ``TimeoutError``, with backoff.
+        connection after a ``ConnectionError`` or ``TimeoutError``, with backoff. An
+        error *reply* of those kinds (``LOADING`` after a restart) leaves the connection
+        alone: other callers' requests on it are fine.
         """
         payload = _pack(args)
         failures = 0
@@ -264,8 +283,11 @@ class RespConnection:
                 if protocol is None or protocol.transport is None:
                     protocol = await self._ready()
                 return await protocol.send(payload)
-            except _RETRIED:
-                self.abort()
+            except _RETRIED as exc:
+                if self._closed:
+                    raise
+                if not getattr(exc, "from_reply", False):
+                    self._drop()
                 failures += 1
                 if failures > RETRIES:
                     raise
@@ -283,43 +305,62 @@ class RespConnection:
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
-        """Close the connection; requests still owed a reply fail with ``ConnectionError``."""
+        """Close for good; requests still owed a reply fail with ``ConnectionError``."""
         protocol, self._protocol = self._protocol, None
-        if protocol is not None and protocol.transport is not None:
-            protocol.transport.close()
-            await protocol.closed
+        self._closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()  # its half-open socket is closed by _connect
+        if protocol is None or protocol.transport is None:
+            return
+        protocol.transport.close()
+        # A dead peer may never take the buffered bytes: do not wait for ever.
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.closed), 1.0)
+        except TimeoutError:
+            if protocol.transport is not None:
+                protocol.transport.abort()
 
 
 class BlockingPool:
     """Connections for blocking commands (``BLPOP``, ``BLMOVE``), one caller each.
 
     A blocked command holds its connection until the server answers, so every caller
-    takes a connection of its own; up to ``keep`` idle ones are kept for the next. A
-    connection whose caller was cancelled or failed is closed, never reused: its reply
-    may still be on the way.
+    takes a connection of its own (at most ``limit`` at once, if given: the others
+    wait for one); up to ``keep`` idle ones are kept for the next. A connection whose
+    caller was cancelled or failed is closed, never reused: its reply may still be on
+    the way.
     """
 
-    def __init__(self, url: str, *, keep: int = 4) -> None:
+    def __init__(self, url: str, *, keep: int = 16, limit: int | None = None) -> None:
         self.url = url
         self.keep = keep
         self._idle: list[RespConnection] = []
+        self._slots = asyncio.Semaphore(limit) if limit else None
+        self._closed = False
 
     async def execute(self, *args: Any) -> Any:
         """Send one (blocking) command on a connection of its own; return the reply."""
+        if self._slots is None:
+            return await self._execute(args)
+        async with self._slots:
+            return await self._execute(args)
+
+    async def _execute(self, args: tuple[Any, ...]) -> Any:
         conn = self._idle.pop() if self._idle else RespConnection(self.url)
         try:
             reply = await conn.execute(*args)
         except BaseException:
             conn.abort()
             raise
-        if len(self._idle) < self.keep:
-            self._idle.append(conn)
-        else:
+        if self._closed or len(self._idle) >= self.keep:
             conn.abort()
+        else:
+            self._idle.append(conn)
         return reply
 
     async def close(self) -> None:
-        """Close the idle connections (the busy ones close when their callers finish)."""
+        """Close the idle connections; busy ones are closed when their call returns."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()

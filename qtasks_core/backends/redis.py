@@ -156,6 +156,11 @@ class RedisBackend:
             return last[1]  # the hot path: one loop per process, almost always
         conn = self._conns.get(loop)
         if conn is None:
+            # Each entry's connections refer to their loop, so the weak keys alone never
+            # let go: forget the entries of closed loops (e.g. one asyncio.run() per
+            # call in a script), and their sockets go with them.
+            for closed in [old for old in self._conns if old.is_closed()]:
+                del self._conns[closed]
             client, raw = (
                 aioredis.Redis.from_url(
                     self.url,
@@ -182,7 +187,11 @@ class RedisBackend:
                 client,
                 raw,
                 lean,
-                _resp.BlockingPool(self.url) if lean is not None else None,
+                (
+                    _resp.BlockingPool(self.url, limit=self._max_connections)
+                    if lean is not None
+                    else None
+                ),
                 enqueue_script,
                 _Coalescer(self._sender(enqueue_script, hot(_lua.ENQUEUE_ONE, raw))),
                 # Claimed data is decoded task by task: one message that is not UTF-8

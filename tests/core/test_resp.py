@@ -191,9 +191,130 @@ def test_a_cancelled_blocking_call_leaves_no_reply_behind(redis_url: str) -> Non
     assert asyncio.run(main()) == ([b"resp:gone", b"kept"], 1)
 
 
+class Silent:
+    """A TCP server that reads requests and answers none, counting its connections."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.open = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        self.open += 1
+        try:
+            await reader.read()
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def start(self) -> tuple[asyncio.Server, str]:
+        listener = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        return listener, f"redis://:pw@127.0.0.1:{port}/0"
+
+
+def test_closing_fails_the_calls_in_flight_and_does_not_reconnect() -> None:
+    async def main() -> tuple[int, int]:
+        silent = Silent()
+        listener, url = await silent.start()
+        conn = RespConnection(url.replace(":pw@", ""))
+        try:
+            call = asyncio.ensure_future(conn.execute("PING"))
+            await asyncio.sleep(0.1)
+            await conn.close()
+            with pytest.raises(ConnectionError):
+                await call
+            with pytest.raises(ConnectionError):
+                await conn.execute("PING")
+            await asyncio.sleep(0.1)
+            return silent.opened, silent.open
+        finally:
+            listener.close()
+
+    assert asyncio.run(main()) == (1, 0)
+
+
+def test_a_call_cancelled_while_connecting_leaves_no_connection_open() -> None:
+    async def main() -> int:
+        silent = Silent()
+        listener, url = await silent.start()  # the AUTH of the handshake is never answered
+        pool = BlockingPool(url)
+        try:
+            call = asyncio.ensure_future(pool.execute("BLPOP", "k", 1))
+            await asyncio.sleep(0.2)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await asyncio.sleep(0.2)
+            return silent.open
+        finally:
+            await pool.close()
+            listener.close()
+
+    assert asyncio.run(main()) == 0
+
+
+def test_a_refused_handshake_leaves_no_unread_error(server: RedisServer) -> None:
+    import gc
+
+    redis.Redis.from_url(server.url).config_set("requirepass", "s3cret")
+    bad = server.url.replace("redis://", "redis://:wrong@").rsplit("/", 1)[0] + "/3"
+    logged: list[str] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda loop, context: logged.append(context["message"])
+        )
+        conn = RespConnection(bad)
+        with pytest.raises(AuthenticationError):
+            await conn.execute("PING")
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert logged == []
+
+
+def test_a_full_server_is_a_connection_error_retried_not_a_reply(server: RedisServer) -> None:
+    admin = redis.Redis.from_url(server.url)
+    admin.config_set("maxclients", 1)  # the admin connection is the one client allowed
+
+    async def main() -> None:
+        conn = RespConnection(server.url)
+        # Refused with an error reply or a closed socket, depending on timing: either
+        # way a ConnectionError, which callers retry and workers survive.
+        with pytest.raises(ConnectionError):
+            await conn.execute("PING")
+
+    try:
+        asyncio.run(main())
+    finally:
+        admin.config_set("maxclients", 10_000)
+
+
 def test_urls_it_does_not_speak_keep_the_redis_py_client() -> None:
     assert supports("redis://127.0.0.1:6379/0")
     assert supports("redis://user:pw@host:1/2")
     assert supports("unix:///tmp/redis.sock?db=1")
     assert not supports("rediss://host:6380/0")
     assert not supports("redis://host:6379/0?protocol=3")
+    assert not supports("redis://host:6379/0?socket_timeout=2")
+
+
+def test_the_connections_of_closed_loops_are_let_go(redis_url: str) -> None:
+    import gc
+    import weakref
+
+    from qtasks_core import QueueTasks
+
+    app = QueueTasks("resp-loops", redis_url=redis_url, load_entry_points=False)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def enqueue() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await app.add_task_async("x")
+
+    for _ in range(5):
+        asyncio.run(enqueue())  # a script calling asyncio.run() per task
+    gc.collect()
+    assert sum(ref() is not None for ref in loops) <= 1
