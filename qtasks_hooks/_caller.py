@@ -60,7 +60,17 @@ class ChainedCaller:
         # rule, plain values are ignored by contract.
         for index in range(len(methods) - 1, -1, -1):
             impl = methods[index]
-            result = _call(impl, kwargs, hook_name, invokers)
+            # _call, inlined: this loop runs for every impl of every trigger fired.
+            invoker = invokers.get(impl)
+            if invoker is None:
+                invoker = invokers[impl] = _invoker(impl)
+            function, get, arity = invoker
+            try:
+                result = function(get(kwargs)) if arity == 1 else function(*get(kwargs))
+            except Exception as exc:
+                if _failed(exc, impl, kwargs, hook_name) is exc:
+                    raise
+                raise _missing(impl, kwargs, hook_name) from None
             if result is None:
                 continue
             if isawaitable(result):
@@ -253,18 +263,29 @@ def _call(
     function, get, arity = invoker
     try:
         return function(get(kwargs)) if arity == 1 else function(*get(kwargs))
-    except KeyError as exc:
-        missing = [name for name in impl.argnames if name not in kwargs]
-        if missing:
-            raise HookCallError(
-                f"trigger {hook_name!r} was fired without argument(s) {missing} "
-                f"that plugin {impl.plugin_name!r} asks for"
-            ) from None
-        _name_the_plugin(exc, impl, hook_name)  # the plugin's own KeyError
-        raise
     except Exception as exc:
-        _name_the_plugin(exc, impl, hook_name)
-        raise
+        if _failed(exc, impl, kwargs, hook_name) is exc:
+            raise
+        raise _missing(impl, kwargs, hook_name) from None
+
+
+def _failed(
+    exc: Exception, impl: HookImpl, kwargs: Mapping[str, Any], hook_name: str
+) -> Exception | None:
+    """After ``exc`` from calling ``impl``: ``None`` when the trigger lacks an argument
+    the impl asks for (raise :func:`_missing`), else ``exc``, noted with the plugin."""
+    if isinstance(exc, KeyError) and any(name not in kwargs for name in impl.argnames):
+        return None
+    _name_the_plugin(exc, impl, hook_name)
+    return exc
+
+
+def _missing(impl: HookImpl, kwargs: Mapping[str, Any], hook_name: str) -> HookCallError:
+    missing = [name for name in impl.argnames if name not in kwargs]
+    return HookCallError(
+        f"trigger {hook_name!r} was fired without argument(s) {missing} "
+        f"that plugin {impl.plugin_name!r} asks for"
+    )
 
 
 def _short(value: Any) -> str:
