@@ -91,6 +91,15 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of the test's own, for tests that stop, restart or reconfigure it."""
+    own = RedisServer(tmp_path)
+    own.start()
+    yield own
+    own.stop()
+
+
 _names = itertools.count()
 
 

@@ -16,11 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from qtasks_core import QueueTasks, hookimpl
@@ -32,14 +30,6 @@ from tests.support import wait_for
 
 APPS = Path(__file__).resolve().parents[1] / "integration"
 log = logging.getLogger("qtasks.chaos")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    own = RedisServer(tmp_path)
-    own.start()
-    yield own
-    own.stop()
 
 
 def env_for(server: RedisServer, name: str) -> dict[str, str]:

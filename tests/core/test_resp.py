@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -15,14 +13,6 @@ from qtasks_core.backends._resp import BlockingPool, RespConnection, supports
 from tests.conftest import RedisServer
 
 SCRIPT = "return {KEYS[1], ARGV[1]}"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    own = RedisServer(tmp_path)
-    own.start()
-    yield own
-    own.stop()
 
 
 def test_concurrent_requests_get_their_own_replies(redis_url: str) -> None:
