@@ -25,50 +25,58 @@ local function requeue(prefix, queue, seq, counts, uuid, from_status, now_s)
 end
 """
 
+# Shared helper: write one new task (record, queue entry, one wake-up) from the record's
+# fields given as field, value, ... in `fields` from index `from`; returns the length of
+# the wake-up list, which the caller trims once it is long.
+_ADD: Final = """
+local SCALE = 1099511627776
+local function add(prefix, uuid, priority, fields, from)
+  local n = redis.call('INCR', prefix .. 'seq') % SCALE
+  redis.call('HSET', prefix .. 'task:' .. uuid, unpack(fields, from))
+  redis.call('ZADD', prefix .. 'queue', string.format('%d', priority * SCALE + n), uuid)
+  return redis.call('RPUSH', prefix .. 'wake', '1')
+end
+local function added(prefix, count, woken)
+  if woken > 1000 then
+    redis.call('LTRIM', prefix .. 'wake', -1000, -1)
+  end
+  redis.call('HINCRBY', prefix .. 'counts', 'new', count)
+  return count
+end
+"""
+
 # ARGV: prefix, tasks (a JSON array of [uuid, priority, {field: value}])
 # Many tasks per call: concurrent enqueues are coalesced into one script run, and the
 # short argument list keeps the client's command encoding (the bound on a batch) cheap.
-ENQUEUE: Final = """
-local SCALE = 1099511627776
+ENQUEUE: Final = (
+    _ADD
+    + """
 local prefix = ARGV[1]
-local queue, seq = prefix .. 'queue', prefix .. 'seq'
 local tasks = cjson.decode(ARGV[2])
 local woken = 0
 for _, task in ipairs(tasks) do
-  local uuid, priority, record = task[1], task[2], task[3]
   local flat = {}
-  for field, value in pairs(record) do
+  for field, value in pairs(task[3]) do
     flat[#flat + 1] = field
     flat[#flat + 1] = value
   end
-  local n = redis.call('INCR', seq) % SCALE
-  redis.call('HSET', prefix .. 'task:' .. uuid, unpack(flat))
-  redis.call('ZADD', queue, string.format('%d', priority * SCALE + n), uuid)
-  woken = redis.call('RPUSH', prefix .. 'wake', '1')
+  woken = add(prefix, task[1], task[2], flat, 1)
 end
-if woken > 1000 then
-  redis.call('LTRIM', prefix .. 'wake', -1000, -1)
-end
-redis.call('HINCRBY', prefix .. 'counts', 'new', #tasks)
-return #tasks
+return added(prefix, #tasks, woken)
 """
+)
 
 # ARGV: prefix, uuid, priority, then the record as field, value, field, value, ...
 # ENQUEUE for one task, the common case of a caller adding tasks one at a time: flat
 # arguments spare the JSON decoding and table building (about a quarter of the
 # server's time per enqueue).
-ENQUEUE_ONE: Final = """
-local SCALE = 1099511627776
-local prefix, uuid = ARGV[1], ARGV[2]
-local n = redis.call('INCR', prefix .. 'seq') % SCALE
-redis.call('HSET', prefix .. 'task:' .. uuid, unpack(ARGV, 4))
-redis.call('ZADD', prefix .. 'queue', string.format('%d', tonumber(ARGV[3]) * SCALE + n), uuid)
-if redis.call('RPUSH', prefix .. 'wake', '1') > 1000 then
-  redis.call('LTRIM', prefix .. 'wake', -1000, -1)
-end
-redis.call('HINCRBY', prefix .. 'counts', 'new', 1)
-return 1
+ENQUEUE_ONE: Final = (
+    _ADD
+    + """
+local woken = add(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV, 4)
+return added(ARGV[1], 1, woken)
 """
+)
 
 # Shared helper: keep the clock of "a worker reached Redis". Heartbeats renew leases
 # every lease/6, so a gap longer than lease/3 means an outage (or no worker at all):
