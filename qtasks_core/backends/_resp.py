@@ -11,9 +11,9 @@ through this connection instead:
   a failure; requests are written as they come and replies matched in order, so
   concurrent callers share the round trip (pipelining) without a pool or a lock;
 - replies are parsed by hiredis (already a dependency, through ``redis[hiredis]``);
-- the same retry policy as the redis-py client (three attempts, exponential backoff),
-  the same exception classes, and a reply deadline: when replies are owed and nothing
-  arrives for ``reply_timeout`` seconds the connection is dropped and the callers get
+- the same retry policy as the redis-py client (three retries, exponential backoff),
+  the same exception classes, and a reply deadline: when a request has waited
+  ``reply_timeout`` seconds for its reply the connection is dropped and the callers get
   ``TimeoutError``;
 - ``EVALSHA`` falls back to ``SCRIPT LOAD`` when the server lost its scripts (a restart).
 
@@ -175,7 +175,6 @@ class RespConnection:
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._closed = False
         self._backoff = ExponentialBackoff(cap=1.0, base=0.05)
-        self._shas: dict[str, bytes] = {}
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -260,12 +259,19 @@ class RespConnection:
         if protocol is not None and protocol.transport is not None:
             protocol.transport.abort()
 
-    def abort(self) -> None:
-        """Close at once, for good; requests still owed a reply fail."""
+    def _shut(self) -> _Protocol | None:
+        """Refuse any further (re)connection; hand back the open protocol, if any."""
         self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()  # its half-open socket is closed by _connect
-        self._drop()
+        protocol, self._protocol = self._protocol, None
+        return protocol if protocol is not None and protocol.transport is not None else None
+
+    def abort(self) -> None:
+        """Close at once, for good; requests still owed a reply fail."""
+        protocol = self._shut()
+        if protocol is not None and protocol.transport is not None:
+            protocol.transport.abort()
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes are not decoded).
@@ -293,11 +299,10 @@ class RespConnection:
                     raise
                 await asyncio.sleep(self._backoff.compute(failures))
 
-    async def evalsha(self, source: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    async def evalsha(
+        self, sha: bytes, source: str, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Any:
         """Run a Lua script by its SHA1, loading it first if the server does not know it."""
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest().encode()
         try:
             return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -306,10 +311,7 @@ class RespConnection:
 
     async def close(self) -> None:
         """Close for good; requests still owed a reply fail with ``ConnectionError``."""
-        protocol, self._protocol = self._protocol, None
-        self._closed = True
-        if self._connecting is not None:
-            self._connecting.cancel()  # its half-open socket is closed by _connect
+        protocol = self._shut()
         if protocol is None or protocol.transport is None:
             return
         protocol.transport.close()
@@ -331,9 +333,12 @@ class BlockingPool:
     the way.
     """
 
-    def __init__(self, url: str, *, keep: int = 16, limit: int | None = None) -> None:
+    def __init__(
+        self, url: str, *, keep: int = 16, limit: int | None = None, reply_timeout: float = 30.0
+    ) -> None:
         self.url = url
         self.keep = keep
+        self.reply_timeout = reply_timeout
         self._idle: list[RespConnection] = []
         self._slots = asyncio.Semaphore(limit) if limit else None
         self._closed = False
@@ -346,7 +351,11 @@ class BlockingPool:
             return await self._execute(args)
 
     async def _execute(self, args: tuple[Any, ...]) -> Any:
-        conn = self._idle.pop() if self._idle else RespConnection(self.url)
+        conn = (
+            self._idle.pop()
+            if self._idle
+            else RespConnection(self.url, reply_timeout=self.reply_timeout)
+        )
         try:
             reply = await conn.execute(*args)
         except BaseException:
@@ -369,11 +378,12 @@ class BlockingPool:
 class LeanScript:
     """A Lua script run over a :class:`RespConnection`, called like redis-py's scripts."""
 
-    __slots__ = ("conn", "source")
+    __slots__ = ("conn", "sha", "source")
 
     def __init__(self, conn: RespConnection, source: str) -> None:
         self.conn = conn
         self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest().encode()
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
-        return await self.conn.evalsha(self.source, keys, args)
+        return await self.conn.evalsha(self.sha, self.source, keys, args)

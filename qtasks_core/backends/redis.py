@@ -26,8 +26,9 @@ from .base import BackendStats, Claimed
 
 log = logging.getLogger("qtasks.backend.redis")
 
-#: A reply slower than this means the connection is dead. Blocking commands wait at
-#: most MAX_BLOCK, well inside it, and callers loop for longer waits.
+#: A reply slower than this means the connection is dead (redis-py's socket timeout,
+#: the lean connections' reply deadline). Blocking commands wait at most MAX_BLOCK,
+#: well inside it, and callers loop for longer waits.
 SOCKET_TIMEOUT = 30.0
 MAX_BLOCK = 20.0
 
@@ -175,7 +176,11 @@ class RedisBackend:
             )
             # The scripts every task runs take the lean connection; their replies are
             # not decoded, which the claim needs anyway (see below) and the others ignore.
-            lean = _resp.RespConnection(self.url) if _resp.supports(self.url) else None
+            lean = (
+                _resp.RespConnection(self.url, reply_timeout=SOCKET_TIMEOUT)
+                if _resp.supports(self.url)
+                else None
+            )
 
             def hot(source: str, fallback: aioredis.Redis) -> Script:
                 if lean is not None:
@@ -188,7 +193,9 @@ class RedisBackend:
                 raw,
                 lean,
                 (
-                    _resp.BlockingPool(self.url, limit=self._max_connections)
+                    _resp.BlockingPool(
+                        self.url, limit=self._max_connections, reply_timeout=SOCKET_TIMEOUT
+                    )
                     if lean is not None
                     else None
                 ),

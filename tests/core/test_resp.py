@@ -9,10 +9,32 @@ import pytest
 import redis
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
-from qtasks_core.backends._resp import BlockingPool, RespConnection, supports
+from qtasks_core.backends._resp import BlockingPool, LeanScript, RespConnection, supports
 from tests.conftest import RedisServer
 
 SCRIPT = "return {KEYS[1], ARGV[1]}"
+
+
+class Silent:
+    """A TCP server that reads requests and answers none, counting its connections."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self.open = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.opened += 1
+        self.open += 1
+        try:
+            await reader.read()
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def start(self) -> tuple[asyncio.Server, str]:
+        listener = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        return listener, f"redis://127.0.0.1:{port}/0"
 
 
 def test_concurrent_requests_get_their_own_replies(redis_url: str) -> None:
@@ -58,9 +80,10 @@ def test_a_script_the_server_forgot_is_loaded_again(redis_url: str) -> None:
     async def main() -> tuple[object, object]:
         conn = RespConnection(redis_url)
         try:
-            first = await conn.evalsha(SCRIPT, ["k"], ["v1"])
+            script = LeanScript(conn, SCRIPT)
+            first = await script(["k"], ["v1"])
             redis.Redis.from_url(redis_url).script_flush()
-            return first, await conn.evalsha(SCRIPT, ["k"], ["v2"])
+            return first, await script(["k"], ["v2"])
         finally:
             await conn.close()
 
@@ -119,12 +142,8 @@ def test_it_reconnects_after_the_server_comes_back(server: RedisServer) -> None:
 
 def test_a_server_that_never_replies_times_out() -> None:
     async def main() -> float:
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read()  # reads requests, answers none
-
-        listener = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
-        conn = RespConnection(f"redis://127.0.0.1:{port}/0", reply_timeout=0.2)
+        listener, url = await Silent().start()
+        conn = RespConnection(url, reply_timeout=0.2)
         started = time.monotonic()
         try:
             with pytest.raises(TimeoutError, match="no reply"):
@@ -181,33 +200,11 @@ def test_a_cancelled_blocking_call_leaves_no_reply_behind(redis_url: str) -> Non
     assert asyncio.run(main()) == ([b"resp:gone", b"kept"], 1)
 
 
-class Silent:
-    """A TCP server that reads requests and answers none, counting its connections."""
-
-    def __init__(self) -> None:
-        self.opened = 0
-        self.open = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.opened += 1
-        self.open += 1
-        try:
-            await reader.read()
-        finally:
-            self.open -= 1
-            writer.close()
-
-    async def start(self) -> tuple[asyncio.Server, str]:
-        listener = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        port = listener.sockets[0].getsockname()[1]
-        return listener, f"redis://:pw@127.0.0.1:{port}/0"
-
-
 def test_closing_fails_the_calls_in_flight_and_does_not_reconnect() -> None:
     async def main() -> tuple[int, int]:
         silent = Silent()
         listener, url = await silent.start()
-        conn = RespConnection(url.replace(":pw@", ""))
+        conn = RespConnection(url)
         try:
             call = asyncio.ensure_future(conn.execute("PING"))
             await asyncio.sleep(0.1)
@@ -227,8 +224,9 @@ def test_closing_fails_the_calls_in_flight_and_does_not_reconnect() -> None:
 def test_a_call_cancelled_while_connecting_leaves_no_connection_open() -> None:
     async def main() -> int:
         silent = Silent()
-        listener, url = await silent.start()  # the AUTH of the handshake is never answered
-        pool = BlockingPool(url)
+        listener, url = await silent.start()
+        # With a password, the connection waits for the handshake's AUTH: never answered.
+        pool = BlockingPool(url.replace("redis://", "redis://:pw@"))
         try:
             call = asyncio.ensure_future(pool.execute("BLPOP", "k", 1))
             await asyncio.sleep(0.2)
