@@ -39,8 +39,8 @@ class ChainedCaller:
 
     def __init__(self, rules: Mapping[str, ReplaceRule]) -> None:
         self.rules: Final = rules
-        #: Per impl, a function of the call's kwargs that calls it (see _invoker);
-        #: cleared by the plugin manager when a plugin is unregistered.
+        #: Per impl, how to call it (see _Invoker); cleared by the plugin manager when
+        #: a plugin is unregistered.
         self.invokers: Final[dict[HookImpl, _Invoker]] = {}
 
     def __call__(

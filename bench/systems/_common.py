@@ -303,36 +303,21 @@ class Driver:
             return self.loop.run_until_complete(result)
         return result
 
-    def repeat(self, method: str, n: int) -> float:
-        """Seconds taken by ``n`` back-to-back calls of a producer method."""
-        fn: Callable[[], Any] = getattr(self.system, method)
-        if self.loop is not None:
-
-            async def go() -> float:
-                start = time.perf_counter()
-                for _ in range(n):
-                    await fn()
-                return time.perf_counter() - start
-
-            return self.loop.run_until_complete(go())
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return time.perf_counter() - start
-
-    def timed(self, method: str, *args: Any) -> float:
-        """Seconds taken by one call of a producer method."""
+    def repeat(self, method: str, n: int, *args: Any) -> float:
+        """Seconds taken by ``n`` back-to-back calls of a producer method (with ``args``)."""
         fn: Callable[..., Any] = getattr(self.system, method)
         if self.loop is not None:
 
             async def go() -> float:
                 start = time.perf_counter()
-                await fn(*args)
+                for _ in range(n):
+                    await fn(*args)
                 return time.perf_counter() - start
 
             return self.loop.run_until_complete(go())
         start = time.perf_counter()
-        fn(*args)
+        for _ in range(n):
+            fn(*args)
         return time.perf_counter() - start
 
     def roundtrips(self, samples: int, budget: float, minimum: int) -> list[float]:
@@ -455,9 +440,9 @@ class Driver:
         n = self.args.batch_n
         warm = min(1000, n)
         self.r.flushall()
-        self.timed("enqueue_noop_batch", warm)  # warm the connections and scripts
+        self.repeat("enqueue_noop_batch", 1, warm)  # warm the connections and scripts
         self.r.flushall()
-        seconds = self.timed("enqueue_noop_batch", n)
+        seconds = self.repeat("enqueue_noop_batch", 1, n)
         keys = int(self.r.dbsize())
         self.r.flushall()
         if keys == 0:
