@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from inspect import isawaitable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_json
 
@@ -37,27 +37,62 @@ async def lifecycle(fire: Callable[[], object], trigger: str) -> None:
         log.exception("a plugin failed in trigger %s; going on", trigger)
 
 
-def dumps(value: Any, *, what: str = "value") -> str:
-    """JSON text for ``value`` (pydantic models, dates and UUIDs included).
+class _NonFinite(Exception):
+    """Raised by :func:`_has_non_finite` on the first NaN or infinity it meets."""
 
-    Raises :class:`TaskSerializationError` naming ``what`` when it cannot be encoded;
-    nothing is ever pickled.
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise _NonFinite(name)
+
+
+def _has_non_finite(data: str) -> bool:
+    """Whether JSON from ``to_json`` holds NaN or an infinity (which it writes as the
+    non-standard ``NaN`` / ``Infinity`` that strict parsers reject).
+
+    The substring test keeps the common case to a scan of the text (on ``str``: a
+    test on ``bytes`` costs several times more); only text that holds those letters,
+    perhaps inside a string, is parsed to tell which it is.
+    """
+    if "NaN" not in data and "Infinity" not in data:
+        return False
+    try:
+        json.loads(data, parse_constant=_refuse_constant)
+    except _NonFinite:
+        return True
+    return False
+
+
+def dumps(value: Any, *, what: str = "value") -> str:
+    """Strict JSON text for ``value`` (pydantic models, dates and UUIDs included).
+
+    Raises :class:`TaskSerializationError` naming ``what`` when it cannot be encoded
+    or holds NaN or an infinity; nothing is ever pickled.
     """
     try:
-        return to_json(value).decode()
+        data = to_json(value).decode()
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         raise TaskSerializationError(
             f"{what} cannot be serialized to JSON: {exc}. Pass JSON-compatible values "
             "(str, int, float, bool, None, list, dict, pydantic models, datetimes)"
         ) from None
+    if _has_non_finite(data):
+        raise TaskSerializationError(
+            f"{what} holds NaN or an infinity, which JSON cannot represent; "
+            "pass None or a string (e.g. 'nan') instead"
+        )
+    return data
 
 
 def dumps_call(args: tuple[Any, ...], kwargs: dict[str, Any], task_name: str) -> tuple[str, str]:
-    """JSON for a task's arguments; the error names the argument that fails."""
+    """Strict JSON for a task's arguments; the error names the argument that fails."""
     try:
-        return to_json(list(args)).decode(), to_json(kwargs).decode()
+        encoded_args, encoded_kwargs = to_json(list(args)).decode(), to_json(kwargs).decode()
     except (PydanticSerializationError, TypeError, ValueError):
         pass
+    else:
+        if not _has_non_finite(encoded_args) and not _has_non_finite(encoded_kwargs):
+            return encoded_args, encoded_kwargs
+    # Encode one by one, so that the error names the argument that fails.
     for index, value in enumerate(args):
         dumps(value, what=f"argument {index} of task {task_name!r} ({type(value).__name__})")
     for name, value in kwargs.items():

@@ -34,11 +34,19 @@ from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
 
 from ._portal import Portal
 from ._util import fired, lifecycle
+from ._validate import (
+    check_app_name,
+    check_args,
+    check_batch_call,
+    check_kwargs,
+    check_priority,
+    check_task_name,
+    check_timeout,
+)
 from .backends import Backend, MemoryBackend, RedisBackend
 from .brokers import Broker
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
-from .keys import PRIORITY_MAX, PRIORITY_MIN
 from .schemas import Task, TaskExecSchema, TaskStatusNewSchema
 from .storages import Storage
 
@@ -189,7 +197,8 @@ def shared_task(
 class QueueTasks(_Registry):
     """A QTasks app.
 
-    :param name: the app's name; apps of one name share queues and results.
+    :param name: the app's name; apps of one name share queues and results. 1 to 128
+        ASCII letters, digits, ``_``, ``.`` and ``-`` (it is part of every Redis key).
     :param redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL, or ``memory://``
         for the in-process backend. Default: ``$QTASKS_REDIS_URL``, else the embedded
         Valkey server under ``./.qtasks`` (started on first use).
@@ -217,7 +226,7 @@ class QueueTasks(_Registry):
         max_payload: int = 1_048_576,
         builtin_plugins: bool = True,
     ) -> None:
-        self.name = name
+        self.name = check_app_name(name)
         self.redis_url = redis_url
         self.result_ttl = result_ttl
         self.max_payload = max_payload
@@ -360,9 +369,18 @@ class QueueTasks(_Registry):
         timeout: float | None = None,
     ) -> Task:
         """Enqueue ``task_name`` with explicit ``args``/``kwargs`` (any names allowed,
-        ``priority`` and ``timeout`` included). See :meth:`add_task_async`."""
+        ``priority`` and ``timeout`` included). See :meth:`add_task_async`.
+
+        A bad name, argument container, priority or timeout raises
+        :class:`TaskOptionError` before the app even connects.
+        """
+        task_name = check_task_name(task_name)
+        call_args, call_kwargs = check_args(args, task_name), check_kwargs(kwargs, task_name)
+        if priority is not None:
+            check_priority(priority)
+        timeout = check_timeout(timeout)
         await self.start_async()
-        call = await self._before_broker(task_name, tuple(args), dict(kwargs or {}), priority)
+        call = await self._before_broker(task_name, call_args, call_kwargs, priority)
         uuid, model = await self.broker.add(*call)
         task = await self._after_broker(uuid, model)
         if self.eager:
@@ -391,17 +409,15 @@ class QueueTasks(_Registry):
             )
         )
         if new:
-            task_name = new.get("task_name", task_name)
+            # A plugin's replacements meet the rules the caller's values met.
+            task_name = check_task_name(new.get("task_name", task_name))
             priority = new.get("priority", priority)
             args = tuple(new.get("args", args))
             kw = dict(new.get("kw", kw))
             extra = dict(new.get("extra", extra))
-        if not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise TaskOptionError(
-                f"priority must be an int in [{PRIORITY_MIN}, {PRIORITY_MAX}] "
-                f"(lower runs first), got {priority!r}"
-            )
-        return task_name, priority, args, kw, extra
+        # Checked here, after the trigger, also when the caller gave none: the task's
+        # own default or a plugin may have set it.
+        return task_name, check_priority(priority), args, kw, extra
 
     async def _after_broker(self, uuid: str, model: TaskStatusNewSchema) -> Task:
         """The caller's view of a task just written; fires ``qtasks_add_task_after_broker``."""
@@ -484,7 +500,8 @@ class QueueTasks(_Registry):
         in order. An error (e.g. arguments that cannot be serialized) is raised before
         that chunk is written: earlier chunks stay enqueued.
         """
-        await self.start_async()
+        if priority is not None:
+            check_priority(priority)
         results: list[Task] = []
         chunk: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
         # One chunk is written while the next is prepared, so Redis runs the script
@@ -492,9 +509,12 @@ class QueueTasks(_Registry):
         # other (in order, and none written after an error).
         writing: asyncio.Task[list[Task]] | None = None
         try:
-            for call in calls:
-                kw = dict(call[2]) if len(call) > 2 else {}
-                chunk.append(await self._before_broker(call[0], tuple(call[1]), kw, priority))
+            for index, call in enumerate(calls):
+                task_name, args, kw = check_batch_call(call, index)
+                if not self._started:
+                    # Started once the first item passed: a bad one connects to nothing.
+                    await self.start_async()
+                chunk.append(await self._before_broker(task_name, args, kw, priority))
                 if len(chunk) >= _BATCH:
                     if writing is not None:
                         results.extend(await writing)

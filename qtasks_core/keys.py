@@ -94,3 +94,12 @@ class Keys:
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"
+
+
+_GLOB_SPECIAL: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+def escape_glob(s: str) -> str:
+    """``s`` with the glob characters of Redis patterns (``* ? [ ] \\``) escaped, so
+    that ``SCAN MATCH escape_glob(prefix) + "*"`` matches only keys under ``prefix``."""
+    return s.translate(_GLOB_SPECIAL)

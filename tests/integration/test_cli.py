@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +32,8 @@ def sample_env(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[dict[str, str]]:
     """Environment for processes running tests/integration/apps/sample.py."""
-    name = f"cli-{os.getpid()}-{request.node.name[:40]}"
+    # A parametrized test's name has brackets, which app names may not hold.
+    name = f"cli-{os.getpid()}-{re.sub(r'[^A-Za-z0-9_.-]', '-', request.node.name)[:40]}"
     env = {
         **os.environ,
         "QTASKS_REDIS_URL": redis_url,
