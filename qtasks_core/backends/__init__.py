@@ -1,13 +1,14 @@
 """Engines under the components: Redis (the real one) and memory (one process)."""
 
-from .base import BACKEND_ERRORS, Backend, BackendStats, Claimed
+from .._urls import mask_url
+from .base import Backend, BackendStats, Claim, Claimed
 from .memory import MemoryBackend
-from .redis import RedisBackend, mask_url
+from .redis import RedisBackend
 
 __all__ = [
-    "BACKEND_ERRORS",
     "Backend",
     "BackendStats",
+    "Claim",
     "Claimed",
     "MemoryBackend",
     "RedisBackend",

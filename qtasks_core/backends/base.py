@@ -11,20 +11,23 @@ A task record is a flat ``dict[str, str]``; JSON-valued fields are ``args``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Literal, Protocol
 
-import redis.exceptions
+from ..schemas import FINAL_STATUSES as FINAL_STATUSES
 
-#: What an unreachable backend raises: retried with backoff by workers, reported as
-#: "cannot reach" by the CLI. (redis-py's errors do not derive from the builtins.)
-BACKEND_ERRORS: Final = (
-    ConnectionError,
-    TimeoutError,
-    OSError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-)
+#: What :meth:`Backend.requeue_dead` did: requeued; not a dead letter (queued, running,
+#: finished or unknown: never requeued); a dead letter without a record to run.
+RequeueResult = Literal["requeued", "not-dead", "no-record"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claim of a task: its uuid and the token that fences it. Renewing, finishing,
+    handing back or setting aside the task take the claim, and do nothing once another
+    claim replaced it."""
+
+    uuid: str
+    token: str
 
 
 @dataclass(slots=True)
@@ -32,7 +35,7 @@ class Claimed:
     """What one claim returned."""
 
     #: Claimed records: uuid, task_name, priority, args, kwargs, created_at, attempts,
-    #: extra, retry (strings, as stored).
+    #: extra, retry (strings, as stored) and token (the claim's fence).
     tasks: list[dict[str, str]] = field(default_factory=list)
     #: Tasks whose worker's lease expired and that went back into the queue.
     recovered: list[str] = field(default_factory=list)
@@ -61,7 +64,14 @@ class BackendStats:
 
 
 class Backend(Protocol):
-    """What the components need from an engine. Every method is atomic where it says."""
+    """What the components need from an engine; one behaviour, held by the contract
+    suite in ``tests/backends/`` that runs on every backend and transport.
+
+    Claims are fenced: each claim of a task gets a new token, and renewing, finishing,
+    handing back or setting aside the task succeed only with the token of its current
+    claim. A worker whose lease ran out (its task was claimed again elsewhere) learns it
+    from :meth:`extend` and :meth:`finish`, and writes nothing.
+    """
 
     #: A printable location without secrets (``redis://host:6379/0``, ``memory``).
     location: str
@@ -72,15 +82,21 @@ class Backend(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
-        """Write the record and queue the task, atomically, in one round trip."""
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
+        """Write the record and queue the task, atomically, in one round trip. A uuid
+        that already has a record is left alone (``False``): an enqueue retried after a
+        lost reply adds nothing."""
 
-    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
-        """:meth:`enqueue` for ``(uuid, record, priority)`` items, in one write."""
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
+        """:meth:`enqueue` for ``(uuid, record, priority)`` items, all in one atomic
+        write; returns how many were new."""
 
-    async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
+    async def claim(
+        self, n: int, worker_id: str, lease: float, max_attempts: int, *, only: str | None = None
+    ) -> Claimed:
         """Move due delayed tasks and expired leases back to the queue, then claim up
-        to ``n`` tasks for ``worker_id`` with a lease of ``lease`` seconds."""
+        to ``n`` tasks for ``worker_id`` with a lease of ``lease`` seconds (``only``:
+        just that queued task). Entries that cannot be run are set aside one by one."""
 
     async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         """Block (no polling) until a task may be claimable, ``timeout`` passes, or
@@ -89,18 +105,26 @@ class Backend(Protocol):
     async def wake(self, worker_id: str) -> None:
         """End the wait of ``worker_id`` (a worker that is stopping)."""
 
-    async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
-        """Extend the leases of ``uuids`` that ``worker_id`` still owns."""
+    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
+        """Renew the leases of ``{uuid: token}``; returns the uuids whose claim is lost."""
 
     async def finish(
-        self, uuid: str, fields: dict[str, str], ttl: float | None, delay: float | None
-    ) -> None:
-        """Write a task's new state and release its lease, atomically. With ``delay``
-        the task waits in the backend, then is queued again (retry); without, it is
-        final: waiters wake and the record expires after ``ttl`` seconds."""
+        self,
+        uuid: str,
+        token: str,
+        fields: dict[str, str],
+        ttl: float | None,
+        delay: float | None,
+    ) -> bool:
+        """Write a task's new state and end its lease, atomically, if ``token`` is its
+        current claim (else ``False``, nothing written). With ``delay`` the task waits
+        in the backend, then is queued again (retry); without, it is final: waiters
+        wake and the record expires after ``ttl`` seconds. Repeating a finish that was
+        written returns ``True`` and changes nothing."""
 
-    async def release(self, uuids: list[str], worker_id: str = "") -> list[str]:
-        """Hand unfinished tasks back to the queue (a worker shutting down)."""
+    async def release(self, claims: dict[str, str]) -> list[str]:
+        """Hand claimed tasks ``{uuid: token}`` back to the queue unrun (a worker
+        shutting down); the delivery does not count. Returns the uuids handed back."""
 
     async def get(self, uuid: str) -> dict[str, str] | None: ...
 
@@ -110,15 +134,28 @@ class Backend(Protocol):
         """Block until the task is final, or ``timeout`` passes (``False``). A final
         task gives its record when the backend has it at hand, else ``True``."""
 
-    async def update(self, uuid: str, fields: dict[str, str], ttl: float | None = None) -> bool:
-        """Set fields on an existing record; a ``cancel`` status also unqueues it."""
+    async def update(
+        self,
+        uuid: str,
+        fields: dict[str, str],
+        ttl: float | None = None,
+        token: str | None = None,
+    ) -> bool:
+        """Set fields on an existing record (with ``token``: only while that claim is
+        current). The only status it sets is ``cancel``, for a queued or delayed task,
+        which it also unqueues; other statuses are the claim's to write."""
 
-    async def dead_letter(self, uuid: str, reason: str, raw: str) -> None:
-        """Set a task aside with its reason; it is not retried."""
+    async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
+        """Set a claimed task aside with its reason (status ``error``); never retried."""
 
-    async def dead_letters(self) -> list[dict[str, str]]: ...
+    async def dead_letters(self) -> list[dict[str, str]]:
+        """Every dead letter: ``uuid``, ``reason``, ``raw``, ``at``."""
 
-    async def requeue_dead(self, uuid: str) -> bool: ...
+    async def requeue_dead(self, uuid: str) -> RequeueResult:
+        """Queue a dead letter again, as new; nothing else is ever requeued this way."""
+
+    async def delete_dead(self, uuid: str) -> bool:
+        """Forget a dead letter (its record stays until it expires or is purged)."""
 
     async def stats(self) -> BackendStats: ...
 

@@ -12,14 +12,16 @@ import fnmatch
 import heapq
 import itertools
 import json
+import math
 import threading
 import time
 from collections import Counter
 
-from ..keys import PRIORITY_SCALE
-from .base import BackendStats, Claimed
+from ..errors import BackendDataError
+from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
+from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
 
-_FINAL = ("success", "error", "cancel")
+_KNOWN = frozenset({"new", "process", "retry", "success", "error", "cancel"})
 
 
 class _Signal:
@@ -49,6 +51,25 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _unfit(record: dict[str, str] | None) -> str | None:
+    """What is wrong with a record about to be queued again, or ``None`` (the same
+    checks as ``lib.lua``'s ``unfit``)."""
+    if record is None:
+        return "no task record (deleted, expired or never written)"
+    status = record.get("status")
+    if status not in _KNOWN:
+        return f"the task record has an unknown status: {status or '(none)'}"
+    if not record.get("task_name"):
+        return "the task record has no task_name"
+    try:
+        priority = float(record.get("priority", ""))
+    except ValueError:
+        priority = math.nan
+    if not (priority.is_integer() and PRIORITY_MIN <= priority <= PRIORITY_MAX):
+        return f"the task record has a bad priority: {record.get('priority') or '(none)'}"
+    return None
+
+
 class MemoryBackend:
     """Tasks in this process's memory; gone when it exits."""
 
@@ -56,14 +77,14 @@ class MemoryBackend:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seq = itertools.count()
+        self._seq = itertools.count(1)
         self._records: dict[str, dict[str, str]] = {}
         self._expires: dict[str, float] = {}
         self._queue: list[tuple[int, str]] = []
         self._queued: set[str] = set()
         self._running: dict[str, float] = {}
         self._scheduled: dict[str, float] = {}
-        self._counts: Counter[str] = Counter()
+        self._finals: Counter[str] = Counter()
         self._dead: dict[str, dict[str, str]] = {}
         self._config: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, float]] = {}
@@ -83,12 +104,11 @@ class MemoryBackend:
         heapq.heappush(self._queue, (priority * PRIORITY_SCALE + next(self._seq), uuid))
         self._queued.add(uuid)
 
-    def _requeue(self, uuid: str, from_status: str) -> None:
+    def _requeue(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
-        record.update(status="new", updated_at=f"{time.time():.3f}")
-        self._counts[from_status] -= 1
-        self._counts["new"] += 1
-        self._push(uuid, int(record["priority"]))
+        record.update(status="new", updated_at=f"{now:.3f}")
+        record.pop("claim", None)
+        self._push(uuid, int(float(record["priority"])))
 
     def _expire(self) -> None:
         now = time.time()
@@ -96,86 +116,135 @@ class MemoryBackend:
             self._records.pop(uuid, None)
             self._expires.pop(uuid, None)
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
+    def _holds(self, uuid: str, token: str) -> dict[str, str] | None:
+        """The record, if ``token`` is its current claim."""
+        record = self._records.get(uuid)
+        return record if record is not None and record.get("claim") == token else None
+
+    def _bury(self, uuid: str, reason: str, raw: str, now: float) -> None:
+        self._dead[uuid] = {"reason": reason, "raw": raw, "at": f"{now:.3f}"}
+        self._running.pop(uuid, None)
+        record = self._records.get(uuid)
+        if record is not None:
+            record.update(status="error", traceback=reason, updated_at=f"{now:.3f}")
+            record.pop("claim", None)
+            self._finals["error"] += 1
+            # Kept without a TTL: a dead letter stays until it is requeued or deleted.
+            self._expires.pop(uuid, None)
+            self._signal_done(uuid)
+
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
+        return await self.enqueue_many([(uuid, record, priority)]) == 1
+
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
+        written = 0
         with self._lock:
-            self._records[uuid] = dict(record)
-            self._counts["new"] += 1
-            self._push(uuid, priority)
-        self._work.fire(1)
+            for uuid, record, priority in items:
+                if uuid in self._records:
+                    continue
+                self._records[uuid] = dict(record)
+                self._push(uuid, priority)
+                written += 1
+        self._work.fire(written)
+        return written
 
-    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
-        for uuid, record, priority in items:
-            await self.enqueue(uuid, record, priority)
-
-    async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
+    async def claim(
+        self, n: int, worker_id: str, lease: float, max_attempts: int, *, only: str | None = None
+    ) -> Claimed:
         out = Claimed()
         now = time.time()
         with self._lock:
             self._expire()
             for uuid in [u for u, due in self._scheduled.items() if due <= now]:
                 del self._scheduled[uuid]
-                if uuid in self._records:
-                    self._requeue(uuid, "retry")
+                record = self._records.get(uuid)
+                bad = _unfit(record)
+                if bad:
+                    self._bury(uuid, f"malformed delayed task: {bad}", "", now)
+                    out.dead.append(uuid)
+                elif record is not None and record["status"] == "retry":
+                    self._requeue(uuid, now)
             for uuid in [u for u, dl in self._running.items() if dl <= now]:
                 del self._running[uuid]
                 record = self._records.get(uuid)
-                if record is None:
-                    continue
-                if max_attempts > 0 and int(record.get("attempts", 0)) >= max_attempts:
-                    reason = (
-                        f"set aside after {record['attempts']} deliveries: "
-                        "its worker died each time"
-                    )
-                    record.update(status="error", traceback=reason)
-                    self._counts["process"] -= 1
-                    self._counts["error"] += 1
-                    self._dead[uuid] = {"reason": reason, "at": f"{now:.3f}"}
-                    self._signal_done(uuid)
+                bad = _unfit(record)
+                if bad:
+                    self._bury(uuid, f"malformed running task: {bad}", "", now)
                     out.dead.append(uuid)
+                elif record is not None and record["status"] == "process":
+                    attempts = int(record.get("attempts") or 0)
+                    if max_attempts > 0 and attempts >= max_attempts:
+                        reason = f"set aside after {attempts} deliveries: its worker died each time"
+                        self._bury(uuid, reason, "", now)
+                        out.dead.append(uuid)
+                    else:
+                        self._requeue(uuid, now)
+                        out.recovered.append(uuid)
+            if only is not None:
+                candidates = [only] if only in self._queued else []
+                self._queued.discard(only)  # its heap entry is skipped when popped
+            else:
+                candidates = []
+            while len(out.tasks) < n and (candidates or (only is None and self._queue)):
+                if candidates:
+                    uuid = candidates.pop()
                 else:
-                    self._requeue(uuid, "process")
-                    out.recovered.append(uuid)
-            while self._queue and len(out.tasks) < n:
-                _, uuid = heapq.heappop(self._queue)
-                self._queued.discard(uuid)
-                record = self._records.get(uuid)
-                if record is None or record.get("status") != "new":
-                    continue
-                attempts = int(record.get("attempts", 0)) + 1
-                record.update(
-                    status="process",
-                    worker=worker_id,
-                    attempts=str(attempts),
-                    updated_at=f"{now:.3f}",
-                )
-                self._running[uuid] = now + lease
-                self._counts["new"] -= 1
-                self._counts["process"] += 1
-                out.tasks.append(
-                    {
-                        "uuid": uuid,
-                        "task_name": record["task_name"],
-                        "priority": record["priority"],
-                        "args": record.get("args", "[]"),
-                        "kwargs": record.get("kwargs", "{}"),
-                        "created_at": record.get("created_at", "0"),
-                        "attempts": str(attempts),
-                        "extra": record.get("extra", "{}"),
-                        "retry": record.get("retry", ""),
-                    }
-                )
+                    _, uuid = heapq.heappop(self._queue)
+                    if uuid not in self._queued:
+                        continue  # cancelled or claimed by uuid meanwhile
+                    self._queued.discard(uuid)
+                self._take(uuid, worker_id, lease, now, out)
             if self._scheduled:
                 out.next_due = max(0.0, min(self._scheduled.values()) - now)
             if self._running:
                 out.next_lease_end = max(0.0, min(self._running.values()) - now)
         return out
 
+    def _take(self, uuid: str, worker_id: str, lease: float, now: float, out: Claimed) -> None:
+        record = self._records.get(uuid)
+        bad = _unfit(record)
+        if bad:
+            raw = json.dumps(record)[:2000] if record is not None else ""
+            self._bury(uuid, f"malformed message: {bad}", raw, now)
+            out.dead.append(uuid)
+            return
+        assert record is not None
+        if record["status"] != "new":
+            return  # cancelled or finished meanwhile: not to be run
+        try:
+            attempts = int(record.get("attempts") or 0) + 1
+        except ValueError:
+            attempts = 1
+        token = str(next(self._seq))
+        record.update(
+            status="process",
+            worker=worker_id,
+            attempts=str(attempts),
+            claim=token,
+            updated_at=f"{now:.3f}",
+        )
+        self._running[uuid] = now + lease
+        out.tasks.append(
+            {
+                "uuid": uuid,
+                "task_name": record["task_name"],
+                "priority": record["priority"],
+                "args": record.get("args", "[]"),
+                "kwargs": record.get("kwargs", "{}"),
+                "created_at": record.get("created_at", "0"),
+                "attempts": str(attempts),
+                "extra": record.get("extra", "{}"),
+                "retry": record.get("retry", ""),
+                "token": token,
+            }
+        )
+
     async def wake(self, worker_id: str) -> None:
         self._work.fire()
 
     async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         with self._lock:
-            if self._queue:
+            if self._queued:
                 return
             future = self._work.add()
         try:
@@ -184,13 +253,16 @@ class MemoryBackend:
             with self._lock:
                 self._work.discard(future)
 
-    async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
+    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
         deadline = time.time() + lease
+        lost = []
         with self._lock:
-            for uuid in uuids:
-                record = self._records.get(uuid)
-                if uuid in self._running and record and record.get("worker") == worker_id:
+            for uuid, token in claims.items():
+                if uuid in self._running and self._holds(uuid, token):
                     self._running[uuid] = deadline
+                else:
+                    lost.append(uuid)
+        return lost
 
     def _signal_done(self, uuid: str) -> None:
         self._records.get(uuid, {})["_done"] = "1"
@@ -199,33 +271,48 @@ class MemoryBackend:
             signal.fire()
 
     async def finish(
-        self, uuid: str, fields: dict[str, str], ttl: float | None, delay: float | None
-    ) -> None:
+        self,
+        uuid: str,
+        token: str,
+        fields: dict[str, str],
+        ttl: float | None,
+        delay: float | None,
+    ) -> bool:
         with self._lock:
-            record = self._records.get(uuid)
+            record = self._holds(uuid, token)
             if record is None:
-                return
-            self._counts[record["status"]] -= 1
-            self._counts[fields["status"]] += 1
+                return False
+            if record["status"] != "process":
+                return True  # written already by this claim: a repeat changes nothing
+            now = time.time()
             record.update(fields)
+            record["updated_at"] = f"{now:.3f}"
             self._running.pop(uuid, None)
             if delay is not None:
-                self._scheduled[uuid] = time.time() + delay
+                self._scheduled[uuid] = now + delay
             else:
+                self._finals[fields["status"]] += 1
                 if ttl is not None:
-                    self._expires[uuid] = time.time() + ttl
+                    self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
         if delay is not None:
             self._work.fire()
+        return True
 
-    async def release(self, uuids: list[str], worker_id: str = "") -> list[str]:
+    async def release(self, claims: dict[str, str]) -> list[str]:
         out = []
+        now = time.time()
         with self._lock:
-            for uuid in uuids:
-                record = self._records.get(uuid)
-                if record and record.get("worker") == worker_id and self._running.pop(uuid, None):
-                    record["attempts"] = str(int(record.get("attempts", 1)) - 1)
-                    self._requeue(uuid, "process")
+            for uuid, token in claims.items():
+                record = self._holds(uuid, token)
+                if (
+                    record is not None
+                    and record["status"] == "process"
+                    and self._running.pop(uuid, None) is not None
+                ):
+                    # Handed back unrun: this delivery does not count towards the limit.
+                    record["attempts"] = str(max(0, int(record.get("attempts") or 1) - 1))
+                    self._requeue(uuid, now)
                     out.append(uuid)
         self._work.fire()
         return out
@@ -236,7 +323,8 @@ class MemoryBackend:
             record = self._records.get(uuid)
             if record is None:
                 return None
-            return {"uuid": uuid, **{k: v for k, v in record.items() if k != "_done"}}
+            hidden = ("_done", "claim")
+            return {"uuid": uuid, **{k: v for k, v in record.items() if k not in hidden}}
 
     async def get_all(self, limit: int) -> list[dict[str, str]]:
         with self._lock:
@@ -260,48 +348,69 @@ class MemoryBackend:
                     signal.discard(future)
             return False
 
-    async def update(self, uuid: str, fields: dict[str, str], ttl: float | None = None) -> bool:
+    async def update(
+        self,
+        uuid: str,
+        fields: dict[str, str],
+        ttl: float | None = None,
+        token: str | None = None,
+    ) -> bool:
+        status = fields.get("status")
+        if status is not None and status != "cancel":
+            raise BackendDataError(f"only status cancel can be set this way, not {status}")
         with self._lock:
             record = self._records.get(uuid)
-            if record is None:
+            if record is None or (token is not None and record.get("claim") != token):
                 return False
-            prev, status = record["status"], fields.get("status")
             if status == "cancel":
-                if prev not in ("new", "retry"):
+                if record["status"] not in ("new", "retry"):
                     return False
                 self._scheduled.pop(uuid, None)
                 self._queued.discard(uuid)  # the heap entry is skipped when popped
             record.update(fields)
-            if status and status != prev:
-                self._counts[prev] -= 1
-                self._counts[status] += 1
-                if status in _FINAL:
-                    if ttl is not None:
-                        self._expires[uuid] = time.time() + ttl
-                    self._signal_done(uuid)
+            if "updated_at" not in fields:
+                record["updated_at"] = f"{time.time():.3f}"
+            if status == "cancel":
+                self._finals["cancel"] += 1
+                if ttl is not None:
+                    self._expires[uuid] = time.time() + ttl
+                self._signal_done(uuid)
             return True
 
-    async def dead_letter(self, uuid: str, reason: str, raw: str) -> None:
+    async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
         with self._lock:
-            self._dead[uuid] = {"reason": reason, "raw": raw, "at": f"{time.time():.3f}"}
-            self._running.pop(uuid, None)
+            record = self._holds(uuid, token)
+            if record is None or record["status"] != "process":
+                return False
+            self._bury(uuid, reason, raw, time.time())
+            return True
 
     async def dead_letters(self) -> list[dict[str, str]]:
         with self._lock:
-            return [{"uuid": u, **info} for u, info in self._dead.items()]
+            return [{**info, "uuid": u} for u, info in self._dead.items()]
 
-    async def requeue_dead(self, uuid: str) -> bool:
+    async def requeue_dead(self, uuid: str) -> RequeueResult:
         with self._lock:
+            if uuid not in self._dead:
+                return "not-dead"
+            if uuid in self._queued or uuid in self._running or uuid in self._scheduled:
+                return "not-dead"
             record = self._records.get(uuid)
-            if record is None or self._dead.pop(uuid, None) is None:
-                return False
-            record.pop("_done", None)
-            record.pop("traceback", None)
+            if _unfit(record):
+                return "no-record"
+            assert record is not None
+            for name in ("_done", "traceback", "returning", "worker"):
+                record.pop(name, None)
             record["attempts"] = "0"
             self._expires.pop(uuid, None)
-            self._requeue(uuid, record["status"])
+            self._requeue(uuid, time.time())
+            del self._dead[uuid]
         self._work.fire()
-        return True
+        return "requeued"
+
+    async def delete_dead(self, uuid: str) -> bool:
+        with self._lock:
+            return self._dead.pop(uuid, None) is not None
 
     async def stats(self) -> BackendStats:
         with self._lock:
@@ -311,12 +420,21 @@ class MemoryBackend:
                     priority = score // PRIORITY_SCALE
                     queued[priority] = queued.get(priority, 0) + 1
             now = time.time()
-            workers = [json.loads(s) for s, until in self._status.values() if until > now]
+            workers = []
+            for status, until in self._status.values():
+                info = json.loads(status)
+                if until > now and isinstance(info, dict):
+                    workers.append(info)
+            live = {
+                "new": len(self._queued),
+                "process": len(self._running),
+                "retry": len(self._scheduled),
+            }
             return BackendStats(
                 queued=queued,
                 scheduled=len(self._scheduled),
                 running=len(self._running),
-                counts={k: v for k, v in self._counts.items() if v},
+                counts={k: v for k, v in {**live, **self._finals}.items() if v},
                 workers=workers,
                 dead=len(self._dead),
             )
@@ -329,14 +447,18 @@ class MemoryBackend:
             self._queued.clear()
             self._running.clear()
             self._scheduled.clear()
-            self._counts.clear()
+            self._finals.clear()
             self._dead.clear()
             self._config.clear()
             self._status.clear()
 
     async def delete_finished(self) -> int:
         with self._lock:
-            finished = [u for u, r in self._records.items() if r.get("status") in _FINAL]
+            finished = [
+                u
+                for u, r in self._records.items()
+                if r.get("status") in FINAL_STATUSES and u not in self._dead
+            ]
             for uuid in finished:
                 del self._records[uuid]
                 self._expires.pop(uuid, None)

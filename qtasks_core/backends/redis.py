@@ -5,24 +5,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+import math
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Final, cast
 
 import redis.asyncio as aioredis
 from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ..keys import PRIORITY_SCALE, Keys
+from .._urls import mask_url
+from ..errors import BackendPermissionError
+from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
 from . import _lua, _resp
-from .base import BackendStats, Claimed
+from ._errors import mapped
+from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
 
 log = logging.getLogger("qtasks.backend.redis")
 
@@ -42,18 +45,26 @@ _CLAIM_FIELDS = (
     "attempts",
     "extra",
     "retry",
+    "token",
 )
 
 
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+#: The least-privilege ACL rule for a QTasks user: its keys and the commands it runs,
+#: directly and inside its scripts (``ACL SETUSER qtasks on >PASSWORD <ACL_RULE>``).
+ACL_RULE: Final = (
+    "~qtasks:* resetchannels -@all +ping +client|setinfo +select +info "
+    "+evalsha +eval +script|load +multi +exec "
+    "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
+    "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
+    "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem "
+    "+rpush +ltrim +blpop +blmove"
+)
+
+
+def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A hash read raw, with bytes that are not UTF-8 replaced (a poison message must
+    still be readable)."""
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
 
 
 class _Coalescer:
@@ -61,34 +72,36 @@ class _Coalescer:
 
     Writes stay awaited per caller (never fire and forget); under load, many tasks'
     enqueues or finishes travel in one round trip. ``send`` gets the items in call
-    order and returns nothing; an error fails every caller of that batch.
+    order and returns one result per item (each caller gets its own), or ``None`` for
+    all; an error fails every caller of that batch (the scripts check every item before
+    writing, so a bad item is refused alone rather than raising).
     """
 
     __slots__ = ("_pending", "_running", "_send")
 
     MAX_BATCH = 500
 
-    def __init__(self, send: Callable[[list[Any]], Awaitable[None]]) -> None:
+    def __init__(self, send: Callable[[list[Any]], Awaitable[list[Any] | None]]) -> None:
         self._send = send
-        self._pending: list[tuple[Any, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._running = False
 
-    async def __call__(self, item: Any) -> None:
+    async def __call__(self, item: Any) -> Any:
         if not self._running:
             # Nothing in flight: send this one at once (no task, no future), and let
             # calls that arrive meanwhile gather behind it.
             self._running = True
             try:
-                await self._send([item])
+                results = await self._send([item])
             finally:
                 if self._pending:
                     asyncio.get_running_loop().create_task(self._drain())
                 else:
                     self._running = False
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return None if results is None else results[0]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        await future
+        return await future
 
     async def _drain(self) -> None:
         try:
@@ -96,15 +109,15 @@ class _Coalescer:
                 batch = self._pending[: self.MAX_BATCH]
                 del self._pending[: self.MAX_BATCH]
                 try:
-                    await self._send([item for item, _ in batch])
+                    results = await self._send([item for item, _ in batch])
                 except BaseException as exc:
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for _, future in batch:
+                for i, (_, future) in enumerate(batch):
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(None if results is None else results[i])
         finally:
             self._running = False
 
@@ -129,6 +142,8 @@ class _Conn:
     release: Script
     update: Script
     requeue_dead: Script
+    dead: Script
+    probe: Script
 
 
 class RedisBackend:
@@ -138,8 +153,18 @@ class RedisBackend:
     them), so the same backend serves the app's sync edge and the caller's own loop.
     """
 
-    def __init__(self, url: str, app_name: str, *, max_connections: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        app_name: str,
+        *,
+        max_connections: int | None = None,
+        lean: bool | None = None,
+    ) -> None:
+        """:param lean: run the hot scripts and blocking waits over the lean connection
+        (default: whenever the URL allows it); ``False`` keeps redis-py for everything."""
         self.url = url
+        self._lean = _resp.supports(url) if lean is None else lean and _resp.supports(url)
         self.location = mask_url(url)
         self.keys = Keys.for_app(app_name)
         self._max_connections = max_connections
@@ -177,9 +202,7 @@ class RedisBackend:
             # The scripts every task runs take the lean connection; their replies are
             # not decoded, which the claim needs anyway (see below) and the others ignore.
             lean = (
-                _resp.RespConnection(self.url, reply_timeout=SOCKET_TIMEOUT)
-                if _resp.supports(self.url)
-                else None
+                _resp.RespConnection(self.url, reply_timeout=SOCKET_TIMEOUT) if self._lean else None
             )
 
             def hot(source: str, fallback: aioredis.Redis) -> Script:
@@ -188,6 +211,8 @@ class RedisBackend:
                 return fallback.register_script(source)
 
             enqueue_script = hot(_lua.ENQUEUE, raw)
+            # The scripts every task runs take the lean connection; the others, redis-py
+            # (undecoded replies: the uuids in them may be anything a user wrote).
             conn = _Conn(
                 client,
                 raw,
@@ -200,15 +225,15 @@ class RedisBackend:
                     else None
                 ),
                 enqueue_script,
-                _Coalescer(self._sender(enqueue_script, hot(_lua.ENQUEUE_ONE, raw))),
-                # Claimed data is decoded task by task: one message that is not UTF-8
-                # must be set aside alone, not fail the whole batch.
+                _Coalescer(self._sender(enqueue_script)),
                 hot(_lua.CLAIM, raw),
                 hot(_lua.EXTEND, raw),
-                _Coalescer(self._timed_sender(hot(_lua.FINISH, raw))),
-                client.register_script(_lua.RELEASE),
-                client.register_script(_lua.UPDATE),
-                client.register_script(_lua.REQUEUE_DEAD),
+                _Coalescer(self._finisher(hot(_lua.FINISH, raw))),
+                raw.register_script(_lua.RELEASE),
+                raw.register_script(_lua.UPDATE),
+                raw.register_script(_lua.REQUEUE_DEAD),
+                raw.register_script(_lua.DEAD),
+                raw.register_script(_lua.PROBE),
             )
             self._conns[loop] = conn
         self._last = (loop, conn)
@@ -219,9 +244,38 @@ class RedisBackend:
         """The client of the running event loop."""
         return self._conn().client
 
+    @mapped("start")
     async def start(self) -> None:
-        await self.client.ping()
+        """Connect, and check once that the user may run every command QTasks uses:
+        a refused command is named now, not by a script that stops halfway mid-run."""
+        conn = self._conn()
+        await conn.client.ping()
+        probe = self.keys.prefix + "probe"
+        refused = [c.decode() for c in await conn.probe(keys=[], args=[probe])]
+        # The commands run outside the scripts (the blocking ones wait 10 ms).
+        pipe: Pipeline = conn.client.pipeline(transaction=False)
+        pipe.blpop([probe], timeout=0.01)
+        pipe.blmove(probe, probe, cast(int, 0.01), "LEFT", "RIGHT")
+        pipe.zcount(probe, 0, 1)
+        pipe.hscan(probe, 0)
+        pipe.scan(0, match=probe, count=1)
+        pipe.unlink(probe)
+        names = ("blpop", "blmove", "zcount", "hscan", "scan", "unlink")
+        for name, reply in zip(names, await pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, NoPermissionError):
+                refused.append(name)
+        if refused:
+            rules = " ".join(f"+{c}" for c in refused)
+            raise BackendPermissionError(
+                f"NOPERM: the Redis user of the URL may not run {', '.join(refused)}, which "
+                f"QTasks needs: add the ACL rule {rules} (all QTasks needs: {ACL_RULE})",
+                code="NOPERM",
+                command="start",
+                denied=refused[0],
+                rule=rules,
+            )
 
+    @mapped("close")
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         conn = self._conns.pop(loop, None)
@@ -235,195 +289,267 @@ class RedisBackend:
             if conn.blocking is not None:
                 await conn.blocking.close()
 
+    @mapped("ping")
     async def ping(self) -> bool:
         return bool(await self.client.ping())
 
     # -- the task flow -----------------------------------------------------------------
 
-    def _sender(self, script: Script, one: Script) -> Callable[[list[Any]], Awaitable[None]]:
+    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool]]]:
         prefix = self.keys.prefix
 
-        async def send(items: list[Any]) -> None:
+        async def send(items: list[Any]) -> list[bool]:
             if len(items) == 1:
+                # One task, the common case of a caller adding tasks one at a time: flat
+                # arguments spare the script the JSON decoding and table building.
                 uuid, priority, record = items[0]
                 flat = [item for pair in record.items() for item in pair]
-                await one(keys=[], args=[prefix, uuid, priority, *flat])
+                written = await script(keys=[], args=[prefix, uuid, priority, *flat])
             else:
-                await script(keys=[], args=[prefix, to_json(items)])
+                written = await script(keys=[], args=[prefix, to_json(items)])
+            return [flag == 1 for flag in written]
 
         return send
 
-    def _timed_sender(self, script: Script) -> Callable[[list[Any]], Awaitable[None]]:
+    def _finisher(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool]]]:
         prefix = self.keys.prefix
 
-        async def send(items: list[Any]) -> None:
-            await script(keys=[], args=[prefix, int(time.time() * 1000), to_json(items)])
+        async def send(items: list[Any]) -> list[bool]:
+            codes = await script(keys=[], args=[prefix, to_json(items)])
+            return [code != 0 for code in codes]
 
         return send
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> None:
-        await self._conn().enqueue([uuid, priority, record])
+    @mapped("enqueue")
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
+        written: bool = await self._conn().enqueue([uuid, priority, record])
+        return written
 
-    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> None:
+    @mapped("enqueue_many")
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         # One script call: all or nothing, in one round trip.
-        await self._conn().enqueue_script(
+        written = await self._conn().enqueue_script(
             keys=[], args=[self.keys.prefix, to_json([[u, p, r] for u, r, p in items])]
         )
+        return sum(written)
 
-    async def claim(self, n: int, worker_id: str, lease: float, max_attempts: int) -> Claimed:
+    @mapped("claim")
+    async def claim(
+        self, n: int, worker_id: str, lease: float, max_attempts: int, *, only: str | None = None
+    ) -> Claimed:
         k = self.keys
-        now_ms = int(time.time() * 1000)
         raw = await self._conn().claim(
-            keys=[k.queue, k.running, k.scheduled, k.wake, k.counts, k.seq, k.dead, k.clock],
-            args=[k.prefix, n, now_ms, int(lease * 1000), worker_id, max_attempts],
+            keys=[k.queue, k.running, k.scheduled, k.wake, k.dead, k.clock, k.seq],
+            args=[k.prefix, n, int(lease * 1000), worker_id, max_attempts, only or ""],
         )
         rows, recovered, dead, due, lease_end = raw
         out = Claimed(
-            recovered=[u.decode() for u in recovered],
+            recovered=[u.decode(errors="replace") for u in recovered],
             dead=[u.decode(errors="replace") for u in dead],
-            next_due=max(0.0, (float(due) - now_ms) / 1000) if due else None,
-            next_lease_end=max(0.0, (float(lease_end) - now_ms) / 1000) if lease_end else None,
+            next_due=float(due) / 1000 if due else None,
+            next_lease_end=float(lease_end) / 1000 if lease_end else None,
         )
         for row in rows:
             try:
                 out.tasks.append({f: v.decode() for f, v in zip(_CLAIM_FIELDS, row, strict=True)})
             except UnicodeDecodeError as exc:
+                # Claimed data is decoded task by task: one message that is not UTF-8 is
+                # set aside alone, not the whole batch.
                 uuid = row[0].decode(errors="replace")
                 reason = f"malformed message: not UTF-8 ({exc})"
                 log.error("task %s set aside: %s", uuid, reason)
-                await self.dead_letter(uuid, reason, repr(row)[:2000])
-                await self.finish(uuid, {"status": "error", "traceback": reason}, None, None)
+                await self.dead_letter(row[0], row[-1].decode(), reason, repr(row)[:2000])
                 out.dead.append(uuid)
         return out
 
+    @mapped("wait_for_work")
     async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
         keys = [self.keys.wake, self.keys.wake_worker(worker_id)] if worker_id else [self.keys.wake]
         wait = min(max(timeout, 0.01), MAX_BLOCK)
         blocking = self._conn().blocking
-        if blocking is not None:
-            await blocking.execute("BLPOP", *keys, wait)
-        else:
-            await self.client.blpop(keys, timeout=wait)
+        try:
+            if blocking is not None:
+                await blocking.execute("BLPOP", *keys, wait)
+            else:
+                await self.client.blpop(keys, timeout=wait)
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            # A wake-up list holds nothing but tokens: one of the wrong type (someone
+            # SET it) is replaced rather than stopping the worker.
+            log.warning("replacing wake-up key(s) of the wrong type: %s", ", ".join(keys))
+            for key in keys:
+                if await self.client.type(key) not in ("list", "none"):
+                    await self.client.delete(key)
 
+    @mapped("wake")
     async def wake(self, worker_id: str) -> None:
         # Cancelling a blocked BLPOP is not reliable with redis-py (it can swallow the
         # cancellation); a stopping worker is woken through its own key instead.
         key = self.keys.wake_worker(worker_id)
         pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
         pipe.rpush(key, "1")
         pipe.expire(key, 60)
         await pipe.execute()
 
-    async def extend(self, worker_id: str, uuids: list[str], lease: float) -> None:
-        now = time.time()
-        await self._conn().extend(
-            keys=[self.keys.running, self.keys.clock],
-            args=[self.keys.prefix, worker_id, int((now + lease) * 1000), int(now * 1000), *uuids],
+    @mapped("extend")
+    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
+        k = self.keys
+        lost = await self._conn().extend(
+            keys=[k.running, k.clock],
+            args=[k.prefix, int(lease * 1000), *(x for pair in claims.items() for x in pair)],
         )
+        return [u.decode(errors="replace") for u in lost]
 
+    @mapped("finish")
     async def finish(
-        self, uuid: str, fields: dict[str, str], ttl: float | None, delay: float | None
-    ) -> None:
-        await self._conn().finish(
+        self,
+        uuid: str,
+        token: str,
+        fields: dict[str, str],
+        ttl: float | None,
+        delay: float | None,
+    ) -> bool:
+        written: bool = await self._conn().finish(
             [
                 uuid,
+                token,
                 fields["status"],
                 0 if ttl is None else max(1, int(ttl)),
                 0 if delay is None else max(1, int(delay * 1000)),
                 fields,
             ]
         )
+        return written
 
-    async def release(self, uuids: list[str], worker_id: str = "") -> list[str]:
-        if not uuids:
+    @mapped("release")
+    async def release(self, claims: dict[str, str]) -> list[str]:
+        if not claims:
             return []
-        k = self.keys
         out = await self._conn().release(
-            keys=[k.queue, k.running, k.counts, k.seq, k.wake],
-            args=[k.prefix, worker_id, f"{time.time():.3f}", *uuids],
+            keys=[], args=[self.keys.prefix, *(x for pair in claims.items() for x in pair)]
         )
-        return list(out)
+        return [u.decode(errors="replace") for u in out]
 
+    @mapped("get")
     async def get(self, uuid: str) -> dict[str, str] | None:
         # Read raw: a record holding bytes that are not UTF-8 (a poison message) must
         # still be readable, with the bad bytes replaced.
-        raw = cast(dict[bytes, bytes], await self._conn().raw.hgetall(self.keys.task(uuid)))
+        try:
+            raw = cast(dict[bytes, bytes], await self._conn().raw.hgetall(self.keys.task(uuid)))
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return None  # not a record of ours: nothing a caller could read
+            raise
         if not raw:
             return None
-        record = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+        record = _decoded(raw)
+        record.pop("claim", None)
         return {"uuid": uuid, **record}
 
+    @mapped("get_all")
     async def get_all(self, limit: int) -> list[dict[str, str]]:
-        client = self.client
         uuids: list[str] = []
-        async for key in client.scan_iter(match=self.keys.task("*"), count=500):
-            uuids.append(key.rsplit(":", 1)[1])
+        async for key in self._conn().raw.scan_iter(
+            match=escape_glob(self.keys.task("")) + "*", count=500, _type="hash"
+        ):
+            uuids.append(key.rsplit(b":", 1)[1].decode(errors="replace"))
             if len(uuids) >= limit:
                 break
-        pipe: Pipeline = client.pipeline(transaction=False)
-        for uuid in uuids:
-            pipe.hgetall(self.keys.task(uuid))
-        records = await pipe.execute()
-        return [{"uuid": u, **r} for u, r in zip(uuids, records, strict=True) if r]
+        records = [await self.get(uuid) for uuid in uuids]
+        return [r for r in records if r]
 
+    @mapped("wait_done")
     async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         key = self.keys.done(uuid)
         # Rotating the token onto the same list leaves it there for every other waiter.
         wait = min(max(timeout, 0.01), MAX_BLOCK)
         blocking = self._conn().blocking
-        if blocking is not None:
-            reply = await blocking.execute("BLMOVE", key, key, "LEFT", "RIGHT", wait)
-            token = None if reply is None else reply.decode(errors="replace")
-        else:
-            # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
-            token = cast(
-                str | None, await self.client.blmove(key, key, cast(int, wait), "LEFT", "RIGHT")
-            )
+        try:
+            if blocking is not None:
+                reply = await blocking.execute("BLMOVE", key, key, "LEFT", "RIGHT", wait)
+                token = None if reply is None else reply.decode(errors="replace")
+            else:
+                # Redis >= 6 takes fractional seconds; redis-py's annotation says int.
+                token = cast(
+                    str | None,
+                    await self.client.blmove(key, key, cast(int, wait), "LEFT", "RIGHT"),
+                )
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            # Not a token list (someone SET it): read the record instead of waiting.
+            await asyncio.sleep(min(wait, 0.5))
+            return True
         if token is None:
             return False
         if token.startswith("{"):
             try:
                 record = json.loads(token)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return True
             if isinstance(record, dict):
+                record.pop("claim", None)
                 return {str(k): str(v) for k, v in record.items()}
         return True
 
-    async def update(self, uuid: str, fields: dict[str, str], ttl: float | None = None) -> bool:
-        k = self.keys
+    @mapped("update")
+    async def update(
+        self,
+        uuid: str,
+        fields: dict[str, str],
+        ttl: float | None = None,
+        token: str | None = None,
+    ) -> bool:
         flat = [item for pair in fields.items() for item in pair]
         done = await self._conn().update(
-            keys=[k.task(uuid), k.queue, k.scheduled, k.counts, k.done(uuid)],
-            args=[uuid, "" if ttl is None else max(1, int(ttl)), *flat],
+            keys=[],
+            args=[
+                self.keys.prefix,
+                uuid,
+                "" if ttl is None else max(1, int(ttl)),
+                token or "",
+                *flat,
+            ],
         )
         return bool(done)
 
-    async def dead_letter(self, uuid: str, reason: str, raw: str) -> None:
-        k = self.keys
-        pipe: Pipeline = self.client.pipeline(transaction=True)
-        pipe.zadd(k.dead, {uuid: int(time.time() * 1000)})
-        pipe.hset(k.dead_letter(uuid), mapping={"reason": reason, "raw": raw, "at": time.time()})
-        pipe.zrem(k.running, uuid)
-        await pipe.execute()
+    @mapped("dead_letter")
+    async def dead_letter(self, uuid: str | bytes, token: str, reason: str, raw: str) -> bool:
+        done = await self._conn().dead(keys=[], args=[self.keys.prefix, uuid, token, reason, raw])
+        return bool(done)
 
+    @mapped("dead_letters")
     async def dead_letters(self) -> list[dict[str, str]]:
-        client = self.client
-        uuids = cast(list[str], await client.zrange(self.keys.dead, 0, -1))
-        pipe: Pipeline = client.pipeline(transaction=False)
-        for uuid in uuids:
-            pipe.hgetall(self.keys.dead_letter(uuid))
-        infos = cast(list[dict[str, str]], await pipe.execute())
-        return [{"uuid": u, **info} for u, info in zip(uuids, infos, strict=True)]
+        client = self._conn().raw
+        uuids = cast(list[bytes], await client.zrange(self.keys.dead, 0, -1))
+        out = []
+        for raw_uuid in uuids:
+            uuid = raw_uuid.decode(errors="replace")
+            try:
+                info = cast(
+                    dict[bytes, bytes],
+                    await client.hgetall(self.keys.prefix.encode() + b"dead:" + raw_uuid),
+                )
+            except ResponseError:
+                info = {}
+            out.append({**_decoded(info), "uuid": uuid})
+        return out
 
-    async def requeue_dead(self, uuid: str) -> bool:
-        k = self.keys
-        done = await self._conn().requeue_dead(
-            keys=[k.task(uuid), k.queue, k.seq, k.wake, k.counts, k.dead],
-            args=[k.prefix, uuid, f"{time.time():.3f}"],
-        )
-        return bool(done)
+    @mapped("requeue_dead")
+    async def requeue_dead(self, uuid: str) -> RequeueResult:
+        code = await self._conn().requeue_dead(keys=[], args=[self.keys.prefix, uuid])
+        return "requeued" if code == 1 else "no-record" if code == -1 else "not-dead"
+
+    @mapped("delete_dead")
+    async def delete_dead(self, uuid: str) -> bool:
+        pipe: Pipeline = self.client.pipeline(transaction=True)
+        pipe.zrem(self.keys.dead, uuid)
+        pipe.delete(self.keys.dead_letter(uuid))
+        removed, _ = await pipe.execute()
+        return bool(removed)
 
     # -- inspection and maintenance ----------------------------------------------------
 
@@ -434,12 +560,21 @@ class RedisBackend:
         queued: dict[int, int] = {}
         first = await client.zrange(queue, 0, 0, withscores=True)
         while first:
-            priority = int(float(first[0][1]) // PRIORITY_SCALE)
-            low, high = priority * PRIORITY_SCALE, (priority + 1) * PRIORITY_SCALE
+            score = float(first[0][1])
+            # A score out of range (written by hand) counts with the nearest priority.
+            priority = int(score // PRIORITY_SCALE) if math.isfinite(score) else 0
+            if not math.isfinite(score):
+                priority = PRIORITY_MIN if score < 0 else PRIORITY_MAX
+            priority = max(PRIORITY_MIN, min(PRIORITY_MAX, priority))
+            low = "-inf" if priority == PRIORITY_MIN else priority * PRIORITY_SCALE
+            high = "+inf" if priority == PRIORITY_MAX else (priority + 1) * PRIORITY_SCALE
             queued[priority] = await client.zcount(queue, low, f"({high}")
+            if priority == PRIORITY_MAX:
+                break
             first = await client.zrangebyscore(queue, high, "+inf", start=0, num=1, withscores=True)
         return queued
 
+    @mapped("stats")
     async def stats(self) -> BackendStats:
         client = self.client
         k = self.keys
@@ -449,25 +584,36 @@ class RedisBackend:
         pipe.zcard(k.running)
         pipe.hgetall(k.counts)
         pipe.zcard(k.dead)
-        scheduled, running, counts, dead = await pipe.execute()
+        scheduled, running, counts, dead = await pipe.execute(raise_on_error=False)
         workers = []
-        async for key in client.scan_iter(match=k.worker("*"), count=500):
-            raw = await client.get(key)
-            if raw:
-                workers.append(json.loads(raw))
+        pattern = escape_glob(k.worker("")) + "*"
+        async for key in client.scan_iter(match=pattern, count=500, _type="string"):
+            try:
+                info = json.loads(await client.get(key) or "null")
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(info, dict):
+                workers.append(info)
+        finals = {}
+        if isinstance(counts, dict):
+            for status, value in counts.items():
+                if status in FINAL_STATUSES and value.lstrip("-").isdigit():
+                    finals[status] = int(value)
+        live = {"new": sum(queued.values()), "process": running, "retry": scheduled}
         return BackendStats(
             queued=queued,
             scheduled=scheduled,
             running=running,
-            counts={s: int(n) for s, n in counts.items()},
+            counts={s: n for s, n in {**live, **finals}.items() if n},
             workers=workers,
             dead=dead,
         )
 
+    @mapped("flush_all")
     async def flush_all(self) -> None:
         client = self.client
         batch: list[str] = []
-        async for key in client.scan_iter(match=self.keys.prefix + "*", count=1000):
+        async for key in client.scan_iter(match=escape_glob(self.keys.prefix) + "*", count=1000):
             batch.append(key)
             if len(batch) >= 1000:
                 await client.unlink(*batch)
@@ -475,36 +621,45 @@ class RedisBackend:
         if batch:
             await client.unlink(*batch)
 
+    @mapped("delete_finished")
     async def delete_finished(self) -> int:
         client = self.client
         deleted = 0
-        async for key in client.scan_iter(match=self.keys.task("*"), count=1000):
+        pattern = escape_glob(self.keys.task("")) + "*"
+        async for key in client.scan_iter(match=pattern, count=1000, _type="hash"):
             status = await client.hget(key, "status")
-            if status in ("success", "error", "cancel"):
+            if status in FINAL_STATUSES:
                 uuid = key.rsplit(":", 1)[1]
-                await client.unlink(key, self.keys.done(uuid))
-                deleted += 1
+                if await client.zscore(self.keys.dead, uuid) is None:  # kept for requeueing
+                    await client.unlink(key, self.keys.done(uuid))
+                    deleted += 1
         return deleted
 
     # -- global config -------------------------------------------------------------------
 
+    @mapped("config_set")
     async def config_set(self, name: str, key: str, value: str) -> None:
         await self.client.hset(self.keys.config(name), key, value)
 
+    @mapped("config_get")
     async def config_get(self, name: str, key: str) -> str | None:
         return cast(str | None, await self.client.hget(self.keys.config(name), key))
 
+    @mapped("config_get_all")
     async def config_get_all(self, name: str) -> dict[str, str]:
         return cast(dict[str, str], await self.client.hgetall(self.keys.config(name)))
 
+    @mapped("config_get_match")
     async def config_get_match(self, name: str, pattern: str) -> dict[str, str]:
         out: dict[str, str] = {}
         async for key, value in self.client.hscan_iter(self.keys.config(name), match=pattern):
             out[key] = value
         return out
 
+    @mapped("set_status")
     async def set_status(self, worker_id: str, status: str, ttl: float) -> None:
         await self.client.set(self.keys.worker(worker_id), status, px=int(ttl * 1000))
 
+    @mapped("clear_status")
     async def clear_status(self, worker_id: str) -> None:
         await self.client.delete(self.keys.worker(worker_id))

@@ -1,0 +1,96 @@
+-- CLAIM: queue due delayed tasks and tasks of expired leases again, then claim up to n
+-- tasks for one worker, each under a new claim token (the fence: only the holder of
+-- the current claim may renew, finish or hand back the task).
+-- KEYS: queue, running, scheduled, wake, dead, clock, seq
+-- ARGV: prefix, n, lease_ms, worker_id, max_attempts, only_uuid ('' for any)
+-- Returns {claimed, recovered, dead, ms until the next due task | '',
+--          ms until the first lease ends | ''}; a claimed row is
+--          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, token}.
+local prefix, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local wid, maxatt, only = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local err = expect_all({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'list',
+                        KEYS[5], 'zset', KEYS[6], 'string', KEYS[7], 'string'})
+if err then return err end
+local now = now_ms()
+local recovered, dead = {}, {}
+
+-- Delayed tasks (retries) that fell due.
+for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[3], uuid)
+  local tkey = prefix .. 'task:' .. uuid
+  local bad = unfit(tkey)
+  if bad then
+    bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now)
+    table.insert(dead, uuid)
+  elseif redis.call('HGET', tkey, 'status') == 'retry' then
+    requeue(prefix, uuid, now)
+  end
+end
+
+-- Leases that ran out: the worker died (or stopped renewing). Checked after the outage
+-- clock, which first grants every lease a full lease when no worker could reach Redis.
+observe(KEYS[6], KEYS[2], now, lease)
+for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', KEYS[2], uuid)
+  local tkey = prefix .. 'task:' .. uuid
+  local bad = unfit(tkey)
+  if bad then
+    bury(prefix, uuid, 'malformed running task: ' .. bad, '', now)
+    table.insert(dead, uuid)
+  elseif redis.call('HGET', tkey, 'status') == 'process' then
+    local att = tonumber(redis.call('HGET', tkey, 'attempts') or '0') or 0
+    if maxatt > 0 and att >= maxatt then
+      bury(prefix, uuid,
+           'set aside after ' .. att .. ' deliveries: its worker died each time', '', now)
+      table.insert(dead, uuid)
+    else
+      requeue(prefix, uuid, now)
+      table.insert(recovered, uuid)
+    end
+  end
+end
+
+-- Claim: each entry is read and checked before it is taken, so a bad one is set aside
+-- alone and the tasks behind it are claimed as usual.
+local out = {}
+local function take(uuid)
+  local tkey = prefix .. 'task:' .. uuid
+  local bad = unfit(tkey)
+  if bad then
+    local raw = ''
+    if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
+    bury(prefix, uuid, 'malformed message: ' .. bad, string.sub(raw, 1, 2000), now)
+    table.insert(dead, uuid)
+    return
+  end
+  local r = redis.call('HMGET', tkey, 'status', 'task_name', 'priority', 'args', 'kwargs',
+                       'created_at', 'attempts', 'extra', 'retry')
+  if r[1] ~= 'new' then return end  -- cancelled or finished meanwhile: not to be run
+  local att = (tonumber(r[7]) or 0) + 1
+  local token = tostring(next_seq(KEYS[7]))
+  redis.call('HSET', tkey, 'status', 'process', 'worker', wid, 'attempts', att,
+             'claim', token, 'updated_at', stamp(now))
+  redis.call('ZADD', KEYS[2], now + lease, uuid)
+  table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
+                     tostring(att), r[8] or '{}', r[9] or '', token})
+end
+
+if only ~= '' then
+  if redis.call('ZREM', KEYS[1], only) == 1 then take(only) end
+else
+  while #out < n do
+    local popped = redis.call('ZPOPMIN', KEYS[1], n - #out)
+    if #popped == 0 then break end
+    for i = 1, #popped, 2 do take(popped[i]) end
+  end
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[4]) end
+
+-- When a claim could next find work without an enqueue: a delayed task falls due, or a
+-- lease ends (so an idle worker recovers a dead worker's task on time).
+local function until_first(key)
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]
+  if not first then return '' end
+  return tostring(math.max(0, (tonumber(first) or now) - now))
+end
+return {out, recovered, dead, until_first(KEYS[3]), until_first(KEYS[2])}

@@ -1,0 +1,46 @@
+-- FINISH: write tasks' final state (or their retry) and end their leases.
+-- KEYS: none (derived from the prefix).
+-- ARGV: prefix, then a JSON array of [uuid, token, status, ttl_s, delay_ms, {field: value}]
+--       (ttl_s / delay_ms are 0 for none). Many tasks per call (concurrent finishes are
+--       coalesced); each is checked and written on its own, never failing the others.
+-- Returns one code per task: 1 written, 2 already written by this same claim (a finish
+-- retried after a lost reply: nothing is counted twice), 0 refused (the caller no
+-- longer holds the claim: a late result of a worker whose lease expired).
+local prefix = ARGV[1]
+local err = expect_all({prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset',
+                        prefix .. 'wake', 'list'})
+if err then return err end
+local now = now_ms()
+local codes = {}
+for i, item in ipairs(cjson.decode(ARGV[2])) do
+  local uuid, token, status, ttl, delay, fields = item[1], item[2], item[3], item[4],
+                                                    item[5], item[6]
+  local tkey = prefix .. 'task:' .. uuid
+  local code = 0
+  if key_type(tkey) == 'hash' and redis.call('HGET', tkey, 'claim') == token then
+    if redis.call('HGET', tkey, 'status') == 'process' then
+      local flat = {}
+      for field, value in pairs(fields) do
+        flat[#flat + 1] = field
+        flat[#flat + 1] = value
+      end
+      flat[#flat + 1] = 'updated_at'
+      flat[#flat + 1] = stamp(now)
+      redis.call('HSET', tkey, unpack(flat))
+      redis.call('ZREM', prefix .. 'running', uuid)
+      if delay > 0 then
+        redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
+        -- Wakes an idle worker, which then sleeps only until this task is due.
+        redis.call('RPUSH', prefix .. 'wake', '1')
+      else
+        bump(prefix .. 'counts', status)
+        signal_done(prefix, uuid, tkey, ttl)
+      end
+      code = 1
+    else
+      code = 2
+    end
+  end
+  codes[i] = code
+end
+return codes

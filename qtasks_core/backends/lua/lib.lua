@@ -1,0 +1,147 @@
+-- Helpers shared by every script (prepended to each one by _lua.py).
+--
+-- The rule these scripts keep: Redis does not undo a script's earlier writes when a
+-- later command fails, so every script reads and checks what it needs before its first
+-- write, and a bad entry is set aside alone (a dead letter with its reason), never
+-- taking other tasks with it. Times come from the server's clock (TIME), never the
+-- client's, so that skewed clocks between machines cannot decide leases.
+
+local SCALE = 1099511627776  -- 2^40: score = priority * SCALE + sequence
+local PRIORITY_MIN, PRIORITY_MAX = -4095, 4095
+local FINAL = {success = true, error = true, cancel = true}
+local KNOWN = {new = true, process = true, retry = true, success = true, error = true,
+               cancel = true}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function stamp(ms)
+  return string.format('%.3f', ms / 1000)
+end
+
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Refuse (before any write) to work on one of the app's own keys holding another
+-- type: an error naming the key beats a half-done step.
+local function expect(key, want)
+  local t = key_type(key)
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('QTASKS_CORRUPT key ' .. key .. ' holds a ' .. t ..
+                             ', expected a ' .. want .. ': delete it (DEL ' .. key .. ')')
+  end
+  return nil
+end
+
+local function expect_all(pairs_)
+  for i = 1, #pairs_, 2 do
+    local err = expect(pairs_[i], pairs_[i + 1])
+    if err then return err end
+  end
+  return nil
+end
+
+-- The next FIFO sequence number. A value that is not a number (someone SET it) is
+-- replaced: ordering within a priority restarts, nothing stops.
+local function next_seq(seq)
+  local v = redis.call('GET', seq)
+  if v and not tonumber(v) then redis.call('DEL', seq) end
+  return redis.call('INCR', seq) % SCALE
+end
+
+local function valid_priority(p)
+  p = tonumber(p)
+  return p ~= nil and p == math.floor(p) and p >= PRIORITY_MIN and p <= PRIORITY_MAX
+end
+
+-- Count a task entering a final status. Live statuses (new, process, retry) are read
+-- from the sets themselves, so a corrupt counter can never stop the queue: a counts
+-- key of the wrong type is skipped and a field that is not a number starts again.
+local function bump(counts, status)
+  if key_type(counts) ~= 'hash' and key_type(counts) ~= 'none' then return end
+  local v = redis.call('HGET', counts, status)
+  if v and not tonumber(v) then
+    redis.call('HSET', counts, status, 1)
+  else
+    redis.call('HINCRBY', counts, status, 1)
+  end
+end
+
+-- Wake the waiters of a task that reached its final status: the token carries the
+-- record, so a waiter needs no second read. The done list holds nothing else, so one
+-- of the wrong type is replaced.
+local function signal_done(prefix, uuid, tkey, ttl)
+  local dkey = prefix .. 'done:' .. uuid
+  if key_type(dkey) ~= 'list' then redis.call('DEL', dkey) end
+  local flat, rec = redis.call('HGETALL', tkey), {}
+  for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+  redis.call('RPUSH', dkey, cjson.encode(rec))
+  if ttl and ttl > 0 then
+    redis.call('EXPIRE', tkey, ttl)
+    redis.call('EXPIRE', dkey, ttl)
+  end
+end
+
+-- Set a task aside as a dead letter with its reason. A record that is a hash ends
+-- `error` (its waiters wake); anything else under its key is left as found.
+local function bury(prefix, uuid, reason, raw, now)
+  local tkey = prefix .. 'task:' .. uuid
+  local lkey = prefix .. 'dead:' .. uuid
+  if key_type(lkey) ~= 'hash' then redis.call('DEL', lkey) end
+  redis.call('ZADD', prefix .. 'dead', now, uuid)
+  redis.call('HSET', lkey, 'reason', reason, 'raw', raw or '', 'at', stamp(now))
+  redis.call('ZREM', prefix .. 'running', uuid)
+  if key_type(tkey) == 'hash' then
+    redis.call('HSET', tkey, 'status', 'error', 'traceback', reason, 'updated_at', stamp(now))
+    redis.call('HDEL', tkey, 'claim')
+    bump(prefix .. 'counts', 'error')
+    -- Kept without a TTL: a dead letter stays until it is requeued or deleted.
+    signal_done(prefix, uuid, tkey, nil)
+  end
+end
+
+-- What is wrong with a record about to be queued again, or nil. Reads only.
+local function unfit(tkey)
+  local t = key_type(tkey)
+  if t == 'none' then return 'no task record (deleted, expired or never written)' end
+  if t ~= 'hash' then return 'the task record is a ' .. t .. ', not a hash' end
+  local r = redis.call('HMGET', tkey, 'status', 'task_name', 'priority')
+  if not r[1] or not KNOWN[r[1]] then
+    return 'the task record has an unknown status: ' .. tostring(r[1] or '(none)')
+  end
+  if not r[2] or r[2] == '' then return 'the task record has no task_name' end
+  if not valid_priority(r[3]) then
+    return 'the task record has a bad priority: ' .. tostring(r[3] or '(none)')
+  end
+  return nil
+end
+
+-- Queue a checked task again, FIFO behind its own priority; the claim it had (if any)
+-- ends, so its old holder can no longer finish it.
+local function requeue(prefix, uuid, now)
+  local tkey = prefix .. 'task:' .. uuid
+  local pr = tonumber(redis.call('HGET', tkey, 'priority'))
+  local n = next_seq(prefix .. 'seq')
+  redis.call('ZADD', prefix .. 'queue', string.format('%d', pr * SCALE + n), uuid)
+  redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now))
+  redis.call('HDEL', tkey, 'claim')
+end
+
+-- Keep the clock of "a worker reached Redis". Heartbeats renew leases every lease/6,
+-- so a gap longer than lease/3 means an outage (or no worker at all): leases could not
+-- be renewed, so every lease is granted one full lease from now before its task can
+-- count as abandoned. Run first by every script that touches leases, so that whichever
+-- worker returns first cannot take the others' tasks.
+local function observe(clock, running, now, lease)
+  local last = tonumber(redis.call('GET', clock) or '0') or 0
+  redis.call('SET', clock, now)
+  if now - last > lease / 3 then
+    local soon = redis.call('ZRANGEBYSCORE', running, '-inf', now + lease)
+    for _, uuid in ipairs(soon) do
+      redis.call('ZADD', running, now + lease, uuid)
+    end
+  end
+end

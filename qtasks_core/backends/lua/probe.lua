@@ -1,0 +1,30 @@
+-- PROBE: which of the commands the scripts run is this user refused? Run once when a
+-- backend starts, so that a user missing a command learns it then, with the command's
+-- name, instead of mid-run from a script that wrote half its work.
+-- KEYS: none. ARGV: a key of the app's own to probe with (deleted before returning).
+-- Returns the refused commands, lower case.
+local key = ARGV[1]
+local probes = {
+  {'TIME'}, {'TYPE', key}, {'GET', key}, {'SET', key, '0'}, {'INCR', key},
+  {'EXISTS', key}, {'EXPIRE', key, '60'}, {'PERSIST', key}, {'DEL', key},
+  {'HSET', key, 'f', '0'}, {'HGET', key, 'f'}, {'HMGET', key, 'f'}, {'HGETALL', key},
+  {'HINCRBY', key, 'f', '1'}, {'HDEL', key, 'f'}, {'DEL', key},
+  {'ZADD', key, '0', 'm'}, {'ZSCORE', key, 'm'}, {'ZRANGE', key, '0', '0'},
+  {'ZRANGEBYSCORE', key, '-inf', '+inf'}, {'ZCARD', key}, {'ZPOPMIN', key, '1'},
+  {'ZREM', key, 'm'}, {'DEL', key},
+  {'RPUSH', key, '1'}, {'LTRIM', key, '0', '0'}, {'DEL', key},
+}
+local refused, seen = {}, {}
+for _, probe in ipairs(probes) do
+  local reply = redis.pcall(unpack(probe))
+  if type(reply) == 'table' and reply.err and (string.find(reply.err, 'NOPERM', 1, true)
+     or string.find(reply.err, 'no permissions', 1, true)) then
+    local name = string.lower(probe[1])
+    if not seen[name] then
+      seen[name] = true
+      table.insert(refused, name)
+    end
+  end
+end
+redis.pcall('DEL', key)
+return refused

@@ -1,0 +1,29 @@
+-- REQUEUE_DEAD: queue a dead letter again, as a fresh task under the same uuid.
+-- KEYS: none (derived from the prefix).
+-- ARGV: prefix, uuid
+-- Returns 1 requeued; 0 not a dead letter; -1 a dead letter without a usable record
+-- (nothing to run: delete it instead).
+local prefix, uuid = ARGV[1], ARGV[2]
+local err = expect_all({prefix .. 'dead', 'zset', prefix .. 'queue', 'zset',
+                        prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset',
+                        prefix .. 'wake', 'list'})
+if err then return err end
+-- Only a task that is set aside: never one that is queued, running or finished, which
+-- would run twice at once or again.
+if not redis.call('ZSCORE', prefix .. 'dead', uuid) then return 0 end
+if redis.call('ZSCORE', prefix .. 'queue', uuid) or redis.call('ZSCORE', prefix .. 'running', uuid)
+   or redis.call('ZSCORE', prefix .. 'scheduled', uuid) then
+  return 0
+end
+local tkey = prefix .. 'task:' .. uuid
+local bad = unfit(tkey)
+if bad then return -1 end
+redis.call('HSET', tkey, 'attempts', 0)
+redis.call('HDEL', tkey, 'traceback', 'returning', 'worker')
+redis.call('PERSIST', tkey)
+redis.call('DEL', prefix .. 'done:' .. uuid)
+requeue(prefix, uuid, now_ms())
+redis.call('ZREM', prefix .. 'dead', uuid)
+redis.call('DEL', prefix .. 'dead:' .. uuid)
+redis.call('RPUSH', prefix .. 'wake', '1')
+return 1

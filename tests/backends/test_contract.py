@@ -1,0 +1,436 @@
+"""The backend contract: one behaviour for every backend and transport.
+
+Each test runs on the in-memory backend, on a real Redis through the lean connection
+and on the same Redis through redis-py only, so the Lua scripts and the Python engine
+cannot drift apart. Garbage that a user (or a bug) leaves in Redis is written with a
+plain redis-py client, as ``redis-cli`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from qtasks_core.backends import Backend, MemoryBackend, RedisBackend
+from qtasks_core.errors import BackendError
+from qtasks_core.keys import Keys
+
+T = TypeVar("T")
+_names = itertools.count()
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await awaitable
+
+    return asyncio.run(main())
+
+
+def record(name: str = "job", priority: int = 0, **extra: str) -> dict[str, str]:
+    return {
+        "status": "new",
+        "task_name": name,
+        "priority": str(priority),
+        "args": "[]",
+        "kwargs": "{}",
+        "created_at": f"{time.time():.6f}",
+        "updated_at": f"{time.time():.6f}",
+        "attempts": "0",
+        **extra,
+    }
+
+
+class Subject:
+    """A backend under test, and raw access to its data for writing garbage."""
+
+    def __init__(self, backend: Backend, raw: redis.Redis | None, keys: Keys) -> None:
+        self.backend = backend
+        self.raw = raw
+        self.keys = keys
+
+    def needs_redis(self) -> redis.Redis:
+        assert self.raw is not None, "use the redis_subject fixture"
+        return self.raw
+
+    def add(self, uuid: str, priority: int = 0, **extra: str) -> None:
+        assert run(self.backend.enqueue(uuid, record(priority=priority, **extra), priority))
+
+    def claim(self, n: int = 10, lease: float = 30.0, worker: str = "w1", **kw: Any) -> Any:
+        return run(self.backend.claim(n, worker, lease, 5, **kw))
+
+    def finish(self, uuid: str, token: str, status: str = "success", **kw: Any) -> bool:
+        fields = {"status": status, "returning": json.dumps(kw.pop("result", None))}
+        return run(self.backend.finish(uuid, token, fields, kw.get("ttl"), kw.get("delay")))
+
+
+def _subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    name = f"contract-{os.getpid()}-{next(_names)}"
+    keys = Keys.for_app(name)
+    if request.param == "memory":
+        yield Subject(MemoryBackend(), None, keys)
+        return
+    url = request.getfixturevalue("redis_url")
+    backend = RedisBackend(url, name, lean=request.param == "redis-lean")
+    raw = redis.Redis.from_url(url)
+    yield Subject(backend, raw, keys)
+    for key in raw.scan_iter(match=keys.prefix + "*"):
+        raw.delete(key)
+    raw.close()
+
+
+@pytest.fixture(params=["memory", "redis-lean", "redis-py"])
+def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    yield from _subject(request)
+
+
+@pytest.fixture(params=["redis-lean", "redis-py"])
+def redis_subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
+    """A backend on Redis only: garbage left by ``redis-cli`` exists there alone."""
+    yield from _subject(request)
+
+
+# -- enqueue -------------------------------------------------------------------------------
+
+
+def test_an_enqueue_repeated_with_the_same_uuid_adds_nothing(subject: Subject) -> None:
+    b = subject.backend
+    assert run(b.enqueue("a", record(), 0)) is True
+    # The retry of an enqueue whose reply was lost: the task must not run twice.
+    assert run(b.enqueue("a", record(name="other"), 0)) is False
+    assert run(b.enqueue_many([("a", record(), 0), ("b", record(), 0)])) == 1
+    claimed = subject.claim()
+    assert sorted(t["uuid"] for t in claimed.tasks) == ["a", "b"]
+    assert [t["task_name"] for t in claimed.tasks if t["uuid"] == "a"] == ["job"]
+    assert subject.claim().tasks == []
+
+
+def test_claims_follow_priority_then_fifo(subject: Subject) -> None:
+    for uuid, priority in [("late", 5), ("first", -1), ("a", 0), ("b", 0), ("c", 0)]:
+        subject.add(uuid, priority)
+    order = [t["uuid"] for t in subject.claim(n=2).tasks]
+    order += [t["uuid"] for t in subject.claim(n=10).tasks]
+    assert order == ["first", "a", "b", "c", "late"]
+
+
+def test_a_claim_marks_the_record_running_with_a_new_token_each_time(subject: Subject) -> None:
+    subject.add("a")
+    first = subject.claim(lease=0.3).tasks[0]
+    got = run(subject.backend.get("a"))
+    assert got is not None and got["status"] == "process" and got["attempts"] == "1"
+    assert "claim" not in got  # the fence is the backend's, not the caller's
+    beating(subject, 0.4, 0.3)
+    again = subject.claim().tasks[0]
+    assert again["uuid"] == "a" and again["attempts"] == "2"
+    assert again["token"] != first["token"]
+
+
+# -- fencing -------------------------------------------------------------------------------
+
+
+def test_a_worker_whose_lease_was_taken_over_cannot_write(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("a")
+    zombie = subject.claim(lease=0.3, worker="zombie").tasks[0]
+    beating(subject, 0.4, 0.3)  # the zombie is stopped: only the others heartbeat
+    live = subject.claim(worker="live").tasks[0]
+    # The zombie learns it lost the lease, and its late writes change nothing.
+    assert run(b.extend({"a": zombie["token"]}, 30)) == ["a"]
+    assert run(b.extend({"a": live["token"]}, 30)) == []
+    assert subject.finish("a", live["token"], result="live") is True
+    assert subject.finish("a", zombie["token"], result="zombie") is False
+    assert subject.finish("a", zombie["token"], status="retry", delay=0.01) is False
+    assert run(b.release({"a": zombie["token"]})) == []
+    got = run(b.get("a"))
+    assert got is not None and got["status"] == "success" and got["returning"] == '"live"'
+
+
+def test_a_finish_repeated_after_a_lost_reply_counts_once(subject: Subject) -> None:
+    subject.add("a")
+    token = subject.claim().tasks[0]["token"]
+    assert subject.finish("a", token) is True
+    assert subject.finish("a", token) is True
+    assert run(subject.backend.stats()).counts.get("success") == 1
+
+
+def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Subject) -> None:
+    subject.add("a")
+    token = subject.claim().tasks[0]["token"]
+    assert run(subject.backend.release({"a": token, "unknown": "1"})) == ["a"]
+    again = subject.claim().tasks[0]
+    assert again["uuid"] == "a" and again["attempts"] == "1"
+
+
+def beating(subject: Subject, seconds: float, lease: float) -> None:
+    """Let ``seconds`` pass while live workers heartbeat (an empty renewal every
+    lease/6): without them, a silence reads as an outage and every lease is granted a
+    full lease again."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run(subject.backend.extend({}, lease))
+        time.sleep(lease / 6)
+
+
+def test_an_expired_lease_is_recovered_and_the_poison_limit_holds(subject: Subject) -> None:
+    subject.add("a")
+    for attempt in range(1, 6):
+        claimed = run(subject.backend.claim(1, "w", 0.3, 5))
+        assert [t["attempts"] for t in claimed.tasks] == [str(attempt)]
+        beating(subject, 0.4, 0.3)
+    claimed = run(subject.backend.claim(1, "w", 0.3, 5))
+    assert claimed.tasks == [] and claimed.dead == ["a"]
+    got = run(subject.backend.get("a"))
+    assert got is not None and got["status"] == "error"
+    assert "5 deliveries" in got["traceback"]
+    assert [d["uuid"] for d in run(subject.backend.dead_letters())] == ["a"]
+
+
+# -- retries, waits, TTLs --------------------------------------------------------------------
+
+
+def test_a_delayed_retry_waits_in_the_backend_then_runs_under_the_same_uuid(
+    subject: Subject,
+) -> None:
+    subject.add("a")
+    token = subject.claim().tasks[0]["token"]
+    assert subject.finish("a", token, status="retry", delay=0.3) is True
+    soon = subject.claim()
+    assert soon.tasks == [] and soon.next_due is not None and 0 < soon.next_due <= 0.3
+    stats = run(subject.backend.stats())
+    assert stats.scheduled == 1 and stats.counts.get("retry") == 1
+    time.sleep(soon.next_due + 0.02)
+    again = subject.claim().tasks
+    assert [t["uuid"] for t in again] == ["a"] and again[0]["attempts"] == "2"
+
+
+def test_a_final_state_wakes_waiters_with_the_record_and_expires(subject: Subject) -> None:
+    subject.add("a")
+    token = subject.claim().tasks[0]["token"]
+
+    async def wait_and_finish() -> Any:
+        waiter = asyncio.ensure_future(subject.backend.wait_done("a", 5))
+        await asyncio.sleep(0.05)
+        fields = {"status": "success", "returning": "7"}
+        assert await subject.backend.finish("a", token, fields, 1, None)
+        return await waiter
+
+    done = run(wait_and_finish())
+    assert done is True or (isinstance(done, dict) and done["returning"] == "7")
+    assert run(subject.backend.wait_done("a", 0.1))  # a later waiter returns at once
+    time.sleep(2.1)
+    assert run(subject.backend.get("a")) is None
+
+
+def test_cancel_unqueues_a_queued_or_delayed_task_only(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("queued")
+    subject.add("delayed")
+    subject.add("running")
+    claimed = {t["uuid"]: t["token"] for t in subject.claim(n=3).tasks}
+    subject.add("queued2")
+    assert subject.finish("delayed", claimed["delayed"], status="retry", delay=60)
+    assert run(b.update("queued2", {"status": "cancel", "cancel_reason": "no"})) is True
+    assert run(b.update("delayed", {"status": "cancel"})) is True
+    assert run(b.update("running", {"status": "cancel"})) is False
+    assert run(b.update("nobody", {"status": "cancel"})) is False
+    with pytest.raises(BackendError, match="cancel"):
+        run(b.update("running", {"status": "success"}))
+    assert subject.claim().tasks == []
+    counts = run(b.stats()).counts
+    assert counts.get("cancel") == 2 and counts.get("process") == 2
+    del claimed["delayed"]
+
+
+# -- dead letters --------------------------------------------------------------------------
+
+
+def test_only_dead_letters_are_requeued(subject: Subject) -> None:
+    b = subject.backend
+    for uuid in ("running", "finished", "poison"):
+        subject.add(uuid)
+    tokens = {t["uuid"]: t["token"] for t in subject.claim().tasks}
+    subject.add("queued")
+    assert subject.finish("finished", tokens["finished"])
+    assert run(b.dead_letter("poison", tokens["poison"], "unreadable", "raw bytes"))
+    for uuid in ("running", "finished", "queued", "unknown"):
+        assert run(b.requeue_dead(uuid)) == "not-dead", uuid
+    [letter] = run(b.dead_letters())
+    assert letter["uuid"] == "poison" and letter["reason"] == "unreadable"
+    assert letter["raw"] == "raw bytes"
+    assert run(b.requeue_dead("poison")) == "requeued"
+    assert run(b.dead_letters()) == []
+    assert sorted(t["uuid"] for t in subject.claim().tasks) == ["poison", "queued"]
+
+
+def test_a_dead_letter_can_be_deleted_and_survives_a_purge(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("poison")
+    token = subject.claim().tasks[0]["token"]
+    assert run(b.dead_letter("poison", token, "unreadable", ""))
+    assert run(b.delete_finished()) == 0  # kept: it may still be requeued
+    assert run(b.delete_dead("poison")) is True
+    assert run(b.delete_dead("poison")) is False
+    assert run(b.dead_letters()) == []
+
+
+def test_stats_count_live_statuses_from_the_sets(subject: Subject) -> None:
+    for uuid in "abcd":
+        subject.add(uuid, priority=1 if uuid == "d" else 0)
+    tokens = {t["uuid"]: t["token"] for t in subject.claim(n=2).tasks}
+    subject.finish("a", tokens["a"])
+    stats = run(subject.backend.stats())
+    assert stats.queued == {0: 1, 1: 1}
+    assert stats.running == 1
+    assert stats.counts == {"new": 2, "process": 1, "success": 1}
+
+
+# -- garbage in Redis ------------------------------------------------------------------------
+
+
+def test_a_record_key_of_the_wrong_type_is_set_aside_alone(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    for i in range(16):
+        subject.add(f"t{i:02}")
+    raw.delete(subject.keys.task("t00"))
+    raw.set(subject.keys.task("t00"), "x")
+    claimed = subject.claim(n=16)
+    assert claimed.dead == ["t00"]
+    assert sorted(t["uuid"] for t in claimed.tasks) == [f"t{i:02}" for i in range(1, 16)]
+    [letter] = run(subject.backend.dead_letters())
+    assert "record is a string" in letter["reason"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("status", None, "unknown status: (none)"),
+        ("status", "zombie", "unknown status: zombie"),
+        ("priority", "high", "bad priority: high"),
+        ("task_name", "", "no task_name"),
+    ],
+)
+def test_a_malformed_record_is_set_aside_with_its_reason(
+    subject: Subject, field: str, value: str | None, reason: str
+) -> None:
+    subject.add("bad")
+    subject.add("good")
+    if subject.raw is not None:
+        if value is None:
+            subject.raw.hdel(subject.keys.task("bad"), field)
+        else:
+            subject.raw.hset(subject.keys.task("bad"), field, value)
+    else:
+        records = subject.backend._records  # type: ignore[attr-defined]
+        if value is None:
+            del records["bad"][field]
+        else:
+            records["bad"][field] = value
+    claimed = subject.claim()
+    assert [t["uuid"] for t in claimed.tasks] == ["good"] and claimed.dead == ["bad"]
+    [letter] = run(subject.backend.dead_letters())
+    assert reason in letter["reason"]
+    got = run(subject.backend.get("bad"))
+    assert got is not None and got["status"] == "error" and reason in got["traceback"]
+
+
+def test_a_bad_priority_on_a_running_or_delayed_entry_is_set_aside(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    subject.add("running")
+    subject.add("delayed")
+    tokens = {t["uuid"]: t["token"] for t in subject.claim(lease=0.3).tasks}
+    assert subject.finish("delayed", tokens["delayed"], status="retry", delay=0.01)
+    for uuid in ("running", "delayed"):
+        raw.hset(subject.keys.task(uuid), "priority", "nan")
+    beating(subject, 0.4, 0.3)
+    subject.add("fresh")
+    claimed = subject.claim()
+    assert sorted(claimed.dead) == ["delayed", "running"]
+    assert [t["uuid"] for t in claimed.tasks] == ["fresh"]
+
+
+def test_corrupt_counters_and_sequence_do_not_stop_the_queue(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    subject.add("a")
+    raw.hset(subject.keys.counts, "success", "lots")
+    raw.set(subject.keys.seq, "not a number")
+    subject.add("b")
+    tokens = {t["uuid"]: t["token"] for t in subject.claim().tasks}
+    assert sorted(tokens) == ["a", "b"]
+    assert subject.finish("a", tokens["a"])
+    raw.delete(subject.keys.counts)
+    raw.set(subject.keys.counts, "x")
+    assert subject.finish("b", tokens["b"])
+    assert run(subject.backend.stats()).counts == {}
+
+
+def test_a_done_key_of_the_wrong_type_does_not_spread(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    for uuid in ("a", "b"):
+        subject.add(uuid)
+    raw.set(subject.keys.done("a"), "x")
+    tokens = {t["uuid"]: t["token"] for t in subject.claim().tasks}
+
+    async def finish_both() -> list[bool]:
+        # Concurrent finishes travel in one script call: one bad key must not fail both.
+        return list(
+            await asyncio.gather(
+                *(
+                    subject.backend.finish(u, t, {"status": "success"}, None, None)
+                    for u, t in tokens.items()
+                )
+            )
+        )
+
+    assert run(finish_both()) == [True, True]
+    for uuid in ("a", "b"):
+        got = run(subject.backend.get(uuid))
+        assert got is not None and got["status"] == "success"
+        assert run(subject.backend.wait_done(uuid, 1))
+
+
+def test_an_app_key_of_the_wrong_type_is_refused_before_any_write(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    subject.add("a")
+    raw.delete(subject.keys.running)
+    raw.set(subject.keys.running, "x")
+    with pytest.raises(BackendError, match="running"):
+        subject.claim()
+    raw.delete(subject.keys.running)
+    assert [t["uuid"] for t in subject.claim().tasks] == ["a"]  # nothing was half done
+
+
+def test_wrong_typed_wake_keys_and_odd_scores_are_survived(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    raw.set(subject.keys.wake, "x")
+    raw.set(subject.keys.wake_worker("w1"), "x")
+    run(subject.backend.wait_for_work(0.05, "w1"))
+    run(subject.backend.wait_for_work(0.05, "w1"))
+    raw.zadd(subject.keys.queue, {"minus-inf": float("-inf")})
+    raw.hset(subject.keys.task("minus-inf"), mapping=record())
+    assert sum(run(subject.backend.stats()).queued.values()) == 1
+
+
+def test_a_uuid_that_is_not_utf8_is_listed_as_a_dead_letter(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    bad = b"\xff\xfe-task"
+    raw.zadd(subject.keys.queue, {bad: 0})
+    subject.add("good")
+    claimed = subject.claim()
+    assert [t["uuid"] for t in claimed.tasks] == ["good"]
+    [letter] = run(subject.backend.dead_letters())
+    assert letter["uuid"] == bad.decode(errors="replace")
+    assert "no task record" in letter["reason"]
