@@ -113,8 +113,9 @@ def task_from_record(record: dict[str, str]) -> Task:
     def field(name: str, default: Any, kind: type) -> Any:
         try:
             value = loads(record.get(name), default)
-        except ValueError:
-            value = default
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+            malformed.append(name)
+            return default
         if not isinstance(value, kind):
             malformed.append(name)
             return default

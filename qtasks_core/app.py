@@ -44,6 +44,7 @@ from ._validate import (
     check_timeout,
 )
 from .backends import Backend, MemoryBackend, RedisBackend
+from .backends.base import RequeueResult
 from .brokers import Broker
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
@@ -446,8 +447,8 @@ class QueueTasks(_Registry):
     async def _run_eagerly(self, uuid: str) -> Task:
         from .worker import Worker
 
-        worker = Worker(self, concurrency=1)
-        await worker.run(burst=True)
+        # Exactly this task (and its retries): other tasks queued meanwhile stay queued.
+        await Worker(self, concurrency=1).run(only=uuid)
         task = await self.get_async(uuid)
         assert task is not None
         return task
@@ -531,6 +532,8 @@ class QueueTasks(_Registry):
                 # The chunk already sent stays enqueued, as the docstring promises.
                 await asyncio.wait([writing])
             raise
+        if self.eager:
+            return [await self._run_eagerly(task.uuid) for task in results]
         return results
 
     async def _add_chunk(
@@ -581,11 +584,15 @@ class QueueTasks(_Registry):
         Raises :class:`TaskTimeoutError` (with ``uuid`` and the last seen ``task``)
         when ``timeout`` seconds pass first.
         """
+        checked = check_timeout(timeout)
+        if checked is None:
+            raise TaskOptionError("timeout must be a number of seconds to wait, got None")
+        timeout = checked
         await self.start_async()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            done = await self.backend.wait_done(uuid, max(0.0, deadline - loop.time()))
+            done = await self.storage.wait_done(uuid, max(0.0, deadline - loop.time()))
             task = await self.get_async(uuid, _record=done if isinstance(done, dict) else None)
             if task is not None and task.is_finished:
                 return task
@@ -617,11 +624,58 @@ class QueueTasks(_Registry):
         """Whether the backend answers."""
         await self.start_async()
         await fired(self.pm.hook.qtasks_ping(qtasks=self, global_config=self.global_config))
-        return await self.backend.ping()
+        return await self.broker.ping()
 
     def ping(self) -> bool:
         """Sync twin of :meth:`ping_async`."""
         return self._portal.call(self.ping_async())
+
+    async def dead_letters_async(self) -> list[dict[str, str]]:
+        """Tasks set aside (unreadable messages, tasks that kept killing their workers):
+        each a dict of ``uuid``, ``reason``, ``raw`` and ``at``."""
+        await self.start_async()
+        return await self.broker.dead_letters()
+
+    def dead_letters(self) -> list[dict[str, str]]:
+        """Sync twin of :meth:`dead_letters_async`."""
+        return self._portal.call(self.dead_letters_async())
+
+    async def requeue_dead_async(self, uuid: str) -> RequeueResult:
+        """Queue the dead letter ``uuid`` again, as a new task under the same id.
+
+        Returns ``"requeued"``; ``"not-dead"`` when ``uuid`` is not a dead letter (a
+        queued, running or finished task is never requeued: it would run twice); or
+        ``"no-record"`` for a dead letter with no task record left to run.
+        """
+        await self.start_async()
+        return await self.broker.requeue_dead(uuid)
+
+    def requeue_dead(self, uuid: str) -> RequeueResult:
+        """Sync twin of :meth:`requeue_dead_async`."""
+        return self._portal.call(self.requeue_dead_async(uuid))
+
+    async def delete_dead_async(self, uuid: str) -> bool:
+        """Forget the dead letter ``uuid``; ``False`` if there was none."""
+        await self.start_async()
+        return await self.broker.delete_dead(uuid)
+
+    def delete_dead(self, uuid: str) -> bool:
+        """Sync twin of :meth:`delete_dead_async`."""
+        return self._portal.call(self.delete_dead_async(uuid))
+
+    async def purge_async(self) -> int:
+        """Delete the records of finished tasks (success, error, cancel) now, rather
+        than when their TTL ends; dead letters are kept. Returns how many."""
+        await self.start_async()
+        return await self.storage.delete_finished_tasks()
+
+    def purge(self) -> int:
+        """Sync twin of :meth:`purge_async`."""
+        return self._portal.call(self.purge_async())
+
+    def start(self) -> None:
+        """Sync twin of :meth:`start_async` (every operation also starts the app)."""
+        self._portal.call(self.start_async())
 
     async def flush_all_async(self) -> None:
         """Delete every queued task, record and config value of this app."""

@@ -23,7 +23,7 @@ from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
 
 from . import embedded
 from .app import ENV_REDIS_URL, QueueTasks
-from .backends import BACKEND_ERRORS
+from .errors import BackendError
 
 cli = typer.Typer(
     name="qtasks",
@@ -104,20 +104,28 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _start_or_fail(app: QueueTasks) -> None:
-    """Start the app on its sync portal, or exit with the reason on one line."""
-    app._portal.call(_started_or_fail(app))
+    """Start the app, or exit with the reason on one line."""
+    try:
+        app.start()
+        app.ping()
+    except (PluginLoadError, BackendError, RuntimeError) as exc:
+        _say_start_failure(app, exc)
 
 
 async def _started_or_fail(app: QueueTasks) -> None:
+    """:func:`_start_or_fail` on the caller's event loop (the worker's)."""
     try:
         await app.start_async()
         await app.ping_async()
-    except PluginLoadError as exc:
-        fail(str(exc))
-    except BACKEND_ERRORS as exc:
-        fail(f"cannot reach Redis at {app.backend.location}: {exc}")
-    except RuntimeError as exc:
-        fail(str(exc))
+    except (PluginLoadError, BackendError, RuntimeError) as exc:
+        _say_start_failure(app, exc)
+
+
+def _say_start_failure(app: QueueTasks, exc: Exception) -> NoReturn:
+    if isinstance(exc, BackendError):
+        doing = "cannot reach" if exc.retryable else "cannot use"
+        fail(f"{doing} Redis at {app.backend.location}: {exc}")
+    fail(str(exc))
 
 
 # -- worker ----------------------------------------------------------------------------
@@ -407,7 +415,7 @@ def purge(
 ) -> None:
     """Delete finished task records (success, error, cancel) now."""
     application = _confirmed(app_path, redis_url, yes, "Delete finished tasks of app {}?")
-    count = application._portal.call(application.storage.delete_finished_tasks())
+    count = application.purge()
     typer.echo(f"deleted {count} finished task record(s)")
     application.stop()
 
@@ -431,17 +439,29 @@ def dead(
     requeue: Annotated[
         list[str] | None, typer.Option(help="Queue these uuids again ('all' for every one).")
     ] = None,
+    delete: Annotated[
+        list[str] | None, typer.Option(help="Forget these dead letters ('all' for every one).")
+    ] = None,
     redis_url: RedisUrlOption = None,
 ) -> None:
-    """List dead letters (tasks set aside with their reason), or requeue them."""
+    """List dead letters (tasks set aside with their reason), requeue or delete them."""
     application = load_app(app_path, redis_url)
     _start_or_fail(application)
-    letters = application._portal.call(application.backend.dead_letters())
+    letters = application.dead_letters()
     if requeue:
         wanted = [d["uuid"] for d in letters] if requeue == ["all"] else requeue
+        said = {
+            "requeued": "requeued",
+            "not-dead": "not requeued: not a dead letter (only dead letters are requeued)",
+            "no-record": "not requeued: no task record is left to run (delete it with --delete)",
+        }
         for uuid in wanted:
-            ok = application._portal.call(application.backend.requeue_dead(uuid))
-            typer.echo(f"{uuid}: {'requeued' if ok else 'not requeued (no task record)'}")
+            typer.echo(f"{uuid}: {said[application.requeue_dead(uuid)]}")
+    elif delete:
+        wanted = [d["uuid"] for d in letters] if delete == ["all"] else delete
+        for uuid in wanted:
+            gone = application.delete_dead(uuid)
+            typer.echo(f"{uuid}: {'deleted' if gone else 'not a dead letter'}")
     else:
         for letter in letters:
             typer.echo(f"{letter['uuid']}: {letter.get('reason', '')}")

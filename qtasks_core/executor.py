@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._introspect import parameters
 from ._util import fired
 from .context import TaskContext
-from .errors import TaskPluginTriggerError
+from .errors import TaskExitError, TaskPluginTriggerError
 from .schemas import ArgMeta, TaskExecSchema, TaskPrioritySchema, TaskStatusProcessSchema
 
 if TYPE_CHECKING:
@@ -138,13 +138,27 @@ class TaskExecutor:
     async def _bounded(self, awaitable: Any) -> Any:
         max_time = self.task_func.max_time
         if max_time is None:
-            return await awaitable
+            return await self._guarded(awaitable)
         try:
-            return await asyncio.wait_for(awaitable, max_time)
+            return await asyncio.wait_for(self._guarded(awaitable), max_time)
         except TimeoutError:
             raise TimeoutError(
                 f"task {self.task_func.name!r} exceeded max_time={max_time:g}s"
             ) from None
+
+    async def _guarded(self, awaitable: Any) -> Any:
+        # A task calling sys.exit() (or raising KeyboardInterrupt) fails that task:
+        # left alone, asyncio would carry it out of the event loop and end the worker,
+        # and with it every task running beside it. Caught inside the awaitable, since
+        # wait_for runs it as a task of its own.
+        try:
+            return await awaitable
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise TaskExitError(
+                f"task {self.task_func.name!r} raised {type(exc).__name__}"
+                f"{'(' + repr(exc.args[0]) + ')' if exc.args else ''}; a task cannot stop "
+                "its worker (stop workers with SIGTERM)"
+            ) from exc
 
     async def _in_thread(self, func: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         loop = asyncio.get_running_loop()

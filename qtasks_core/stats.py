@@ -22,7 +22,7 @@ class Stats:
         app = self.app
         await app.start_async()
         await fired(app.pm.hook.stats_inspect(stats=self))
-        raw = await app.backend.stats()
+        raw = await app.broker.stats()
         return InspectStats(
             app=app.name,
             backend=app.backend.location,

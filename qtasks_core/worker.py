@@ -22,8 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._util import dumps, fired, lifecycle
-from .backends import BACKEND_ERRORS
-from .errors import TaskCancel, TaskNotFoundError
+from .errors import BackendError, TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
 from .schemas import (
     FinishedModel,
@@ -37,11 +36,49 @@ from .schemas import (
 
 if TYPE_CHECKING:
     from .app import QueueTasks
+    from .backends.base import Claim
+    from .brokers.base import Message
 
 log = logging.getLogger("qtasks.worker")
 
 #: The longest an idle worker blocks before it looks for expired leases again.
 IDLE_WAKE = 5.0
+
+
+class _Outage:
+    """Bounded logging of backend errors: the first failure of an outage is logged in
+    full, the rest at most once per ``every`` seconds, and its end once."""
+
+    __slots__ = ("_last", "_since", "every", "suppressed")
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._since: float | None = None
+        self._last = 0.0
+        self.suppressed = 0
+
+    def failed(self, exc: BackendError, doing: str, retry_in: float) -> None:
+        now = time.monotonic()
+        if self._since is None:
+            self._since = self._last = now
+            log.warning("backend error while %s: %s; retrying in %.1fs", doing, exc, retry_in)
+        elif now - self._last >= self.every:
+            log.warning(
+                "backend still failing after %.0fs (%d more errors): %s",
+                now - self._since,
+                self.suppressed,
+                exc,
+            )
+            self._last = now
+            self.suppressed = 0
+        else:
+            self.suppressed += 1
+
+    def ended(self) -> None:
+        if self._since is not None:
+            log.warning("backend reachable again after %.1fs", time.monotonic() - self._since)
+            self._since = None
+            self.suppressed = 0
 
 
 class Worker:
@@ -82,6 +119,11 @@ class Worker:
         self.started_at = time.time()
         self.tasks_done = 0
         self._active: dict[str, asyncio.Task[None]] = {}
+        #: The claim token of each running task (keyed by the claimed uuid).
+        self._claims: dict[str, str] = {}
+        #: Running tasks whose lease was lost: their results are discarded.
+        self._lost: set[str] = set()
+        self._outage = _Outage()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -115,7 +157,7 @@ class Worker:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(self._quietly(self.app.backend.wake(self.id)))
+        task = loop.create_task(self._quietly(self.app.broker.wake(self)))
         self._nudges.add(task)
         task.add_done_callback(self._nudges.discard)
 
@@ -162,8 +204,10 @@ class Worker:
             extra=extra or {},
         )
 
-    async def run(self, *, burst: bool = False) -> None:
-        """Claim and run tasks until :meth:`stop` (or, with ``burst``, an empty queue)."""
+    async def run(self, *, burst: bool = False, only: str | None = None) -> None:
+        """Claim and run tasks until :meth:`stop` (or, with ``burst``, an empty queue;
+        with ``only``, until the queued task ``only`` and its retries have run: eager
+        mode)."""
         app = self.app
         pm = app.pm
         await app.start_async(worker=self)
@@ -171,7 +215,10 @@ class Worker:
         await app.broker.listen_start(self)
         heartbeat = asyncio.create_task(self._heartbeat(), name="qtasks-heartbeat")
         try:
-            await self._claim_loop(burst)
+            if only is not None:
+                await self._run_only(only)
+            else:
+                await self._claim_loop(burst)
         finally:
             self._give_up_at = asyncio.get_running_loop().time() + self.grace
             await self._drain()
@@ -179,7 +226,7 @@ class Worker:
             # would leave the heartbeat hanging; it ends at its next check instead.
             self._finished.set()
             await asyncio.gather(heartbeat, return_exceptions=True)
-            await self._quietly(app.backend.clear_status(self.id))
+            await self._quietly(app.global_config.clear_status(self.id))
             await lifecycle(lambda: pm.hook.worker_stop(worker=self), "worker_stop")
             self.threads.shutdown(wait=False, cancel_futures=True)
 
@@ -201,23 +248,27 @@ class Worker:
                 await self._until(self._slot_freed.wait(), 0.002)
                 free = self.concurrency - len(self._active)
             try:
-                tasks, claimed = await broker.claim(self, free)
+                messages, claimed = await broker.claim(self, free)
                 backoff = 0.1
-            except BACKEND_ERRORS as exc:
-                log.warning("backend unreachable (%s); retrying in %.1fs", exc, backoff)
+                self._outage.ended()
+            except BackendError as exc:
+                self._outage.failed(exc, "claiming", backoff)
                 await self._until(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, 5.0)
                 continue
             except Exception:
-                # A plugin raising in broker_add_worker/worker_add must not kill the loop.
-                log.exception("claiming failed; retrying")
+                # Our own bug or a plugin in broker_running_older_tasks: never the end of
+                # the loop.
+                log.exception("claiming failed; retrying in %.1fs", backoff)
                 await self._until(asyncio.sleep(backoff), None)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if tasks and log.isEnabledFor(logging.DEBUG):
-                log.debug("claimed %s", ", ".join(f"{t.uuid}#{t.attempts}" for t in tasks))
-            for task in tasks:
-                self._active[task.uuid] = asyncio.create_task(self._run_task(task))
+            if messages and log.isEnabledFor(logging.DEBUG):
+                log.debug("claimed %s", ", ".join(f"{m.claim.uuid}#{m.attempts}" for m in messages))
+            for message in messages:
+                uuid = message.claim.uuid
+                self._claims[uuid] = message.claim.token
+                self._active[uuid] = asyncio.create_task(self._run_task(message))
             # A full claim means more may be queued: keep batching claims meanwhile.
             self._queue_busy = len(claimed.tasks) >= free
             if self._queue_busy:
@@ -232,10 +283,25 @@ class Worker:
             # A few ms past a lease's end, so that the claim finds it expired.
             timeout = IDLE_WAKE if wake is None else min(IDLE_WAKE, wake + 0.005)
             try:
-                await self._until(self.app.backend.wait_for_work(timeout, self.id), None)
-            except BACKEND_ERRORS as exc:
-                log.warning("backend unreachable while idle (%s)", exc)
+                await self._until(broker.wait_for_work(timeout, self), None)
+            except BackendError as exc:
+                self._outage.failed(exc, "waiting for work", backoff)
                 await self._until(asyncio.sleep(backoff), None)
+
+    async def _run_only(self, uuid: str) -> None:
+        broker = self.app.broker
+        while not self._stopping.is_set():
+            messages, claimed = await broker.claim(self, 1, only=uuid)
+            if messages:
+                self._claims[uuid] = messages[0].claim.token
+                await self._run_task(messages[0])
+                continue
+            task = await self.app.storage.get(uuid)
+            if task is None or task.status != "retry":
+                return
+            # Its retry waits in the backend like any other: sleep until the next due
+            # task (this one, or an earlier one), then claim it again.
+            await asyncio.sleep(claimed.next_due or 0.001)
 
     async def _until(self, awaitable: Any, timeout: float | None) -> None:
         """Await ``awaitable`` unless stop() comes first (then it is cancelled)."""
@@ -277,27 +343,36 @@ class Worker:
         left = [uuid for uuid, task in running.items() if not task.done()]
         if not left:
             return
+        # Taken before cancelling: a cancelled task forgets its claim as it ends.
+        claims = {uuid: self._claims[uuid] for uuid in left if uuid in self._claims}
         for uuid in left:
             running[uuid].cancel()
         # A task in a thread cannot be interrupted; its asyncio side ends at once.
         await asyncio.wait([running[uuid] for uuid in left], timeout=5)
-        released = await self._quietly(self.app.backend.release(left, self.id))
+        released = await self._quietly(self.app.broker.release(claims))
         log.warning("handed back %d unfinished task(s) to the queue", len(released or []))
 
     async def _heartbeat(self) -> None:
         # Every lease/6: the backend treats a silence over lease/3 as an outage (see
         # backends/_lua.py), so one missed beat never costs a running task its lease.
         interval = self.lease / 6
+        beats = _Outage()
         while not self._finished.is_set():
             try:
-                await self.app.backend.extend(self.id, list(self._active), self.lease)
+                lost = await self.app.broker.extend(dict(self._claims), self.lease)
+                for uuid in lost:
+                    self._lose(uuid)
                 await self.app.global_config.set_status(self.id, self.status(), self.lease)
                 wait = interval
-            except Exception as exc:
-                log.warning(
-                    "heartbeat failed (%s); leases expire in %.0fs without one", exc, self.lease
-                )
+            except BackendError as exc:
+                beats.failed(exc, "renewing leases", 0.2)
                 wait = min(interval, 0.2)  # back soon: the backend may be back already
+            except Exception:
+                # A plugin in global_config_set_status: the leases were renewed already.
+                log.exception("a plugin failed in the heartbeat; going on")
+                wait = interval
+            else:
+                beats.ended()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), wait)
 
@@ -315,24 +390,61 @@ class Worker:
 
     # -- running one task ----------------------------------------------------------------
 
-    async def _run_task(self, task_broker: TaskPrioritySchema) -> None:
-        uuid = task_broker.uuid
+    async def _run_task(self, message: Message) -> None:
+        claim = message.claim
         try:
-            task_func, task_broker, model = await self._execute(task_broker)
-            await self._finish(task_func, task_broker, model)
+            try:
+                task_broker = await self._accept(message)
+            except BackendError:
+                raise
+            except Exception as exc:
+                # A plugin failed on the way in (worker_add, storage_add_process): that
+                # task ends error naming it; the worker goes on.
+                await self.app.storage.fail(claim, message.schema(), exc)
+                return
+            task_func, task_broker, model = await self._execute(task_broker, claim)
+            await self._finish(task_func, task_broker, model, claim)
         except asyncio.CancelledError:
             raise  # shutdown past the grace period: _drain hands the task back
         except Exception:
             log.exception(
-                "task %s could not be finished; its lease will expire and it will run again", uuid
+                "task %s could not be finished; its lease will expire and it will run again",
+                claim.uuid,
             )
         finally:
-            self._active.pop(uuid, None)
+            self._active.pop(claim.uuid, None)
+            self._claims.pop(claim.uuid, None)
+            self._lost.discard(claim.uuid)
             self.tasks_done += 1
             self._slot_freed.set()
 
+    async def _accept(self, message: Message) -> TaskPrioritySchema:
+        """Take a claimed task: fires ``worker_add`` and ``storage_add_process``."""
+        task = await self.add(
+            **message.values,
+            attempts=message.attempts,
+            retry=message.retry,
+            extra=message.extra,
+        )
+        process = TaskStatusProcessSchema(
+            uuid=task.uuid, task_name=task.task_name, priority=task.priority, worker=self.id
+        )
+        _, priority = await self.app.storage.add_process(process, task.priority, message.claim)
+        return task if priority == task.priority else task.model_copy(update={"priority": priority})
+
+    def _lose(self, uuid: str) -> None:
+        """The lease on ``uuid`` ran out and another worker claimed it (this one was
+        stopped or cut off): stop renewing it; its late result is discarded."""
+        if self._claims.pop(uuid, None) is not None and uuid not in self._lost:
+            self._lost.add(uuid)
+            log.warning(
+                "lost the lease on task %s (it ran past its lease without a heartbeat and "
+                "was claimed again elsewhere); its result here will be discarded",
+                uuid,
+            )
+
     async def _execute(
-        self, task_broker: TaskPrioritySchema
+        self, task_broker: TaskPrioritySchema, claim: Claim
     ) -> tuple[TaskExecSchema | None, TaskPrioritySchema, FinishedModel]:
         pm = self.app.pm
         task_func = self.app.tasks.get(task_broker.task_name)
@@ -358,7 +470,7 @@ class Worker:
             )
             if new is not None:
                 model = new
-                await self.app.storage.write_process_state(model)
+                await self.app.storage.write_process_state(model, claim)
             if task_func is None:
                 raise TaskNotFoundError(
                     f"no task named {task_broker.task_name!r} is registered in app "
@@ -426,6 +538,7 @@ class Worker:
         task_func: TaskExecSchema | None,
         task_broker: TaskPrioritySchema,
         model: FinishedModel,
+        claim: Claim,
     ) -> None:
         app = self.app
         try:
@@ -446,32 +559,25 @@ class Worker:
         backoff = 0.1
         while True:
             try:
-                await app.broker.remove_finished_task(task_broker, model)
-                return
-            except BACKEND_ERRORS as exc:
+                written = await app.broker.remove_finished_task(task_broker, model, claim)
+            except BackendError as exc:
                 give_up_at = self._give_up_at
-                if give_up_at is not None and asyncio.get_running_loop().time() > give_up_at:
-                    raise
-                log.warning(
-                    "could not store the result of %s (%s); retrying in %.1fs",
-                    task_broker.uuid,
-                    exc,
-                    backoff,
+                past_grace = (
+                    give_up_at is not None and asyncio.get_running_loop().time() > give_up_at
                 )
+                if not exc.retryable or past_grace:
+                    raise
+                self._outage.failed(exc, f"storing the result of {claim.uuid}", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+                continue
             except Exception as exc:
-                # A plugin in broker/storage_remove_finished_task raised: store the error.
-                model = TaskStatusErrorSchema(
-                    uuid=task_broker.uuid, traceback="".join(traceback.format_exception(exc))
-                )
-                await app.storage.backend.finish(
-                    task_broker.uuid,
-                    {"status": "error", "traceback": model.traceback},
-                    app.storage.result_ttl,
-                    None,
-                )
-                return
+                # A plugin raised in broker/storage_remove_finished_task: whatever its
+                # type (an OSError of its own included), it fails this task.
+                written = await app.storage.fail(claim, task_broker, exc)
+            if not written:
+                self._lose(claim.uuid)
+            return
 
     async def _quietly(self, awaitable: Any) -> Any:
         try:

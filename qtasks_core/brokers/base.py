@@ -3,27 +3,50 @@
 from __future__ import annotations
 
 import logging
-import traceback
 import uuid as uuidlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._util import fired, lifecycle, loads
-from ..schemas import (
-    FinishedModel,
-    Task,
-    TaskPrioritySchema,
-    TaskStatusNewSchema,
-    TaskStatusProcessSchema,
-)
+from ..backends.base import Claim
+from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
 
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from ..backends.base import Backend, Claimed
+    from ..backends.base import Backend, BackendStats, Claimed, RequeueResult
     from ..storages.base import Storage
     from ..worker import Worker
 
 log = logging.getLogger("qtasks.broker")
+
+
+@dataclass(slots=True)
+class Message:
+    """A claimed task on its way to the worker: its claim, the values of
+    ``broker_add_worker`` / ``worker_add`` (task_name, uuid, priority, args, kw,
+    created_at) and what the worker needs besides."""
+
+    claim: Claim
+    values: dict[str, Any]
+    attempts: int
+    retry: int | None
+    extra: dict[str, Any]
+
+    def schema(self) -> TaskPrioritySchema:
+        """The task as the worker's triggers see it (``task_broker``)."""
+        v = self.values
+        return TaskPrioritySchema(
+            uuid=v["uuid"],
+            task_name=v["task_name"],
+            priority=v["priority"],
+            args=tuple(v["args"]),
+            kwargs=v["kw"],
+            created_at=v["created_at"],
+            attempts=self.attempts,
+            retry=self.retry,
+            extra=self.extra,
+        )
 
 
 class Broker:
@@ -102,9 +125,19 @@ class Broker:
             "broker_listen_start",
         )
 
-    async def claim(self, worker: Worker, n: int) -> tuple[list[TaskPrioritySchema], Claimed]:
-        """Claim up to ``n`` tasks for ``worker`` (with a lease) and hand them over."""
-        claimed = await self.backend.claim(n, worker.id, worker.lease, worker.max_attempts)
+    async def claim(
+        self, worker: Worker, n: int, *, only: str | None = None
+    ) -> tuple[list[Message], Claimed]:
+        """Claim up to ``n`` tasks for ``worker`` (each with a lease) and read them
+        (``only``: just that queued task, for eager mode).
+
+        A message that cannot be read is set aside as a dead letter; one that a plugin
+        fails on in ``broker_add_worker`` ends ``error`` naming the plugin. Either way
+        only that task is affected.
+        """
+        claimed = await self.backend.claim(
+            n, worker.id, worker.lease, worker.max_attempts, only=only
+        )
         if claimed.recovered:
             try:
                 await self.running_older_tasks(worker, claimed.recovered)
@@ -113,63 +146,89 @@ class Broker:
                     "a plugin failed while %d task(s) were recovered; going on",
                     len(claimed.recovered),
                 )
-        tasks = []
+        messages = []
         for raw in claimed.tasks:
-            try:
-                task = await self._hand_over(worker, raw)
-            except Exception as exc:
-                # A plugin failed on the way to the worker: that task fails, not the batch.
-                await self.backend.finish(
-                    raw["uuid"],
-                    {"status": "error", "traceback": "".join(traceback.format_exception(exc))},
-                    self.storage.result_ttl,
-                    None,
-                )
+            message = await self._read(raw)
+            if message is None:
                 continue
-            if task is not None:
-                tasks.append(task)
-        return tasks, claimed
+            try:
+                new = await fired(
+                    self.pm.hook.broker_add_worker(broker=self, worker=worker, **message.values)
+                )
+            except Exception as exc:
+                await self.storage.fail(message.claim, message.schema(), exc)
+                continue
+            if new:
+                message.values.update(new)
+            messages.append(message)
+        return messages, claimed
 
-    async def _hand_over(self, worker: Worker, raw: dict[str, str]) -> TaskPrioritySchema | None:
-        uuid = raw["uuid"]
+    async def _read(self, raw: dict[str, str]) -> Message | None:
+        claim = Claim(raw["uuid"], raw["token"])
         try:
-            args = tuple(loads(raw["args"], []))
+            args = loads(raw["args"], [])
             kw = loads(raw["kwargs"], {})
             extra = loads(raw["extra"], {})
+            if not isinstance(args, list):
+                raise ValueError("args must be a JSON array")
             if not isinstance(kw, dict) or not isinstance(extra, dict):
                 raise ValueError("kwargs and extra must be JSON objects")
             priority, created_at = int(raw["priority"]), float(raw["created_at"])
-        except (ValueError, TypeError) as exc:
+            attempts = int(raw["attempts"] or 1)
+            retry = int(raw["retry"]) if raw["retry"] else None
+        except (ValueError, TypeError, RecursionError) as exc:
             # A malformed message is set aside with its reason; it never reaches a task.
             reason = f"malformed message: {type(exc).__name__}: {exc}"
-            log.error("task %s set aside: %s", uuid, reason)
-            await self.backend.dead_letter(uuid, reason, repr(raw)[:2000])
-            await self.backend.finish(
-                uuid, {"status": "error", "traceback": reason}, self.storage.result_ttl, None
-            )
+            log.error("task %s set aside: %s", claim.uuid, reason)
+            await self.storage.dead_letter(claim, reason, repr(raw)[:2000])
             return None
         values: dict[str, Any] = {
             "task_name": raw["task_name"],
-            "uuid": uuid,
+            "uuid": claim.uuid,
             "priority": priority,
-            "args": args,
+            "args": tuple(args),
             "kw": kw,
             "created_at": created_at,
         }
-        new = await fired(self.pm.hook.broker_add_worker(broker=self, worker=worker, **values))
-        if new:
-            values.update(new)
-        task = await worker.add(
-            **values,
-            attempts=int(raw["attempts"] or 1),
-            retry=int(raw["retry"]) if raw["retry"] else None,
-            extra=extra,
-        )
-        process = TaskStatusProcessSchema(
-            uuid=task.uuid, task_name=task.task_name, priority=task.priority, worker=worker.id
-        )
-        _, priority = await self.storage.add_process(process, task.priority)
-        return task if priority == task.priority else task.model_copy(update={"priority": priority})
+        return Message(claim, values, attempts, retry, extra)
+
+    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
+        """Renew the leases of a worker's running tasks ``{uuid: token}``; returns the
+        uuids whose claim was lost (claimed again elsewhere after the lease expired)."""
+        return await self.backend.extend(claims, lease)
+
+    async def release(self, claims: dict[str, str]) -> list[str]:
+        """Hand claimed tasks back to the queue unrun (a worker stopping)."""
+        return await self.backend.release(claims)
+
+    async def wait_for_work(self, timeout: float, worker: Worker) -> None:
+        """Block, without polling, until a task may be claimable or ``timeout`` passes."""
+        await self.backend.wait_for_work(timeout, worker.id)
+
+    async def wake(self, worker: Worker) -> None:
+        """End :meth:`wait_for_work` of a worker that is stopping."""
+        await self.backend.wake(worker.id)
+
+    async def ping(self) -> bool:
+        """Whether the backend answers."""
+        return await self.backend.ping()
+
+    async def stats(self) -> BackendStats:
+        """Queue lengths per priority, running and delayed tasks, counts, workers."""
+        return await self.backend.stats()
+
+    async def dead_letters(self) -> list[dict[str, str]]:
+        """Tasks set aside (unreadable, or killing their workers): uuid, reason, raw, at."""
+        return await self.backend.dead_letters()
+
+    async def requeue_dead(self, uuid: str) -> RequeueResult:
+        """Queue a dead letter again (only a dead letter: never a queued, running or
+        finished task, which would then run twice)."""
+        return await self.backend.requeue_dead(uuid)
+
+    async def delete_dead(self, uuid: str) -> bool:
+        """Forget a dead letter."""
+        return await self.backend.delete_dead(uuid)
 
     async def running_older_tasks(self, worker: Worker, uuids: list[str]) -> None:
         """Tasks of dead workers went back to the queue: tell plugins and the log."""
@@ -184,12 +243,15 @@ class Broker:
         )
 
     async def remove_finished_task(
-        self, task_broker: TaskPrioritySchema, model: FinishedModel
-    ) -> None:
+        self, task_broker: TaskPrioritySchema, model: FinishedModel, claim: Claim
+    ) -> bool:
+        """Store a task's final state (or its retry); ``False`` if ``claim`` was lost."""
         new = await fired(
             self.pm.hook.broker_remove_finished_task(broker=self, storage=self.storage, model=model)
         )
-        await self.storage.remove_finished_task(task_broker, model if new is None else new)
+        return await self.storage.remove_finished_task(
+            task_broker, model if new is None else new, claim
+        )
 
     async def flush_all(self) -> None:
         await fired(self.pm.hook.broker_flush_all(broker=self))

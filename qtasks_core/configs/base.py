@@ -59,3 +59,7 @@ class GlobalConfig:
             self.pm.hook.global_config_set_status(global_config=self, name=name, status=status)
         )
         await self.backend.set_status(name, dumps(status, what="worker status"), ttl)
+
+    async def clear_status(self, name: str) -> None:
+        """Remove a worker's liveness record (it stopped)."""
+        await self.backend.clear_status(name)

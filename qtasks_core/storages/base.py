@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
-from ..errors import TaskOptionError
+from ..errors import BackendError, TaskOptionError
 from ..schemas import (
     FinishedModel,
     Task,
     TaskPrioritySchema,
+    TaskStatusErrorSchema,
     TaskStatusNewSchema,
     TaskStatusProcessSchema,
 )
@@ -17,8 +20,10 @@ from ..schemas import (
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from ..backends.base import Backend
+    from ..backends.base import Backend, Claim
     from ..worker import Worker
+
+log = logging.getLogger("qtasks.storage")
 
 
 class Storage:
@@ -115,8 +120,13 @@ class Storage:
         fields = {k: v if isinstance(v, str) else dumps(v, what=k) for k, v in kw.items()}
         return await self.backend.update(uuid, fields, self.result_ttl)
 
+    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
+        """Block (no polling) until the task is final or ``timeout`` passes (``False``);
+        gives the final record when the backend has it at hand, else ``True``."""
+        return await self.backend.wait_done(uuid, timeout)
+
     async def add_process(
-        self, task_data: TaskStatusProcessSchema, priority: int
+        self, task_data: TaskStatusProcessSchema, priority: int, claim: Claim
     ) -> tuple[TaskStatusProcessSchema, int]:
         new = await fired(
             self.pm.hook.storage_add_process(storage=self, task_data=task_data, priority=priority)
@@ -125,20 +135,21 @@ class Storage:
             return task_data, priority
         replaced = new.get("task_data", task_data)
         priority = new.get("priority", priority)
-        await self.write_process_state(replaced.model_copy(update={"priority": priority}))
+        await self.write_process_state(replaced.model_copy(update={"priority": priority}), claim)
         return replaced, priority
 
-    async def write_process_state(self, model: TaskStatusProcessSchema) -> None:
-        """Store what a plugin changed in a running task's state. Ownership fields
-        (``uuid``, ``worker``, ``status``) are the claim's and are never overwritten:
-        leases depend on them."""
+    async def write_process_state(self, model: TaskStatusProcessSchema, claim: Claim) -> None:
+        """Store what a plugin changed in a running task's state, while ``claim`` holds.
+        Ownership fields (``uuid``, ``worker``, ``status``) are the claim's and are never
+        overwritten: leases depend on them."""
         await self.backend.update(
-            model.uuid,
+            claim.uuid,
             {
                 "task_name": model.task_name,
                 "priority": str(model.priority),
                 "updated_at": f"{model.updated_at:.6f}",
             },
+            token=claim.token,
         )
 
     async def running_older_tasks(self, worker: Worker, uuids: list[str]) -> list[str]:
@@ -148,15 +159,22 @@ class Storage:
         return list(new["task_data"]) if new else uuids
 
     async def remove_finished_task(
-        self, task_broker: TaskPrioritySchema, model: FinishedModel
-    ) -> None:
-        """Write the task's final state (or its retry), release its lease, wake waiters."""
+        self, task_broker: TaskPrioritySchema, model: FinishedModel, claim: Claim
+    ) -> bool:
+        """Write the task's final state (or its retry), end its lease, wake waiters.
+
+        ``False``: the claim was lost (the lease ran out and the task was claimed again
+        elsewhere); nothing was written, the current holder's record stands.
+        """
         await fired(
             self.pm.hook.storage_remove_finished_task(
                 storage=self, task_broker=task_broker, model=model
             )
         )
-        fields = {"status": model.status, "updated_at": f"{model.updated_at:.6f}"}
+        return await self._write_final(model, claim)
+
+    async def _write_final(self, model: FinishedModel, claim: Claim) -> bool:
+        fields: dict[str, str] = {"status": model.status}
         delay = None
         if model.status == "success":
             fields["returning"] = dumps(getattr(model, "returning", None), what="task result")
@@ -167,7 +185,32 @@ class Storage:
                 delay = float(getattr(model, "retry_delay", 0.0))
         elif model.status == "cancel":
             fields["cancel_reason"] = getattr(model, "cancel_reason", "")
-        await self.backend.finish(task_broker.uuid, fields, self.result_ttl, delay)
+        return await self.backend.finish(claim.uuid, claim.token, fields, self.result_ttl, delay)
+
+    async def fail(
+        self, claim: Claim, task_broker: TaskPrioritySchema, error: BaseException | str
+    ) -> bool:
+        """End a claimed task ``error`` (a plugin or the task failed it), through
+        ``storage_remove_finished_task`` like any final state. If a plugin raises there
+        too, its error is added to the traceback and the state is written regardless:
+        a failing plugin can fail a task, never leave it running."""
+        trace = error if isinstance(error, str) else "".join(traceback.format_exception(error))
+        model = TaskStatusErrorSchema(uuid=task_broker.uuid, traceback=trace)
+        try:
+            return await self.remove_finished_task(task_broker, model, claim)
+        except BackendError:
+            raise
+        except Exception as exc:
+            log.error("a plugin failed while storing the error of task %s: %s", claim.uuid, exc)
+            model.traceback += "\nwhile storing this error:\n" + "".join(
+                traceback.format_exception(exc)
+            )
+            return await self._write_final(model, claim)
+
+    async def dead_letter(self, claim: Claim, reason: str, raw: str) -> bool:
+        """Set a claimed task that cannot be read aside as a dead letter (status
+        ``error`` with the reason); ``qtasks dead`` lists it."""
+        return await self.backend.dead_letter(claim.uuid, claim.token, reason, raw)
 
     async def delete_finished_tasks(self) -> int:
         await fired(self.pm.hook.storage_delete_finished_tasks(storage=self))

@@ -250,14 +250,14 @@ def test_poison_messages_are_set_aside_and_the_worker_goes_on(server: RedisServe
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
 
-    dead = {d["uuid"]: d["reason"] for d in app._portal.call(app.backend.dead_letters())}
+    dead = {d["uuid"]: d["reason"] for d in app.dead_letters()}
     assert "no task record" in dead["no-record"]
     assert "malformed message" in dead["bad-json"]
     assert "malformed message" in dead["kwargs-list"]
     assert "malformed message" in dead["bad-priority"]
     assert "malformed message" in dead["bad-created"]
     assert "not UTF-8" in dead["not-utf8"]
-    assert "no task record" in dead["no-name"]
+    assert "no task_name" in dead["no-name"]
     assert "worker died each time" in dead[killer.uuid]
     assert app.get(killer.uuid).attempts == 2
     unknown = app.get("unknown-task")

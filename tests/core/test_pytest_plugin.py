@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+
+from qtasks_core import QueueTasks
 
 pytest_plugins = ["pytester"]
 
@@ -55,3 +59,33 @@ def test_the_fixtures_work_in_a_users_test_suite(
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:valkey")
     result.assert_outcomes(passed=4)
+
+
+def test_eager_mode_runs_exactly_the_task_enqueued(
+    qtasks_memory_app: QueueTasks, qtasks_eager: Callable[[QueueTasks], QueueTasks]
+) -> None:
+    app = qtasks_memory_app
+    ran: list[str] = []
+    attempts = {"flaky": 0}
+
+    @app.task
+    def note(tag: str) -> str:
+        ran.append(tag)
+        return tag
+
+    @app.task(retry=2, retry_backoff=0.01)
+    def flaky() -> str:
+        attempts["flaky"] += 1
+        if attempts["flaky"] < 3:
+            raise ValueError("not yet")
+        return "third time"
+
+    queued = app.add_task("note", "queued before eager mode")
+    qtasks_eager(app)
+    assert app.add_task("note", "eager").returning == "eager"
+    assert ran == ["eager"]  # the task queued before is left for a worker
+    assert app.get(queued.uuid).status == "new"  # type: ignore[union-attr]
+    retried = app.add_task("flaky")
+    assert (retried.status, retried.returning, retried.attempts) == ("success", "third time", 3)
+    batch = app.add_tasks([("note", ("b1",)), ("note", ("b2",))])
+    assert [t.status for t in batch] == ["success", "success"] and ran[-2:] == ["b1", "b2"]

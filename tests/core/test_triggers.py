@@ -78,7 +78,7 @@ def abandon(app: QueueTasks, task_name: str, *args: Any) -> Task:
         claimed, _ = call(app, app.broker.claim(dead, 1))
     finally:
         dead.threads.shutdown()
-    assert [t.uuid for t in claimed] == [task.uuid]
+    assert [m.claim.uuid for m in claimed] == [task.uuid]
     time.sleep(DEAD_LEASE + 0.05)  # exactly what it takes for the lease to expire
     return task
 
