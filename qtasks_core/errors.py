@@ -125,7 +125,9 @@ class BackendError(QTasksError):
     #: Whether the same call may succeed later without anyone changing anything.
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, code: str | None = None, command: str | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, command: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.command = command
@@ -134,7 +136,8 @@ class BackendError(QTasksError):
 class BackendUnavailableError(BackendError, ConnectionError):
     """Redis cannot be reached or cannot serve for now: the connection was refused,
     reset or closed, or the server is loading its data (``LOADING``), running a long
-    script (``BUSY``) or at ``maxclients``."""
+    script (``BUSY``), at ``maxclients``, unable to persist (``MISCONF``) or just lost
+    its scripts (``NOSCRIPT``, a restart)."""
 
     retryable: ClassVar[bool] = True
 

@@ -105,18 +105,23 @@ _EMBEDDED_CODE: Final = re.compile(
     r"|NOREPLICAS|MASTERDOWN)(?= |$)"
 )
 _IN_SCRIPT: Final = re.compile(r"@user_script|@user_function|Error running script|in script")
-_ACL_IN_SCRIPT: Final = re.compile(r"ACL failure in script|no permissions|can't run this", re.I)
+#: An ACL refusal inside a script: Redis 7.2+ and Valkey (``ACL failure in script:``),
+#: Redis 7.0 and 6 (``The user executing the script can't run this command …``).
+_ACL_IN_SCRIPT: Final = re.compile(
+    r"ACL failure in script|no permissions|user executing the script can't", re.I
+)
 _DENIED_COMMAND: Final = re.compile(r"no permissions to run the '([^']+)' command", re.I)
 _DENIED_USER: Final = re.compile(r"\bUser (\S+) has no permissions", re.I)
-_DENIED_KEY: Final = re.compile(r"permissions to access (?:a|one of the) keys?\b", re.I)
-_DENIED_CHANNEL: Final = re.compile(r"permissions to access (?:a|one of the) channels?\b", re.I)
+#: "access a key", "… the 'k' key", "… one of the keys …", "… at least one of the keys …".
+_DENIED_KEY: Final = re.compile(r"access (?:a|the '[^']*'|(?:at least )?one of the) keys?\b", re.I)
+#: Valkey 9's per-database ACL (``db=0,1``): the URL's database is not among them.
+_DENIED_DB: Final = re.compile(r"access database\b", re.I)
 #: Secrets a text could carry: the user:password part of a URL, ``password=...``.
 _URL_CREDENTIALS: Final = re.compile(r"(\w+://)[^@/\s]*@")
 _PASSWORD_VALUE: Final = re.compile(r"(password\s*[=:]\s*)\S+", re.I)
 
 #: The ACL rule that allows the keys QTasks uses (``qtasks:<app>:…``, see ``keys.py``).
 _KEYS_RULE: Final = "~qtasks:*"
-_CHANNELS_RULE: Final = "&qtasks:*"
 
 
 # -- mapping -------------------------------------------------------------------------------
@@ -171,9 +176,7 @@ def _from_redis(exc: rx.RedisError, command: str | None) -> BackendError:
             code=code,
             command=command,
         )
-    if code == "NOPERM":
-        return _permission(text, where, command)
-    if isinstance(exc, rx.AuthorizationError):
+    if code == "NOPERM" or isinstance(exc, rx.AuthorizationError):
         return _permission(text, where, command)
     if code in ("WRONGPASS", "NOAUTH") or isinstance(exc, _AUTH_CLASSES):
         return _auth(code, text, where, command)
@@ -198,8 +201,8 @@ def _from_redis(exc: rx.RedisError, command: str | None) -> BackendError:
         )
     if code == "WRONGTYPE":
         return BackendDataError(
-            f"WRONGTYPE: a key holds the wrong kind of value{where}: something other than "
-            "this QTasks wrote a key under the app's prefix",
+            f"WRONGTYPE: a key holds the wrong kind of value{where}: another program (or "
+            "another QTasks version) wrote a key under the app's prefix",
             code=code,
             command=command,
         )
@@ -227,10 +230,14 @@ def _permission(text: str, where: str, command: str | None) -> BackendPermission
     elif _DENIED_KEY.search(text):
         denied, rule = None, _KEYS_RULE
         message = f"{who} may not access a key QTasks uses{where}: add the ACL rule {rule}"
-    elif _DENIED_CHANNEL.search(text):
-        denied, rule = None, _CHANNELS_RULE
-        message = f"{who} may not use a channel QTasks uses{where}: add the ACL rule {rule}"
-    else:  # Redis 6 in a script: "can't run this command or subcommand", no name
+    elif _DENIED_DB.search(text):
+        return BackendPermissionError(
+            f"NOPERM: {who} may not use the database of the URL{where}: add the ACL rule "
+            f"db=<n> with that database, or alldbs ({setuser} db=<n>)",
+            code="NOPERM",
+            command=command,
+        )
+    else:  # Redis 6 and 7.0 in a script: "can't run this command or subcommand", no name
         return BackendPermissionError(
             f"NOPERM: {who} was refused a command{where} ({text}); ACL LOG names it: "
             f"allow it with {setuser} +<command>",
