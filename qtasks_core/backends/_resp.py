@@ -15,7 +15,7 @@ through this connection instead:
   the same exception classes, and a reply deadline: when a request has waited
   ``reply_timeout`` seconds for its reply the connection is dropped and the callers get
   ``TimeoutError``;
-- ``EVALSHA`` falls back to ``SCRIPT LOAD`` when the server lost its scripts (a restart).
+- ``FCALL`` loads the QTasks function library when the server lacks it (a restart).
 
 Blocking commands never come here: they would hold up every reply behind them. URLs
 this connection does not speak (TLS, RESP3, extra connection options) keep the redis-py
@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
 from redis._parsers import BaseParser  # redis-py's error-reply table (redis>=5)
 from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: URL options this connection honours; any other keeps the redis-py client.
@@ -290,7 +289,9 @@ class RespConnection:
                     protocol = await self._ready()
                 return await protocol.send(payload)
             except _RETRIED as exc:
-                if self._closed:
+                # A refused login is a ConnectionError in redis-py, but the same
+                # credentials fail the same way again: no retry.
+                if self._closed or isinstance(exc, AuthenticationError):
                     raise
                 if not getattr(exc, "from_reply", False):
                     self._drop()
@@ -299,15 +300,16 @@ class RespConnection:
                     raise
                 await asyncio.sleep(self._backoff.compute(failures))
 
-    async def evalsha(
-        self, sha: bytes, source: str, keys: Sequence[Any], args: Sequence[Any]
-    ) -> Any:
-        """Run a Lua script by its SHA1, loading it first if the server does not know it."""
+    async def fcall(self, name: str, library: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Call the Redis function ``name``, loading ``library`` first if the server
+        does not have it (a new server, a restart without persistence, a flush)."""
         try:
-            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self.execute("SCRIPT", "LOAD", source)
-            return await self.execute("EVALSHA", sha, len(keys), *keys, *args)
+            return await self.execute("FCALL", name, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not is_missing_function(exc):
+                raise
+            await load_library(self.execute, library)
+            return await self.execute("FCALL", name, len(keys), *keys, *args)
 
     async def close(self) -> None:
         """Close for good; requests still owed a reply fail with ``ConnectionError``."""
@@ -375,15 +377,31 @@ class BlockingPool:
             await conn.close()
 
 
-class LeanScript:
-    """A Lua script run over a :class:`RespConnection`, called like redis-py's scripts."""
+def is_missing_function(exc: ResponseError) -> bool:
+    """Whether ``exc`` says the server lacks the function called."""
+    return "Function not found" in str(exc)
 
-    __slots__ = ("conn", "sha", "source")
 
-    def __init__(self, conn: RespConnection, source: str) -> None:
+async def load_library(execute: Callable[..., Awaitable[Any]], library: str) -> None:
+    """``FUNCTION LOAD`` ``library`` through ``execute``; loaded meanwhile by another
+    process is as good."""
+    try:
+        await execute("FUNCTION", "LOAD", library)
+    except ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
+class LeanFunction:
+    """A function of the QTasks library called over a :class:`RespConnection`, called
+    like redis-py's scripts: ``await function(keys=[...], args=[...])``."""
+
+    __slots__ = ("conn", "library", "name")
+
+    def __init__(self, conn: RespConnection, name: str, library: str) -> None:
         self.conn = conn
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest().encode()
+        self.name = name
+        self.library = library
 
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
-        return await self.conn.evalsha(self.sha, self.source, keys, args)
+        return await self.conn.fcall(self.name, self.library, keys, args)

@@ -19,9 +19,10 @@ from collections import Counter
 
 from ..errors import BackendDataError
 from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
+from ..schemas import TaskStatus
 from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
 
-_KNOWN = frozenset({"new", "process", "retry", "success", "error", "cancel"})
+_KNOWN = frozenset(TaskStatus)
 
 
 class _Signal:

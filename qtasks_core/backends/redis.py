@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
@@ -53,7 +53,7 @@ _CLAIM_FIELDS = (
 #: directly and inside its scripts (``ACL SETUSER qtasks on >PASSWORD <ACL_RULE>``).
 ACL_RULE: Final = (
     "~qtasks:* resetchannels -@all +ping +client|setinfo +select +info "
-    "+evalsha +eval +script|load +multi +exec "
+    "+fcall +function|load +multi +exec "
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem "
@@ -122,8 +122,29 @@ class _Coalescer:
             self._running = False
 
 
-#: A Lua script, called as ``await script(keys=[...], args=[...])``.
+#: A function of the QTasks library, called as ``await function(keys=[...], args=[...])``.
 Script = Callable[..., Awaitable[Any]]
+
+
+class _PyFunction:
+    """A function of the QTasks library called through redis-py; the library is loaded
+    when the server lacks it."""
+
+    __slots__ = ("client", "name")
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        call = self.client.fcall
+        try:
+            return await call(self.name, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not _resp.is_missing_function(exc):
+                raise
+            await _resp.load_library(self.client.execute_command, _lua.LIBRARY)
+            return await call(self.name, len(keys), *keys, *args)
 
 
 @dataclass(slots=True)
@@ -134,7 +155,7 @@ class _Conn:
     lean: _resp.RespConnection | None
     #: Connections for the blocking waits of workers and callers, likewise.
     blocking: _resp.BlockingPool | None
-    enqueue_script: Script
+    enqueue_many: Script
     enqueue: _Coalescer
     claim: Script
     extend: Script
@@ -199,20 +220,19 @@ class RedisBackend:
                 )
                 for decode in (True, False)
             )
-            # The scripts every task runs take the lean connection; their replies are
-            # not decoded, which the claim needs anyway (see below) and the others ignore.
+            # The functions every task runs take the lean connection; the others go
+            # through redis-py. Replies are not decoded: the uuids in them may be anything
+            # a user wrote (the claim decodes task by task, see below).
             lean = (
                 _resp.RespConnection(self.url, reply_timeout=SOCKET_TIMEOUT) if self._lean else None
             )
 
-            def hot(source: str, fallback: aioredis.Redis) -> Script:
+            def hot(name: str) -> Script:
                 if lean is not None:
-                    return _resp.LeanScript(lean, source)
-                return fallback.register_script(source)
+                    return _resp.LeanFunction(lean, name, _lua.LIBRARY)
+                return _PyFunction(raw, name)
 
-            enqueue_script = hot(_lua.ENQUEUE, raw)
-            # The scripts every task runs take the lean connection; the others, redis-py
-            # (undecoded replies: the uuids in them may be anything a user wrote).
+            enqueue = hot(_lua.ENQUEUE)
             conn = _Conn(
                 client,
                 raw,
@@ -224,16 +244,16 @@ class RedisBackend:
                     if lean is not None
                     else None
                 ),
-                enqueue_script,
-                _Coalescer(self._sender(enqueue_script)),
-                hot(_lua.CLAIM, raw),
-                hot(_lua.EXTEND, raw),
-                _Coalescer(self._finisher(hot(_lua.FINISH, raw))),
-                raw.register_script(_lua.RELEASE),
-                raw.register_script(_lua.UPDATE),
-                raw.register_script(_lua.REQUEUE_DEAD),
-                raw.register_script(_lua.DEAD),
-                raw.register_script(_lua.PROBE),
+                enqueue,
+                _Coalescer(self._sender(enqueue)),
+                hot(_lua.CLAIM),
+                hot(_lua.EXTEND),
+                _Coalescer(self._finisher(hot(_lua.FINISH))),
+                _PyFunction(raw, _lua.RELEASE),
+                _PyFunction(raw, _lua.UPDATE),
+                _PyFunction(raw, _lua.REQUEUE_DEAD),
+                _PyFunction(raw, _lua.DEAD),
+                _PyFunction(raw, _lua.PROBE),
             )
             self._conns[loop] = conn
         self._last = (loop, conn)
@@ -250,6 +270,8 @@ class RedisBackend:
         a refused command is named now, not by a script that stops halfway mid-run."""
         conn = self._conn()
         await conn.client.ping()
+        # The probe loads the function library if the server lacks it (as any call
+        # does): not a FUNCTION LOAD first, which Redis refuses when out of memory.
         probe = self.keys.prefix + "probe"
         refused = [c.decode() for c in await conn.probe(keys=[], args=[probe])]
         # The commands run outside the scripts (the blocking ones wait 10 ms).
@@ -328,7 +350,7 @@ class RedisBackend:
     @mapped("enqueue_many")
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         # One script call: all or nothing, in one round trip.
-        written = await self._conn().enqueue_script(
+        written = await self._conn().enqueue_many(
             keys=[], args=[self.keys.prefix, to_json([[u, p, r] for u, r, p in items])]
         )
         return sum(written)

@@ -9,10 +9,12 @@ import pytest
 import redis
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
-from qtasks_core.backends._resp import BlockingPool, LeanScript, RespConnection, supports
+from qtasks_core.backends._resp import BlockingPool, LeanFunction, RespConnection, supports
 from tests.conftest import RedisServer
 
-SCRIPT = "return {KEYS[1], ARGV[1]}"
+LIBRARY = """#!lua name=resp_test
+redis.register_function('resp_test_echo', function(keys, args) return {keys[1], args[1]} end)
+"""
 
 
 class Silent:
@@ -76,14 +78,14 @@ def test_a_cancelled_caller_does_not_shift_the_replies(redis_url: str) -> None:
     assert asyncio.run(main()) == b"after"
 
 
-def test_a_script_the_server_forgot_is_loaded_again(redis_url: str) -> None:
+def test_a_function_the_server_forgot_is_loaded_again(redis_url: str) -> None:
     async def main() -> tuple[object, object]:
         conn = RespConnection(redis_url)
         try:
-            script = LeanScript(conn, SCRIPT)
-            first = await script(["k"], ["v1"])
-            redis.Redis.from_url(redis_url).script_flush()
-            return first, await script(["k"], ["v2"])
+            function = LeanFunction(conn, "resp_test_echo", LIBRARY)
+            first = await function(["k"], ["v1"])
+            redis.Redis.from_url(redis_url).function_delete("resp_test")
+            return first, await function(["k"], ["v2"])
         finally:
             await conn.close()
 

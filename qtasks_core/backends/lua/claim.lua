@@ -8,8 +8,9 @@
 --          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, token}.
 local prefix, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local wid, maxatt, only = ARGV[4], tonumber(ARGV[5]), ARGV[6]
-local err = expect_all({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'list',
-                        KEYS[5], 'zset', KEYS[6], 'string', KEYS[7], 'string'})
+-- The indexes that hold tasks must be sound before anything moves; the lists of
+-- tokens, the clock and the sequence are repaired where they are met.
+local err = expect_all({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset'})
 if err then return err end
 local now = now_ms()
 local recovered, dead = {}, {}
@@ -17,12 +18,11 @@ local recovered, dead = {}, {}
 -- Delayed tasks (retries) that fell due.
 for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[3], uuid)
-  local tkey = prefix .. 'task:' .. uuid
-  local bad = unfit(tkey)
+  local r, bad = read(prefix .. 'task:' .. uuid)
   if bad then
     bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now)
     table.insert(dead, uuid)
-  elseif redis.call('HGET', tkey, 'status') == 'retry' then
+  elseif r[1] == 'retry' then
     requeue(prefix, uuid, now)
   end
 end
@@ -32,13 +32,12 @@ end
 observe(KEYS[6], KEYS[2], now, lease)
 for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[2], uuid)
-  local tkey = prefix .. 'task:' .. uuid
-  local bad = unfit(tkey)
+  local r, bad = read(prefix .. 'task:' .. uuid, 'attempts')
   if bad then
     bury(prefix, uuid, 'malformed running task: ' .. bad, '', now)
     table.insert(dead, uuid)
-  elseif redis.call('HGET', tkey, 'status') == 'process' then
-    local att = tonumber(redis.call('HGET', tkey, 'attempts') or '0') or 0
+  elseif r[1] == 'process' then
+    local att = tonumber(r[4] or '0') or 0
     if maxatt > 0 and att >= maxatt then
       bury(prefix, uuid,
            'set aside after ' .. att .. ' deliveries: its worker died each time', '', now)
@@ -55,7 +54,7 @@ end
 local out = {}
 local function take(uuid)
   local tkey = prefix .. 'task:' .. uuid
-  local bad = unfit(tkey)
+  local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry')
   if bad then
     local raw = ''
     if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
@@ -63,8 +62,6 @@ local function take(uuid)
     table.insert(dead, uuid)
     return
   end
-  local r = redis.call('HMGET', tkey, 'status', 'task_name', 'priority', 'args', 'kwargs',
-                       'created_at', 'attempts', 'extra', 'retry')
   if r[1] ~= 'new' then return end  -- cancelled or finished meanwhile: not to be run
   local att = (tonumber(r[7]) or 0) + 1
   local token = tostring(next_seq(KEYS[7]))

@@ -4,10 +4,10 @@
 -- Returns 1 set aside, 0 not (the caller no longer holds the claim).
 local prefix, uuid, token = ARGV[1], ARGV[2], ARGV[3]
 local tkey = prefix .. 'task:' .. uuid
-local err = expect_all({prefix .. 'dead', 'zset', prefix .. 'running', 'zset'})
+local err = expect_all({prefix .. 'running', 'zset'})
 if err then return err end
-if key_type(tkey) ~= 'hash' or redis.call('HGET', tkey, 'claim') ~= token
-   or redis.call('HGET', tkey, 'status') ~= 'process' then
+local held = redis.pcall('HMGET', tkey, 'claim', 'status')
+if failed(held) or held[1] ~= token or held[2] ~= 'process' then
   return 0
 end
 bury(prefix, uuid, ARGV[4], ARGV[5], now_ms())

@@ -1,15 +1,13 @@
 -- ENQUEUE: write new tasks (record, queue entry, one wake-up each), all or nothing.
 -- KEYS: none (derived from the prefix).
--- ARGV: prefix, then either one task flat (uuid, priority, field, value, ...) when
---       ARGV[2] is not '[', or a JSON array of [uuid, priority, {field: value}] in ARGV[2].
+-- ARGV: prefix, then either one task flat (uuid, priority, field, value, ...), or a
+--       JSON array of [uuid, priority, {field: value}] as the only other argument.
 -- Returns 1 or 0 per task: written, or skipped because its uuid already has a record
 -- (an enqueue retried after a lost reply must not add the task a second time).
 local prefix = ARGV[1]
-local err = expect_all({prefix .. 'queue', 'zset', prefix .. 'wake', 'list'})
-if err then return err end
 
 local tasks
-if string.sub(ARGV[2], 1, 1) == '[' then
+if #ARGV == 2 then
   tasks = cjson.decode(ARGV[2])
   for _, task in ipairs(tasks) do
     local flat = {}
@@ -35,13 +33,19 @@ for i, task in ipairs(tasks) do
   written[i] = 0
   if redis.call('EXISTS', tkey) == 0 then
     local n = next_seq(prefix .. 'seq')
+    -- The queue entry first: a queue key of the wrong type fails here, before the
+    -- record is written (the record key does not exist, so HSET cannot fail).
+    local added = redis.pcall('ZADD', prefix .. 'queue',
+                              string.format('%d', tonumber(task[2]) * SCALE + n), task[1])
+    if failed(added) then
+      return redis.error_reply('QTASKS_CORRUPT key ' .. prefix .. 'queue is a ' ..
+                               key_type(prefix .. 'queue') .. ', expected a zset: delete it')
+    end
     redis.call('HSET', tkey, unpack(task[3]))
-    redis.call('ZADD', prefix .. 'queue', string.format('%d', tonumber(task[2]) * SCALE + n),
-               task[1])
-    woken = redis.call('RPUSH', prefix .. 'wake', '1')
+    woken = push_token(prefix .. 'wake', '1')
     written[i] = 1
   end
 end
 -- Wake tokens past the number of workers only wake workers that find nothing to claim.
-if woken > 1000 then redis.call('LTRIM', prefix .. 'wake', -1000, -1) end
+if woken > WAKE_TOKENS_MAX then redis.call('LTRIM', prefix .. 'wake', -WAKE_TOKENS_MAX, -1) end
 return written

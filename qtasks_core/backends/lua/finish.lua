@@ -7,8 +7,7 @@
 -- retried after a lost reply: nothing is counted twice), 0 refused (the caller no
 -- longer holds the claim: a late result of a worker whose lease expired).
 local prefix = ARGV[1]
-local err = expect_all({prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset',
-                        prefix .. 'wake', 'list'})
+local err = expect_all({prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset'})
 if err then return err end
 local now = now_ms()
 local codes = {}
@@ -17,8 +16,9 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
                                                     item[5], item[6]
   local tkey = prefix .. 'task:' .. uuid
   local code = 0
-  if key_type(tkey) == 'hash' and redis.call('HGET', tkey, 'claim') == token then
-    if redis.call('HGET', tkey, 'status') == 'process' then
+  local held = redis.pcall('HMGET', tkey, 'claim', 'status')
+  if not failed(held) and held[1] == token then
+    if held[2] == 'process' then
       local flat = {}
       for field, value in pairs(fields) do
         flat[#flat + 1] = field
@@ -31,7 +31,7 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
       if delay > 0 then
         redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
         -- Wakes an idle worker, which then sleeps only until this task is due.
-        redis.call('RPUSH', prefix .. 'wake', '1')
+        push_token(prefix .. 'wake', '1')
       else
         bump(prefix .. 'counts', status)
         signal_done(prefix, uuid, tkey, ttl)

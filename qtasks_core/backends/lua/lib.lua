@@ -6,11 +6,9 @@
 -- taking other tasks with it. Times come from the server's clock (TIME), never the
 -- client's, so that skewed clocks between machines cannot decide leases.
 
-local SCALE = 1099511627776  -- 2^40: score = priority * SCALE + sequence
-local PRIORITY_MIN, PRIORITY_MAX = -4095, 4095
-local FINAL = {success = true, error = true, cancel = true}
-local KNOWN = {new = true, process = true, retry = true, success = true, error = true,
-               cancel = true}
+-- The constants (SCALE, PRIORITY_MIN, PRIORITY_MAX, WAKE_TOKENS_MAX, KNOWN) are
+-- put in front of this file by _lua.py from keys.py and schemas.py: one definition for
+-- Python and Lua.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -44,12 +42,20 @@ local function expect_all(pairs_)
   return nil
 end
 
+-- Whether a reply of redis.pcall is an error (the command failed, wrote nothing).
+local function failed(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+end
+
 -- The next FIFO sequence number. A value that is not a number (someone SET it) is
 -- replaced: ordering within a priority restarts, nothing stops.
 local function next_seq(seq)
-  local v = redis.call('GET', seq)
-  if v and not tonumber(v) then redis.call('DEL', seq) end
-  return redis.call('INCR', seq) % SCALE
+  local n = redis.pcall('INCR', seq)
+  if failed(n) then
+    redis.call('DEL', seq)
+    n = redis.call('INCR', seq)
+  end
+  return n % SCALE
 end
 
 local function valid_priority(p)
@@ -61,24 +67,29 @@ end
 -- from the sets themselves, so a corrupt counter can never stop the queue: a counts
 -- key of the wrong type is skipped and a field that is not a number starts again.
 local function bump(counts, status)
-  if key_type(counts) ~= 'hash' and key_type(counts) ~= 'none' then return end
-  local v = redis.call('HGET', counts, status)
-  if v and not tonumber(v) then
+  if failed(redis.pcall('HINCRBY', counts, status, 1)) and key_type(counts) == 'hash' then
     redis.call('HSET', counts, status, 1)
-  else
-    redis.call('HINCRBY', counts, status, 1)
   end
 end
 
+-- Push onto a list that holds nothing but tokens (wake-ups, done signals): one of the
+-- wrong type (someone SET it) is replaced.
+local function push_token(key, token)
+  local length = redis.pcall('RPUSH', key, token)
+  if failed(length) then
+    redis.call('DEL', key)
+    return redis.call('RPUSH', key, token)
+  end
+  return length
+end
+
 -- Wake the waiters of a task that reached its final status: the token carries the
--- record, so a waiter needs no second read. The done list holds nothing else, so one
--- of the wrong type is replaced.
+-- record, so a waiter needs no second read.
 local function signal_done(prefix, uuid, tkey, ttl)
   local dkey = prefix .. 'done:' .. uuid
-  if key_type(dkey) ~= 'list' then redis.call('DEL', dkey) end
   local flat, rec = redis.call('HGETALL', tkey), {}
   for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
-  redis.call('RPUSH', dkey, cjson.encode(rec))
+  push_token(dkey, cjson.encode(rec))
   if ttl and ttl > 0 then
     redis.call('EXPIRE', tkey, ttl)
     redis.call('EXPIRE', dkey, ttl)
@@ -91,7 +102,11 @@ local function bury(prefix, uuid, reason, raw, now)
   local tkey = prefix .. 'task:' .. uuid
   local lkey = prefix .. 'dead:' .. uuid
   if key_type(lkey) ~= 'hash' then redis.call('DEL', lkey) end
-  redis.call('ZADD', prefix .. 'dead', now, uuid)
+  if failed(redis.pcall('ZADD', prefix .. 'dead', now, uuid)) then
+    -- An index of ours that someone overwrote: rebuilt from here on.
+    redis.call('DEL', prefix .. 'dead')
+    redis.call('ZADD', prefix .. 'dead', now, uuid)
+  end
   redis.call('HSET', lkey, 'reason', reason, 'raw', raw or '', 'at', stamp(now))
   redis.call('ZREM', prefix .. 'running', uuid)
   if key_type(tkey) == 'hash' then
@@ -103,20 +118,29 @@ local function bury(prefix, uuid, reason, raw, now)
   end
 end
 
--- What is wrong with a record about to be queued again, or nil. Reads only.
-local function unfit(tkey)
-  local t = key_type(tkey)
-  if t == 'none' then return 'no task record (deleted, expired or never written)' end
-  if t ~= 'hash' then return 'the task record is a ' .. t .. ', not a hash' end
-  local r = redis.call('HMGET', tkey, 'status', 'task_name', 'priority')
+-- The fields of a task record, read in one command and checked: returns the values
+-- (in the order asked, after status, task_name and priority) and nil, or nil and what
+-- is wrong. Reads only.
+local function read(tkey, ...)
+  local r = redis.pcall('HMGET', tkey, 'status', 'task_name', 'priority', ...)
+  if failed(r) then return nil, 'the task record is a ' .. key_type(tkey) .. ', not a hash' end
+  if not r[1] and not r[2] and not r[3] and key_type(tkey) == 'none' then
+    return nil, 'no task record (deleted, expired or never written)'
+  end
   if not r[1] or not KNOWN[r[1]] then
-    return 'the task record has an unknown status: ' .. tostring(r[1] or '(none)')
+    return nil, 'the task record has an unknown status: ' .. tostring(r[1] or '(none)')
   end
-  if not r[2] or r[2] == '' then return 'the task record has no task_name' end
+  if not r[2] or r[2] == '' then return nil, 'the task record has no task_name' end
   if not valid_priority(r[3]) then
-    return 'the task record has a bad priority: ' .. tostring(r[3] or '(none)')
+    return nil, 'the task record has a bad priority: ' .. tostring(r[3] or '(none)')
   end
-  return nil
+  return r, nil
+end
+
+-- What is wrong with a record about to be queued again, or nil.
+local function unfit(tkey)
+  local _, bad = read(tkey)
+  return bad
 end
 
 -- Queue a checked task again, FIFO behind its own priority; the claim it had (if any)
@@ -136,7 +160,8 @@ end
 -- count as abandoned. Run first by every script that touches leases, so that whichever
 -- worker returns first cannot take the others' tasks.
 local function observe(clock, running, now, lease)
-  local last = tonumber(redis.call('GET', clock) or '0') or 0
+  local seen = redis.pcall('GET', clock)  -- a clock of the wrong type reads as never
+  local last = (not failed(seen) and tonumber(seen or '0')) or 0
   redis.call('SET', clock, now)
   if now - last > lease / 3 then
     local soon = redis.call('ZRANGEBYSCORE', running, '-inf', now + lease)

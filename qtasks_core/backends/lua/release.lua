@@ -3,22 +3,21 @@
 -- ARGV: prefix, then uuid, token, uuid, token, ...
 -- Returns the uuids handed back (those whose claim the caller still held).
 local prefix = ARGV[1]
-local err = expect_all({prefix .. 'queue', 'zset', prefix .. 'running', 'zset',
-                        prefix .. 'wake', 'list'})
+local err = expect_all({prefix .. 'queue', 'zset', prefix .. 'running', 'zset'})
 if err then return err end
 local now = now_ms()
 local out = {}
 for i = 2, #ARGV, 2 do
   local uuid, token = ARGV[i], ARGV[i + 1]
   local tkey = prefix .. 'task:' .. uuid
-  if key_type(tkey) == 'hash' and redis.call('HGET', tkey, 'claim') == token
-     and redis.call('HGET', tkey, 'status') == 'process' and not unfit(tkey)
+  local held = redis.pcall('HMGET', tkey, 'claim', 'status')
+  if not failed(held) and held[1] == token and held[2] == 'process' and not unfit(tkey)
      and redis.call('ZREM', prefix .. 'running', uuid) == 1 then
     -- Handed back unrun: this delivery does not count towards the poison limit.
     local att = tonumber(redis.call('HGET', tkey, 'attempts') or '1') or 1
     redis.call('HSET', tkey, 'attempts', math.max(0, att - 1))
     requeue(prefix, uuid, now)
-    redis.call('RPUSH', prefix .. 'wake', '1')
+    push_token(prefix .. 'wake', '1')
     table.insert(out, uuid)
   end
 end

@@ -5,8 +5,7 @@
 -- (nothing to run: delete it instead).
 local prefix, uuid = ARGV[1], ARGV[2]
 local err = expect_all({prefix .. 'dead', 'zset', prefix .. 'queue', 'zset',
-                        prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset',
-                        prefix .. 'wake', 'list'})
+                        prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset'})
 if err then return err end
 -- Only a task that is set aside: never one that is queued, running or finished, which
 -- would run twice at once or again.
@@ -25,5 +24,5 @@ redis.call('DEL', prefix .. 'done:' .. uuid)
 requeue(prefix, uuid, now_ms())
 redis.call('ZREM', prefix .. 'dead', uuid)
 redis.call('DEL', prefix .. 'dead:' .. uuid)
-redis.call('RPUSH', prefix .. 'wake', '1')
+push_token(prefix .. 'wake', '1')
 return 1
