@@ -18,9 +18,17 @@ from qtasks_hooks import hookimpl
 from .app import QueueTasks, Router, TaskHandle, shared_task
 from .context import TaskContext
 from .errors import (
+    BackendAuthError,
+    BackendDataError,
     BackendError,
+    BackendOutOfMemoryError,
+    BackendPermissionError,
+    BackendReadOnlyError,
+    BackendTimeoutError,
+    BackendUnavailableError,
     QTasksError,
     TaskCancel,
+    TaskExitError,
     TaskNotFoundError,
     TaskOptionError,
     TaskPluginTriggerError,
@@ -35,7 +43,14 @@ from .stats import Stats
 from .worker import Worker
 
 __all__ = [
+    "BackendAuthError",
+    "BackendDataError",
     "BackendError",
+    "BackendOutOfMemoryError",
+    "BackendPermissionError",
+    "BackendReadOnlyError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
     "Depends",
     "QTasksError",
     "QueueTasks",
@@ -47,6 +62,7 @@ __all__ = [
     "TaskCancel",
     "TaskContext",
     "TaskExecutor",
+    "TaskExitError",
     "TaskHandle",
     "TaskNotFoundError",
     "TaskOptionError",

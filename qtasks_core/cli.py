@@ -22,6 +22,7 @@ import typer
 from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
 
 from . import embedded
+from ._urls import mask_url
 from .app import ENV_REDIS_URL, QueueTasks
 from .errors import BackendError
 
@@ -480,7 +481,7 @@ def server_start() -> None:
         url = embedded.ensure_server()
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         fail(f"cannot start the embedded server: {exc}")
-    typer.echo(f"embedded server running at {url} (data in {embedded.home()})")
+    typer.echo(f"embedded server running at {mask_url(url)} (data in {embedded.home()})")
 
 
 @server_cli.command("status")
@@ -490,7 +491,7 @@ def server_status() -> None:
     if url is None:
         typer.echo(f"embedded server not running (data folder {embedded.home()})")
         raise typer.Exit(1)
-    typer.echo(f"embedded server running at {url} (data in {embedded.home()})")
+    typer.echo(f"embedded server running at {mask_url(url)} (data in {embedded.home()})")
 
 
 @server_cli.command("stop")

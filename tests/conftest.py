@@ -34,8 +34,9 @@ def server_binary() -> str:
 class RedisServer:
     """A throwaway server on a loopback port; ``restart`` keeps its data (AOF)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *extra: str) -> None:
         self.folder = folder
+        self.extra = extra
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -56,6 +57,7 @@ class RedisServer:
                 "yes",
                 "--appendfsync",
                 "always",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

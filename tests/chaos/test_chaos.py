@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from qtasks_core import QueueTasks, hookimpl
@@ -32,10 +33,21 @@ APPS = Path(__file__).resolve().parents[1] / "integration"
 log = logging.getLogger("qtasks.chaos")
 
 
-def env_for(server: RedisServer, name: str) -> dict[str, str]:
+#: URL endings choosing the transport: the lean connection for the hot scripts (the
+#: default), or redis-py for everything (any URL option other than db and credentials).
+TRANSPORTS = {"lean": "", "redis-py": "?socket_timeout=30"}
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> str:
+    """The URL ending of each transport, so a test runs on both."""
+    return TRANSPORTS[request.param]
+
+
+def env_for(server: RedisServer, name: str, transport: str = "") -> dict[str, str]:
     return {
         **os.environ,
-        "QTASKS_REDIS_URL": server.url,
+        "QTASKS_REDIS_URL": server.url + transport,
         "QTASKS_TEST_APP": name,
         "PYTHONPATH": str(APPS),
     }
@@ -84,11 +96,13 @@ def settled(client: redis.Redis, keys: Keys) -> bool:
     ) == 0
 
 
-def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) -> None:
+def test_killed_workers_and_a_redis_restart_lose_no_task(
+    server: RedisServer, transport: str
+) -> None:
     n = int(os.environ.get("QTASKS_CHAOS_N", "2000"))
     name = "chaos-kill"
-    env = env_for(server, name)
-    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    env = env_for(server, name, transport)
+    app = QueueTasks(name, redis_url=server.url + transport, load_entry_points=False)
     keys = Keys.for_app(name)
     client = redis.Redis.from_url(server.url, decode_responses=True)
     tags = [f"c{i}" for i in range(n)]
@@ -159,10 +173,10 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(server: RedisServer) ->
     app.stop()
 
 
-def test_redis_down_for_ten_seconds_under_load(server: RedisServer) -> None:
+def test_redis_down_for_ten_seconds_under_load(server: RedisServer, transport: str) -> None:
     name = "chaos-outage"
-    env = env_for(server, name)
-    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    env = env_for(server, name, transport)
+    app = QueueTasks(name, redis_url=server.url + transport, load_entry_points=False)
     keys = Keys.for_app(name)
     uuids = [app.add_task("sleepy", f"o{i}", 0.05).uuid for i in range(300)]
     workers = [start_worker(env, "-c", "8", "--lease", "3") for _ in range(2)]

@@ -325,13 +325,44 @@ def test_embedded_server_is_shared_by_two_processes_and_keeps_data(tmp_path: Pat
 
     try:
         uuid = run("add")
-        assert "running at redis://127.0.0.1:" in qtasks("server", "status")
+        status = qtasks("server", "status")
+        assert "running at redis://:***@127.0.0.1:" in status  # the password never shown
         assert run("get", uuid) == "new"  # a second process finds the same server
         assert "stopped" in qtasks("server", "stop")
         assert "not running" in qtasks("server", "status")
         assert run("get", uuid) == "new"  # restarted on demand, the task survived (AOF)
     finally:
         qtasks("server", "stop")
+
+
+def test_the_embedded_server_is_private_to_its_owner(tmp_path: Path) -> None:
+    from qtasks_core import embedded
+
+    folder = tmp_path / "home"
+    url = embedded.ensure_server(folder)
+    try:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        # Loopback only, and a process without the secret is refused.
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()
+        client = redis.Redis.from_url(url)
+        client.set("probe", "x")
+        client.execute_command("BGREWRITEAOF")
+        time.sleep(0.5)
+        assert client.config_get("bind")["bind"].split() == ["127.0.0.1"]
+        # The folder and every file in it (the AOF holds task arguments) are the owner's.
+        assert folder.stat().st_mode & 0o777 == 0o700
+        found = list(folder.rglob("*"))
+        assert any("appendonly" in p.name for p in found)
+        for path in found:
+            mode = path.stat().st_mode & 0o777
+            assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+        # The password is in owner-only files, never on the server's command line.
+        password = (folder / "server.secret").read_text().strip()
+        pid = int((folder / "server.pid").read_text())
+        assert password and password not in Path(f"/proc/{pid}/cmdline").read_text()
+    finally:
+        embedded.stop_server(folder)
 
 
 def test_purge_deletes_finished_records_and_flush_everything(sample_env) -> None:

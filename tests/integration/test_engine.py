@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -256,6 +257,49 @@ def test_under_noeviction_oom_queued_tasks_still_run(server: RedisServer) -> Non
     app.stop()
 
 
+def test_a_failover_to_read_only_is_waited_out_quietly(server: RedisServer, tmp_path: Path) -> None:
+    other = RedisServer(tmp_path / "other")
+    other.folder.mkdir()
+    other.start()
+    name = "engine-readonly"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    admin = redis.Redis.from_url(server.url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "qtasks_core", "worker", "-A", "apps.sample:app"],
+        env=env,
+        cwd=APPS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert app.add_task("pid", timeout=30).status == "success"
+        # The server becomes a replica, as the old primary does in a failover.
+        admin.execute_command("REPLICAOF", "127.0.0.1", str(other.port))
+        time.sleep(4)
+        assert worker.poll() is None  # waiting for a primary, not dead
+        # A worker started against the replica says so on one line and exits.
+        late = subprocess.run(
+            [sys.executable, "-m", "qtasks_core", "worker", "-A", "apps.sample:app"],
+            env=env, cwd=APPS, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert late.returncode == 2 and "READONLY" in late.stderr
+        assert len(late.stderr.strip().splitlines()) == 1
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        assert app.add_task("pid", timeout=30).status == "success"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, log = worker.communicate(timeout=30)
+        other.stop()
+    lines = [line for line in log.splitlines() if "READONLY" in line]
+    # It says what is wrong, then at most a line per 30 s (it was 28 lines a second).
+    assert 1 <= len(lines) <= 4, log
+    assert "replica" in lines[0]
+    assert "Traceback" not in log
+    app.stop()
+
+
 # -- a task that exits, a plugin that raises OSError -----------------------------------------
 
 
@@ -334,8 +378,6 @@ def test_deeply_nested_json_is_read_and_set_aside_without_recursion(redis_app: Q
 
 
 def test_requeue_from_the_cli_refuses_a_running_task(server: RedisServer) -> None:
-    import subprocess
-
     name = "engine-requeue-running"
     env = env_for(server, name)
     app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
