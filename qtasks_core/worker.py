@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._util import dumps, fired, lifecycle
+from .brokers.base import task_schema
 from .errors import BackendError, TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
 from .schemas import (
@@ -192,17 +193,7 @@ class Worker:
         new = await fired(self.app.pm.hook.worker_add(worker=self, **values))
         if new:
             values.update(new)
-        return TaskPrioritySchema(
-            uuid=values["uuid"],
-            task_name=values["task_name"],
-            priority=values["priority"],
-            args=tuple(values["args"]),
-            kwargs=values["kw"],
-            created_at=values["created_at"],
-            attempts=attempts,
-            retry=retry,
-            extra=extra or {},
-        )
+        return task_schema(values, attempts, retry, extra or {})
 
     async def run(self, *, burst: bool = False, only: str | None = None) -> None:
         """Claim and run tasks until :meth:`stop` (or, with ``burst``, an empty queue;

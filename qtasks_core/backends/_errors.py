@@ -344,8 +344,7 @@ class _Mapping:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if isinstance(exc, MAPPED) and not isinstance(exc, BackendError):
-            raise backend_error(exc, command=self.command) from exc
+        self.__exit__(typ, exc, tb)
 
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         if not inspect.iscoroutinefunction(func):

@@ -35,18 +35,24 @@ class Message:
 
     def schema(self) -> TaskPrioritySchema:
         """The task as the worker's triggers see it (``task_broker``)."""
-        v = self.values
-        return TaskPrioritySchema(
-            uuid=v["uuid"],
-            task_name=v["task_name"],
-            priority=v["priority"],
-            args=tuple(v["args"]),
-            kwargs=v["kw"],
-            created_at=v["created_at"],
-            attempts=self.attempts,
-            retry=self.retry,
-            extra=self.extra,
-        )
+        return task_schema(self.values, self.attempts, self.retry, self.extra)
+
+
+def task_schema(
+    values: dict[str, Any], attempts: int, retry: int | None, extra: dict[str, Any]
+) -> TaskPrioritySchema:
+    """A ``task_broker`` from the values of ``broker_add_worker`` / ``worker_add``."""
+    return TaskPrioritySchema(
+        uuid=values["uuid"],
+        task_name=values["task_name"],
+        priority=values["priority"],
+        args=tuple(values["args"]),
+        kwargs=values["kw"],
+        created_at=values["created_at"],
+        attempts=attempts,
+        retry=retry,
+        extra=extra,
+    )
 
 
 class Broker:
