@@ -33,7 +33,7 @@ import hiredis
 from redis._parsers import BaseParser  # redis-py's error-reply table (redis>=5)
 from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -158,8 +158,17 @@ class RespConnection:
     """A pipelined connection to one Redis server, for the loop that first uses it."""
 
     def __init__(
-        self, url: str, *, connect_timeout: float = 5.0, reply_timeout: float = 30.0
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        reply_timeout: float = 30.0,
+        address: Callable[[], Awaitable[tuple[str, int]]] | None = None,
     ) -> None:
+        """:param address: where to connect, asked on every (re)connection (Sentinel:
+        the primary of now); the URL then gives only credentials and database, and a
+        ``READONLY`` reply (a demoted primary) reconnects."""
+        self._address = address
         options = parse_url(url)
         self._path: str | None = options.get("path")
         self._host: str = options.get("host", "localhost")
@@ -184,6 +193,9 @@ class RespConnection:
 
         try:
             async with asyncio.timeout(self._connect_timeout):
+                if self._address is not None:
+                    self._host, self._port = await self._address()
+                    self._where = f"{self._host}:{self._port}"
                 if self._path is not None:
                     _, protocol = await loop.create_unix_connection(factory, self._path)
                 else:
@@ -288,12 +300,15 @@ class RespConnection:
                 if protocol is None or protocol.transport is None:
                     protocol = await self._ready()
                 return await protocol.send(payload)
-            except _RETRIED as exc:
+            except (*_RETRIED, ReadOnlyError) as exc:
                 # A refused login is a ConnectionError in redis-py, but the same
-                # credentials fail the same way again: no retry.
+                # credentials fail the same way again: no retry. READONLY is retried
+                # only where the next connection may reach another server (Sentinel).
                 if self._closed or isinstance(exc, AuthenticationError):
                     raise
-                if not getattr(exc, "from_reply", False):
+                if isinstance(exc, ReadOnlyError) and self._address is None:
+                    raise
+                if not getattr(exc, "from_reply", False) or isinstance(exc, ReadOnlyError):
                     self._drop()
                 failures += 1
                 if failures > RETRIES:
@@ -336,9 +351,16 @@ class BlockingPool:
     """
 
     def __init__(
-        self, url: str, *, keep: int = 16, limit: int | None = None, reply_timeout: float = 30.0
+        self,
+        url: str,
+        *,
+        keep: int = 16,
+        limit: int | None = None,
+        reply_timeout: float = 30.0,
+        address: Callable[[], Awaitable[tuple[str, int]]] | None = None,
     ) -> None:
         self.url = url
+        self.address = address
         self.keep = keep
         self.reply_timeout = reply_timeout
         self._idle: list[RespConnection] = []
@@ -356,7 +378,7 @@ class BlockingPool:
         conn = (
             self._idle.pop()
             if self._idle
-            else RespConnection(self.url, reply_timeout=self.reply_timeout)
+            else RespConnection(self.url, reply_timeout=self.reply_timeout, address=self.address)
         )
         try:
             reply = await conn.execute(*args)

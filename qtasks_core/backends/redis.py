@@ -21,10 +21,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .._urls import mask_url
-from ..errors import BackendPermissionError
+from ..errors import BackendPermissionError, TaskOptionError
 from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
 from . import _lua, _resp
 from ._errors import mapped
+from ._sentinel import SentinelURL, is_sentinel
 from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
 
 log = logging.getLogger("qtasks.backend.redis")
@@ -185,8 +186,13 @@ class RedisBackend:
         """:param lean: run the hot scripts and blocking waits over the lean connection
         (default: whenever the URL allows it); ``False`` keeps redis-py for everything."""
         self.url = url
-        self._lean = _resp.supports(url) if lean is None else lean and _resp.supports(url)
         self.location = mask_url(url)
+        try:
+            self._sentinel = SentinelURL.parse(url) if is_sentinel(url) else None
+        except ValueError as exc:
+            raise TaskOptionError(f"{exc} (in {self.location})") from None
+        speaks = self._sentinel is not None or _resp.supports(url)
+        self._lean = speaks if lean is None else lean and speaks
         self.keys = Keys.for_app(app_name)
         self._max_connections = max_connections
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
@@ -208,23 +214,36 @@ class RedisBackend:
             # call in a script), and their sockets go with them.
             for closed in [old for old in self._conns if old.is_closed()]:
                 del self._conns[closed]
-            client, raw = (
-                aioredis.Redis.from_url(
-                    self.url,
-                    decode_responses=decode,
-                    max_connections=self._max_connections,
-                    retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                    health_check_interval=15,
-                    socket_timeout=SOCKET_TIMEOUT,
+            options: dict[str, Any] = {
+                "max_connections": self._max_connections,
+                "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+                "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                "health_check_interval": 15,
+                "socket_timeout": SOCKET_TIMEOUT,
+            }
+            address = None
+            lean_url = self.url
+            if self._sentinel is not None:
+                # Each connection asks the sentinels for the primary when it opens.
+                sentinel = self._sentinel.sentinel(socket_timeout=SOCKET_TIMEOUT)
+                client, raw = (
+                    sentinel.master_for(self._sentinel.service, decode_responses=decode, **options)
+                    for decode in (True, False)
                 )
-                for decode in (True, False)
-            )
+                address = self._sentinel.resolver(sentinel)
+                lean_url = self._sentinel.template()
+            else:
+                client, raw = (
+                    aioredis.Redis.from_url(self.url, decode_responses=decode, **options)
+                    for decode in (True, False)
+                )
             # The functions every task runs take the lean connection; the others go
             # through redis-py. Replies are not decoded: the uuids in them may be anything
             # a user wrote (the claim decodes task by task, see below).
             lean = (
-                _resp.RespConnection(self.url, reply_timeout=SOCKET_TIMEOUT) if self._lean else None
+                _resp.RespConnection(lean_url, reply_timeout=SOCKET_TIMEOUT, address=address)
+                if self._lean
+                else None
             )
 
             def hot(name: str) -> Script:
@@ -239,7 +258,10 @@ class RedisBackend:
                 lean,
                 (
                     _resp.BlockingPool(
-                        self.url, limit=self._max_connections, reply_timeout=SOCKET_TIMEOUT
+                        lean_url,
+                        limit=self._max_connections,
+                        reply_timeout=SOCKET_TIMEOUT,
+                        address=address,
                     )
                     if lean is not None
                     else None

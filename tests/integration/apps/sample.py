@@ -85,3 +85,10 @@ def pid() -> int:
 
 def factory() -> QueueTasks:
     return app
+
+
+@app.task
+async def nap(seconds: float) -> float:
+    """Sleeps, touching no Redis of its own (for topologies its URL cannot reach)."""
+    await asyncio.sleep(seconds)
+    return seconds
