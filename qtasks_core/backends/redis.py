@@ -53,7 +53,7 @@ _CLAIM_FIELDS = (
 #: The least-privilege ACL rule for a QTasks user: its keys and the commands it runs,
 #: directly and inside its scripts (``ACL SETUSER qtasks on >PASSWORD <ACL_RULE>``).
 ACL_RULE: Final = (
-    "~qtasks:* resetchannels -@all +ping +client|setinfo +select +info "
+    "~qtasks:* resetchannels -@all +ping +select +info "
     "+fcall +function|load +multi +exec "
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "

@@ -1,9 +1,9 @@
 """The backend contract: one behaviour for every backend and transport.
 
-Each test runs on the in-memory backend, on a real Redis through the lean connection
-and on the same Redis through redis-py only, so the Lua scripts and the Python engine
-cannot drift apart. Garbage that a user (or a bug) leaves in Redis is written with a
-plain redis-py client, as ``redis-cli`` would.
+Each test runs on the in-memory backend, on a real Redis through the lean connection,
+on the same Redis through redis-py only, and over TLS (redis-py), so the Lua functions
+and the Python engine cannot drift apart. Garbage that a user (or a bug) leaves in
+Redis is written with a plain redis-py client, as ``redis-cli`` would.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 import redis
 
-from qtasks_core.backends import Backend, MemoryBackend, RedisBackend
+from qtasks_core.backends import Backend, Claimed, MemoryBackend, RedisBackend
 from qtasks_core.errors import BackendError
 from qtasks_core.keys import Keys
 
@@ -77,7 +77,12 @@ def _subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     if request.param == "memory":
         yield Subject(MemoryBackend(), None, keys)
         return
-    url = request.getfixturevalue("redis_url")
+    if request.param == "redis-tls":
+        from tests.tls_support import tls_url
+
+        url = tls_url(*request.getfixturevalue("tls_server"))
+    else:
+        url = request.getfixturevalue("redis_url")
     backend = RedisBackend(url, name, lean=request.param == "redis-lean")
     raw = redis.Redis.from_url(url)
     yield Subject(backend, raw, keys)
@@ -86,12 +91,12 @@ def _subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     raw.close()
 
 
-@pytest.fixture(params=["memory", "redis-lean", "redis-py"])
+@pytest.fixture(params=["memory", "redis-lean", "redis-py", "redis-tls"])
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     yield from _subject(request)
 
 
-@pytest.fixture(params=["redis-lean", "redis-py"])
+@pytest.fixture(params=["redis-lean", "redis-py", "redis-tls"])
 def redis_subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     """A backend on Redis only: garbage left by ``redis-cli`` exists there alone."""
     yield from _subject(request)
@@ -168,24 +173,39 @@ def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Su
     assert again["uuid"] == "a" and again["attempts"] == "1"
 
 
-def beating(subject: Subject, seconds: float, lease: float) -> None:
+def beating(
+    subject: Subject,
+    seconds: float,
+    lease: float,
+    then: Callable[[], Awaitable[T]] | None = None,
+) -> T | None:
     """Let ``seconds`` pass while live workers heartbeat (an empty renewal every
     lease/6): without them, a silence reads as an outage and every lease is granted a
-    full lease again."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        run(subject.backend.extend({}, lease))
-        time.sleep(lease / 6)
+    full lease again. ``then`` runs right after, on the same connection (a new one
+    would first need its handshake, a silence of its own with TLS)."""
+
+    async def beat() -> T | None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await subject.backend.extend({}, lease)
+            await asyncio.sleep(lease / 6)
+        return await then() if then is not None else None
+
+    return run(beat())
 
 
 def test_an_expired_lease_is_recovered_and_the_poison_limit_holds(subject: Subject) -> None:
     subject.add("a")
+
+    def claim() -> Awaitable[Claimed]:
+        return subject.backend.claim(1, "w", 0.3, 5)
+
+    claimed: Claimed | None = run(claim())
     for attempt in range(1, 6):
-        claimed = run(subject.backend.claim(1, "w", 0.3, 5))
+        assert claimed is not None
         assert [t["attempts"] for t in claimed.tasks] == [str(attempt)]
-        beating(subject, 0.4, 0.3)
-    claimed = run(subject.backend.claim(1, "w", 0.3, 5))
-    assert claimed.tasks == [] and claimed.dead == ["a"]
+        claimed = beating(subject, 0.4, 0.3, then=claim)
+    assert claimed is not None and claimed.tasks == [] and claimed.dead == ["a"]
     got = run(subject.backend.get("a"))
     assert got is not None and got["status"] == "error"
     assert "5 deliveries" in got["traceback"]

@@ -17,8 +17,11 @@ local probes = {
 local refused, seen = {}, {}
 for _, probe in ipairs(probes) do
   local reply = redis.pcall(unpack(probe))
-  if type(reply) == 'table' and reply.err and (string.find(reply.err, 'NOPERM', 1, true)
-     or string.find(reply.err, 'no permissions', 1, true)) then
+  -- Redis 7.2+ and Valkey say NOPERM or "no permissions"; Redis 7.0 "can't run this
+  -- command or subcommand".
+  if failed(reply) and (string.find(reply.err, 'NOPERM', 1, true)
+     or string.find(reply.err, 'no permissions', 1, true)
+     or string.find(reply.err, "can't run this command", 1, true)) then
     local name = string.lower(probe[1])
     if not seen[name] then
       seen[name] = true
