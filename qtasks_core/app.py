@@ -673,6 +673,18 @@ class QueueTasks(_Registry):
         """Sync twin of :meth:`purge_async`."""
         return self._portal.call(self.purge_async())
 
+    async def migrate_keys_async(self) -> tuple[int, list[str]]:
+        """Move this app's keys from the names QTasks < 0.2 used (``qtasks:<app>:``) to
+        today's (``qtasks:{<app>}:``): the app refuses to start while old ones hold
+        tasks. Stop the old workers first. Returns how many keys moved, and those left
+        because their new name was taken. Does not start the app."""
+        await asyncio.to_thread(lambda: self.backend)  # may start the embedded server
+        return await self._build()[0].migrate_keys()
+
+    def migrate_keys(self) -> tuple[int, list[str]]:
+        """Sync twin of :meth:`migrate_keys_async`."""
+        return self._portal.call(self.migrate_keys_async())
+
     def start(self) -> None:
         """Sync twin of :meth:`start_async` (every operation also starts the app)."""
         self._portal.call(self.start_async())

@@ -471,6 +471,23 @@ def dead(
     application.stop()
 
 
+@cli.command("migrate-keys")
+def migrate_keys(app_path: AppOption, redis_url: RedisUrlOption = None) -> None:
+    """Move the app's keys from the names of QTasks < 0.2 to today's (stop old workers
+    first)."""
+    application = load_app(app_path, redis_url)
+    try:
+        moved, kept = application.migrate_keys()
+    except BackendError as exc:
+        fail(f"cannot use Redis at {application.backend.location}: {exc}")
+    typer.echo(f"moved {moved} key(s) of app {application.name!r}")
+    for key in kept:
+        typer.echo(f"left {key}: its new name is taken")
+    application.stop()
+    if kept:
+        raise typer.Exit(1)
+
+
 # -- the embedded server ---------------------------------------------------------------
 
 

@@ -1,6 +1,10 @@
 """Every Redis key QTasks uses, in one place, readable with ``redis-cli``.
 
-All keys of one app share the prefix ``qtasks:<app name>:``:
+All keys of one app share the prefix ``qtasks:{<app name>}:``: the braces are a Redis
+Cluster hash tag, so every key of one app lives in one slot and each function's keys
+are on one node (apps spread over a cluster's shards). QTasks before 0.2 wrote
+``qtasks:<app name>:``; ``qtasks migrate-keys`` moves such keys (see
+:meth:`Keys.legacy`):
 
 ====================  =====  =========================================================
 key                   type   holds
@@ -43,6 +47,11 @@ class Keys:
 
     @classmethod
     def for_app(cls, name: str) -> Keys:
+        return cls(f"qtasks:{{{name}}}:")
+
+    @classmethod
+    def legacy(cls, name: str) -> Keys:
+        """The keys QTasks before 0.2 used for the app (no hash tag)."""
         return cls(f"qtasks:{name}:")
 
     @property

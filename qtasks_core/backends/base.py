@@ -157,6 +157,10 @@ class Backend(Protocol):
     async def delete_dead(self, uuid: str) -> bool:
         """Forget a dead letter (its record stays until it expires or is purged)."""
 
+    async def migrate_keys(self) -> tuple[int, list[str]]:
+        """Move the app's keys from an older version's names to this one's: how many
+        moved, and those left because their new name was taken."""
+
     async def stats(self) -> BackendStats: ...
 
     async def flush_all(self) -> None: ...

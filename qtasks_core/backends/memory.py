@@ -413,6 +413,9 @@ class MemoryBackend:
         with self._lock:
             return self._dead.pop(uuid, None) is not None
 
+    async def migrate_keys(self) -> tuple[int, list[str]]:
+        return 0, []  # nothing outlives the process: no keys of an older version
+
     async def stats(self) -> BackendStats:
         with self._lock:
             queued: dict[int, int] = {}

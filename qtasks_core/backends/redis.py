@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .._urls import mask_url
-from ..errors import BackendPermissionError, TaskOptionError
+from ..errors import BackendDataError, BackendPermissionError, TaskOptionError
 from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
 from . import _lua, _resp
 from ._errors import mapped
@@ -193,7 +193,9 @@ class RedisBackend:
             raise TaskOptionError(f"{exc} (in {self.location})") from None
         speaks = self._sentinel is not None or _resp.supports(url)
         self._lean = speaks if lean is None else lean and speaks
+        self.app_name = app_name
         self.keys = Keys.for_app(app_name)
+        self._legacy = Keys.legacy(app_name)
         self._max_connections = max_connections
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
             weakref.WeakKeyDictionary()
@@ -292,10 +294,19 @@ class RedisBackend:
         a refused command is named now, not by a script that stops halfway mid-run."""
         conn = self._conn()
         await conn.client.ping()
+        old = self._legacy
+        if await conn.client.exists(old.queue, old.running, old.scheduled, old.dead):
+            raise BackendDataError(
+                f"this Redis holds tasks of app {self.app_name!r} under the key "
+                f"prefix of QTasks < 0.2 ({old.prefix}): stop its old workers, then run "
+                "`qtasks migrate-keys -A <module>:<app>` to move them to "
+                f"{self.keys.prefix} (nothing was written)",
+                command="start",
+            )
         # The probe loads the function library if the server lacks it (as any call
         # does): not a FUNCTION LOAD first, which Redis refuses when out of memory.
         probe = self.keys.prefix + "probe"
-        refused = [c.decode() for c in await conn.probe(keys=[], args=[probe])]
+        refused = [c.decode() for c in await conn.probe(keys=[probe], args=[probe])]
         # The commands run outside the scripts (the blocking ones wait 10 ms).
         pipe: Pipeline = conn.client.pipeline(transaction=False)
         pipe.blpop([probe], timeout=0.01)
@@ -341,6 +352,9 @@ class RedisBackend:
 
     def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool]]]:
         prefix = self.keys.prefix
+        # Every call names one key of the app: a cluster routes the call by it (all the
+        # app's keys share its slot).
+        keys = [self.keys.queue]
 
         async def send(items: list[Any]) -> list[bool]:
             if len(items) == 1:
@@ -348,18 +362,19 @@ class RedisBackend:
                 # arguments spare the script the JSON decoding and table building.
                 uuid, priority, record = items[0]
                 flat = [item for pair in record.items() for item in pair]
-                written = await script(keys=[], args=[prefix, uuid, priority, *flat])
+                written = await script(keys=keys, args=[prefix, uuid, priority, *flat])
             else:
-                written = await script(keys=[], args=[prefix, to_json(items)])
+                written = await script(keys=keys, args=[prefix, to_json(items)])
             return [flag == 1 for flag in written]
 
         return send
 
     def _finisher(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool]]]:
         prefix = self.keys.prefix
+        keys = [self.keys.running]
 
         async def send(items: list[Any]) -> list[bool]:
-            codes = await script(keys=[], args=[prefix, to_json(items)])
+            codes = await script(keys=keys, args=[prefix, to_json(items)])
             return [code != 0 for code in codes]
 
         return send
@@ -373,7 +388,8 @@ class RedisBackend:
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         # One script call: all or nothing, in one round trip.
         written = await self._conn().enqueue_many(
-            keys=[], args=[self.keys.prefix, to_json([[u, p, r] for u, r, p in items])]
+            keys=[self.keys.queue],
+            args=[self.keys.prefix, to_json([[u, p, r] for u, r, p in items])],
         )
         return sum(written)
 
@@ -473,7 +489,8 @@ class RedisBackend:
         if not claims:
             return []
         out = await self._conn().release(
-            keys=[], args=[self.keys.prefix, *(x for pair in claims.items() for x in pair)]
+            keys=[self.keys.running],
+            args=[self.keys.prefix, *(x for pair in claims.items() for x in pair)],
         )
         return [u.decode(errors="replace") for u in out]
 
@@ -549,7 +566,7 @@ class RedisBackend:
     ) -> bool:
         flat = [item for pair in fields.items() for item in pair]
         done = await self._conn().update(
-            keys=[],
+            keys=[self.keys.task(uuid)],
             args=[
                 self.keys.prefix,
                 uuid,
@@ -562,7 +579,9 @@ class RedisBackend:
 
     @mapped("dead_letter")
     async def dead_letter(self, uuid: str | bytes, token: str, reason: str, raw: str) -> bool:
-        done = await self._conn().dead(keys=[], args=[self.keys.prefix, uuid, token, reason, raw])
+        done = await self._conn().dead(
+            keys=[self.keys.running], args=[self.keys.prefix, uuid, token, reason, raw]
+        )
         return bool(done)
 
     @mapped("dead_letters")
@@ -584,7 +603,7 @@ class RedisBackend:
 
     @mapped("requeue_dead")
     async def requeue_dead(self, uuid: str) -> RequeueResult:
-        code = await self._conn().requeue_dead(keys=[], args=[self.keys.prefix, uuid])
+        code = await self._conn().requeue_dead(keys=[self.keys.dead], args=[self.keys.prefix, uuid])
         return "requeued" if code == 1 else "no-record" if code == -1 else "not-dead"
 
     @mapped("delete_dead")
@@ -594,6 +613,21 @@ class RedisBackend:
         pipe.delete(self.keys.dead_letter(uuid))
         removed, _ = await pipe.execute()
         return bool(removed)
+
+    @mapped("migrate_keys")
+    async def migrate_keys(self) -> tuple[int, list[str]]:
+        """Move the app's keys from the prefix of QTasks < 0.2 (``qtasks:<app>:``) to
+        its hash-tagged one; returns how many moved, and the keys left where they are
+        because the new name was taken."""
+        raw = self._conn().raw
+        old, new = self._legacy.prefix.encode(), self.keys.prefix.encode()
+        moved, kept = 0, []
+        async for key in raw.scan_iter(match=escape_glob(self._legacy.prefix) + "*", count=1000):
+            if await raw.renamenx(key, new + key[len(old) :]):
+                moved += 1
+            else:
+                kept.append(key.decode(errors="replace"))
+        return moved, kept
 
     # -- inspection and maintenance ----------------------------------------------------
 

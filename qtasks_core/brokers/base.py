@@ -215,6 +215,10 @@ class Broker:
         """End :meth:`wait_for_work` of a worker that is stopping."""
         await self.backend.wake(worker.id)
 
+    async def migrate_keys(self) -> tuple[int, list[str]]:
+        """Move the app's keys from an older QTasks version's names (see ``keys.py``)."""
+        return await self.backend.migrate_keys()
+
     async def ping(self) -> bool:
         """Whether the backend answers."""
         return await self.backend.ping()

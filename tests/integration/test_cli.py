@@ -17,8 +17,9 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from qtasks_core import QueueTasks
+from qtasks_core import BackendError, QueueTasks
 from qtasks_core.cli import cli
+from qtasks_core.keys import Keys
 from tests.support import wait_for
 
 from .apps import sample
@@ -379,4 +380,29 @@ def test_purge_deletes_finished_records_and_flush_everything(sample_env) -> None
     assert app.get(queued.uuid).status == "new"  # a queued task is never purged
     result = runner.invoke(cli, ["flush", "-A", "apps.sample:app", "-y"])
     assert result.exit_code == 0 and app.get(queued.uuid) is None
+    app.stop()
+
+
+def test_keys_of_an_older_version_are_refused_then_migrated(sample_env: dict[str, str]) -> None:
+    app = producer(sample_env)
+    raw = redis.Redis.from_url(sample_env["QTASKS_REDIS_URL"])
+    old = Keys.legacy(app.name)
+    # A task queued by QTasks < 0.2, under its key names.
+    raw.hset(
+        old.task("old-task"),
+        mapping={"status": "new", "task_name": "noop", "priority": "0", "args": '["old"]',
+                 "kwargs": "{}", "created_at": "1", "attempts": "0"},
+    )  # fmt: skip
+    raw.zadd(old.queue, {"old-task": 0})
+    with pytest.raises(BackendError, match="qtasks migrate-keys"):
+        app.add_task("noop", "refused")
+    assert raw.exists(Keys.for_app(app.name).task("old-task")) == 0
+    cli = [sys.executable, "-m", "qtasks_core", "migrate-keys", "-A", "apps.sample:app"]
+    out = subprocess.run(cli, env=sample_env, cwd=HERE, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "moved 2 key(s)" in out.stdout, out.stderr
+    assert raw.exists(old.queue, old.task("old-task")) == 0
+    worker = start_worker(sample_env, "--burst")
+    assert worker.wait(timeout=60) == 0
+    done = app.get("old-task")
+    assert done is not None and done.status == "success" and done.returning == "old"
     app.stop()

@@ -208,7 +208,7 @@ def test_a_user_missing_a_command_is_told_which_at_start(server: RedisServer) ->
     )
     with pytest.raises(BackendPermissionError, match="hincrby"):
         app.add_task("noop", "never")
-    assert admin.keys(f"qtasks:{name}:*") == []  # nothing was written
+    assert admin.keys(Keys.for_app(name).prefix + "*") == []  # nothing was written
     app.stop()
 
 
