@@ -120,10 +120,9 @@ class Worker:
         self.started_at = time.time()
         self.tasks_done = 0
         self._active: dict[str, asyncio.Task[None]] = {}
-        #: The claim token of each running task (keyed by the claimed uuid).
+        #: The claim token of each running task (keyed by the claimed uuid); a task
+        #: whose lease was lost leaves it, and its result is discarded.
         self._claims: dict[str, str] = {}
-        #: Running tasks whose lease was lost: their results are discarded.
-        self._lost: set[str] = set()
         self._outage = _Outage()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -350,17 +349,23 @@ class Worker:
         beats = _Outage()
         while not self._finished.is_set():
             try:
-                lost = await self.app.broker.extend(dict(self._claims), self.lease)
-                for uuid in lost:
-                    self._lose(uuid)
-                await self.app.global_config.set_status(self.id, self.status(), self.lease)
+                claims = dict(self._claims)
+                for uuid in await self.app.broker.extend(claims, self.lease):
+                    self._lose(uuid, claims[uuid])
+                # The liveness record (a plugin trigger and a write) must never hold up
+                # the next renewal: bounded by the beat.
+                await asyncio.wait_for(
+                    self.app.global_config.set_status(self.id, self.status(), self.lease),
+                    interval,
+                )
                 wait = interval
             except BackendError as exc:
                 beats.failed(exc, "renewing leases", 0.2)
                 wait = min(interval, 0.2)  # back soon: the backend may be back already
             except Exception:
-                # A plugin in global_config_set_status: the leases were renewed already.
-                log.exception("a plugin failed in the heartbeat; going on")
+                # A plugin in global_config_set_status, or the liveness record took too
+                # long: the leases were renewed already.
+                log.exception("the worker's liveness record failed; going on")
                 wait = interval
             else:
                 beats.ended()
@@ -403,9 +408,12 @@ class Worker:
                 claim.uuid,
             )
         finally:
-            self._active.pop(claim.uuid, None)
-            self._claims.pop(claim.uuid, None)
-            self._lost.discard(claim.uuid)
+            # Only this run's own entries: the same task may have been claimed again by
+            # this worker after a lost lease, and that run is still going.
+            if self._active.get(claim.uuid) is asyncio.current_task():
+                del self._active[claim.uuid]
+            if self._claims.get(claim.uuid) == claim.token:
+                del self._claims[claim.uuid]
             self.tasks_done += 1
             self._slot_freed.set()
 
@@ -423,11 +431,12 @@ class Worker:
         _, priority = await self.app.storage.add_process(process, task.priority, message.claim)
         return task if priority == task.priority else task.model_copy(update={"priority": priority})
 
-    def _lose(self, uuid: str) -> None:
-        """The lease on ``uuid`` ran out and another worker claimed it (this one was
-        stopped or cut off): stop renewing it; its late result is discarded."""
-        if self._claims.pop(uuid, None) is not None and uuid not in self._lost:
-            self._lost.add(uuid)
+    def _lose(self, uuid: str, token: str) -> None:
+        """The lease of claim ``token`` on ``uuid`` ran out and another worker claimed
+        the task (this one was stopped or cut off): stop renewing it; its late result
+        is discarded."""
+        if self._claims.get(uuid) == token:
+            del self._claims[uuid]
             log.warning(
                 "lost the lease on task %s (it ran past its lease without a heartbeat and "
                 "was claimed again elsewhere); its result here will be discarded",
@@ -547,10 +556,24 @@ class Worker:
                 model = new.get("model", model)
         except Exception as exc:
             model = await self._failed(task_func, task_broker, exc, retry=False)
+        try:
+            final = await app.broker.finish_triggers(task_broker, model)
+        except Exception as exc:
+            # A plugin raised in broker/storage_remove_finished_task: whatever its type
+            # (an OSError of its own included), it fails this task.
+            written = await app.storage.fail(claim, task_broker, exc)
+        else:
+            written = await self._write_final(final, claim)
+        if not written:
+            self._lose(claim.uuid, claim.token)
+
+    async def _write_final(self, model: FinishedModel, claim: Claim) -> bool:
+        """Write a final state, retrying through a backend outage (the triggers fired
+        once, before); given up ``grace`` seconds after the worker stopped claiming."""
         backoff = 0.1
         while True:
             try:
-                written = await app.broker.remove_finished_task(task_broker, model, claim)
+                return await self.app.storage.write_final(model, claim)
             except BackendError as exc:
                 give_up_at = self._give_up_at
                 past_grace = (
@@ -561,14 +584,6 @@ class Worker:
                 self._outage.failed(exc, f"storing the result of {claim.uuid}", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception as exc:
-                # A plugin raised in broker/storage_remove_finished_task: whatever its
-                # type (an OSError of its own included), it fails this task.
-                written = await app.storage.fail(claim, task_broker, exc)
-            if not written:
-                self._lose(claim.uuid)
-            return
 
     async def _quietly(self, awaitable: Any) -> Any:
         try:

@@ -52,6 +52,15 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _number(value: str | None, default: int) -> int:
+    """A count read from a record; not a number reads as ``default`` (Lua's
+    ``tonumber(x) or default``)."""
+    try:
+        return int(float(value or default))
+    except ValueError:
+        return default
+
+
 def _unfit(record: dict[str, str] | None) -> str | None:
     """What is wrong with a record about to be queued again, or ``None`` (the same
     checks as ``lib.lua``'s ``unfit``)."""
@@ -173,7 +182,7 @@ class MemoryBackend:
                     self._bury(uuid, f"malformed running task: {bad}", "", now)
                     out.dead.append(uuid)
                 elif record is not None and record["status"] == "process":
-                    attempts = int(record.get("attempts") or 0)
+                    attempts = _number(record.get("attempts"), 0)
                     if max_attempts > 0 and attempts >= max_attempts:
                         reason = f"set aside after {attempts} deliveries: its worker died each time"
                         self._bury(uuid, reason, "", now)
@@ -212,10 +221,7 @@ class MemoryBackend:
         assert record is not None
         if record["status"] != "new":
             return  # cancelled or finished meanwhile: not to be run
-        try:
-            attempts = int(record.get("attempts") or 0) + 1
-        except ValueError:
-            attempts = 1
+        attempts = _number(record.get("attempts"), 0) + 1
         token = str(next(self._seq))
         record.update(
             status="process",
@@ -259,10 +265,10 @@ class MemoryBackend:
         lost = []
         with self._lock:
             for uuid, token in claims.items():
-                if uuid in self._running and self._holds(uuid, token):
-                    self._running[uuid] = deadline
-                else:
+                if not self._holds(uuid, token):
                     lost.append(uuid)
+                elif uuid in self._running:
+                    self._running[uuid] = deadline
         return lost
 
     def _signal_done(self, uuid: str) -> None:
@@ -309,10 +315,11 @@ class MemoryBackend:
                 if (
                     record is not None
                     and record["status"] == "process"
+                    and not _unfit(record)
                     and self._running.pop(uuid, None) is not None
                 ):
                     # Handed back unrun: this delivery does not count towards the limit.
-                    record["attempts"] = str(max(0, int(record.get("attempts") or 1) - 1))
+                    record["attempts"] = str(max(0, _number(record.get("attempts"), 1) - 1))
                     self._requeue(uuid, now)
                     out.append(uuid)
         self._work.fire()

@@ -7,8 +7,11 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from .._util import fired, lifecycle, loads
 from ..backends.base import Claim
+from ..errors import BackendError, TaskOptionError
 from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
 
 if TYPE_CHECKING:
@@ -36,6 +39,18 @@ class Message:
     def schema(self) -> TaskPrioritySchema:
         """The task as the worker's triggers see it (``task_broker``)."""
         return task_schema(self.values, self.attempts, self.retry, self.extra)
+
+
+def _usable(message: Message) -> None:
+    """Check that ``broker_add_worker``'s replacements make a task the worker can run."""
+    try:
+        message.schema()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TaskOptionError(
+            f"a broker_add_worker plugin replaced the task's values with ones it cannot "
+            f"run ({problems})"
+        ) from None
 
 
 def task_schema(
@@ -154,20 +169,33 @@ class Broker:
                 )
         messages = []
         for raw in claimed.tasks:
-            message = await self._read(raw)
-            if message is None:
-                continue
             try:
-                new = await fired(
-                    self.pm.hook.broker_add_worker(broker=self, worker=worker, **message.values)
-                )
-            except Exception as exc:
-                await self.storage.fail(message.claim, message.schema(), exc)
+                message = await self._hand_over(worker, raw)
+            except BackendError as exc:
+                # This one task's lease runs out and it is claimed again; the others of
+                # the batch go on to the worker.
+                log.warning("could not hand over task %s (%s); it will run again", raw["uuid"], exc)
                 continue
+            if message is not None:
+                messages.append(message)
+        return messages, claimed
+
+    async def _hand_over(self, worker: Worker, raw: dict[str, str]) -> Message | None:
+        message = await self._read(raw)
+        if message is None:
+            return None
+        read = message.schema()
+        try:
+            new = await fired(
+                self.pm.hook.broker_add_worker(broker=self, worker=worker, **message.values)
+            )
             if new:
                 message.values.update(new)
-            messages.append(message)
-        return messages, claimed
+                _usable(message)
+        except Exception as exc:
+            await self.storage.fail(message.claim, read, exc)
+            return None
+        return message
 
     async def _read(self, raw: dict[str, str]) -> Message | None:
         claim = Claim(raw["uuid"], raw["token"])
@@ -252,16 +280,16 @@ class Broker:
             ", ".join(uuids[:10]),
         )
 
-    async def remove_finished_task(
-        self, task_broker: TaskPrioritySchema, model: FinishedModel, claim: Claim
-    ) -> bool:
-        """Store a task's final state (or its retry); ``False`` if ``claim`` was lost."""
+    async def finish_triggers(
+        self, task_broker: TaskPrioritySchema, model: FinishedModel
+    ) -> FinishedModel:
+        """Fire ``broker_remove_finished_task`` then ``storage_remove_finished_task`` for
+        a task's final state (or its retry); returns the state to write. Fired once per
+        finish: a write retried through an outage does not fire them again."""
         new = await fired(
             self.pm.hook.broker_remove_finished_task(broker=self, storage=self.storage, model=model)
         )
-        return await self.storage.remove_finished_task(
-            task_broker, model if new is None else new, claim
-        )
+        return await self.storage.finish_triggers(task_broker, model if new is None else new)
 
     async def flush_all(self) -> None:
         await fired(self.pm.hook.broker_flush_all(broker=self))

@@ -7,7 +7,8 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
-from ..errors import BackendError, TaskOptionError
+from .._validate import check_priority
+from ..errors import TaskOptionError
 from ..schemas import (
     FinishedModel,
     Task,
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
     from ..worker import Worker
 
 log = logging.getLogger("qtasks.storage")
+
+
+def _printable(text: str) -> str:
+    """Free text (a traceback) that JSON can carry: a lone surrogate (a file name read
+    with ``os.listdir``) is written as its escape instead of failing the write."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class Storage:
@@ -75,6 +82,9 @@ class Storage:
         if new:
             uuid = new.get("uuid", uuid)
             task_status = new.get("task_status", task_status)
+        # Plugins may have replaced it since the caller's value was checked: a bad one
+        # must fail this task's enqueue here, not the script shared with other callers.
+        check_priority(task_status.priority)
         args, kwargs = dumps_call(task_status.args, task_status.kwargs, task_status.task_name)
         size = len(args) + len(kwargs)
         if size > self.max_payload:
@@ -158,33 +168,35 @@ class Storage:
         )
         return list(new["task_data"]) if new else uuids
 
-    async def remove_finished_task(
-        self, task_broker: TaskPrioritySchema, model: FinishedModel, claim: Claim
-    ) -> bool:
-        """Write the task's final state (or its retry), end its lease, wake waiters.
-
-        ``False``: the claim was lost (the lease ran out and the task was claimed again
-        elsewhere); nothing was written, the current holder's record stands.
-        """
+    async def finish_triggers(
+        self, task_broker: TaskPrioritySchema, model: FinishedModel
+    ) -> FinishedModel:
+        """Fire ``storage_remove_finished_task`` for a task's final state; returns the
+        state to write (the trigger returns nothing: the model as given)."""
         await fired(
             self.pm.hook.storage_remove_finished_task(
                 storage=self, task_broker=task_broker, model=model
             )
         )
-        return await self._write_final(model, claim)
+        return model
 
-    async def _write_final(self, model: FinishedModel, claim: Claim) -> bool:
+    async def write_final(self, model: FinishedModel, claim: Claim) -> bool:
+        """Write the task's final state (or its retry), end its lease, wake waiters.
+
+        ``False``: the claim was lost (the lease ran out and the task was claimed again
+        elsewhere); nothing was written, the current holder's record stands.
+        """
         fields: dict[str, str] = {"status": model.status}
         delay = None
         if model.status == "success":
             fields["returning"] = dumps(getattr(model, "returning", None), what="task result")
         elif model.status in ("error", "retry"):
-            fields["traceback"] = getattr(model, "traceback", "")
+            fields["traceback"] = _printable(getattr(model, "traceback", ""))
             if model.status == "retry":
                 fields["retry"] = str(getattr(model, "retry", 0) or 0)
                 delay = float(getattr(model, "retry_delay", 0.0))
         elif model.status == "cancel":
-            fields["cancel_reason"] = getattr(model, "cancel_reason", "")
+            fields["cancel_reason"] = _printable(getattr(model, "cancel_reason", ""))
         return await self.backend.finish(claim.uuid, claim.token, fields, self.result_ttl, delay)
 
     async def fail(
@@ -197,15 +209,13 @@ class Storage:
         trace = error if isinstance(error, str) else "".join(traceback.format_exception(error))
         model = TaskStatusErrorSchema(uuid=task_broker.uuid, traceback=trace)
         try:
-            return await self.remove_finished_task(task_broker, model, claim)
-        except BackendError:
-            raise
+            await self.finish_triggers(task_broker, model)
         except Exception as exc:
             log.error("a plugin failed while storing the error of task %s: %s", claim.uuid, exc)
             model.traceback += "\nwhile storing this error:\n" + "".join(
                 traceback.format_exception(exc)
             )
-            return await self._write_final(model, claim)
+        return await self.write_final(model, claim)
 
     async def dead_letter(self, claim: Claim, reason: str, raw: str) -> bool:
         """Set a claimed task that cannot be read aside as a dead letter (status

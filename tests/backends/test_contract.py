@@ -163,6 +163,8 @@ def test_a_finish_repeated_after_a_lost_reply_counts_once(subject: Subject) -> N
     assert subject.finish("a", token) is True
     assert subject.finish("a", token) is True
     assert run(subject.backend.stats()).counts.get("success") == 1
+    # A heartbeat overlapping the finish is no lost lease.
+    assert run(subject.backend.extend({"a": token}, 30)) == []
 
 
 def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Subject) -> None:

@@ -401,3 +401,80 @@ def test_requeue_from_the_cli_refuses_a_running_task(server: RedisServer) -> Non
         worker.wait(timeout=30)
     assert executions(redis.Redis.from_url(server.url), name) == {"r": 1}
     app.stop()
+
+
+def test_a_traceback_json_cannot_carry_fails_no_other_task(app: QueueTasks) -> None:
+    @app.task
+    def odd_file() -> None:
+        raise FileNotFoundError("no such file: report-\udcff.csv")  # as os.listdir gives
+
+    @app.task
+    async def fine() -> str:
+        return "fine"
+
+    with app.running_worker(concurrency=8):
+        tasks = [app.add_task("odd_file") for _ in range(4)] + [
+            app.add_task("fine") for _ in range(4)
+        ]
+        done = [app.wait(t.uuid, timeout=30) for t in tasks]
+    assert [t.status for t in done] == ["error"] * 4 + ["success"] * 4
+    assert "report-\\udcff.csv" in (done[0].traceback or "")
+
+
+def test_a_plugin_replacing_a_claim_with_bad_values_fails_that_task(app: QueueTasks) -> None:
+    class Garbles:
+        @hookimpl
+        def broker_add_worker(self, task_name: str) -> Any:
+            return {"priority": "not a number"} if task_name == "victim" else None
+
+    @app.task
+    def victim() -> str:
+        return "ran"
+
+    @app.task
+    def bystander() -> str:
+        return "ran"
+
+    app.add_plugin(Garbles(), name="garbles")
+    with app.running_worker():
+        victim_task = app.add_task("victim", timeout=30)
+        assert app.add_task("bystander", timeout=30).returning == "ran"
+    # It fails once, with the reason, rather than running again until set aside.
+    assert victim_task.status == "error" and victim_task.attempts == 1
+    assert "broker_add_worker plugin replaced the task's values" in (victim_task.traceback or "")
+    assert "priority" in (victim_task.traceback or "")
+
+
+def test_a_plugin_setting_a_bad_priority_fails_that_enqueue_alone(app: QueueTasks) -> None:
+    from qtasks_core.errors import TaskOptionError
+
+    class Raises:
+        @hookimpl
+        def broker_add_before(self, model: Any) -> Any:
+            if model.task_name == "too_low":
+                return model.model_copy(update={"priority": 99_999})
+            return None
+
+    app.add_plugin(Raises(), name="raises")
+    with pytest.raises(TaskOptionError, match="priority"):
+        app.add_task("too_low")
+    assert app.add_task("fine").status == "new"
+    assert Stats(app).inspect().status_counts == {"new": 1}
+
+
+def test_a_slow_liveness_plugin_does_not_cost_a_running_task_its_lease(app: QueueTasks) -> None:
+    class Slow:
+        @hookimpl
+        async def global_config_set_status(self) -> None:
+            await asyncio.sleep(10)  # e.g. an HTTP call to a monitoring service hanging
+
+    @app.task
+    async def long() -> str:
+        await asyncio.sleep(2.5)
+        return "done"
+
+    app.add_plugin(Slow(), name="slow")
+    with app.running_worker(lease=1.2):
+        done = app.add_task("long", timeout=30)
+    # Renewed every lease/6 regardless: the worker never lost it, nobody ran it again.
+    assert done.status == "success" and done.attempts == 1

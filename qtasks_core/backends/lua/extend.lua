@@ -2,7 +2,8 @@
 -- KEYS: running, clock
 -- ARGV: prefix, lease_ms, then uuid, token, uuid, token, ...
 -- Returns the uuids whose claim the caller no longer holds (its lease expired and the
--- task was queued again, or it finished elsewhere): the caller stops running them.
+-- task was claimed again, or it is gone): the caller stops renewing them. A task this
+-- claim has just finished is not lost (a heartbeat may overlap its finish).
 local err = expect_all({KEYS[1], 'zset'})
 if err then return err end
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
@@ -13,10 +14,10 @@ for i = 3, #ARGV, 2 do
   local uuid, token = ARGV[i], ARGV[i + 1]
   local tkey = prefix .. 'task:' .. uuid
   local claim = redis.pcall('HGET', tkey, 'claim')
-  if not failed(claim) and claim == token and redis.call('ZSCORE', KEYS[1], uuid) then
-    redis.call('ZADD', KEYS[1], now + lease, uuid)
-  else
+  if failed(claim) or claim ~= token then
     table.insert(lost, uuid)
-  end
+  elseif redis.call('ZSCORE', KEYS[1], uuid) then
+    redis.call('ZADD', KEYS[1], now + lease, uuid)
+  end  -- else finished (or waiting for its retry) by this very claim: nothing to renew
 end
 return lost
