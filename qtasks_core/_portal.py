@@ -7,6 +7,7 @@ coroutine the async API runs to this long-lived loop and waits for it.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -44,15 +45,21 @@ class Portal:
             return self._loop
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the portal's loop and return its result (blocking)."""
-        loop = self.loop
-        if threading.current_thread() is self._thread:
+        """Run ``coro`` on the portal's loop and return its result (blocking).
+
+        Refused at once, before anything runs, on a thread that runs an event loop
+        (an ``async def``, a notebook): blocking there would stall every other task of
+        that loop. The error names the ``*_async`` twin of the sync method called.
+        """
+        if asyncio._get_running_loop() is not None:
             coro.close()
+            method = sys._getframe(1).f_code.co_name
             raise RuntimeError(
-                "a sync QTasks method was called from inside its own event loop; "
-                "use the *_async method there"
+                f"app.{method}() blocks, and this thread runs an event loop: in async code "
+                f"write `await app.{method}_async(...)` (or use "
+                "`from qtasks_core.asyncio import QueueTasks`, whose methods are coroutines)"
             )
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:
         with self._lock:

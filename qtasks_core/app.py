@@ -111,7 +111,8 @@ class TaskHandle:
     def add_task(
         self, *args: Any, priority: int | None = None, timeout: float | None = None, **kwargs: Any
     ) -> Task:
-        """Enqueue this task (see :meth:`QueueTasks.add_task`)."""
+        """Enqueue this task (see :meth:`QueueTasks.add_task`); on an app of
+        :mod:`qtasks_core.asyncio` this returns the coroutine to await."""
         return self._app().add_task(self.name, *args, priority=priority, timeout=timeout, **kwargs)
 
     async def add_task_async(
