@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from qtasks_hooks import hookimpl
 
-from .app import QueueTasks, Router, TaskHandle, shared_task
+from .app import AsyncRouter, QueueTasks, Router, SyncRouter, TaskHandle, shared_task
 from .context import TaskContext
 from .errors import (
     BackendAuthError,
@@ -37,12 +37,13 @@ from .errors import (
 )
 from .executor import TaskExecutor
 from .plugins import Depends, State
-from .schemas import Task, TaskStatus
+from .schemas import Task, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
 from .worker import Worker
 
 __all__ = [
+    "AsyncRouter",
     "BackendAuthError",
     "BackendDataError",
     "BackendError",
@@ -58,6 +59,7 @@ __all__ = [
     "Starter",
     "State",
     "Stats",
+    "SyncRouter",
     "Task",
     "TaskCancel",
     "TaskContext",
@@ -69,6 +71,7 @@ __all__ = [
     "TaskPluginTriggerError",
     "TaskSerializationError",
     "TaskStatus",
+    "TaskStatusEnum",
     "TaskTimeoutError",
     "Worker",
     "hookimpl",

@@ -184,6 +184,10 @@ class Router(_Registry):
         self.app: QueueTasks | None = None
 
 
+#: The original QTasks' routers: one kind serves sync and async tasks alike here.
+AsyncRouter = SyncRouter = Router
+
+
 _shared = Router()
 
 
@@ -210,6 +214,7 @@ class QueueTasks(_Registry):
     :param allow_plugins: / :param block_plugins: entry-point names to keep / skip (also
         ``$QTASKS_PLUGINS`` / ``$QTASKS_DISABLE_PLUGINS``).
     :param max_payload: largest accepted size of a task's JSON arguments, in bytes.
+    :param broker_url: the original QTasks' name for ``redis_url``.
     """
 
     _current: QueueTasks | None = None
@@ -227,9 +232,15 @@ class QueueTasks(_Registry):
         block_plugins: Iterable[str] = (),
         max_payload: int = 1_048_576,
         builtin_plugins: bool = True,
+        broker_url: str | None = None,
     ) -> None:
         self.name = check_app_name(name)
-        self.redis_url = redis_url
+        if broker_url is not None and redis_url is not None and broker_url != redis_url:
+            raise TaskOptionError(
+                "give the Redis URL once: broker_url= (the original QTasks' name) and "
+                "redis_url= differ"
+            )
+        self.redis_url = redis_url if redis_url is not None else broker_url
         self.result_ttl = result_ttl
         self.max_payload = max_payload
         self.tasks: dict[str, TaskExecSchema] = {}
@@ -769,8 +780,17 @@ class QueueTasks(_Registry):
         self._portal.loop.call_soon_threadsafe(worker.stop)
         future.result(timeout=worker.grace + 10)
 
-    def run_forever(self, **options: Any) -> None:
-        """Run a worker in this process until SIGTERM/SIGINT (what ``qtasks worker`` does)."""
+    def run_forever(self, num_workers: int | None = None, **options: Any) -> None:
+        """Run a worker in this process until SIGTERM/SIGINT (what ``qtasks worker`` does).
+
+        ``num_workers`` (the original QTasks' name) is the worker's ``concurrency``:
+        tasks run at once.
+        """
         from .starter import Starter
+
+        if num_workers is not None:
+            if "concurrency" in options:
+                raise TaskOptionError("give num_workers= or concurrency=, not both")
+            options["concurrency"] = num_workers
 
         Starter(self, self.worker(**options)).start()

@@ -133,6 +133,7 @@ def _say_start_failure(app: QueueTasks, exc: Exception) -> NoReturn:
 
 
 @cli.command()
+@cli.command("run", help="The original QTasks' name for `qtasks worker` (same options).")
 def worker(
     app_path: AppOption,
     concurrency: Annotated[
@@ -520,6 +521,17 @@ def server_stop() -> None:
         typer.echo("embedded server was not running")
 
 
+def _original_form(args: list[str]) -> list[str]:
+    """The original QTasks' ``qtasks -A mod:app run [options]`` as ``qtasks worker -A
+    mod:app [options]``."""
+    if len(args) >= 3 and args[0] in ("-A", "--app") and args[2] == "run":
+        return ["worker", "-A", args[1], *args[3:]]
+    if len(args) >= 2 and args[0].startswith("--app=") and args[1] == "run":
+        return ["worker", args[0], *args[2:]]
+    return args
+
+
 def main() -> None:
     """Entry point of the ``qtasks`` console script."""
+    sys.argv[1:] = _original_form(sys.argv[1:])
     cli()

@@ -27,6 +27,9 @@ class TaskStatus(StrEnum):
     RETRY = "retry"
 
 
+#: The original QTasks' name for :class:`TaskStatus`.
+TaskStatusEnum = TaskStatus
+
 #: A task in one of these states is done: its waiters wake and its record expires.
 FINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.CANCEL})
 
