@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,6 +139,16 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Redis
     server.start()
     yield server, certs
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis Cluster of three primaries (no replicas): ``tests.cluster_support``."""
+    from tests.cluster_support import Cluster
+
+    nodes = Cluster(tmp_path_factory.mktemp("cluster"), primaries=3)
+    yield nodes
+    nodes.stop()
 
 
 _names = itertools.count()

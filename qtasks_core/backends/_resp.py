@@ -33,7 +33,16 @@ import hiredis
 from redis._parsers import BaseParser  # redis-py's error-reply table (redis>=5)
 from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    ClusterDownError,
+    MovedError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -169,6 +178,7 @@ class RespConnection:
         the primary of now); the URL then gives only credentials and database, and a
         ``READONLY`` reply (a demoted primary) reconnects."""
         self._address = address
+        self._url = url
         options = parse_url(url)
         self._path: str | None = options.get("path")
         self._host: str = options.get("host", "localhost")
@@ -290,30 +300,63 @@ class RespConnection:
         Retried like the redis-py client: up to ``RETRIES`` more attempts on a new
         connection after a ``ConnectionError`` or ``TimeoutError``, with backoff. An
         error *reply* of those kinds (``LOADING`` after a restart) leaves the connection
-        alone: other callers' requests on it are fine.
+        alone: other callers' requests on it are fine. Where an ``address`` finds the
+        server (Sentinel, Cluster), ``READONLY`` and ``MOVED`` reconnect to where it
+        says now; ``ASK`` is followed for this one command; ``TRYAGAIN`` and
+        ``CLUSTERDOWN`` (a cluster settling) are retried.
         """
         payload = _pack(args)
         failures = 0
         while True:
+            protocol = None
             try:
                 protocol = self._protocol
                 if protocol is None or protocol.transport is None:
                     protocol = await self._ready()
                 return await protocol.send(payload)
-            except (*_RETRIED, ReadOnlyError) as exc:
+            except (*_RETRIED, ReadOnlyError, AskError, TryAgainError, ClusterDownError) as exc:
                 # A refused login is a ConnectionError in redis-py, but the same
-                # credentials fail the same way again: no retry. READONLY is retried
-                # only where the next connection may reach another server (Sentinel).
+                # credentials fail the same way again: no retry. READONLY and MOVED are
+                # retried only where the next connection may reach another server.
                 if self._closed or isinstance(exc, AuthenticationError):
                     raise
-                if isinstance(exc, ReadOnlyError) and self._address is None:
+                moved = isinstance(exc, (ReadOnlyError, MovedError))
+                if moved and self._address is None:
                     raise
-                if not getattr(exc, "from_reply", False) or isinstance(exc, ReadOnlyError):
+                if isinstance(exc, AskError) and not isinstance(exc, MovedError):
+                    return await self._asking(exc, payload)
+                # Only the connection that failed: callers that shared it get the same
+                # reply and must not drop the one opened meanwhile.
+                failed = not getattr(exc, "from_reply", False) or moved
+                if failed and self._protocol is protocol:
                     self._drop()
                 failures += 1
                 if failures > RETRIES:
                     raise
                 await asyncio.sleep(self._backoff.compute(failures))
+
+    async def _asking(self, exc: AskError, payload: bytes) -> Any:
+        """Send ``payload`` once to the node an ``ASK`` reply names (a slot half-way
+        through a migration), after ``ASKING``, on a connection of its own."""
+        host, port = str(exc.host), int(exc.port)
+
+        async def there() -> tuple[str, int]:
+            return host, port
+
+        target = RespConnection(
+            self._url,
+            connect_timeout=self._connect_timeout,
+            reply_timeout=self._reply_timeout,
+            address=there,
+        )
+        try:
+            protocol = await target._ready()
+            asking = protocol.send(_pack(("ASKING",)))
+            reply = protocol.send(payload)
+            await asking
+            return await reply
+        finally:
+            target.abort()
 
     async def fcall(self, name: str, library: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Call the Redis function ``name``, loading ``library`` first if the server

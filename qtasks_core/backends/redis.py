@@ -14,6 +14,7 @@ from typing import Any, Final, cast
 import redis.asyncio as aioredis
 from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import parse_url
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
@@ -24,6 +25,7 @@ from .._urls import mask_url
 from ..errors import BackendDataError, BackendPermissionError, TaskOptionError
 from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
 from . import _lua, _resp
+from ._cluster import ClusterURL, Locator, is_cluster, slot_of, slot_owner_pool
 from ._errors import mapped
 from ._sentinel import SentinelURL, is_sentinel
 from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
@@ -58,7 +60,7 @@ ACL_RULE: Final = (
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem "
-    "+rpush +ltrim +blpop +blmove"
+    "+rpush +ltrim +blpop +blmove +cluster|slots"
 )
 
 
@@ -148,6 +150,15 @@ class _PyFunction:
             return await call(self.name, len(keys), *keys, *args)
 
 
+async def _close_conn(conn: _Conn) -> None:
+    await conn.client.aclose()
+    await conn.raw.aclose()
+    if conn.lean is not None:
+        await conn.lean.close()
+    if conn.blocking is not None:
+        await conn.blocking.close()
+
+
 @dataclass(slots=True)
 class _Conn:
     client: aioredis.Redis
@@ -189,12 +200,14 @@ class RedisBackend:
         self.location = mask_url(url)
         try:
             self._sentinel = SentinelURL.parse(url) if is_sentinel(url) else None
+            self._cluster = ClusterURL.parse(url) if is_cluster(url) else None
         except ValueError as exc:
             raise TaskOptionError(f"{exc} (in {self.location})") from None
-        speaks = self._sentinel is not None or _resp.supports(url)
+        speaks = self._sentinel is not None or self._cluster is not None or _resp.supports(url)
         self._lean = speaks if lean is None else lean and speaks
         self.app_name = app_name
         self.keys = Keys.for_app(app_name)
+        self.slot = slot_of(self.keys.prefix)
         self._legacy = Keys.legacy(app_name)
         self._max_connections = max_connections
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
@@ -234,6 +247,23 @@ class RedisBackend:
                 )
                 address = self._sentinel.resolver(sentinel)
                 lean_url = self._sentinel.template()
+            elif self._cluster is not None:
+                # Each connection asks the cluster which primary serves the app's slot.
+                locator = Locator(self._cluster, self.slot, {"socket_timeout": SOCKET_TIMEOUT})
+                max_connections = options.pop("max_connections")
+                client, raw = (
+                    aioredis.Redis(
+                        connection_pool=slot_owner_pool(
+                            locator,
+                            max_connections=max_connections or 2**31,
+                            decode_responses=decode,
+                            **options,
+                        )
+                    )
+                    for decode in (True, False)
+                )
+                address = locator.primary
+                lean_url = self._cluster.template()
             else:
                 client, raw = (
                     aioredis.Redis.from_url(self.url, decode_responses=decode, **options)
@@ -294,8 +324,14 @@ class RedisBackend:
         a refused command is named now, not by a script that stops halfway mid-run."""
         conn = self._conn()
         await conn.client.ping()
+        if self._sentinel is None and self._cluster is None:
+            conn = await self._detect_cluster(conn)
         old = self._legacy
-        if await conn.client.exists(old.queue, old.running, old.scheduled, old.dead):
+        # QTasks < 0.2 could not run on a cluster (its keys had no hash tag), and the
+        # old keys of one app are in different slots: nothing to look for there.
+        if self._cluster is None and await conn.client.exists(
+            old.queue, old.running, old.scheduled, old.dead
+        ):
             raise BackendDataError(
                 f"this Redis holds tasks of app {self.app_name!r} under the key "
                 f"prefix of QTasks < 0.2 ({old.prefix}): stop its old workers, then run "
@@ -330,6 +366,40 @@ class RedisBackend:
                 rule=rules,
             )
 
+    async def _detect_cluster(self, conn: _Conn) -> _Conn:
+        """A ``redis://`` URL of a cluster node: from now on, connect as to a cluster."""
+        info = await conn.client.info("cluster")
+        if not info.get("cluster_enabled"):
+            return conn
+        options = parse_url(self.url)
+        if "connection_class" in options:
+            raise TaskOptionError(
+                f"{self.location} is a Redis Cluster node: QTasks reaches a cluster over "
+                "plain TCP only (TLS and unix sockets to a cluster are not supported); "
+                "write redis+cluster://host:port[,host:port...]"
+            )
+        if int(options.get("db", 0)):
+            raise TaskOptionError(
+                f"{self.location} is a Redis Cluster node, which has database 0 only: "
+                "drop the /<db> from the URL"
+            )
+        self._cluster = ClusterURL.of_node(
+            options.get("host", "localhost"),
+            int(options.get("port", 6379)),
+            options.get("username"),
+            options.get("password"),
+        )
+        # Start runs before any other call, on one loop: that loop's connections are
+        # the only ones yet.
+        await self.close()
+        self._conns.clear()
+        log.info(
+            "%s is a Redis Cluster node: the app's slot %d is served by its primary",
+            self.location,
+            self.slot,
+        )
+        return self._conn()
+
     @mapped("close")
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -337,12 +407,7 @@ class RedisBackend:
         if self._last is not None and self._last[0] is loop:
             self._last = None
         if conn is not None:
-            await conn.client.aclose()
-            await conn.raw.aclose()
-            if conn.lean is not None:
-                await conn.lean.close()
-            if conn.blocking is not None:
-                await conn.blocking.close()
+            await _close_conn(conn)
 
     @mapped("ping")
     async def ping(self) -> bool:

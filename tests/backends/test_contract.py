@@ -81,22 +81,31 @@ def _subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
         from tests.tls_support import tls_url
 
         url = tls_url(*request.getfixturevalue("tls_server"))
+    elif request.param.startswith("redis-cluster"):
+        url = request.getfixturevalue("cluster").url
     else:
         url = request.getfixturevalue("redis_url")
-    backend = RedisBackend(url, name, lean=request.param == "redis-lean")
-    raw = redis.Redis.from_url(url)
+    backend = RedisBackend(url, name, lean=not request.param.endswith("-py"))
+    raw: Any = (
+        request.getfixturevalue("cluster").client()
+        if request.param.startswith("redis-cluster")
+        else redis.Redis.from_url(url)
+    )
     yield Subject(backend, raw, keys)
     for key in raw.scan_iter(match=keys.prefix + "*"):
         raw.delete(key)
     raw.close()
 
 
-@pytest.fixture(params=["memory", "redis-lean", "redis-py", "redis-tls"])
+REDIS_KINDS = ["redis-lean", "redis-py", "redis-tls", "redis-cluster", "redis-cluster-py"]
+
+
+@pytest.fixture(params=["memory", *REDIS_KINDS])
 def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     yield from _subject(request)
 
 
-@pytest.fixture(params=["redis-lean", "redis-py", "redis-tls"])
+@pytest.fixture(params=REDIS_KINDS)
 def redis_subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
     """A backend on Redis only: garbage left by ``redis-cli`` exists there alone."""
     yield from _subject(request)

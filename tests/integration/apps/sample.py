@@ -19,7 +19,9 @@ _client: redis.Redis | None = None
 def client() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(os.environ["QTASKS_REDIS_URL"], decode_responses=True)
+        # A ledger server of its own where the app's Redis is not a plain server.
+        url = os.environ.get("QTASKS_TEST_LEDGER") or os.environ["QTASKS_REDIS_URL"]
+        _client = redis.Redis.from_url(url, decode_responses=True)
     return _client
 
 

@@ -1,0 +1,231 @@
+"""Redis Cluster: every connection goes to the primary that serves the app's slot.
+
+All keys of one app share one hash slot (``qtasks:{<app>}:``), so an app lives on one
+shard and needs no cluster client: the lean connection, the blocking waits and redis-py
+alike connect to the primary that holds the slot, asked of the cluster (``CLUSTER
+SLOTS``) on every (re)connection. A ``MOVED`` reply (a failover, or the slot moved to
+another shard) drops the connection and asks again; ``ASK`` (the slot half-way through a
+migration) is followed for that one command; ``TRYAGAIN`` and ``CLUSTERDOWN`` are waited
+out like a lost connection. Pipelines, ``MULTI`` and scans of the app's keys then work as
+on one server, and cost what they cost there: measured in ``bench/cluster.py``, a
+cluster client routing each command by its keys would only add work per call.
+
+``redis+cluster://[user:pass@]host:port[,host:port...]`` names some nodes of the cluster
+(any, primaries or replicas; more than one in case one is down); a plain ``redis://`` URL
+of a cluster node is recognised at start (``INFO cluster``) and treated as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoPermissionError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import str_if_bytes
+
+SCHEME = "redis+cluster://"
+
+Address = tuple[str, int]
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(SCHEME)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterURL:
+    """A parsed ``redis+cluster://`` URL (or a cluster node's ``redis://`` URL)."""
+
+    seeds: tuple[Address, ...]
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterURL:
+        """Parse ``url``; a ``ValueError`` names what is missing or wrong."""
+        if not is_cluster(url):
+            raise ValueError(f"not a cluster URL (expected {SCHEME}...)")
+        rest = url[len(SCHEME) :]
+        if "?" in rest:
+            raise ValueError(
+                f"cluster URL: options ({rest.partition('?')[2]!r}) are not supported; "
+                f"write {SCHEME}[user:password@]host:port[,host:port...]"
+            )
+        userinfo, at, location = rest.rpartition("@")
+        if not at:
+            userinfo, location = "", rest
+        username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+        hostlist, _, path = location.partition("/")
+        if path.strip("/") not in ("", "0"):
+            raise ValueError(
+                f"cluster URL: a Redis Cluster has database 0 only, got /{path} "
+                f"(write {SCHEME}host:port[,host:port...])"
+            )
+        seeds = []
+        for item in hostlist.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    f"cluster URL: {item!r} is not host:port (write "
+                    f"{SCHEME}host:6379[,host:6379...])"
+                )
+            seeds.append((host.strip("[]"), int(port)))
+        return cls(tuple(seeds), unquote(username) or None, unquote(password) or None)
+
+    @classmethod
+    def of_node(
+        cls, host: str, port: int, username: str | None, password: str | None
+    ) -> ClusterURL:
+        """The cluster that the node at ``host:port`` belongs to."""
+        return cls(((host, port),), username, password)
+
+    def template(self) -> str:
+        """A ``redis://`` URL with this URL's credentials, whose host is a stand-in: the
+        lean connection asks :meth:`Locator.primary` for the real one."""
+        userinfo = ""
+        if self.username or self.password:
+            userinfo = (
+                f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
+            )
+        return f"redis://{userinfo}cluster-primary:6379/0"
+
+
+@dataclass(slots=True)
+class Locator:
+    """Finds the primary serving one slot by asking the nodes it knows, in turn."""
+
+    cluster: ClusterURL
+    slot: int
+    connection: dict[str, Any] = field(default_factory=dict)
+    #: Every node seen so far (seeds first): any of them may answer ``CLUSTER SLOTS``.
+    known: list[Address] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.known = list(self.cluster.seeds)
+
+    async def primary(self) -> Address:
+        """Where the slot's primary is now; ``ConnectionError`` if no node answers."""
+        failures: list[str] = []
+        # Seeds in order (the operator's first choice), the nodes learned after them.
+        for host, port in list(self.known):
+            try:
+                reply = await self._slots(host, port)
+            except (OSError, RedisConnectionError, RedisTimeoutError) as exc:
+                failures.append(f"{host}:{port}: {exc}")
+                continue
+            except NoPermissionError:
+                raise  # the same on every node: name it, do not hide it behind a retry
+            except ResponseError as exc:
+                if "cluster support disabled" in str(exc):
+                    raise RedisConnectionError(
+                        f"{host}:{port} is not a cluster node (cluster support disabled): "
+                        "use a redis:// URL for a standalone server"
+                    ) from None
+                failures.append(f"{host}:{port}: {exc}")
+                continue
+            found = self._learn(reply, host)
+            if found is not None:
+                return found
+            failures.append(f"{host}:{port}: no primary serves slot {self.slot}")
+        raise RedisConnectionError(
+            f"no node of the cluster named where slot {self.slot} is served: " + "; ".join(failures)
+        )
+
+    async def _slots(self, host: str, port: int) -> Any:
+        client = _node_client(host, port, self.cluster, **self.connection)
+        try:
+            return await client.execute_command("CLUSTER SLOTS")
+        finally:
+            await client.aclose()
+
+    def _learn(self, reply: Any, asked: str) -> Address | None:
+        found: Address | None = None
+        for start, end, *nodes in reply:
+            for node in nodes:
+                host = str_if_bytes(node[0]) or asked  # "" or NULL: the node we asked
+                address = (host, int(node[1]))
+                if address not in self.known:
+                    self.known.append(address)
+            if int(start) <= self.slot <= int(end) and nodes:
+                found = (str_if_bytes(nodes[0][0]) or asked, int(nodes[0][1]))
+        return found
+
+
+def _node_client(host: str, port: int, cluster: ClusterURL, **connection: Any) -> Any:
+    from redis.asyncio import Redis
+
+    return Redis(
+        host=host,
+        port=port,
+        username=cluster.username,
+        password=cluster.password,
+        single_connection_client=True,
+        **connection,
+    )
+
+
+def slot_of(app_keys_prefix: str) -> int:
+    """The hash slot of an app's keys (all of them share it)."""
+    return int(key_slot(app_keys_prefix.encode()))
+
+
+def redirect(exc: BaseException) -> Address | None:
+    """The node a ``MOVED`` or ``ASK`` reply points to, else ``None``."""
+    if isinstance(exc, AskError):  # MovedError is an AskError too
+        return (str(exc.host), int(exc.port))
+    return None
+
+
+class _SlotOwnerMixin:
+    """A redis-py connection to the primary serving the pool's slot, found anew on
+    every (re)connection; ``MOVED`` drops it, so that the retry reconnects there."""
+
+    host: str
+    port: int
+    _reader: Any
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.locator: Locator = kwargs.pop("locator")
+        super().__init__(**kwargs)
+
+    async def _connect(self) -> None:
+        self.host, self.port = await self.locator.primary()
+        await super()._connect()  # type: ignore[misc]
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except MovedError as exc:
+            await self.disconnect()  # type: ignore[attr-defined]
+            raise RedisConnectionError(
+                f"the app's slot moved to {exc.host}:{exc.port}; reconnecting"
+            ) from exc
+
+
+class SlotOwnerConnection(_SlotOwnerMixin, Connection):
+    pass
+
+
+class SlotOwnerSSLConnection(_SlotOwnerMixin, SSLConnection):
+    pass
+
+
+def slot_owner_pool(locator: Locator, **options: Any) -> ConnectionPool:
+    """A redis-py pool whose connections go to the primary serving ``locator.slot``."""
+    return ConnectionPool(
+        connection_class=SlotOwnerConnection,
+        locator=locator,
+        username=locator.cluster.username,
+        password=locator.cluster.password,
+        **options,
+    )
