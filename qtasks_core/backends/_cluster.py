@@ -196,10 +196,16 @@ class _SlotOwnerMixin:
 
     def __init__(self, **kwargs: Any) -> None:
         self.locator: Locator = kwargs.pop("locator")
+        self.moved_to: Address | None = None
         super().__init__(**kwargs)
 
     async def _connect(self) -> None:
-        self.host, self.port = await self.locator.primary()
+        # The node that answered MOVED knows who serves the slot now; the cluster's
+        # other nodes may not know yet.
+        if self.moved_to is not None:
+            (self.host, self.port), self.moved_to = self.moved_to, None
+        else:
+            self.host, self.port = await self.locator.primary()
         await super()._connect()  # type: ignore[misc]
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
@@ -207,6 +213,7 @@ class _SlotOwnerMixin:
             return await super().read_response(*args, **kwargs)  # type: ignore[misc]
         except MovedError as exc:
             await self.disconnect()  # type: ignore[attr-defined]
+            self.moved_to = (str(exc.host), int(exc.port))
             raise RedisConnectionError(
                 f"the app's slot moved to {exc.host}:{exc.port}; reconnecting"
             ) from exc

@@ -95,7 +95,7 @@ _AUTH_CLASSES: Final[tuple[type[rx.RedisError], ...]] = (
 #: Error codes after which the server serves again by itself: an outage.
 _UNAVAILABLE_CODES: Final = frozenset(
     {"LOADING", "BUSY", "MISCONF", "NOSCRIPT", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN",
-     "NOREPLICAS"}
+     "NOREPLICAS", "MOVED", "ASK"}
 )  # fmt: skip
 
 _LEADING_CODE: Final = re.compile(r"([A-Z][A-Z0-9_]+)(?: |$)")
@@ -213,6 +213,8 @@ def _from_redis(exc: rx.RedisError, command: str | None) -> BackendError:
 _UNAVAILABLE_WHY: Final = {
     "LOADING": "Redis is loading its data into memory; it serves again once loaded",
     "BUSY": "Redis is busy running a script; it serves again when the script ends",
+    "MOVED": "another cluster node serves the app's keys now; the next call goes there",
+    "ASK": "the app's keys are moving between cluster nodes; the next call waits",
     "NOSCRIPT": "Redis lost its scripts (a restart or SCRIPT FLUSH); the next call loads "
     "them again",
 }

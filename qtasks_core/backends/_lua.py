@@ -10,8 +10,12 @@ carry a digest of its text, so workers of two QTasks versions on one Redis each 
 their own.
 
 Keys of one task are derived from the app prefix inside the functions (a claim cannot
-know its uuids in advance); QTasks therefore targets a single Redis/Valkey node or a
-primary with replicas, not Redis Cluster. Redis >= 7.0 or Valkey >= 7.2 (functions).
+know its uuids in advance); all of them share the app's hash slot, so on a Redis Cluster
+each call runs on the primary of that slot. While the slot migrates to another shard,
+some of its keys are on each side and a function that met a missing one half-way would
+stop after writes it cannot undo: every function first checks (``unsettled`` in
+``lib.lua``) and, mid-migration, returns ``TRYAGAIN`` before any write; the client waits
+and calls again. Redis >= 7.0 or Valkey >= 7.2 (functions).
 
 Functions whose work frees memory or keeps tasks moving (claim, extend, finish,
 release, dead letters, cancel) carry ``allow-oom``: under ``maxmemory`` with
@@ -63,7 +67,9 @@ def _read(name: str) -> str:
 
 
 _BODIES: Final = {name: _read(name) for name in _FUNCTIONS}
-_CODE: Final = _CONSTANTS + _read("lib") + "".join(_BODIES.values())
+#: The first lines of every function.
+_GUARD: Final = "local moving = unsettled(KEYS[1])\nif moving then return moving end\n"
+_CODE: Final = _CONSTANTS + _read("lib") + _GUARD + "".join(_BODIES.values())
 VERSION: Final = hashlib.sha1(_CODE.encode()).hexdigest()[:12]
 LIBRARY_NAME: Final = f"qtasks_{VERSION}"
 
@@ -77,7 +83,7 @@ def _register(name: str, allow_oom: bool) -> str:
     flags = "{'allow-oom'}" if allow_oom else "{}"
     return (
         f"redis.register_function{{function_name='{function_name(name)}', flags={flags}, "
-        f"callback=function(KEYS, ARGV)\n{_BODIES[name]}\nend}}\n"
+        f"callback=function(KEYS, ARGV)\n{_GUARD}{_BODIES[name]}\nend}}\n"
     )
 
 

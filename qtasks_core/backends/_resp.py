@@ -52,6 +52,8 @@ _OPTIONS = frozenset({"host", "port", "db", "username", "password", "path", "con
 #: Errors after which the command is retried on a new connection, as redis-py does.
 _RETRIED = (RedisConnectionError, RedisTimeoutError)
 RETRIES = 3
+#: Seconds a command is retried while a cluster settles (TRYAGAIN, CLUSTERDOWN, MOVED).
+SETTLE = 10.0
 
 
 def supports(url: str) -> bool:
@@ -178,6 +180,7 @@ class RespConnection:
         the primary of now); the URL then gives only credentials and database, and a
         ``READONLY`` reply (a demoted primary) reconnects."""
         self._address = address
+        self._hint: tuple[str, int] | None = None
         self._url = url
         options = parse_url(url)
         self._path: str | None = options.get("path")
@@ -203,7 +206,10 @@ class RespConnection:
 
         try:
             async with asyncio.timeout(self._connect_timeout):
-                if self._address is not None:
+                if self._hint is not None:
+                    (self._host, self._port), self._hint = self._hint, None
+                    self._where = f"{self._host}:{self._port}"
+                elif self._address is not None:
                     self._host, self._port = await self._address()
                     self._where = f"{self._host}:{self._port}"
                 if self._path is not None:
@@ -307,6 +313,7 @@ class RespConnection:
         """
         payload = _pack(args)
         failures = 0
+        settling_until: float | None = None
         while True:
             protocol = None
             try:
@@ -314,20 +321,38 @@ class RespConnection:
                 if protocol is None or protocol.transport is None:
                     protocol = await self._ready()
                 return await protocol.send(payload)
-            except (*_RETRIED, ReadOnlyError, AskError, TryAgainError, ClusterDownError) as exc:
+            except (TryAgainError, ClusterDownError, AskError) as exc:
+                if isinstance(exc, MovedError):
+                    if self._address is None:
+                        raise
+                    if self._protocol is protocol:
+                        # The node that refused knows who serves the slot now: asked
+                        # next, before the cluster, whose other nodes may not know yet.
+                        self._hint = (str(exc.host), int(exc.port))
+                        self._drop()
+                elif isinstance(exc, AskError) and args[0] != "FCALL":
+                    return await self._asking(exc, payload)
+                # A cluster settling (a failover, a slot on the move; a function is
+                # never sent after an ASK: its other keys may be on either node) takes
+                # longer than a dropped connection: waited out up to SETTLE seconds.
+                now = asyncio.get_running_loop().time()
+                settling_until = settling_until or now + SETTLE
+                if now >= settling_until:
+                    raise
+                await asyncio.sleep(min(0.25, 0.02 * 2 ** min(failures, 4)))
+                failures += 1
+            except (*_RETRIED, ReadOnlyError) as exc:
                 # A refused login is a ConnectionError in redis-py, but the same
-                # credentials fail the same way again: no retry. READONLY and MOVED are
-                # retried only where the next connection may reach another server.
+                # credentials fail the same way again: no retry. READONLY is retried
+                # only where the next connection may reach another server.
                 if self._closed or isinstance(exc, AuthenticationError):
                     raise
-                moved = isinstance(exc, (ReadOnlyError, MovedError))
-                if moved and self._address is None:
+                readonly = isinstance(exc, ReadOnlyError)
+                if readonly and self._address is None:
                     raise
-                if isinstance(exc, AskError) and not isinstance(exc, MovedError):
-                    return await self._asking(exc, payload)
                 # Only the connection that failed: callers that shared it get the same
                 # reply and must not drop the one opened meanwhile.
-                failed = not getattr(exc, "from_reply", False) or moved
+                failed = not getattr(exc, "from_reply", False) or readonly
                 if failed and self._protocol is protocol:
                     self._drop()
                 failures += 1

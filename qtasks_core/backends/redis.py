@@ -15,11 +15,11 @@ import redis.asyncio as aioredis
 from pydantic_core import to_json
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from .._urls import mask_url
 from ..errors import BackendDataError, BackendPermissionError, TaskOptionError

@@ -117,6 +117,23 @@ def test_a_closed_port_is_unavailable(connect: Connect) -> None:
     assert "cannot reach Redis" in str(error)
 
 
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "redis-py"])
+def test_a_dropped_connection_is_retried_unseen(server: RedisServer, lean: bool) -> None:
+    from qtasks_core.backends.redis import RedisBackend
+
+    backend = RedisBackend(server.url, "dropped", lean=lean)
+
+    async def go() -> None:
+        await backend.enqueue("a", {"status": "new", "task_name": "t", "priority": "0"}, 0)
+        # Every client connection closed by the server (a restart, a proxy, a timeout).
+        admin(server).client_kill_filter(_type="normal")
+        assert await backend.ping()
+        assert (await backend.stats()).queued == {0: 1}
+        await backend.close()
+
+    asyncio.run(go())
+
+
 def test_a_server_that_stops_replying_times_out(server: RedisServer, connect: Connect) -> None:
     assert server.process is not None
     server.process.send_signal(signal.SIGSTOP)  # it still accepts connections, in the kernel

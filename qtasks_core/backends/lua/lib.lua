@@ -47,6 +47,19 @@ local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
 
+-- Run first by every function (see _lua.py): on a cluster node whose slot of this app
+-- is migrating, a key that is not here is refused ("non local key"), so a key that
+-- never exists tells, before any write, that the app's keys are split between two
+-- nodes. The error reply is TRYAGAIN, which clients wait out like the server's own.
+local function unsettled(key)
+  local reply = redis.pcall('EXISTS', key .. ':never')
+  if failed(reply) then
+    return redis.error_reply('TRYAGAIN the app\'s slot is moving between cluster nodes (' ..
+                             tostring(reply.err) .. ')')
+  end
+  return nil
+end
+
 -- The next FIFO sequence number. A value that is not a number (someone SET it) is
 -- replaced: ordering within a priority restarts, nothing stops.
 local function next_seq(seq)
