@@ -37,6 +37,7 @@ from .errors import (
 )
 from .executor import TaskExecutor
 from .plugins import Depends, State
+from .plugins.depends import ScopeEnum
 from .schemas import Task, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
@@ -56,6 +57,7 @@ __all__ = [
     "QTasksError",
     "QueueTasks",
     "Router",
+    "ScopeEnum",
     "Starter",
     "State",
     "Stats",
