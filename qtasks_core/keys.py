@@ -9,12 +9,16 @@ are on one node (apps spread over a cluster's shards). QTasks before 0.2 wrote
 ====================  =====  =========================================================
 key                   type   holds
 ====================  =====  =========================================================
-``queue``             zset   uuid -> priority * 2**40 + sequence (ZPOPMIN = next task)
+``queue``             zset   uuid -> priority * 2**40 + sequence (ZPOPMIN = next task),
+                             the default queue
+``queue:<name>``      zset   the same, of the named queue ``<name>``
+``queues``            set    the names of the named queues ever sent to (for stats)
 ``seq``               str    the enqueue sequence (FIFO within one priority)
 ``task:<uuid>``       hash   the task record (status, task_name, args JSON, …)
 ``running``           zset   uuid -> lease deadline in ms (a dead worker's lease expires)
-``scheduled``         zset   uuid -> due time in ms (retry backoff, ETA)
+``scheduled``         zset   uuid -> due time in ms (retry backoff, delay, ETA)
 ``wake``              list   one token per enqueue; idle workers block on it (BLPOP)
+``wakeq:<name>``      list   the same, for the named queue ``<name>``
 ``wake:<worker>``     list   a token that wakes one worker that is stopping
 ``done:<uuid>``       list   a token pushed when a task finishes; waiters block on it
 ``counts``            hash   status -> number of tasks that entered it
@@ -35,6 +39,8 @@ from typing import Final
 PRIORITY_SCALE: Final = 2**40
 PRIORITY_MIN: Final = -4095
 PRIORITY_MAX: Final = 4095
+#: The queue of a task sent without one.
+DEFAULT_QUEUE: Final = "default"
 #: Wake tokens kept at most; more would only wake workers that find nothing to claim.
 WAKE_TOKENS_MAX: Final = 1000
 
@@ -85,6 +91,17 @@ class Keys:
     @property
     def dead(self) -> str:
         return self.prefix + "dead"
+
+    @property
+    def queues(self) -> str:
+        return self.prefix + "queues"
+
+    def queue_of(self, name: str) -> str:
+        """The queue ``name`` (the default queue keeps the key it always had)."""
+        return self.queue if name == DEFAULT_QUEUE else f"{self.prefix}queue:{name}"
+
+    def wake_of(self, name: str) -> str:
+        return self.wake if name == DEFAULT_QUEUE else f"{self.prefix}wakeq:{name}"
 
     def task(self, uuid: str) -> str:
         return f"{self.prefix}task:{uuid}"

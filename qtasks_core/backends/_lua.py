@@ -59,6 +59,7 @@ _FUNCTIONS: Final = {
     "update": True,
     "dead": True,
     "probe": True,
+    "purge": True,
 }
 
 
@@ -104,3 +105,4 @@ RELEASE: Final = function_name("release")
 UPDATE: Final = function_name("update")
 DEAD: Final = function_name("dead")
 PROBE: Final = function_name("probe")
+PURGE: Final = function_name("purge")

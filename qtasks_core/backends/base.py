@@ -10,9 +10,11 @@ A task record is a flat ``dict[str, str]``; JSON-valued fields are ``args``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from ..keys import DEFAULT_QUEUE
 from ..schemas import FINAL_STATUSES as FINAL_STATUSES
 
 #: What :meth:`Backend.requeue_dead` did: requeued; not a dead letter (queued, running,
@@ -55,7 +57,11 @@ class Claimed:
 
 @dataclass(slots=True)
 class BackendStats:
+    #: Queued tasks per priority, all queues together.
     queued: dict[int, int] = field(default_factory=dict)
+    #: Queued tasks per queue, then per priority (every queue ever sent to, and the
+    #: default queue, even when empty).
+    queues: dict[str, dict[int, int]] = field(default_factory=dict)
     scheduled: int = 0
     running: int = 0
     counts: dict[str, int] = field(default_factory=dict)
@@ -85,22 +91,42 @@ class Backend(Protocol):
     async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
         """Write the record and queue the task, atomically, in one round trip. A uuid
         that already has a record is left alone (``False``): an enqueue retried after a
-        lost reply adds nothing."""
+        lost reply adds nothing.
+
+        Record fields the backend reads: ``queue`` (absent: the default queue);
+        ``due_in`` (milliseconds: the task waits that long, then is queued; stored as
+        ``eta``, a time of the backend's clock); ``expires_in`` (milliseconds: a task
+        not claimed by then never runs; stored as ``expires``); ``ttl`` (seconds the
+        record of a task that expired is kept)."""
 
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         """:meth:`enqueue` for ``(uuid, record, priority)`` items, all in one atomic
         write; returns how many were new."""
 
     async def claim(
-        self, n: int, worker_id: str, lease: float, max_attempts: int, *, only: str | None = None
+        self,
+        n: int,
+        worker_id: str,
+        lease: float,
+        max_attempts: int,
+        *,
+        only: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        turn: int = 0,
     ) -> Claimed:
-        """Move due delayed tasks and expired leases back to the queue, then claim up
-        to ``n`` tasks for ``worker_id`` with a lease of ``lease`` seconds (``only``:
-        just that queued task). Entries that cannot be run are set aside one by one."""
+        """Move due delayed tasks and expired leases back to their queues, then claim
+        up to ``n`` tasks of ``queues`` for ``worker_id`` with a lease of ``lease``
+        seconds (``only``: just that queued task, whatever its queue). The queues take
+        turns one task at a time, starting with ``queues[turn % len(queues)]``;
+        priority order holds within each. A task past its ``expires`` ends ``cancel``
+        (reason ``expired``) instead of being claimed. Entries that cannot be run are
+        set aside one by one."""
 
-    async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
-        """Block (no polling) until a task may be claimable, ``timeout`` passes, or
-        :meth:`wake` is called for ``worker_id``."""
+    async def wait_for_work(
+        self, timeout: float, worker_id: str = "", queues: Sequence[str] = (DEFAULT_QUEUE,)
+    ) -> None:
+        """Block (no polling) until a task of ``queues`` may be claimable, ``timeout``
+        passes, or :meth:`wake` is called for ``worker_id``."""
 
     async def wake(self, worker_id: str) -> None:
         """End the wait of ``worker_id`` (a worker that is stopping)."""
@@ -162,6 +188,10 @@ class Backend(Protocol):
         moved, and those left because their new name was taken."""
 
     async def stats(self) -> BackendStats: ...
+
+    async def purge_queue(self, queue: str, reason: str = "purged") -> int:
+        """Empty ``queue``: its queued tasks end ``cancel`` with ``reason`` (waiters
+        wake); returns how many. Running and delayed tasks are left alone."""
 
     async def flush_all(self) -> None: ...
 

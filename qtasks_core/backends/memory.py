@@ -16,9 +16,10 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 from ..errors import BackendDataError
-from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
+from ..keys import DEFAULT_QUEUE, PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
 from ..schemas import TaskStatus
 from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
 
@@ -36,6 +37,10 @@ class _Signal:
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.append((loop, future))
         return future
+
+    def join(self, future: asyncio.Future[None]) -> None:
+        """Wake ``future`` too (a waiter of several signals)."""
+        self._waiters.append((future.get_loop(), future))
 
     def discard(self, future: asyncio.Future[None]) -> None:
         self._waiters = [(lp, f) for lp, f in self._waiters if f is not future]
@@ -90,15 +95,18 @@ class MemoryBackend:
         self._seq = itertools.count(1)
         self._records: dict[str, dict[str, str]] = {}
         self._expires: dict[str, float] = {}
-        self._queue: list[tuple[int, str]] = []
-        self._queued: set[str] = set()
+        #: One heap per queue; an entry whose uuid is not in _queued (cancelled, or
+        #: claimed by uuid) is skipped when popped.
+        self._queues: dict[str, list[tuple[int, str]]] = {}
+        #: Queued tasks: uuid -> their queue.
+        self._queued: dict[str, str] = {}
         self._running: dict[str, float] = {}
         self._scheduled: dict[str, float] = {}
         self._finals: Counter[str] = Counter()
         self._dead: dict[str, dict[str, str]] = {}
         self._config: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, float]] = {}
-        self._work = _Signal()
+        self._work: dict[str, _Signal] = {}
         self._done: dict[str, _Signal] = {}
 
     async def start(self) -> None:
@@ -110,15 +118,23 @@ class MemoryBackend:
     async def ping(self) -> bool:
         return True
 
-    def _push(self, uuid: str, priority: int) -> None:
-        heapq.heappush(self._queue, (priority * PRIORITY_SCALE + next(self._seq), uuid))
-        self._queued.add(uuid)
+    def _signal(self, queue: str) -> _Signal:
+        return self._work.setdefault(queue, _Signal())
+
+    def _push(self, uuid: str, priority: int, queue: str) -> None:
+        heap = self._queues.setdefault(queue, [])
+        heapq.heappush(heap, (priority * PRIORITY_SCALE + next(self._seq), uuid))
+        self._queued[uuid] = queue
+        # Every waiter of the queue: one process, and a waiter of several queues
+        # must not take a wake-up meant for another's.
+        self._signal(queue).fire()
 
     def _requeue(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
         record.update(status="new", updated_at=f"{now:.3f}")
         record.pop("claim", None)
-        self._push(uuid, int(float(record["priority"])))
+        record.pop("eta", None)
+        self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
 
     def _expire(self) -> None:
         now = time.time()
@@ -149,17 +165,36 @@ class MemoryBackend:
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         written = 0
         with self._lock:
-            for uuid, record, priority in items:
+            now = time.time()
+            for uuid, given, priority in items:
                 if uuid in self._records:
                     continue
-                self._records[uuid] = dict(record)
-                self._push(uuid, priority)
+                record = dict(given)
+                due_in = float(record.pop("due_in", 0) or 0) / 1000
+                if "expires_in" in record:
+                    expires = now + float(record.pop("expires_in") or 0) / 1000
+                    record["expires"] = f"{expires:.3f}"
+                self._records[uuid] = record
+                queue = record.get("queue", DEFAULT_QUEUE)
+                if due_in > 0:
+                    record["eta"] = f"{now + due_in:.3f}"
+                    self._scheduled[uuid] = now + due_in
+                    self._signal(queue).fire()  # an idle worker sleeps until it is due
+                else:
+                    self._push(uuid, priority, queue)
                 written += 1
-        self._work.fire(written)
         return written
 
     async def claim(
-        self, n: int, worker_id: str, lease: float, max_attempts: int, *, only: str | None = None
+        self,
+        n: int,
+        worker_id: str,
+        lease: float,
+        max_attempts: int,
+        *,
+        only: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        turn: int = 0,
     ) -> Claimed:
         out = Claimed()
         now = time.time()
@@ -172,7 +207,7 @@ class MemoryBackend:
                 if bad:
                     self._bury(uuid, f"malformed delayed task: {bad}", "", now)
                     out.dead.append(uuid)
-                elif record is not None and record["status"] == "retry":
+                elif record is not None and record["status"] in ("retry", "new"):
                     self._requeue(uuid, now)
             for uuid in [u for u, dl in self._running.items() if dl <= now]:
                 del self._running[uuid]
@@ -191,24 +226,37 @@ class MemoryBackend:
                         self._requeue(uuid, now)
                         out.recovered.append(uuid)
             if only is not None:
-                candidates = [only] if only in self._queued else []
-                self._queued.discard(only)  # its heap entry is skipped when popped
+                if self._queued.pop(only, None) is not None:  # its heap entry is skipped
+                    self._take(only, worker_id, lease, now, out)
             else:
-                candidates = []
-            while len(out.tasks) < n and (candidates or (only is None and self._queue)):
-                if candidates:
-                    uuid = candidates.pop()
-                else:
-                    _, uuid = heapq.heappop(self._queue)
-                    if uuid not in self._queued:
-                        continue  # cancelled or claimed by uuid meanwhile
-                    self._queued.discard(uuid)
-                self._take(uuid, worker_id, lease, now, out)
+                # One task from each queue in turn, starting with queues[turn]: as the
+                # Lua claim does.
+                served = list(queues) or [DEFAULT_QUEUE]
+                first = turn % len(served)
+                live = served[first:] + served[:first]
+                while len(out.tasks) < n and live:
+                    for name in list(live):
+                        if len(out.tasks) >= n:
+                            break
+                        popped = self._pop(name)
+                        if popped is None:
+                            live.remove(name)
+                        else:
+                            self._take(popped, worker_id, lease, now, out)
             if self._scheduled:
                 out.next_due = max(0.0, min(self._scheduled.values()) - now)
             if self._running:
                 out.next_lease_end = max(0.0, min(self._running.values()) - now)
         return out
+
+    def _pop(self, queue: str) -> str | None:
+        heap = self._queues.get(queue)
+        while heap:
+            _, uuid = heapq.heappop(heap)
+            if self._queued.get(uuid) == queue:
+                del self._queued[uuid]
+                return uuid
+        return None
 
     def _take(self, uuid: str, worker_id: str, lease: float, now: float, out: Claimed) -> None:
         record = self._records.get(uuid)
@@ -221,6 +269,17 @@ class MemoryBackend:
         assert record is not None
         if record["status"] != "new":
             return  # cancelled or finished meanwhile: not to be run
+        try:
+            expired = float(record.get("expires") or math.inf) <= now
+        except ValueError:
+            expired = False
+        if expired:
+            record.update(status="cancel", cancel_reason="expired", updated_at=f"{now:.3f}")
+            self._finals["cancel"] += 1
+            if record.get("ttl"):
+                self._expires[uuid] = now + float(record["ttl"])
+            self._signal_done(uuid)
+            return
         attempts = _number(record.get("attempts"), 0) + 1
         token = str(next(self._seq))
         record.update(
@@ -247,18 +306,29 @@ class MemoryBackend:
         )
 
     async def wake(self, worker_id: str) -> None:
-        self._work.fire()
-
-    async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
         with self._lock:
-            if self._queued:
+            for signal in self._work.values():
+                signal.fire()
+
+    async def wait_for_work(
+        self, timeout: float, worker_id: str = "", queues: Sequence[str] = (DEFAULT_QUEUE,)
+    ) -> None:
+        served = list(queues) or [DEFAULT_QUEUE]
+        with self._lock:
+            if any(q in served for q in self._queued.values()):
                 return
-            future = self._work.add()
+            # One future, woken by whichever of the queues gets work first.
+            future = self._signal(served[0]).add()
+            for name in served[1:]:
+                self._signal(name).join(future)
         try:
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
+            pass
+        finally:
             with self._lock:
-                self._work.discard(future)
+                for name in served:
+                    self._signal(name).discard(future)
 
     async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
         deadline = time.time() + lease
@@ -297,13 +367,12 @@ class MemoryBackend:
             self._running.pop(uuid, None)
             if delay is not None:
                 self._scheduled[uuid] = now + delay
+                self._signal(record.get("queue", DEFAULT_QUEUE)).fire()
             else:
                 self._finals[fields["status"]] += 1
                 if ttl is not None:
                     self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
-        if delay is not None:
-            self._work.fire()
         return True
 
     async def release(self, claims: dict[str, str]) -> list[str]:
@@ -322,7 +391,6 @@ class MemoryBackend:
                     record["attempts"] = str(max(0, _number(record.get("attempts"), 1) - 1))
                     self._requeue(uuid, now)
                     out.append(uuid)
-        self._work.fire()
         return out
 
     async def get(self, uuid: str) -> dict[str, str] | None:
@@ -374,7 +442,7 @@ class MemoryBackend:
                 if record["status"] not in ("new", "retry"):
                     return False
                 self._scheduled.pop(uuid, None)
-                self._queued.discard(uuid)  # the heap entry is skipped when popped
+                self._queued.pop(uuid, None)  # the heap entry is skipped when popped
             record.update(fields)
             if "updated_at" not in fields:
                 record["updated_at"] = f"{time.time():.3f}"
@@ -413,7 +481,6 @@ class MemoryBackend:
             self._expires.pop(uuid, None)
             self._requeue(uuid, time.time())
             del self._dead[uuid]
-        self._work.fire()
         return "requeued"
 
     async def delete_dead(self, uuid: str) -> bool:
@@ -426,10 +493,14 @@ class MemoryBackend:
     async def stats(self) -> BackendStats:
         with self._lock:
             queued: dict[int, int] = {}
-            for score, uuid in self._queue:
-                if uuid in self._queued:
-                    priority = score // PRIORITY_SCALE
-                    queued[priority] = queued.get(priority, 0) + 1
+            per_queue: dict[str, dict[int, int]] = {DEFAULT_QUEUE: {}}
+            for name, heap in self._queues.items():
+                depth = per_queue.setdefault(name, {})
+                for score, uuid in heap:
+                    if self._queued.get(uuid) == name:
+                        priority = score // PRIORITY_SCALE
+                        queued[priority] = queued.get(priority, 0) + 1
+                        depth[priority] = depth.get(priority, 0) + 1
             now = time.time()
             workers = []
             for status, until in self._status.values():
@@ -443,6 +514,7 @@ class MemoryBackend:
             }
             return BackendStats(
                 queued=queued,
+                queues=per_queue,
                 scheduled=len(self._scheduled),
                 running=len(self._running),
                 counts={k: v for k, v in {**live, **self._finals}.items() if v},
@@ -454,7 +526,7 @@ class MemoryBackend:
         with self._lock:
             self._records.clear()
             self._expires.clear()
-            self._queue.clear()
+            self._queues.clear()
             self._queued.clear()
             self._running.clear()
             self._scheduled.clear()
@@ -462,6 +534,19 @@ class MemoryBackend:
             self._dead.clear()
             self._config.clear()
             self._status.clear()
+
+    async def purge_queue(self, queue: str, reason: str = "purged") -> int:
+        with self._lock:
+            now = time.time()
+            purged = [u for u, q in self._queued.items() if q == queue]
+            for uuid in purged:
+                del self._queued[uuid]
+                record = self._records[uuid]
+                record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
+                self._finals["cancel"] += 1
+                self._signal_done(uuid)
+            self._queues.pop(queue, None)
+            return len(purged)
 
     async def delete_finished(self) -> int:
         with self._lock:

@@ -23,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._urls import mask_url
 from ..errors import BackendDataError, BackendPermissionError, TaskOptionError
-from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
+from ..keys import DEFAULT_QUEUE, PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
 from . import _lua, _resp
 from ._cluster import ClusterURL, Locator, is_cluster, slot_of, slot_owner_pool
 from ._errors import mapped
@@ -460,12 +460,29 @@ class RedisBackend:
 
     @mapped("claim")
     async def claim(
-        self, n: int, worker_id: str, lease: float, max_attempts: int, *, only: str | None = None
+        self,
+        n: int,
+        worker_id: str,
+        lease: float,
+        max_attempts: int,
+        *,
+        only: str | None = None,
+        queues: Sequence[str] = (DEFAULT_QUEUE,),
+        turn: int = 0,
     ) -> Claimed:
         k = self.keys
         raw = await self._conn().claim(
             keys=[k.queue, k.running, k.scheduled, k.wake, k.dead, k.clock, k.seq],
-            args=[k.prefix, n, int(lease * 1000), worker_id, max_attempts, only or ""],
+            args=[
+                k.prefix,
+                n,
+                int(lease * 1000),
+                worker_id,
+                max_attempts,
+                only or "",
+                turn,
+                *queues,
+            ],
         )
         rows, recovered, dead, due, lease_end = raw
         out = Claimed(
@@ -488,9 +505,13 @@ class RedisBackend:
         return out
 
     @mapped("wait_for_work")
-    async def wait_for_work(self, timeout: float, worker_id: str = "") -> None:
+    async def wait_for_work(
+        self, timeout: float, worker_id: str = "", queues: Sequence[str] = (DEFAULT_QUEUE,)
+    ) -> None:
+        keys = [self.keys.wake_of(q) for q in queues or (DEFAULT_QUEUE,)]
+        if worker_id:
+            keys.append(self.keys.wake_worker(worker_id))
         # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
-        keys = [self.keys.wake, self.keys.wake_worker(worker_id)] if worker_id else [self.keys.wake]
         wait = min(max(timeout, 0.01), MAX_BLOCK)
         blocking = self._conn().blocking
         try:
@@ -696,10 +717,9 @@ class RedisBackend:
 
     # -- inspection and maintenance ----------------------------------------------------
 
-    async def _queued_by_priority(self) -> dict[int, int]:
-        """Exact queue lengths per priority, two commands per distinct priority."""
+    async def _queued_by_priority(self, queue: str) -> dict[int, int]:
+        """Exact lengths of ``queue`` per priority, two commands per distinct priority."""
         client = self.client
-        queue = self.keys.queue
         queued: dict[int, int] = {}
         first = await client.zrange(queue, 0, 0, withscores=True)
         while first:
@@ -721,7 +741,18 @@ class RedisBackend:
     async def stats(self) -> BackendStats:
         client = self.client
         k = self.keys
-        queued = await self._queued_by_priority()
+        try:
+            names = sorted(cast(set[str], await client.smembers(k.queues)))
+        except ResponseError:
+            names = []  # a key of the wrong type: the named queues are not shown
+        per_queue = {
+            name: await self._queued_by_priority(k.queue_of(name))
+            for name in [DEFAULT_QUEUE, *(n for n in names if n != DEFAULT_QUEUE)]
+        }
+        queued: dict[int, int] = {}
+        for depth in per_queue.values():
+            for priority, count in depth.items():
+                queued[priority] = queued.get(priority, 0) + count
         pipe: Pipeline = client.pipeline(transaction=False)
         pipe.zcard(k.scheduled)
         pipe.zcard(k.running)
@@ -745,12 +776,23 @@ class RedisBackend:
         live = {"new": sum(queued.values()), "process": running, "retry": scheduled}
         return BackendStats(
             queued=queued,
+            queues=per_queue,
             scheduled=scheduled,
             running=running,
             counts={s: n for s, n in {**live, **finals}.items() if n},
             workers=workers,
             dead=dead,
         )
+
+    @mapped("purge_queue")
+    async def purge_queue(self, queue: str, reason: str = "purged") -> int:
+        purge = _PyFunction(self._conn().raw, _lua.PURGE)
+        key = self.keys.queue_of(queue)
+        total = 0
+        # A batch per call: a long queue never holds Redis for long.
+        while await self.client.zcard(key):
+            total += int(await purge(keys=[key], args=[self.keys.prefix, queue, reason, 500]))
+        return total
 
     @mapped("flush_all")
     async def flush_all(self) -> None:

@@ -322,6 +322,131 @@ def test_stats_count_live_statuses_from_the_sets(subject: Subject) -> None:
     assert stats.counts == {"new": 2, "process": 1, "success": 1}
 
 
+# -- named queues, delays, expiry -------------------------------------------------------------
+
+
+def uuids(claimed: Claimed) -> list[str]:
+    return [t["uuid"] for t in claimed.tasks]
+
+
+def test_a_claim_takes_only_the_queues_it_names(subject: Subject) -> None:
+    subject.add("d")
+    subject.add("e", queue="emails")
+    subject.add("r", queue="reports")
+    assert uuids(subject.claim(queues=["emails"])) == ["e"]
+    assert uuids(subject.claim(queues=["emails"])) == []
+    assert uuids(subject.claim()) == ["d"]  # the default queue alone
+    assert uuids(subject.claim(queues=["default", "reports"])) == ["r"]
+
+
+def test_queues_take_turns_and_priority_holds_within_each(subject: Subject) -> None:
+    for i in range(4):
+        subject.add(f"a{i}", queue="a")
+    subject.add("b-low", priority=5, queue="b")
+    subject.add("b-high", priority=-5, queue="b")
+    # A full queue does not starve the next: one task from each in turn.
+    assert uuids(subject.claim(n=3, queues=["a", "b"])) == ["a0", "b-high", "a1"]
+    # The turn moves the starting queue.
+    assert uuids(subject.claim(n=2, queues=["a", "b"], turn=1)) == ["b-low", "a2"]
+    assert uuids(subject.claim(n=5, queues=["a", "b"])) == ["a3"]
+
+
+def test_a_dead_letter_is_requeued_to_its_own_queue(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("p", queue="emails")
+    token = subject.claim(queues=["emails"]).tasks[0]["token"]
+    assert run(b.dead_letter("p", token, "unreadable", ""))
+    assert run(b.requeue_dead("p")) == "requeued"
+    assert uuids(subject.claim()) == []
+    assert uuids(subject.claim(queues=["emails"])) == ["p"]
+
+
+def test_a_retry_returns_to_its_own_queue(subject: Subject) -> None:
+    subject.add("r", queue="emails")
+    token = subject.claim(queues=["emails"]).tasks[0]["token"]
+    assert run(subject.backend.finish("r", token, {"status": "retry"}, None, 0.05))
+    time.sleep(0.1)
+    assert uuids(subject.claim()) == []
+    assert uuids(subject.claim(queues=["emails"])) == ["r"]
+
+
+def test_a_delayed_task_waits_in_the_backend_and_shows_its_due_time(subject: Subject) -> None:
+    before = time.time()
+    subject.add("later", due_in="300")
+    subject.add("now")
+    got = run(subject.backend.get("later"))
+    assert got is not None and got["status"] == "new" and "due_in" not in got
+    assert before + 0.25 < float(got["eta"]) < time.time() + 0.35
+    claimed = subject.claim(n=5)
+    assert uuids(claimed) == ["now"]
+    assert claimed.next_due is not None and 0 < claimed.next_due <= 0.3
+    time.sleep(0.35)
+    claimed = subject.claim(n=5)
+    assert uuids(claimed) == ["later"]
+    assert float(claimed.tasks[0]["created_at"]) <= before + 1
+
+
+def test_a_delayed_task_can_be_cancelled_before_it_is_due(subject: Subject) -> None:
+    subject.add("later", due_in="200")
+    assert run(subject.backend.update("later", {"status": "cancel", "cancel_reason": "no"}))
+    time.sleep(0.25)
+    assert uuids(subject.claim()) == []
+    got = run(subject.backend.get("later"))
+    assert got is not None and got["status"] == "cancel"
+
+
+def test_a_task_not_started_before_it_expires_ends_cancelled_unrun(subject: Subject) -> None:
+    subject.add("stale", expires_in="100")
+    subject.add("fresh", expires_in="60000")
+    time.sleep(0.15)
+    assert uuids(subject.claim(n=5)) == ["fresh"]
+    got = run(subject.backend.get("stale"))
+    assert got is not None
+    assert (got["status"], got["cancel_reason"]) == ("cancel", "expired")
+    assert "expires_in" not in got and float(got["expires"]) < time.time()
+    assert run(subject.backend.wait_done("stale", 1)) is not False
+
+
+def test_purging_a_queue_cancels_its_tasks_only(subject: Subject) -> None:
+    for i in range(3):
+        subject.add(f"e{i}", queue="emails")
+    subject.add("d")
+    assert run(subject.backend.purge_queue("emails")) == 3
+    assert uuids(subject.claim(queues=["emails", "default"])) == ["d"]
+    got = run(subject.backend.get("e0"))
+    assert got is not None and (got["status"], got["cancel_reason"]) == ("cancel", "purged")
+    assert run(subject.backend.purge_queue("emails")) == 0
+
+
+def test_stats_show_each_queue_by_priority(subject: Subject) -> None:
+    subject.add("d")
+    subject.add("e1", queue="emails")
+    subject.add("e2", priority=3, queue="emails")
+    stats = run(subject.backend.stats())
+    assert stats.queues == {"default": {0: 1}, "emails": {0: 1, 3: 1}}
+    assert stats.queued == {0: 2, 3: 1}
+
+
+def test_an_idle_wait_wakes_for_its_own_queues_only(subject: Subject) -> None:
+    b = subject.backend
+
+    async def wait(queues: list[str]) -> float:
+        started = time.monotonic()
+        await b.wait_for_work(1.0, "w1", queues)
+        return time.monotonic() - started
+
+    async def scenario() -> tuple[float, float]:
+        emails = asyncio.ensure_future(wait(["emails"]))
+        reports = asyncio.ensure_future(wait(["reports"]))
+        await asyncio.sleep(0.1)
+        await b.enqueue("e", record(queue="emails"), 0)
+        return await emails, await reports
+
+    woken, idle = run(scenario())
+    assert woken < 0.8
+    assert idle >= 0.9
+
+
 # -- garbage in Redis ------------------------------------------------------------------------
 
 

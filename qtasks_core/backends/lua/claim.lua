@@ -2,15 +2,27 @@
 -- tasks for one worker, each under a new claim token (the fence: only the holder of
 -- the current claim may renew, finish or hand back the task).
 -- KEYS: queue, running, scheduled, wake, dead, clock, seq
--- ARGV: prefix, n, lease_ms, worker_id, max_attempts, only_uuid ('' for any)
+-- ARGV: prefix, n, lease_ms, worker_id, max_attempts, only_uuid ('' for any), turn,
+--       then the names of the queues to claim from (none: the default queue). Queues
+--       take turns one task at a time, starting with the one at index `turn` (mod their
+--       number): a full queue cannot starve the others, and a caller that advances
+--       `turn` on every claim starts each time with the next.
 -- Returns {claimed, recovered, dead, ms until the next due task | '',
 --          ms until the first lease ends | ''}; a claimed row is
 --          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, token}.
 local prefix, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local wid, maxatt, only = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local wid, maxatt, only, turn = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]) or 0
+local served = {}
+for i = 8, #ARGV do served[#served + 1] = ARGV[i] end
+if #served == 0 then served = {'default'} end
 -- The indexes that hold tasks must be sound before anything moves; the lists of
 -- tokens, the clock and the sequence are repaired where they are met.
-local err = expect_all({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset'})
+local checks = {KEYS[2], 'zset', KEYS[3], 'zset'}
+for _, q in ipairs(served) do
+  checks[#checks + 1] = qkey(prefix, q)
+  checks[#checks + 1] = 'zset'
+end
+local err = expect_all(checks)
 if err then return err end
 local now = now_ms()
 local recovered, dead = {}, {}
@@ -22,7 +34,7 @@ for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT',
   if bad then
     bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now)
     table.insert(dead, uuid)
-  elseif r[1] == 'retry' then
+  elseif r[1] == 'retry' or r[1] == 'new' then  -- a retry, or a task sent with a delay
     requeue(prefix, uuid, now)
   end
 end
@@ -54,7 +66,8 @@ end
 local out = {}
 local function take(uuid)
   local tkey = prefix .. 'task:' .. uuid
-  local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry')
+  local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
+                     'expires')
   if bad then
     local raw = ''
     if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
@@ -63,6 +76,10 @@ local function take(uuid)
     return
   end
   if r[1] ~= 'new' then return end  -- cancelled or finished meanwhile: not to be run
+  if r[10] and tonumber(r[10]) and tonumber(r[10]) * 1000 <= now then
+    cancel(prefix, uuid, tkey, 'expired', now)  -- not started in time: never runs
+    return
+  end
   local att = (tonumber(r[7]) or 0) + 1
   local token = tostring(next_seq(KEYS[7]))
   redis.call('HSET', tkey, 'status', 'process', 'worker', wid, 'attempts', att,
@@ -73,15 +90,39 @@ local function take(uuid)
 end
 
 if only ~= '' then
-  if redis.call('ZREM', KEYS[1], only) == 1 then take(only) end
-else
+  local q = redis.pcall('HGET', prefix .. 'task:' .. only, 'queue')
+  if failed(q) then q = nil end
+  if redis.call('ZREM', qkey(prefix, q), only) == 1 then take(only) end
+elseif #served == 1 then
+  local qk = qkey(prefix, served[1])
   while #out < n do
-    local popped = redis.call('ZPOPMIN', KEYS[1], n - #out)
+    local popped = redis.call('ZPOPMIN', qk, n - #out)
     if #popped == 0 then break end
     for i = 1, #popped, 2 do take(popped[i]) end
   end
+else
+  -- One task from each queue in turn, until n are claimed or every queue is empty.
+  local live, first = {}, turn % #served
+  for i = 0, #served - 1 do live[#live + 1] = qkey(prefix, served[(first + i) % #served + 1]) end
+  while #out < n and #live > 0 do
+    local still = {}
+    for _, qk in ipairs(live) do
+      if #out >= n then
+        still[#still + 1] = qk
+      else
+        local popped = redis.call('ZPOPMIN', qk, 1)
+        if #popped > 0 then
+          take(popped[1])
+          still[#still + 1] = qk
+        end
+      end
+    end
+    live = still
+  end
 end
-if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[4]) end
+for _, q in ipairs(served) do
+  if redis.call('ZCARD', qkey(prefix, q)) == 0 then redis.call('DEL', wkey(prefix, q)) end
+end
 
 -- When a claim could next find work without an enqueue: a delayed task falls due, or a
 -- lease ends (so an idle worker recovers a dead worker's task on time).

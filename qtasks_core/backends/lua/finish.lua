@@ -16,7 +16,7 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
                                                     item[5], item[6]
   local tkey = prefix .. 'task:' .. uuid
   local code = 0
-  local held = redis.pcall('HMGET', tkey, 'claim', 'status')
+  local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue')
   if not failed(held) and held[1] == token then
     if held[2] == 'process' then
       local flat = {}
@@ -31,7 +31,7 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
       if delay > 0 then
         redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
         -- Wakes an idle worker, which then sleeps only until this task is due.
-        push_token(prefix .. 'wake', '1')
+        push_token(wkey(prefix, held[3]), '1')
       else
         bump(prefix .. 'counts', status)
         signal_done(prefix, uuid, tkey, ttl)

@@ -156,15 +156,38 @@ local function unfit(tkey)
   return bad
 end
 
--- Queue a checked task again, FIFO behind its own priority; the claim it had (if any)
--- ends, so its old holder can no longer finish it.
+-- The keys of a named queue: the default queue keeps the names it always had.
+local function qkey(prefix, queue)
+  if not queue or queue == '' or queue == 'default' then return prefix .. 'queue' end
+  return prefix .. 'queue:' .. queue
+end
+
+local function wkey(prefix, queue)
+  if not queue or queue == '' or queue == 'default' then return prefix .. 'wake' end
+  return prefix .. 'wakeq:' .. queue
+end
+
+-- Queue a checked task again, FIFO behind its own priority, on its own queue, and wake
+-- a worker of that queue; the claim it had (if any) ends, so its old holder can no
+-- longer finish it.
 local function requeue(prefix, uuid, now)
   local tkey = prefix .. 'task:' .. uuid
-  local pr = tonumber(redis.call('HGET', tkey, 'priority'))
+  local r = redis.call('HMGET', tkey, 'priority', 'queue')
   local n = next_seq(prefix .. 'seq')
-  redis.call('ZADD', prefix .. 'queue', string.format('%d', pr * SCALE + n), uuid)
+  redis.call('ZADD', qkey(prefix, r[2]), string.format('%d', tonumber(r[1]) * SCALE + n), uuid)
   redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now))
+  redis.call('HDEL', tkey, 'claim', 'eta')
+  push_token(wkey(prefix, r[2]), '1')
+end
+
+-- End a task that was never started: status cancel with its reason; waiters wake.
+local function cancel(prefix, uuid, tkey, reason, now)
+  redis.call('HSET', tkey, 'status', 'cancel', 'cancel_reason', reason,
+             'updated_at', stamp(now))
   redis.call('HDEL', tkey, 'claim')
+  bump(prefix .. 'counts', 'cancel')
+  local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
+  signal_done(prefix, uuid, tkey, ttl)
 end
 
 -- Keep the clock of "a worker reached Redis". Heartbeats renew leases every lease/6,

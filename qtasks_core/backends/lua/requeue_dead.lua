@@ -4,17 +4,21 @@
 -- Returns 1 requeued; 0 not a dead letter; -1 a dead letter without a usable record
 -- (nothing to run: delete it instead).
 local prefix, uuid = ARGV[1], ARGV[2]
-local err = expect_all({prefix .. 'dead', 'zset', prefix .. 'queue', 'zset',
+local tkey = prefix .. 'task:' .. uuid
+local queue = redis.pcall('HGET', tkey, 'queue')
+if failed(queue) then queue = nil end
+-- Requeued to the queue it was sent to.
+local qk = qkey(prefix, queue)
+local err = expect_all({prefix .. 'dead', 'zset', qk, 'zset',
                         prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset'})
 if err then return err end
 -- Only a task that is set aside: never one that is queued, running or finished, which
 -- would run twice at once or again.
 if not redis.call('ZSCORE', prefix .. 'dead', uuid) then return 0 end
-if redis.call('ZSCORE', prefix .. 'queue', uuid) or redis.call('ZSCORE', prefix .. 'running', uuid)
+if redis.call('ZSCORE', qk, uuid) or redis.call('ZSCORE', prefix .. 'running', uuid)
    or redis.call('ZSCORE', prefix .. 'scheduled', uuid) then
   return 0
 end
-local tkey = prefix .. 'task:' .. uuid
 local bad = unfit(tkey)
 if bad then return -1 end
 redis.call('HSET', tkey, 'attempts', 0)
@@ -24,5 +28,4 @@ redis.call('DEL', prefix .. 'done:' .. uuid)
 requeue(prefix, uuid, now_ms())
 redis.call('ZREM', prefix .. 'dead', uuid)
 redis.call('DEL', prefix .. 'dead:' .. uuid)
-push_token(prefix .. 'wake', '1')
 return 1

@@ -7,7 +7,8 @@
 local prefix, uuid, ttl, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local tkey = prefix .. 'task:' .. uuid
 if key_type(tkey) ~= 'hash' then return 0 end
-local err = expect_all({prefix .. 'queue', 'zset', prefix .. 'scheduled', 'zset'})
+local qk = qkey(prefix, redis.call('HGET', tkey, 'queue'))
+local err = expect_all({qk, 'zset', prefix .. 'scheduled', 'zset'})
 if err then return err end
 if token ~= '' and redis.call('HGET', tkey, 'claim') ~= token then return 0 end
 local prev = redis.call('HGET', tkey, 'status')
@@ -22,7 +23,7 @@ if status and status ~= 'cancel' then
 end
 if status == 'cancel' then
   if prev ~= 'new' and prev ~= 'retry' then return 0 end
-  redis.call('ZREM', prefix .. 'queue', uuid)
+  redis.call('ZREM', qk, uuid)
   redis.call('ZREM', prefix .. 'scheduled', uuid)
 end
 redis.call('HSET', tkey, unpack(ARGV, 5))
