@@ -38,6 +38,7 @@ from .errors import (
 from .executor import TaskExecutor
 from .plugins import Depends, State
 from .plugins.depends import ScopeEnum
+from .plugins.state import AsyncState
 from .schemas import Task, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
@@ -45,6 +46,7 @@ from .worker import Worker
 
 __all__ = [
     "AsyncRouter",
+    "AsyncState",
     "BackendAuthError",
     "BackendDataError",
     "BackendError",
