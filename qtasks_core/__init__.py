@@ -36,6 +36,7 @@ from .errors import (
     TaskTimeoutError,
 )
 from .executor import TaskExecutor
+from .middlewares import TaskMiddleware
 from .plugins import Depends, State
 from .plugins.depends import ScopeEnum
 from .plugins.state import AsyncState
@@ -70,6 +71,7 @@ __all__ = [
     "TaskExecutor",
     "TaskExitError",
     "TaskHandle",
+    "TaskMiddleware",
     "TaskNotFoundError",
     "TaskOptionError",
     "TaskPluginTriggerError",

@@ -4,6 +4,10 @@ Async functions run on the worker's event loop; plain functions run in the worke
 thread pool, never on the loop. ``max_time`` is enforced for both: at the deadline
 the task ends ``error``. Python cannot kill a thread, so an overrunning plain function
 keeps its thread until it returns; its result is then discarded.
+
+Middlewares (:mod:`qtasks_core.middlewares`) run around the function: the before
+ones see ``args`` / ``kwargs`` as the function will get them (before the argument
+plugins), the after ones see ``result`` (after ``decode``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ._introspect import parameters
 from ._util import fired
 from .context import TaskContext
 from .errors import TaskExitError, TaskPluginTriggerError
+from .middlewares import check_middlewares
 from .schemas import ArgMeta, TaskExecSchema, TaskPrioritySchema, TaskStatusProcessSchema
 
 if TYPE_CHECKING:
@@ -47,6 +52,11 @@ class TaskExecutor:
         #: The processing state as ``worker_execute_before`` plugins left it.
         self.model = model
         self.context: TaskContext | None = None
+        #: The arguments the function is about to receive (middlewares may change them).
+        self.args: list[Any] = list(task_broker.args)
+        self.kwargs: dict[str, Any] = dict(task_broker.kwargs)
+        #: What the task returned, once it did (after middlewares may replace it).
+        self.result: Any = None
 
     def args_info(self, args: list[Any], kw: dict[str, Any]) -> list[ArgMeta]:
         """Each parameter of the function with the value it is about to receive."""
@@ -79,11 +89,52 @@ class TaskExecutor:
 
     async def execute(self) -> Any:
         """Run the task: middlewares, argument plugins, the function, result plugins."""
-        pm = self.pm
-        await fired(pm.hook.task_executor_middlewares_execute(task_executor=self))
-        for middleware in self.task_func.middlewares_before:
+        spec = self.task_func
+        if spec.middlewares_before or spec.middlewares_after:
+            # Again here (it is cached): a task declared without the check, or changed
+            # by a plugin since, must not run with a middleware that would be skipped.
+            check_middlewares(spec.name, spec.middlewares_before, spec.middlewares_after)
+        await fired(self.pm.hook.task_executor_middlewares_execute(task_executor=self))
+        executor: TaskExecutor = self
+        for middleware in spec.middlewares_before:
+            executor = await executor._before(middleware)
+        return await executor._execute_task()
+
+    async def _before(self, middleware: Any) -> TaskExecutor:
+        """Run one before-middleware; the executor that runs the rest of the task."""
+        if not isinstance(middleware, type):
             await fired(middleware(self))
-        args, kw = list(self.task_broker.args), dict(self.task_broker.kwargs)
+            return self
+        returned = await fired(middleware(self)())
+        if returned is None:
+            return self
+        if isinstance(returned, TaskExecutor):
+            return returned
+        raise TypeError(
+            f"middleware {middleware.__qualname__} returned {type(returned).__name__}; "
+            "a TaskMiddleware returns None or a task executor (self.task_executor)"
+        )
+
+    async def _after(self, middleware: Any) -> None:
+        """Run one after-middleware on ``self.result``."""
+        if not isinstance(middleware, type):
+            replaced = await fired(middleware(self, self.result))
+            if replaced is not None:
+                self.result = replaced
+            return
+        returned = await fired(middleware(self)())
+        if isinstance(returned, TaskExecutor) and returned is not self:
+            self.result = returned.result
+        elif returned is not None and returned is not self:
+            raise TypeError(
+                f"middleware {middleware.__qualname__} returned {type(returned).__name__}; "
+                "an after TaskMiddleware replaces the result by setting "
+                "self.task_executor.result, and returns None or the executor"
+            )
+
+    async def _execute_task(self) -> Any:
+        pm = self.pm
+        args, kw = list(self.args), dict(self.kwargs)
         new = await fired(
             pm.hook.task_executor_args_replace(
                 task_executor=self, args=args, kw=kw, args_info=self.args_info(args, kw)
@@ -114,10 +165,10 @@ class TaskExecutor:
             result = self.task_func.decode(result)
             new = await fired(pm.hook.task_executor_decode(task_executor=self, result=result))
             result = result if new is None else new
+        self.result = result
         for middleware in self.task_func.middlewares_after:
-            replaced = await fired(middleware(self, result))
-            result = result if replaced is None else replaced
-        return result
+            await self._after(middleware)
+        return self.result
 
     async def _run(self, args: list[Any], kw: dict[str, Any]) -> Any:
         func = self.task_func.func
