@@ -128,6 +128,9 @@ def task_from_record(record: dict[str, str]) -> Task:
             malformed.append(name)
             return default
 
+    def moment(name: str) -> datetime | None:
+        return datetime.fromtimestamp(number(name), tz=UTC) if record.get(name) else None
+
     retry = record.get("retry")
     extra = field("extra", {}, dict)
     task = Task(
@@ -145,6 +148,9 @@ def task_from_record(record: dict[str, str]) -> Task:
         retry=int(retry) if retry and retry.isdigit() else None,
         cancel_reason=record.get("cancel_reason") or None,
         worker=record.get("worker") or None,
+        queue=record.get("queue") or "default",
+        eta=moment("eta"),
+        expires=moment("expires"),
         extra={**extra, "malformed": malformed} if malformed else extra,
     )
     return task

@@ -13,6 +13,7 @@ import re
 import reprlib
 import unicodedata
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from .errors import TaskOptionError
@@ -101,6 +102,75 @@ def check_priority(priority: object) -> int:
         f"priority must be an int in [{PRIORITY_MIN}, {PRIORITY_MAX}] "
         f"(lower runs first), got {_shown(priority)}"
     )
+
+
+#: Longest queue name: it is part of the queue's Redis keys.
+QUEUE_NAME_MAX: Final = 128
+_QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def check_queue(name: object) -> str:
+    """``name`` if it is a valid queue name: 1 to 128 ASCII letters, digits, ``_ . -``
+    (no spaces, ``:`` or glob characters, which would break the queue's keys)."""
+    if isinstance(name, str) and len(name) <= QUEUE_NAME_MAX and _QUEUE_NAME.fullmatch(name):
+        return name
+    rule = (
+        "a queue name is 1 to 128 characters: ASCII letters, digits, '_', '.' and '-' "
+        "(it is part of the queue's Redis keys)"
+    )
+    if isinstance(name, str) and name and len(name) <= QUEUE_NAME_MAX:
+        bad = _APP_NAME_CHAR.search(name)
+        assert bad is not None
+        raise TaskOptionError(f"queue name {_shown(name)} contains {bad.group()!r}: {rule}")
+    raise TaskOptionError(f"queue name {_shown(name)} is not valid: {rule}")
+
+
+def _seconds(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    raise TaskOptionError(
+        f"{what} must be a finite number of seconds >= 0 or a timedelta, got {_shown(value)}"
+    )
+
+
+def _until(moment: object, what: str) -> float:
+    """Seconds from now until the timezone-aware datetime ``moment`` (0 if past)."""
+    assert isinstance(moment, datetime)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise TaskOptionError(
+            f"{what}={moment!r} is a naive datetime: give it a timezone "
+            f"(datetime.now(timezone.utc) + ..., or .replace(tzinfo=ZoneInfo('Europe/Berlin')))"
+        )
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def check_delay(delay: object, eta: object) -> float | None:
+    """Seconds until a task is due, from ``delay`` (seconds or ``timedelta``) or
+    ``eta`` (a timezone-aware ``datetime``); not both."""
+    if delay is not None and eta is not None:
+        raise TaskOptionError("give delay= or eta=, not both")
+    if eta is not None:
+        if not isinstance(eta, datetime):
+            raise TaskOptionError(f"eta must be a timezone-aware datetime, got {_shown(eta)}")
+        return _until(eta, "eta")
+    return _seconds(delay, "delay")
+
+
+def check_expires(expires: object) -> float | None:
+    """Seconds from now after which a task not started never runs: ``expires`` as
+    seconds, ``timedelta`` or a timezone-aware ``datetime``."""
+    if isinstance(expires, datetime):
+        return _until(expires, "expires")
+    return _seconds(expires, "expires")
 
 
 def check_timeout(timeout: object) -> float | None:

@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
@@ -38,8 +38,11 @@ from ._validate import (
     check_app_name,
     check_args,
     check_batch_call,
+    check_delay,
+    check_expires,
     check_kwargs,
     check_priority,
+    check_queue,
     check_task_name,
     check_timeout,
 )
@@ -48,6 +51,8 @@ from .backends.base import RequeueResult
 from .brokers import Broker
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
+from .keys import DEFAULT_QUEUE
+from .middlewares import check_middlewares
 from .schemas import Task, TaskExecSchema, TaskStatusNewSchema
 from .storages import Storage
 
@@ -62,7 +67,12 @@ ENV_REDIS_URL = "QTASKS_REDIS_URL"
 #: Tasks of one add_tasks call in flight at once (their writes share pipelines).
 _BATCH = 1000
 
+#: One task ready for the broker: name, priority, args, kwargs, extra, and the
+#: model's queue/delay/expires.
+_Call = tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any], dict[str, Any]]
+
 _TASK_OPTIONS = {
+    "queue",
     "priority",
     "echo",
     "max_time",
@@ -123,6 +133,20 @@ class TaskHandle:
             self.name, *args, priority=priority, timeout=timeout, **kwargs
         )
 
+    def send_task(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Task:
+        """Enqueue this task with explicit ``args``/``kwargs`` and call options
+        (``priority, timeout, queue, delay, eta, expires``: see
+        :meth:`QueueTasks.send_task_async`)."""
+        return self._app().send_task(self.name, args, kwargs, **options)
+
+    async def send_task_async(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Task:
+        """Async twin of :meth:`send_task`."""
+        return await self._app().send_task_async(self.name, args, kwargs, **options)
+
 
 def _make_spec(
     func: Callable[..., Any], name: str | None, options: dict[str, Any]
@@ -138,6 +162,8 @@ def _make_spec(
             options[key] = tuple(options[key])
         else:
             options.pop(key, None)
+    if options.get("queue") is not None:
+        options["queue"] = check_queue(options["queue"])
     exc = options.get("retry_on_exc")
     if exc is not None and not isinstance(exc, tuple):
         options["retry_on_exc"] = tuple(exc) if isinstance(exc, list) else (exc,)
@@ -163,13 +189,18 @@ class _Registry:
     ) -> Any:
         """Register a task, bare (``@app.task``) or with options (``@app.task(retry=3)``).
 
-        Options: ``name, priority, echo, max_time, retry, retry_on_exc, retry_backoff,
-        decode, tags, description, generate_handler, executor, middlewares_before,
-        middlewares_after``.
+        Options: ``name, queue, priority, echo, max_time, retry, retry_on_exc,
+        retry_backoff, decode, tags, description, generate_handler, executor,
+        middlewares_before, middlewares_after``.
         """
+        default_queue = getattr(self, "default_queue", None)
 
         def register(f: Callable[..., Any]) -> TaskHandle:
-            spec = _make_spec(f, name, dict(options))
+            given = dict(options)
+            if default_queue is not None and given.get("queue") is None:
+                given["queue"] = default_queue
+            spec = _make_spec(f, name, given)
+            check_middlewares(spec.name, spec.middlewares_before, spec.middlewares_after)
             self.tasks[spec.name] = spec
             return TaskHandle(spec, self)  # type: ignore[arg-type]
 
@@ -177,11 +208,15 @@ class _Registry:
 
 
 class Router(_Registry):
-    """A group of tasks declared apart from the app, then ``app.include_router(router)``."""
+    """A group of tasks declared apart from the app, then ``app.include_router(router)``.
 
-    def __init__(self) -> None:
+    :param queue: the queue of the router's tasks that do not name one.
+    """
+
+    def __init__(self, *, queue: str | None = None) -> None:
         self.tasks = {}
         self.app: QueueTasks | None = None
+        self.default_queue = None if queue is None else check_queue(queue)
 
 
 #: The original QTasks' routers: one kind serves sync and async tasks alike here.
@@ -380,11 +415,24 @@ class QueueTasks(_Registry):
         *,
         priority: int | None = None,
         timeout: float | None = None,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> Task:
         """Enqueue ``task_name`` with explicit ``args``/``kwargs`` (any names allowed,
         ``priority`` and ``timeout`` included). See :meth:`add_task_async`.
 
-        A bad name, argument container, priority or timeout raises
+        :param queue: the queue (default: the task's own, else ``"default"``); only
+            workers serving it run the task.
+        :param delay: / :param eta: run no earlier than ``delay`` seconds (or a
+            ``timedelta``) from now, or than ``eta`` (a timezone-aware ``datetime``).
+            The task waits in the backend, not in a worker.
+        :param expires: seconds, a ``timedelta`` or a timezone-aware ``datetime``: a
+            task not started by then ends ``cancel`` with the reason ``expired`` and
+            never runs.
+
+        A bad name, argument container, priority, timeout, queue or time raises
         :class:`TaskOptionError` before the app even connects.
         """
         task_name = check_task_name(task_name)
@@ -392,8 +440,15 @@ class QueueTasks(_Registry):
         if priority is not None:
             check_priority(priority)
         timeout = check_timeout(timeout)
+        options: dict[str, Any] = {}
+        if queue is not None:
+            options["queue"] = check_queue(queue)
+        if (due := check_delay(delay, eta)) is not None:
+            options["delay"] = due
+        if (until := check_expires(expires)) is not None:
+            options["expires"] = until
         await self.start_async()
-        call = await self._before_broker(task_name, call_args, call_kwargs, priority)
+        call = await self._before_broker(task_name, call_args, call_kwargs, priority, options)
         uuid, model = await self.broker.add(*call)
         task = await self._after_broker(uuid, model)
         if self.eager:
@@ -403,10 +458,18 @@ class QueueTasks(_Registry):
         return task
 
     async def _before_broker(
-        self, task_name: str, args: tuple[Any, ...], kw: dict[str, Any], priority: int | None
-    ) -> tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]:
-        """Resolve the priority and fire ``qtasks_add_task_before_broker``."""
+        self,
+        task_name: str,
+        args: tuple[Any, ...],
+        kw: dict[str, Any],
+        priority: int | None,
+        options: dict[str, Any] | None = None,
+    ) -> _Call:
+        """Resolve the priority and queue and fire ``qtasks_add_task_before_broker``."""
         spec = self.tasks.get(task_name)
+        options = dict(options or {})
+        if "queue" not in options and spec is not None and spec.queue != DEFAULT_QUEUE:
+            options["queue"] = spec.queue
         if priority is None:
             priority = spec.priority if spec is not None else 0
         extra: dict[str, Any] = {}
@@ -430,7 +493,7 @@ class QueueTasks(_Registry):
             extra = dict(new.get("extra", extra))
         # Checked here, after the trigger, also when the caller gave none: the task's
         # own default or a plugin may have set it.
-        return task_name, check_priority(priority), args, kw, extra
+        return task_name, check_priority(priority), args, kw, extra, options
 
     async def _after_broker(self, uuid: str, model: TaskStatusNewSchema) -> Task:
         """The caller's view of a task just written; fires ``qtasks_add_task_after_broker``."""
@@ -450,6 +513,12 @@ class QueueTasks(_Registry):
                 else datetime.fromtimestamp(model.updated_at, tz=UTC)
             ),
             extra=model.extra,
+            queue=model.queue,
+            # As this process's clock sees them; the backend keeps its own.
+            eta=created_at + timedelta(seconds=model.delay) if model.delay else None,
+            expires=(
+                created_at + timedelta(seconds=model.expires) if model.expires is not None else None
+            ),
         )
         await fired(
             self.pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
@@ -516,7 +585,7 @@ class QueueTasks(_Registry):
         if priority is not None:
             check_priority(priority)
         results: list[Task] = []
-        chunk: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
+        chunk: list[_Call] = []
         # One chunk is written while the next is prepared, so Redis runs the script
         # while this process builds the next records; chunks still go one after the
         # other (in order, and none written after an error).
@@ -548,9 +617,7 @@ class QueueTasks(_Registry):
             return [await self._run_eagerly(task.uuid) for task in results]
         return results
 
-    async def _add_chunk(
-        self, chunk: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]]
-    ) -> list[Task]:
+    async def _add_chunk(self, chunk: list[_Call]) -> list[Task]:
         added = await self.broker.add_many(chunk)
         return [await self._after_broker(uuid, model) for uuid, model in added]
 
@@ -571,10 +638,24 @@ class QueueTasks(_Registry):
         *,
         priority: int | None = None,
         timeout: float | None = None,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
     ) -> Task:
         """Sync twin of :meth:`send_task_async`."""
         return self._portal.call(
-            self.send_task_async(task_name, args, kwargs, priority=priority, timeout=timeout)
+            self.send_task_async(
+                task_name,
+                args,
+                kwargs,
+                priority=priority,
+                timeout=timeout,
+                queue=queue,
+                delay=delay,
+                eta=eta,
+                expires=expires,
+            )
         )
 
     # -- reading -----------------------------------------------------------------------
@@ -674,6 +755,18 @@ class QueueTasks(_Registry):
     def delete_dead(self, uuid: str) -> bool:
         """Sync twin of :meth:`delete_dead_async`."""
         return self._portal.call(self.delete_dead_async(uuid))
+
+    async def purge_queue_async(self, queue: str) -> int:
+        """Empty ``queue``: every task queued there ends ``cancel`` with the reason
+        ``purged`` (waiters wake); running and delayed tasks are left alone. Returns
+        how many."""
+        queue = check_queue(queue)
+        await self.start_async()
+        return await self.broker.purge_queue(queue)
+
+    def purge_queue(self, queue: str) -> int:
+        """Sync twin of :meth:`purge_queue_async`."""
+        return self._portal.call(self.purge_queue_async(queue))
 
     async def purge_async(self) -> int:
         """Delete the records of finished tasks (success, error, cancel) now, rather

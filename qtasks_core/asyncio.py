@@ -59,14 +59,11 @@ class QueueTasks(_SyncQueueTasks):
         task_name: str,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
-        *,
-        priority: int | None = None,
-        timeout: float | None = None,
+        **options: Any,
     ) -> Task:
-        """:meth:`~qtasks_core.QueueTasks.send_task_async`."""
-        return await self.send_task_async(
-            task_name, args, kwargs, priority=priority, timeout=timeout
-        )
+        """:meth:`~qtasks_core.QueueTasks.send_task_async` (``priority, timeout, queue,
+        delay, eta, expires``)."""
+        return await self.send_task_async(task_name, args, kwargs, **options)
 
     async def add_tasks(  # type: ignore[override]
         self,

@@ -23,8 +23,9 @@ from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
 
 from . import embedded
 from ._urls import mask_url
+from ._validate import check_queue
 from .app import ENV_REDIS_URL, QueueTasks
-from .errors import BackendError
+from .errors import BackendError, TaskOptionError
 
 cli = typer.Typer(
     name="qtasks",
@@ -162,6 +163,15 @@ def worker(
             min=0, help="Deliveries before a task that keeps killing workers is set aside."
         ),
     ] = 5,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues",
+            "-Q",
+            help="Queues to serve, comma-separated (default: every queue the app's tasks "
+            "name, and 'default'). They take turns; priority order holds within each.",
+        ),
+    ] = None,
     redis_url: RedisUrlOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
@@ -173,12 +183,23 @@ def worker(
     application = load_app(app_path, redis_url)
     if processes > 1:
         raise typer.Exit(_supervise(processes, burst))
+    served = None
+    if queues is not None:
+        served = [q.strip() for q in queues.split(",") if q.strip()]
+        try:
+            for name in served:
+                check_queue(name)
+        except TaskOptionError as exc:
+            fail(f"--queues: {exc}")
+        if not served:
+            fail("--queues names no queue: write -Q emails,default")
     runner = application.worker(
         concurrency=concurrency,
         threads=threads,
         lease=lease,
         max_attempts=max_attempts,
         grace=grace,
+        queues=served,
     )
     from .starter import Starter
 
@@ -337,12 +358,18 @@ def _print_stats(s: Any) -> None:
     typer.echo(f"app {s.app} on {s.backend}")
     queued = ", ".join(f"p{p}: {n}" for p, n in sorted(s.queued.items())) or "empty"
     typer.echo(f"queued: {queued} | scheduled: {s.scheduled} | running: {s.running}")
+    served = {q for w in s.workers for q in w.queues}
+    for name, depth in sorted(s.queues.items()):
+        by_priority = ", ".join(f"p{p}: {n}" for p, n in sorted(depth.items())) or "empty"
+        note = "" if name in served or not s.workers else " (no live worker serves it)"
+        typer.echo(f"  queue {name}: {by_priority}{note}")
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(s.status_counts.items())) or "none"
     typer.echo(f"tasks by status (totals): {counts}")
     typer.echo(f"workers: {len(s.workers)}")
     for w in s.workers:
         typer.echo(
-            f"  {w.id} concurrency {w.concurrency}, running {len(w.running)}, done {w.tasks_done}"
+            f"  {w.id} concurrency {w.concurrency}, running {len(w.running)}, "
+            f"done {w.tasks_done}, queues {','.join(w.queues) or 'default'}"
         )
     typer.echo("registered tasks: " + (", ".join(t["name"] for t in s.tasks) or "none"))
 
@@ -413,9 +440,26 @@ def _confirmed(app_path: str, redis_url: str | None, yes: bool, question: str) -
 def purge(
     app_path: AppOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    queue: Annotated[
+        str | None,
+        typer.Option(help="Empty this queue instead: its queued tasks end cancel ('purged')."),
+    ] = None,
     redis_url: RedisUrlOption = None,
 ) -> None:
-    """Delete finished task records (success, error, cancel) now."""
+    """Delete finished task records (success, error, cancel) now; or, with --queue,
+    empty one queue."""
+    if queue is not None:
+        try:
+            check_queue(queue)
+        except TaskOptionError as exc:
+            fail(f"--queue: {exc}")
+        application = _confirmed(
+            app_path, redis_url, yes, f"Cancel every task queued on {queue!r} of app {{}}?"
+        )
+        count = application.purge_queue(queue)
+        typer.echo(f"cancelled {count} task(s) queued on {queue!r}")
+        application.stop()
+        return
     application = _confirmed(app_path, redis_url, yes, "Delete finished tasks of app {}?")
     count = application.purge()
     typer.echo(f"deleted {count} finished task record(s)")

@@ -55,6 +55,12 @@ class Task(BaseModel):
     cancel_reason: str | None = None
     worker: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    #: The queue it was sent to.
+    queue: str = "default"
+    #: When a task sent with a delay (or a retry) is due, while it waits.
+    eta: datetime | None = None
+    #: When a task not started by then ends ``cancel`` (reason ``expired``).
+    expires: datetime | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -78,6 +84,12 @@ class TaskStatusNewSchema(BaseModel):
     updated_at: float = Field(default_factory=lambda data: data["created_at"])
     status: Literal["new"] = "new"
     extra: dict[str, Any] = Field(default_factory=dict)
+    #: The queue it goes to.
+    queue: str = "default"
+    #: Seconds from now until it is due (``None``: at once).
+    delay: float | None = None
+    #: Seconds from now after which, not started, it ends ``cancel`` (``expired``).
+    expires: float | None = None
 
 
 class TaskStatusProcessSchema(BaseModel):
@@ -162,6 +174,8 @@ class TaskExecSchema(BaseModel):
     middlewares_before: tuple[Any, ...] = ()
     middlewares_after: tuple[Any, ...] = ()
     extra: dict[str, Any] = Field(default_factory=dict)
+    #: The queue its tasks go to unless a call names another.
+    queue: str = "default"
 
 
 class ArgMeta(BaseModel):
@@ -186,6 +200,8 @@ class WorkerInfo(BaseModel):
     concurrency: int
     running: list[str] = Field(default_factory=list)
     tasks_done: int = 0
+    #: The queues it serves.
+    queues: list[str] = Field(default_factory=list)
 
 
 class InspectStats(BaseModel):
@@ -193,7 +209,10 @@ class InspectStats(BaseModel):
 
     app: str
     backend: str
+    #: Queued tasks per priority, all queues together.
     queued: dict[int, int] = Field(default_factory=dict)
+    #: Queued tasks per queue, then per priority (a queue no worker serves shows here).
+    queues: dict[str, dict[int, int]] = Field(default_factory=dict)
     scheduled: int = 0
     running: int = 0
     status_counts: dict[str, int] = Field(default_factory=dict)

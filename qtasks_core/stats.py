@@ -27,6 +27,7 @@ class Stats:
             app=app.name,
             backend=app.backend.location,
             queued=raw.queued,
+            queues=raw.queues,
             scheduled=raw.scheduled,
             running=raw.running,
             status_counts=raw.counts,
@@ -34,6 +35,7 @@ class Stats:
             tasks=[
                 {
                     "name": t.name,
+                    "queue": t.queue,
                     "priority": t.priority,
                     "echo": t.echo,
                     "max_time": t.max_time,

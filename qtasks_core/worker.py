@@ -18,13 +18,16 @@ import socket
 import time
 import traceback
 import uuid as uuidlib
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._util import dumps, fired, lifecycle
+from ._validate import check_queue
 from .brokers.base import task_schema
 from .errors import BackendError, TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
+from .keys import DEFAULT_QUEUE
 from .schemas import (
     FinishedModel,
     TaskExecSchema,
@@ -95,6 +98,10 @@ class Worker:
         is set aside as a dead letter (0: never).
     :param grace: seconds running tasks get to finish on ``stop()`` before they are
         handed back to the queue.
+    :param queues: the queues to take tasks from (default: every queue the app's tasks
+        name, and ``default``). They take turns one task at a time, each claim starting
+        with the next queue, so a full queue never starves the others; priority order
+        holds within each queue.
     """
 
     def __init__(
@@ -107,9 +114,19 @@ class Worker:
         max_attempts: int = 5,
         grace: float = 30.0,
         name: str | None = None,
+        queues: Iterable[str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if queues is None:
+            named = {spec.queue for spec in app.tasks.values()} - {DEFAULT_QUEUE}
+            self.queues = (DEFAULT_QUEUE, *sorted(named))
+        else:
+            self.queues = tuple(dict.fromkeys(check_queue(q) for q in queues))
+            if not self.queues:
+                raise ValueError("queues= names no queue: give at least one")
+        #: The queue the next claim starts with (advanced on every claim).
+        self.turn = 0
         self.app = app
         self.concurrency = concurrency
         self.lease = lease
@@ -380,6 +397,7 @@ class Worker:
             "pid": os.getpid(),
             "started_at": self.started_at,
             "concurrency": self.concurrency,
+            "queues": list(self.queues),
             "running": self.running,
             "tasks_done": self.tasks_done,
         }

@@ -105,6 +105,8 @@ class _Protocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
         self.reply_timeout = reply_timeout
         self._watchdog: asyncio.TimerHandle | None = None
+        #: An error the server sent unasked before closing (``max number of clients``).
+        self.parting: RedisError | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -127,12 +129,21 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._unasked()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
         self.fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
         if not self.closed.done():
             self.closed.set_result(None)
+
+    def _unasked(self) -> None:
+        """Keep an error reply that came with no request pending (the server's last
+        word before it closed), to give it to the next caller instead of "closed"."""
+        if not self.pending and self.parting is None:
+            reply = self.reader.gets()
+            if isinstance(reply, hiredis.ReplyError):
+                self.parting = _error(str(reply))
 
     def fail(self, exc: Exception) -> None:
         while self.pending:
@@ -143,7 +154,8 @@ class _Protocol(asyncio.Protocol):
     def send(self, payload: bytes) -> asyncio.Future[Any]:
         transport = self.transport
         if transport is None or transport.is_closing():
-            raise RedisConnectionError("connection to Redis is closed")
+            self._unasked()
+            raise self.parting or RedisConnectionError("connection to Redis is closed")
         future = self.loop.create_future()
         self.pending.append((future, self.loop.time()))
         transport.write(payload)
@@ -352,7 +364,12 @@ class RespConnection:
                     raise
                 # Only the connection that failed: callers that shared it get the same
                 # reply and must not drop the one opened meanwhile.
-                failed = not getattr(exc, "from_reply", False) or readonly
+                # A server at maxclients closes the connection after its reply.
+                failed = (
+                    not getattr(exc, "from_reply", False)
+                    or readonly
+                    or "max number of clients" in str(exc)
+                )
                 if failed and self._protocol is protocol:
                     self._drop()
                 failures += 1

@@ -93,18 +93,22 @@ class Broker:
         args: tuple[Any, ...],
         kw: dict[str, Any],
         extra: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[str, TaskStatusNewSchema]:
-        """Queue a task; returns its uuid and the model written."""
-        model = await self._before(task_name, priority, args, kw, extra)
+        """Queue a task; returns its uuid and the model written. ``options``: the
+        model's ``queue``, ``delay`` and ``expires``."""
+        model = await self._before(task_name, priority, args, kw, extra, options)
         uuid, model = await self.storage.add(str(uuidlib.uuid4()), model)
         await fired(self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model))
         return uuid, model
 
     async def add_many(
         self,
-        calls: list[tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any]]],
+        calls: list[
+            tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any], dict[str, Any]]
+        ],
     ) -> list[tuple[str, TaskStatusNewSchema]]:
-        """:meth:`add` for a batch of ``(task_name, priority, args, kw, extra)``."""
+        """:meth:`add` for a batch of ``(task_name, priority, args, kw, extra, options)``."""
         models = [await self._before(*call) for call in calls]
         added = await self.storage.add_many([(str(uuidlib.uuid4()), m) for m in models])
         for _, model in added:
@@ -120,9 +124,15 @@ class Broker:
         args: tuple[Any, ...],
         kw: dict[str, Any],
         extra: dict[str, Any] | None,
+        options: dict[str, Any] | None = None,
     ) -> TaskStatusNewSchema:
         model = TaskStatusNewSchema(
-            task_name=task_name, priority=priority, args=args, kwargs=kw, extra=extra or {}
+            task_name=task_name,
+            priority=priority,
+            args=args,
+            kwargs=kw,
+            extra=extra or {},
+            **(options or {}),
         )
         new = await fired(
             self.pm.hook.broker_add_before(broker=self, storage=self.storage, model=model)
@@ -156,8 +166,15 @@ class Broker:
         fails on in ``broker_add_worker`` ends ``error`` naming the plugin. Either way
         only that task is affected.
         """
+        worker.turn += 1
         claimed = await self.backend.claim(
-            n, worker.id, worker.lease, worker.max_attempts, only=only
+            n,
+            worker.id,
+            worker.lease,
+            worker.max_attempts,
+            only=only,
+            queues=worker.queues,
+            turn=worker.turn,
         )
         if claimed.recovered:
             try:
@@ -237,7 +254,7 @@ class Broker:
 
     async def wait_for_work(self, timeout: float, worker: Worker) -> None:
         """Block, without polling, until a task may be claimable or ``timeout`` passes."""
-        await self.backend.wait_for_work(timeout, worker.id)
+        await self.backend.wait_for_work(timeout, worker.id, worker.queues)
 
     async def wake(self, worker: Worker) -> None:
         """End :meth:`wait_for_work` of a worker that is stopping."""
@@ -254,6 +271,10 @@ class Broker:
     async def stats(self) -> BackendStats:
         """Queue lengths per priority, running and delayed tasks, counts, workers."""
         return await self.backend.stats()
+
+    async def purge_queue(self, queue: str) -> int:
+        """Empty ``queue``: its queued tasks end ``cancel`` (reason ``purged``)."""
+        return await self.backend.purge_queue(queue)
 
     async def dead_letters(self) -> list[dict[str, str]]:
         """Tasks set aside (unreadable, or killing their workers): uuid, reason, raw, at."""

@@ -7,8 +7,9 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
-from .._validate import check_priority
+from .._validate import check_priority, check_queue
 from ..errors import TaskOptionError
+from ..keys import DEFAULT_QUEUE
 from ..schemas import (
     FinishedModel,
     Task,
@@ -104,6 +105,16 @@ class Storage:
         }
         if task_status.extra:
             record["extra"] = dumps(task_status.extra, what="task extra")
+        if task_status.queue != DEFAULT_QUEUE:
+            record["queue"] = check_queue(task_status.queue)
+        # Relative times: the backend turns them into times of its own clock, one clock
+        # for every producer and worker.
+        if task_status.delay is not None and task_status.delay > 0:
+            record["due_in"] = str(max(1, round(task_status.delay * 1000)))
+        if task_status.expires is not None:
+            record["expires_in"] = str(max(0, round(task_status.expires * 1000)))
+            if self.result_ttl is not None:
+                record["ttl"] = str(max(1, int(self.result_ttl)))
         return uuid, task_status, record
 
     async def get(self, uuid: str, record: dict[str, str] | None = None) -> Task | None:

@@ -64,7 +64,7 @@ def test_scopes_by_name_and_an_unknown_scope_refused() -> None:
     # A default value is built where the function is defined: refused there.
     with pytest.raises(ValueError, match=r"scope 'process' does not exist; write one of"):
 
-        def job(db: dict[str, Any] = Depends(pool, scope="process")) -> None: ...  # noqa: B008
+        def job(db: dict[str, Any] = Depends(pool, scope="process")) -> None: ...
 
     with pytest.raises(TypeError, match="without calling"):
         Depends(pool())  # type: ignore[arg-type]
