@@ -67,11 +67,14 @@ VENV_SPECS: dict[str, list[str]] = {
 HARNESS_VENV = "_harness"
 HARNESS_SPEC = ["matplotlib"]
 
-#: "batch" runs only where the driver has a batch enqueue (QTasks, the raw loop); the
-#: other drivers answer it "not supported" at no cost.
-ALL = ("enqueue", "batch", "e2e", "latency", "idle", "sleep")
+#: "batch" runs only where the driver has a batch enqueue (QTasks, the raw loop) and
+#: "delayed" only where it has a deferred enqueue; the other drivers answer "not
+#: supported" at no cost, shown as "n/a".
+ALL = ("enqueue", "batch", "e2e", "latency", "idle", "delayed", "sleep")
 #: Tuned rows: only the workloads the tuning can change.
 WORKER_TUNED = ("e2e", "latency", "idle")
+#: A worker poll interval also bounds how late a deferred task starts.
+POLL_TUNED = (*WORKER_TUNED, "delayed")
 WAIT_TUNED = ("latency",)
 
 
@@ -101,7 +104,7 @@ ROWS: list[Row] = [
         group="original",
     ),
     Row("arq", "arq_bench", "arq"),
-    Row("arq tuned", "arq_bench", "arq", "tuned", WORKER_TUNED),
+    Row("arq tuned", "arq_bench", "arq", "tuned", POLL_TUNED),
     Row("taskiq", "taskiq_bench", "taskiq"),
     Row("taskiq tuned", "taskiq_bench", "taskiq", "tuned", WAIT_TUNED),
     Row("saq", "saq_bench", "saq"),
@@ -109,7 +112,7 @@ ROWS: list[Row] = [
     Row("huey", "huey_bench", "huey"),
     Row("huey tuned", "huey_bench", "huey", "tuned", WORKER_TUNED),
     Row("dramatiq", "dramatiq_bench", "dramatiq"),
-    Row("dramatiq tuned", "dramatiq_bench", "dramatiq", "tuned", WORKER_TUNED),
+    Row("dramatiq tuned", "dramatiq_bench", "dramatiq", "tuned", POLL_TUNED),
     Row("celery", "celery_bench", "celery", group="other"),
     Row("rq", "rq_bench", "rq", n_cap=300, group="other"),
     Row("raw LPUSH/BRPOP", "raw_bench", "raw", group="floor"),
@@ -126,11 +129,17 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("sleep", "sleep", "seconds", False),
     ("idle_cmds", "idle", "commands_per_second", False),
     ("idle_rss", "idle", "rss_mib", False),
+    ("late_p50", "delayed", "p50_ms", False),
+    ("late_p99", "delayed", "p99_ms", False),
+    ("late_max", "delayed", "max_ms", False),
 ]
+#: Columns a driver may answer "not supported" for, shown as "n/a", by workload.
+OPTIONAL = {"batch": ("batch",), "delayed": ("late_p50", "late_p99", "late_max")}
 
 IDLE_STORM = 10.0  # commands/s an idle worker may send before it counts as a storm
 RSS_BAR_MIB = 40.0
 BATCH_BAR = 30_000.0  # tasks/s, the issue's absolute bar for batch enqueue
+DELAYED_BAR_MS = 100.0  # the issue's: with an idle worker, no later than this after due, p99
 RAW_ROW = "raw LPUSH/BRPOP"
 
 
@@ -327,6 +336,10 @@ def run_row(
         str(args.latency_min),
         "--idle-seconds",
         str(args.idle_seconds),
+        "--delayed-n",
+        str(args.delayed_n),
+        "--delayed-ahead",
+        str(args.delayed_ahead),
         "--log-dir",
         str(LOGS),
     ]
@@ -386,6 +399,9 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     samples: list[int] = field(default_factory=list)
     n: int | None = None
+    delayed_n: int | None = None
+    #: Workloads the row's driver answered "not supported" (their cells show "n/a").
+    unsupported: set[str] = field(default_factory=set)
 
 
 def summarize(row: Row, runs: list[dict[str, Any]]) -> Summary:
@@ -399,6 +415,8 @@ def summarize(row: Row, runs: list[dict[str, Any]]) -> Summary:
         for workload, error in r.get("errors", {}).items():
             text = f"{workload}: {error.splitlines()[0] if error else 'failed'}"
             grouped.setdefault(text, []).append(str(r.get("round", "?")))
+            if error.startswith("not supported"):
+                summary.unsupported.add(workload)
     for text, rounds in grouped.items():
         if "not supported" not in text:  # those are explained by the row's notes
             summary.errors.append(f"{text} (round {', '.join(rounds)})")
@@ -412,6 +430,8 @@ def summarize(row: Row, runs: list[dict[str, Any]]) -> Summary:
             summary.samples.append(int(samples))
         if (n := r.get("results", {}).get("e2e", {}).get("n")) is not None:
             summary.n = int(n)
+        if (n := r.get("results", {}).get("delayed", {}).get("n")) is not None:
+            summary.delayed_n = int(n)
     return summary
 
 
@@ -430,6 +450,13 @@ def ratio(value: float | None, base: float | None) -> str:
     if value is None or base is None or base == 0:
         return "-"
     return f"{value / base:.2f}x"
+
+
+def cell(s: Summary, column: str, digits: int = 0) -> str:
+    """A median, or "n/a" where the row's driver cannot run the column's workload."""
+    if s.medians[column] is None and any(column in OPTIONAL.get(w, ()) for w in s.unsupported):
+        return "n/a"
+    return fmt(s.medians[column], digits)
 
 
 def table(summaries: list[Summary], sleep_n: int) -> str:
@@ -451,6 +478,9 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
         "x QTasks",
         "idle cmd/s",
         "idle RSS MiB",
+        "late p50 ms",
+        "late p99 ms",
+        "late max ms",
     ]
     align = ["---"] + ["---:"] * (len(head) - 1)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
@@ -466,7 +496,7 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
             fmt(m["cmds_task"], 1),
             fmt(m["enqueue"]),
             ratio(m["enqueue"], b.get("enqueue")),
-            fmt(m["batch"]),
+            cell(s, "batch"),
             ratio(m["batch"], b.get("batch")),
             fmt(m["p50"], 2),
             fmt(m["p95"], 2),
@@ -475,6 +505,9 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
             ratio(m["sleep"], b.get("sleep")),
             fmt(m["idle_cmds"], 1),
             fmt(m["idle_rss"], 1),
+            cell(s, "late_p50", 1),
+            cell(s, "late_p99", 1),
+            cell(s, "late_max", 1),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -547,6 +580,21 @@ def bars(summaries: list[Summary]) -> list[dict[str, Any]]:
         add(f"batch enqueue ≥ {BATCH_BAR:,.0f} tasks/s", batch, BATCH_BAR, batch >= BATCH_BAR, how)
         out[-1]["raw"] = raw_batch
         out[-1]["ratio_to_raw"] = batch / raw_batch if raw_batch else None
+    late = q.medians["late_p99"]
+    if late is not None:
+        # Tasks due together start one after another: at the e2e rate, the last of them
+        # cannot start before n / rate after due, whatever the wait's precision.
+        how = f"idle worker, {q.delayed_n or 0:,} tasks due at one moment"
+        if e2e and q.delayed_n:
+            drain = q.delayed_n / e2e * 1000
+            how += f"; draining them at this run's e2e rate takes {drain:,.0f} ms"
+        add(
+            f"delayed p99 ≤ {DELAYED_BAR_MS:.0f} ms after due",
+            late,
+            DELAYED_BAR_MS,
+            late <= DELAYED_BAR_MS,
+            how,
+        )
     plug = by_key.get("qtasks +5 plugins")
     if e2e is not None and plug and plug.medians["e2e"] is not None:
         add(
@@ -618,6 +666,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument(
+        "--delayed-n", type=int, default=1000, help="delayed workload: tasks due at one moment"
+    )
+    parser.add_argument(
+        "--delayed-ahead",
+        type=float,
+        default=2.0,
+        help="delayed workload: seconds from the first enqueue to the due moment",
+    )
+    parser.add_argument(
         "--idle-rounds",
         type=int,
         default=1,
@@ -647,6 +704,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rounds, args.n, args.sleep_n, args.batch_n = 1, 200, 200, 2000
         args.latency_samples, args.latency_min, args.latency_budget = 30, 10, 3.0
         args.idle_seconds, args.no_chart = 1.0, True
+        args.delayed_n, args.delayed_ahead = 50, 1.0
     return args
 
 
@@ -714,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs[row.key].append(result)
                 e2e = metric(result, "e2e", "per_second")
                 p50 = metric(result, "latency", "p50_ms")
+                late = metric(result, "delayed", "p99_ms")
                 errors = "; ".join(
                     f"{k}: {v.splitlines()[0]}"
                     for k, v in result["errors"].items()
@@ -722,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(
                     f"round {round_no}/{args.rounds} {row.key:<20} "
                     f"e2e {fmt(e2e):>6}/s  p50 {fmt(p50, 2):>8} ms  "
+                    f"late p99 {fmt(late, 1):>7} ms  "
                     f"({result['wall_seconds']:.0f}s){'  ' + errors if errors else ''}"
                 )
 
@@ -814,6 +874,8 @@ def markdown_report(
         f"{payload['server']['name']} {payload['server']['version']}; QTasks "
         f"{payload['qtasks_revision']}. {settings['rounds']} round(s), N={settings['n']}, "
         f"batch N={settings.get('batch_n', '-')}, "
+        f"delayed N={settings.get('delayed_n', '-')} due "
+        f"{settings.get('delayed_ahead', '-')} s ahead, "
         f"medians; {payload['wall_seconds'] / 60:.1f} min.",
         "",
         f"QTasks code measured (commit, +dirty: digest of uncommitted changes): {code_line or '-'}",

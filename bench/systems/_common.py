@@ -5,7 +5,7 @@ Each ``bench/systems/<name>_bench.py`` holds one system's app/task definitions a
 and waits. It is run by ``bench/run.py`` inside that system's own virtual environment::
 
     <venv>/bin/python bench/systems/arq_bench.py --redis-url redis://127.0.0.1:PORT/0 \\
-        --variant default --workloads enqueue,batch,e2e,latency,idle,sleep --n 2000
+        --variant default --workloads enqueue,batch,e2e,latency,idle,delayed,sleep --n 2000
 
 and prints one JSON line (the last line of its stdout). The same file, imported by the
 system's worker CLI (``PYTHONPATH=bench/systems``), provides the tasks. Only the standard
@@ -46,6 +46,7 @@ COUNT_KEY = "bench:count"
 TARGET_KEY = "bench:target"
 DONE_KEY = "bench:done"
 REPLY_PREFIX = "bench:reply:"
+STARTS_KEY = "bench:starts"
 SLEEP_SECONDS = 0.01
 
 #: The task's one Redis write: INCR the counter; the task that reaches the target
@@ -58,7 +59,12 @@ return c
 """
 BUMP_KEYS = [COUNT_KEY, TARGET_KEY, DONE_KEY]
 
-ALL_WORKLOADS = ("enqueue", "batch", "e2e", "latency", "idle", "sleep")
+#: The delayed task's one Redis write: the bump, after RPUSHing the moment the task
+#: started, so the start costs no extra round trip and completion is seen the same way.
+STAMP_LUA = "redis.call('RPUSH', KEYS[4], ARGV[1])\n" + BUMP_LUA
+STAMP_KEYS = [*BUMP_KEYS, STARTS_KEY]
+
+ALL_WORKLOADS = ("enqueue", "batch", "e2e", "latency", "idle", "delayed", "sleep")
 
 
 def redis_url() -> str:
@@ -78,28 +84,51 @@ def concurrency() -> int | None:
 
 # -- the task side -----------------------------------------------------------------------
 
-_sync_script: Any = None
-_async_scripts: dict[int, Any] = {}
+_sync_scripts: dict[str, Any] = {}
+_async_scripts: dict[tuple[int, str], Any] = {}
 
 
-def bump_sync() -> int:
-    """The task body for sync tasks (thread- and fork-safe: redis-py pools reset on fork)."""
-    global _sync_script
-    if _sync_script is None:
-        _sync_script = redis.Redis.from_url(redis_url()).register_script(BUMP_LUA)
-    return int(_sync_script(keys=BUMP_KEYS))
+def _script_sync(lua: str) -> Any:
+    """A registered script (thread- and fork-safe: redis-py pools reset on fork)."""
+    script = _sync_scripts.get(lua)
+    if script is None:
+        script = _sync_scripts[lua] = redis.Redis.from_url(redis_url()).register_script(lua)
+    return script
 
 
-async def bump_async() -> int:
-    """The task body for async tasks: one client per event loop."""
-    loop_id = id(asyncio.get_running_loop())
-    script = _async_scripts.get(loop_id)
+def _script_async(lua: str) -> Any:
+    """A registered script on a client of the running event loop (one client per loop)."""
+    key = (id(asyncio.get_running_loop()), lua)
+    script = _async_scripts.get(key)
     if script is None:
         from redis.asyncio import Redis
 
-        script = Redis.from_url(redis_url()).register_script(BUMP_LUA)
-        _async_scripts[loop_id] = script
-    return int(await script(keys=BUMP_KEYS))
+        script = _async_scripts[key] = Redis.from_url(redis_url()).register_script(lua)
+    return script
+
+
+def bump_sync() -> int:
+    """The task body for sync tasks."""
+    return int(_script_sync(BUMP_LUA)(keys=BUMP_KEYS))
+
+
+async def bump_async() -> int:
+    """The task body for async tasks."""
+    return int(await _script_async(BUMP_LUA)(keys=BUMP_KEYS))
+
+
+def stamp_sync() -> int:
+    """The delayed workload's task body (sync): records when the task started, then bumps."""
+    # Read first, before any connection is made, so the stamp is the moment the task
+    # function was entered (the workload's lateness is measured to it).
+    started = time.time()
+    return int(_script_sync(STAMP_LUA)(keys=STAMP_KEYS, args=[repr(started)]))
+
+
+async def stamp_async() -> int:
+    """The delayed workload's task body (async); see :func:`stamp_sync`."""
+    started = time.time()
+    return int(await _script_async(STAMP_LUA)(keys=STAMP_KEYS, args=[repr(started)]))
 
 
 def sleep_sync() -> int:
@@ -119,8 +148,9 @@ class System:
     """One system: its worker command line and its producer calls.
 
     When :attr:`is_async` is true, :meth:`open`, :meth:`close`, :meth:`enqueue_noop`,
-    :meth:`enqueue_noop_batch`, :meth:`enqueue_sleep` and :meth:`roundtrip` are
-    coroutines run on the driver's one event loop; otherwise plain functions.
+    :meth:`enqueue_noop_batch`, :meth:`enqueue_sleep`, :meth:`enqueue_delayed` and
+    :meth:`roundtrip` are coroutines run on the driver's one event loop; otherwise
+    plain functions.
     """
 
     name = ""
@@ -132,6 +162,9 @@ class System:
     #: How :meth:`enqueue_noop_batch` enqueues, for the results (empty: the batch
     #: workload is not supported, the system has no batch enqueue in its driver).
     batch: str = ""
+    #: How :meth:`enqueue_delayed` defers a task, for the results (empty: the delayed
+    #: workload is not supported, the driver has no deferred enqueue for this system).
+    delayed: str = ""
     #: What the results should say about how this system was run.
     notes: tuple[str, ...] = ()
 
@@ -160,6 +193,11 @@ class System:
         raise NotImplementedError
 
     def enqueue_sleep(self) -> Any:
+        raise NotImplementedError
+
+    def enqueue_delayed(self, due: float) -> Any:
+        """Enqueue the stamp task (``stamp_async``/``stamp_sync``) to run at ``due``, a
+        ``time.time()`` timestamp (see :attr:`delayed`)."""
         raise NotImplementedError
 
     def roundtrip(self) -> Any:
@@ -516,6 +554,44 @@ class Driver:
             "clients": int(self.r.info("clients")["connected_clients"]),
         }
 
+    def w_delayed(self, worker: WorkerProcess) -> dict[str, Any]:
+        """``--delayed-n`` stamp tasks all due at one moment ``--delayed-ahead`` seconds
+        after the first enqueue, the worker idle; each task's lateness is the moment its
+        function started (``time.time()`` in the worker: same host, same clock) minus
+        that due moment."""
+        n, ahead = self.args.delayed_n, self.args.delayed_ahead
+        # Let the worker settle into its idle wait, as the bar's "idle worker" says.
+        time.sleep(1.0)
+        self.arm(n)
+        self.r.delete(STARTS_KEY)
+        due = time.time() + ahead
+        enqueue_seconds = self.repeat("enqueue_delayed", n, due)
+        margin = due - time.time()
+        if margin <= 0:
+            # A task enqueued after its due moment measures the enqueue, not the wait.
+            raise RuntimeError(
+                f"delayed: enqueueing {n} tasks took {enqueue_seconds:.2f}s, past the due "
+                f"moment {ahead}s ahead (raise --delayed-ahead)"
+            )
+        if not self.wait_done(ahead + max(60.0, n / 10), worker):
+            raise RuntimeError(f"delayed: only {self.count()}/{n} tasks done")
+        late = sorted((float(v) - due) * 1000 for v in self.r.lrange(STARTS_KEY, 0, -1))
+        if len(late) != n:
+            raise RuntimeError(f"delayed: {len(late)} start stamps for {n} tasks")
+        return {
+            "n": n,
+            "ahead_seconds": ahead,
+            "enqueue_seconds": enqueue_seconds,
+            "margin_seconds": margin,
+            "p50_ms": percentile(late, 50),
+            "p99_ms": percentile(late, 99),
+            "min_ms": late[0],
+            "max_ms": late[-1],
+            # A task run before its due moment is a bug of the system, not a good number.
+            "early": sum(1 for v in late if v < 0),
+            "how": self.system.delayed,
+        }
+
     def w_sleep(self, worker: WorkerProcess, concurrency: int) -> dict[str, Any]:
         n = self.args.sleep_n
         self.arm(n)
@@ -559,8 +635,12 @@ class Driver:
                     attempt("batch", self.w_batch)
                 else:
                     errors["batch"] = "not supported (no batch enqueue in this driver)"
+            if "delayed" in wanted and not system.delayed:
+                errors["delayed"] = "not supported (no deferred enqueue in this driver)"
             self.r.flushall()
             steady = [w for w in ("e2e", "latency", "idle") if w in wanted]
+            if "delayed" in wanted and system.delayed:
+                steady.append("delayed")
             if steady:
                 workers["default"] = system.describe(self.variant, None)
                 try:
@@ -576,6 +656,8 @@ class Driver:
                             attempt("latency", self.w_latency)
                         if "idle" in wanted:
                             attempt("idle", lambda: self.w_idle(worker))
+                        if "delayed" in steady:
+                            attempt("delayed", lambda: self.w_delayed(worker))
                     finally:
                         self.stop_worker(worker, "worker")
             if "sleep" in wanted:
@@ -641,6 +723,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--latency-min", type=int, default=20, help="samples taken regardless")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--delayed-n", type=int, default=1000, help="tasks due at one moment")
+    parser.add_argument(
+        "--delayed-ahead", type=float, default=2.0, help="seconds from enqueue to the due moment"
+    )
     parser.add_argument("--log-dir", default=str(HERE.parent / ".cache" / "logs"))
     return parser.parse_args(argv)
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from _common import System, bump_async, concurrency, main, sleep_async, variant
+from _common import System, bump_async, concurrency, main, sleep_async, stamp_async, variant
 from arq import create_pool
 from arq.connections import RedisSettings
 
@@ -26,12 +27,16 @@ async def sleep_task(ctx: dict[str, Any]) -> int:
     return await sleep_async()
 
 
+async def stamp(ctx: dict[str, Any]) -> int:
+    return await stamp_async()
+
+
 def _settings() -> RedisSettings:
     return RedisSettings.from_dsn(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [noop, sleep_task]
+    functions: ClassVar[list[Any]] = [noop, sleep_task, stamp]
     redis_settings = _settings()
     poll_delay = POLL.get(variant(), 0.5)
     max_jobs = concurrency() or 10
@@ -41,6 +46,7 @@ class ArqSystem(System):
     name = "arq"
     packages = ("arq", "redis", "hiredis")
     is_async = True
+    delayed = "enqueue_job(_defer_until=) with one shared timezone-aware datetime"
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         return [
@@ -66,6 +72,9 @@ class ArqSystem(System):
 
     async def enqueue_sleep(self) -> None:
         await self.pool.enqueue_job("sleep_task")
+
+    async def enqueue_delayed(self, due: float) -> None:
+        await self.pool.enqueue_job("stamp", _defer_until=datetime.fromtimestamp(due, UTC))
 
     async def roundtrip(self) -> None:
         job = await self.pool.enqueue_job("noop")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 
-from _common import System, bump_sync, main, sleep_sync
+from _common import System, bump_sync, main, sleep_sync, stamp_sync
 from celery import Celery
 
 _url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -32,10 +33,16 @@ def sleep_task() -> int:
     return sleep_sync()
 
 
+@app.task(name="stamp")
+def stamp() -> int:
+    return stamp_sync()
+
+
 class CelerySystem(System):
     name = "celery"
     packages = ("celery", "kombu", "redis")
     is_async = False
+    delayed = "apply_async(eta=) with one shared timezone-aware datetime"
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         argv = [os.path.join(os.path.dirname(sys.executable), "celery"), "-A", "celery_bench"]
@@ -49,6 +56,9 @@ class CelerySystem(System):
 
     def enqueue_sleep(self) -> None:
         sleep_task.delay()
+
+    def enqueue_delayed(self, due: float) -> None:
+        stamp.apply_async(eta=datetime.fromtimestamp(due, UTC))
 
     def roundtrip(self) -> None:
         noop.delay().get(timeout=10)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import dramatiq
-from _common import System, bump_sync, main, sleep_async
+from _common import System, bump_sync, main, sleep_async, stamp_sync
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 from dramatiq.results import Results
@@ -41,10 +42,16 @@ async def sleep_task() -> int:
     return await sleep_async()
 
 
+@dramatiq.actor(max_retries=0)
+def stamp() -> int:
+    return stamp_sync()
+
+
 class DramatiqSystem(System):
     name = "dramatiq"
     packages = ("dramatiq", "redis")
     is_async = False
+    delayed = "send_with_options(delay=) with the ms left until the shared due moment"
     notes = ("actors use max_retries=0 (no retry is ever needed here)",)
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
@@ -72,6 +79,10 @@ class DramatiqSystem(System):
 
     def enqueue_sleep(self) -> None:
         sleep_task.send()
+
+    def enqueue_delayed(self, due: float) -> None:
+        # Dramatiq's delay is relative, in whole ms: the ms left to the one due moment.
+        stamp.send_with_options(delay=max(0, round((due - time.time()) * 1000)))
 
     def roundtrip(self) -> None:
         noop.send().get_result(block=True, timeout=10_000)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
-from _common import System, bump_sync, main, sleep_sync, variant
+from _common import System, bump_sync, main, sleep_sync, stamp_sync, variant
 from huey import RedisHuey
 
 huey = RedisHuey(
@@ -32,10 +33,16 @@ def sleep_task() -> int:
     return sleep_sync()
 
 
+@huey.task()
+def stamp() -> int:
+    return stamp_sync()
+
+
 class HueySystem(System):
     name = "huey"
     packages = ("huey", "redis")
     is_async = False
+    delayed = "Task.schedule(delay=) with the seconds left until the shared due moment"
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         argv = [os.path.join(os.path.dirname(sys.executable), "huey_consumer"), "huey_bench.huey"]
@@ -52,6 +59,11 @@ class HueySystem(System):
 
     def enqueue_sleep(self) -> None:
         sleep_task()
+
+    def enqueue_delayed(self, due: float) -> None:
+        # Huey's schedule(eta=) wants a naive datetime in its own convention; the
+        # seconds left to the one due moment say the same without a time zone.
+        stamp.schedule(delay=due - time.time())
 
     def roundtrip(self) -> None:
         noop().get(blocking=True, timeout=10)

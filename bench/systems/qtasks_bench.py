@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from _common import System, bump_async, main, sleep_async, variant
+from _common import System, bump_async, main, sleep_async, stamp_async, variant
 
 from qtasks_core import QueueTasks
 from qtasks_hooks import get_plugin_manager, hookimpl
@@ -67,11 +68,17 @@ async def sleep_task() -> int:
     return await sleep_async()
 
 
+@app.task
+async def stamp() -> int:
+    return await stamp_async()
+
+
 class QTasksSystem(System):
     name = "qtasks"
     packages = ("qtasks-core", "pluggy", "pydantic", "redis")
     is_async = True
     batch = "one add_tasks_async call of N no-op tasks (up to 1,000 per script call)"
+    delayed = "send_task_async(eta=) with one shared timezone-aware datetime"
     notes = (
         "enqueue: single add_task_async calls; batch: one add_tasks_async call of --batch-n tasks",
     )
@@ -106,6 +113,9 @@ class QTasksSystem(System):
 
     async def enqueue_sleep(self) -> None:
         await app.add_task_async("sleep_task")
+
+    async def enqueue_delayed(self, due: float) -> None:
+        await app.send_task_async("stamp", eta=datetime.fromtimestamp(due, UTC))
 
     async def roundtrip(self) -> None:
         task = await app.add_task_async("noop", timeout=10)

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from _common import System, bump_async, concurrency, main, sleep_async
+from _common import System, bump_async, concurrency, main, sleep_async, stamp_async
 from saq import Queue
 
 _url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -33,9 +33,13 @@ async def sleep_task(ctx: dict[str, Any]) -> int:
     return await sleep_async()
 
 
+async def stamp(ctx: dict[str, Any]) -> int:
+    return await stamp_async()
+
+
 settings: dict[str, Any] = {
     "queue": queue,
-    "functions": [noop, sleep_task],
+    "functions": [noop, sleep_task, stamp],
     "concurrency": concurrency() or 10,
 }
 
@@ -44,6 +48,7 @@ class SaqSystem(System):
     name = "saq"
     packages = ("saq", "redis")
     is_async = True
+    delayed = "enqueue(scheduled=) with the shared due moment in epoch seconds"
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         return [os.path.join(os.path.dirname(sys.executable), "saq"), "saq_bench.settings"]
@@ -68,6 +73,11 @@ class SaqSystem(System):
 
     async def enqueue_sleep(self) -> None:
         await queue.enqueue("sleep_task")
+
+    async def enqueue_delayed(self, due: float) -> None:
+        # Typed int, but it is only ever a sorted-set score compared with time.time():
+        # a float keeps the due moment exact instead of rounding it to a second.
+        await queue.enqueue("stamp", scheduled=due)  # type: ignore[arg-type]
 
     async def roundtrip(self) -> None:
         if not self.tuned:
