@@ -53,6 +53,8 @@ from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
 from .keys import DEFAULT_QUEUE
 from .middlewares import check_middlewares
+from .schedules import NAMESPACE as SCHEDULES
+from .schedules import Schedule, ScheduleState, load_runtime
 from .schemas import Task, TaskExecSchema, TaskStatusNewSchema
 from .storages import Storage
 
@@ -302,6 +304,11 @@ class QueueTasks(_Registry):
         #: and returns it finished. Every trigger fires as with a real worker.
         self.eager = False
         self._portal_workers: dict[Any, concurrent.futures.Future[None]] = {}
+        #: Schedules declared in code (``@app.periodic``); those added at run time live
+        #: in the backend.
+        self._schedules: dict[str, Schedule] = {}
+        #: A tick's task model, from its preparation until its enqueue is confirmed.
+        self._ticking: dict[str, TaskStatusNewSchema] = {}
         QueueTasks._current = self
 
     # -- declaring ---------------------------------------------------------------------
@@ -404,6 +411,163 @@ class QueueTasks(_Registry):
             raise
         self._started = True
         starting.set_result(None)
+
+    # -- periodic tasks ----------------------------------------------------------------
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        every: float | timedelta | None = None,
+        trigger: Any = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        **task_options: Any,
+    ) -> Callable[[F], TaskHandle]:
+        """Register a task that runs on a schedule: ``@app.periodic(cron="*/5 * * * *",
+        tz="Europe/Berlin")`` or ``@app.periodic(every=30)`` (see
+        :class:`~qtasks_core.schedules.Schedule`). Every worker runs the scheduler;
+        each tick is enqueued exactly once however many run. ``task_options`` go to
+        ``@app.task``; ``name`` names the schedule (default: the task's name)."""
+
+        def register(f: F) -> TaskHandle:
+            handle = self.task(f, **task_options) if task_options else self.task(f)
+            schedule = Schedule(
+                name=name or handle.name,
+                task_name=handle.name,
+                cron=cron,
+                tz=tz,
+                every=every,
+                trigger=trigger,
+                args=tuple(args),
+                kwargs=dict(kwargs or {}),
+                queue=queue,
+                priority=priority,
+                missed=missed,  # type: ignore[arg-type]
+            )
+            if schedule.name in self._schedules:
+                raise TaskOptionError(f"two schedules are named {schedule.name!r}: give name=")
+            self._schedules[schedule.name] = schedule
+            return handle
+
+        return register
+
+    async def add_schedule_async(
+        self,
+        name: str,
+        task_name: str,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        every: float | timedelta | None = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        missed: str = "once",
+    ) -> Schedule:
+        """Add (or replace) a schedule at run time, kept in the backend: every worker
+        picks it up within ``schedules.REFRESH`` seconds. A trigger object lives in
+        code: declare it with :meth:`periodic`."""
+        if name in self._schedules:
+            raise TaskOptionError(
+                f"schedule {name!r} is declared in code (@app.periodic): choose another name"
+            )
+        schedule = Schedule(
+            name=name,
+            task_name=task_name,
+            cron=cron,
+            tz=tz,
+            every=every,
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            queue=queue,
+            priority=priority,
+            missed=missed,  # type: ignore[arg-type]
+        )
+        await self.start_async()
+        await self.backend.config_set(SCHEDULES, name, schedule.to_json())
+        return schedule
+
+    def add_schedule(self, name: str, task_name: str, **options: Any) -> Schedule:
+        """Sync twin of :meth:`add_schedule_async`."""
+        return self._portal.call(self.add_schedule_async(name, task_name, **options))
+
+    async def remove_schedule_async(self, name: str) -> bool:
+        """Remove a schedule added at run time; ``False`` if there was none. Its cursor
+        stays: a schedule added again under the name goes on from it."""
+        if name in self._schedules:
+            raise TaskOptionError(
+                f"schedule {name!r} is declared in code (@app.periodic): remove it there"
+            )
+        await self.start_async()
+        return await self.backend.config_delete(SCHEDULES, name)
+
+    def remove_schedule(self, name: str) -> bool:
+        """Sync twin of :meth:`remove_schedule_async`."""
+        return self._portal.call(self.remove_schedule_async(name))
+
+    async def schedules_async(self) -> list[ScheduleState]:
+        """Every schedule, declared in code or added at run time, with its last and
+        next run."""
+        await self.start_async()
+        runtime = await load_runtime(self)
+        out = []
+        for schedule in {**runtime, **self._schedules}.values():
+            cursor = await self.backend.cursor(schedule.name)
+            zone = schedule.zone
+
+            def at(value: str | None, zone: Any = zone) -> datetime | None:
+                if not value or not value.isdigit() or int(value) >= 2**62:
+                    return None
+                return datetime.fromtimestamp(int(value) / 1000, tz=zone)
+
+            next_ms = cursor.get("next")
+            if not next_ms:
+                first = schedule.next_after(int(datetime.now(UTC).timestamp() * 1000))
+                next_ms = None if first is None else str(first)
+            out.append(
+                ScheduleState(
+                    schedule=schedule,
+                    last_run=at(cursor.get("last")),
+                    next_run=at(next_ms),
+                    declared_in_code=schedule.name in self._schedules,
+                )
+            )
+        return sorted(out, key=lambda s: s.schedule.name)
+
+    def schedules(self) -> list[ScheduleState]:
+        """Sync twin of :meth:`schedules_async`."""
+        return self._portal.call(self.schedules_async())
+
+    async def _tick_task(self, schedule: Schedule, tick_ms: int) -> tuple[str, dict[str, str], int]:
+        """The task of one tick, through the triggers an enqueue fires before writing;
+        its uuid is the tick's own, so the same tick can never make two tasks."""
+        options = {"queue": schedule.queue} if schedule.queue else {}
+        call = await self._before_broker(
+            schedule.task_name, schedule.args, dict(schedule.kwargs), schedule.priority, options
+        )
+        model = await self.broker._before(*call)
+        uuid, model, record = await self.storage.prepare_add(
+            f"periodic:{schedule.name}:{tick_ms}", model
+        )
+        self._ticking[uuid] = model
+        return uuid, record, model.priority
+
+    async def _tick_done(self, uuid: str) -> None:
+        """The after-enqueue triggers of a tick this scheduler enqueued (only it)."""
+        model = self._ticking.pop(uuid, None)
+        if model is None:
+            return
+        await fired(
+            self.pm.hook.broker_add_after(broker=self.broker, storage=self.storage, model=model)
+        )
+        await self._after_broker(uuid, model)
 
     # -- producing ---------------------------------------------------------------------
 

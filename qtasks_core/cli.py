@@ -172,6 +172,13 @@ def worker(
             "name, and 'default'). They take turns; priority order holds within each.",
         ),
     ] = None,
+    schedules: Annotated[
+        bool,
+        typer.Option(
+            help="Fire the app's periodic tasks here too (each tick is enqueued once "
+            "however many workers do)."
+        ),
+    ] = True,
     redis_url: RedisUrlOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
     log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
@@ -200,6 +207,7 @@ def worker(
         max_attempts=max_attempts,
         grace=grace,
         queues=served,
+        schedules=schedules,
     )
     from .starter import Starter
 
@@ -372,6 +380,47 @@ def _print_stats(s: Any) -> None:
             f"done {w.tasks_done}, queues {','.join(w.queues) or 'default'}"
         )
     typer.echo("registered tasks: " + (", ".join(t["name"] for t in s.tasks) or "none"))
+
+
+@cli.command("schedules")
+def schedules_command(
+    app_path: AppOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """The app's periodic tasks: each schedule with its last and next run."""
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    rows = []
+    for state in application.schedules():
+        s = state.schedule
+        when = (s.cron and f"cron {s.cron!r} {s.tz}") or (
+            f"every {s.every:g}s" if s.every is not None else f"trigger {s.trigger!r}"
+        )
+        rows.append(
+            {
+                "name": s.name,
+                "task": s.task_name,
+                "when": when,
+                "missed": s.missed,
+                "queue": s.queue or "default",
+                "last_run": state.last_run.isoformat() if state.last_run else None,
+                "next_run": state.next_run.isoformat() if state.next_run else None,
+                "declared_in": "code" if state.declared_in_code else "backend",
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        typer.echo("no schedules")
+    else:
+        for row in rows:
+            typer.echo(
+                f"{row['name']}: {row['task']} {row['when']} (missed: {row['missed']}, queue "
+                f"{row['queue']}, {row['declared_in']}) last {row['last_run'] or 'never'}, "
+                f"next {row['next_run'] or 'none'}"
+            )
+    application.stop()
 
 
 # -- add -------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ key                   type   holds
 ``dead``              zset   uuid -> time it was set aside (dead letters)
 ``dead:<uuid>``       hash   the dead letter: reason and raw message
 ``worker:<id>``       str    a live worker's heartbeat (JSON), expires with its lease
-``config:<name>``     hash   global config values of one namespace (JSON)
+``config:<name>``     hash   global config values of one namespace (JSON); the namespace
+                             ``schedules`` holds the schedules added at run time
+``schedule:<name>``   hash   a schedule's cursor: ``next`` tick and ``last`` fired (ms)
 ====================  =====  =========================================================
 """
 
@@ -117,6 +119,9 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
+
+    def schedule(self, name: str) -> str:
+        return f"{self.prefix}schedule:{name}"
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"

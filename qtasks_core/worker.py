@@ -98,6 +98,8 @@ class Worker:
         is set aside as a dead letter (0: never).
     :param grace: seconds running tasks get to finish on ``stop()`` before they are
         handed back to the queue.
+    :param schedules: run the scheduler of the app's periodic tasks in this worker
+        (every worker does by default; each tick is enqueued once however many run).
     :param queues: the queues to take tasks from (default: every queue the app's tasks
         name, and ``default``). They take turns one task at a time, each claim starting
         with the next queue, so a full queue never starves the others; priority order
@@ -115,6 +117,7 @@ class Worker:
         grace: float = 30.0,
         name: str | None = None,
         queues: Iterable[str] | None = None,
+        schedules: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -127,6 +130,8 @@ class Worker:
                 raise ValueError("queues= names no queue: give at least one")
         #: The queue the next claim starts with (advanced on every claim).
         self.turn = 0
+        self.schedules = schedules
+        self._schedule_outage = _Outage()
         self.app = app
         self.concurrency = concurrency
         self.lease = lease
@@ -221,6 +226,13 @@ class Worker:
         await lifecycle(lambda: pm.hook.worker_start(worker=self), "worker_start")
         await app.broker.listen_start(self)
         heartbeat = asyncio.create_task(self._heartbeat(), name="qtasks-heartbeat")
+        scheduler = None
+        if self.schedules and only is None:
+            from .schedules import Scheduler
+
+            scheduler = asyncio.create_task(
+                Scheduler(app).run(self._stopping, self._schedule_failed), name="qtasks-scheduler"
+            )
         try:
             if only is not None:
                 await self._run_only(only)
@@ -232,7 +244,9 @@ class Worker:
             # Not cancelled: redis-py may swallow a cancellation mid-command, which
             # would leave the heartbeat hanging; it ends at its next check instead.
             self._finished.set()
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            await asyncio.gather(
+                heartbeat, *([scheduler] if scheduler else []), return_exceptions=True
+            )
             await self._quietly(app.global_config.clear_status(self.id))
             await lifecycle(lambda: pm.hook.worker_stop(worker=self), "worker_stop")
             self.threads.shutdown(wait=False, cancel_futures=True)
@@ -358,6 +372,11 @@ class Worker:
         await asyncio.wait([running[uuid] for uuid in left], timeout=5)
         released = await self._quietly(self.app.broker.release(claims))
         log.warning("handed back %d unfinished task(s) to the queue", len(released or []))
+
+    async def _schedule_failed(self, exc: BaseException) -> float:
+        assert isinstance(exc, BackendError)
+        self._schedule_outage.failed(exc, "firing periodic tasks", 1.0)
+        return 1.0
 
     async def _heartbeat(self) -> None:
         # Every lease/6: the backend treats a silence over lease/3 as an outage (see

@@ -60,6 +60,7 @@ _FUNCTIONS: Final = {
     "dead": True,
     "probe": True,
     "purge": True,
+    "tick": False,
 }
 
 
@@ -106,3 +107,4 @@ UPDATE: Final = function_name("update")
 DEAD: Final = function_name("dead")
 PROBE: Final = function_name("probe")
 PURGE: Final = function_name("purge")
+TICK: Final = function_name("tick")

@@ -189,6 +189,24 @@ class Backend(Protocol):
 
     async def stats(self) -> BackendStats: ...
 
+    async def cursor(self, schedule: str) -> dict[str, str]:
+        """The cursor of ``schedule``: ``next`` (the tick it waits for) and ``last``
+        (the last tick fired), in ms; empty for a schedule never run."""
+
+    async def tick(
+        self,
+        schedule: str,
+        expected: int | None,
+        new_next: int,
+        fired: int | None,
+        task: tuple[str, dict[str, str], int] | None,
+    ) -> tuple[bool, int]:
+        """Move the cursor of ``schedule`` from ``expected`` (``None``: a new cursor) to
+        ``new_next`` and, with ``fired``, enqueue ``task`` (``uuid, record, priority``,
+        as :meth:`enqueue`) as that tick's, in one atomic step; nothing is written if
+        the cursor is elsewhere (another scheduler moved it) or ``fired`` is not due by
+        the backend's clock. Returns whether it moved, and the backend's time (ms)."""
+
     async def purge_queue(self, queue: str, reason: str = "purged") -> int:
         """Empty ``queue``: its queued tasks end ``cancel`` with ``reason`` (waiters
         wake); returns how many. Running and delayed tasks are left alone."""
@@ -200,6 +218,9 @@ class Backend(Protocol):
     async def config_set(self, name: str, key: str, value: str) -> None: ...
 
     async def config_get(self, name: str, key: str) -> str | None: ...
+
+    async def config_delete(self, name: str, key: str) -> bool:
+        """Remove ``key`` of namespace ``name``; whether it was there."""
 
     async def config_get_all(self, name: str) -> dict[str, str]: ...
 

@@ -105,6 +105,7 @@ class MemoryBackend:
         self._finals: Counter[str] = Counter()
         self._dead: dict[str, dict[str, str]] = {}
         self._config: dict[str, dict[str, str]] = {}
+        self._cursors: dict[str, dict[str, str]] = {}
         self._status: dict[str, tuple[str, float]] = {}
         self._work: dict[str, _Signal] = {}
         self._done: dict[str, _Signal] = {}
@@ -167,23 +168,54 @@ class MemoryBackend:
         with self._lock:
             now = time.time()
             for uuid, given, priority in items:
-                if uuid in self._records:
-                    continue
-                record = dict(given)
-                due_in = float(record.pop("due_in", 0) or 0) / 1000
-                if "expires_in" in record:
-                    expires = now + float(record.pop("expires_in") or 0) / 1000
-                    record["expires"] = f"{expires:.3f}"
-                self._records[uuid] = record
-                queue = record.get("queue", DEFAULT_QUEUE)
-                if due_in > 0:
-                    record["eta"] = f"{now + due_in:.3f}"
-                    self._scheduled[uuid] = now + due_in
-                    self._signal(queue).fire()  # an idle worker sleeps until it is due
-                else:
-                    self._push(uuid, priority, queue)
-                written += 1
+                written += self._write(uuid, given, priority, now)
         return written
+
+    def _write(self, uuid: str, given: dict[str, str], priority: int, now: float) -> bool:
+        """One new task (as ``lib.lua``'s ``write_task``); under the lock."""
+        if uuid in self._records:
+            return False
+        record = dict(given)
+        due_in = float(record.pop("due_in", 0) or 0) / 1000
+        if "expires_in" in record:
+            expires = now + float(record.pop("expires_in") or 0) / 1000
+            record["expires"] = f"{expires:.3f}"
+        self._records[uuid] = record
+        queue = record.get("queue", DEFAULT_QUEUE)
+        if due_in > 0:
+            record["eta"] = f"{now + due_in:.3f}"
+            self._scheduled[uuid] = now + due_in
+            self._signal(queue).fire()  # an idle worker sleeps until it is due
+        else:
+            self._push(uuid, priority, queue)
+        return True
+
+    async def cursor(self, schedule: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._cursors.get(schedule, {}))
+
+    async def tick(
+        self,
+        schedule: str,
+        expected: int | None,
+        new_next: int,
+        fired: int | None,
+        task: tuple[str, dict[str, str], int] | None,
+    ) -> tuple[bool, int]:
+        with self._lock:
+            now = time.time()
+            now_ms = int(now * 1000)
+            cursor = self._cursors.setdefault(schedule, {})
+            if cursor.get("next", "") != ("" if expected is None else str(expected)):
+                return False, now_ms
+            if fired is not None and task is not None:
+                if fired > now_ms:
+                    return False, now_ms
+                uuid, record, priority = task
+                self._write(uuid, record, priority, now)
+                cursor["last"] = str(fired)
+            cursor["next"] = str(new_next)
+            return True, now_ms
 
     async def claim(
         self,
@@ -533,6 +565,7 @@ class MemoryBackend:
             self._finals.clear()
             self._dead.clear()
             self._config.clear()
+            self._cursors.clear()
             self._status.clear()
 
     async def purge_queue(self, queue: str, reason: str = "purged") -> int:
@@ -567,6 +600,10 @@ class MemoryBackend:
     async def config_get(self, name: str, key: str) -> str | None:
         with self._lock:
             return self._config.get(name, {}).get(key)
+
+    async def config_delete(self, name: str, key: str) -> bool:
+        with self._lock:
+            return self._config.get(name, {}).pop(key, None) is not None
 
     async def config_get_all(self, name: str) -> dict[str, str]:
         with self._lock:

@@ -784,6 +784,38 @@ class RedisBackend:
             dead=dead,
         )
 
+    @mapped("cursor")
+    async def cursor(self, schedule: str) -> dict[str, str]:
+        try:
+            return cast(dict[str, str], await self.client.hgetall(self.keys.schedule(schedule)))
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return {}
+            raise
+
+    @mapped("tick")
+    async def tick(
+        self,
+        schedule: str,
+        expected: int | None,
+        new_next: int,
+        fired: int | None,
+        task: tuple[str, dict[str, str], int] | None,
+    ) -> tuple[bool, int]:
+        args: list[Any] = [
+            self.keys.prefix,
+            "" if expected is None else str(expected),
+            str(new_next),
+            "" if fired is None or task is None else str(fired),
+        ]
+        if fired is not None and task is not None:
+            uuid, record, priority = task
+            args += [uuid, priority, *(x for pair in record.items() for x in pair)]
+        moved, now = await _PyFunction(self._conn().raw, _lua.TICK)(
+            keys=[self.keys.schedule(schedule)], args=args
+        )
+        return moved == 1, int(now)
+
     @mapped("purge_queue")
     async def purge_queue(self, queue: str, reason: str = "purged") -> int:
         purge = _PyFunction(self._conn().raw, _lua.PURGE)
@@ -829,6 +861,10 @@ class RedisBackend:
     @mapped("config_get")
     async def config_get(self, name: str, key: str) -> str | None:
         return cast(str | None, await self.client.hget(self.keys.config(name), key))
+
+    @mapped("config_delete")
+    async def config_delete(self, name: str, key: str) -> bool:
+        return bool(await self.client.hdel(self.keys.config(name), key))
 
     @mapped("config_get_all")
     async def config_get_all(self, name: str) -> dict[str, str]:

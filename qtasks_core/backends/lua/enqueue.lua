@@ -32,57 +32,13 @@ for _, task in ipairs(tasks) do
   end
 end
 
-local now
-local written, woken, queues = {}, {}, {}
+local written, woken = {}, {}
 for i, task in ipairs(tasks) do
-  local tkey = prefix .. 'task:' .. task[1]
+  local wake, err = write_task(prefix, task[1], task[2], task[3])
+  if err then return err end
   written[i] = 0
-  if redis.call('EXISTS', tkey) == 0 then
-    local fields, queue, due_in = {}, nil, nil
-    local given = task[3]
-    for j = 1, #given, 2 do
-      local field, value = given[j], given[j + 1]
-      if field == 'due_in' then
-        due_in = tonumber(value)
-      elseif field == 'expires_in' then
-        now = now or now_ms()
-        fields[#fields + 1] = 'expires'
-        fields[#fields + 1] = stamp(now + (tonumber(value) or 0))
-      else
-        if field == 'queue' then queue = value end
-        fields[#fields + 1] = field
-        fields[#fields + 1] = value
-      end
-    end
-    local wake = wkey(prefix, queue)
-    if due_in and due_in > 0 then
-      now = now or now_ms()
-      local added = redis.pcall('ZADD', prefix .. 'scheduled', now + due_in, task[1])
-      if failed(added) then
-        return redis.error_reply('QTASKS_CORRUPT key ' .. prefix .. 'scheduled is a ' ..
-                                 key_type(prefix .. 'scheduled') .. ', expected a zset: delete it')
-      end
-      fields[#fields + 1] = 'eta'
-      fields[#fields + 1] = stamp(now + due_in)
-    else
-      local n = next_seq(prefix .. 'seq')
-      -- The queue entry first: a queue key of the wrong type fails here, before the
-      -- record is written (the record key does not exist, so HSET cannot fail).
-      local qk = qkey(prefix, queue)
-      local added = redis.pcall('ZADD', qk, string.format('%d', tonumber(task[2]) * SCALE + n),
-                                task[1])
-      if failed(added) then
-        return redis.error_reply('QTASKS_CORRUPT key ' .. qk .. ' is a ' .. key_type(qk) ..
-                                 ', expected a zset: delete it')
-      end
-    end
-    redis.call('HSET', tkey, unpack(fields))
-    -- A delayed task wakes an idle worker too: it then sleeps only until the task is due.
+  if wake then
     woken[wake] = push_token(wake, '1')
-    if queue and queue ~= 'default' and not queues[queue] then
-      queues[queue] = true
-      redis.pcall('SADD', prefix .. 'queues', queue)  -- only the stats read it
-    end
     written[i] = 1
   end
 end

@@ -206,3 +206,55 @@ local function observe(clock, running, now, lease)
     end
   end
 end
+
+-- Write one new task: its record, and its queue entry (or its due time, for a task sent
+-- with a delay). Returns the wake-up list to push a token on (the caller pushes it:
+-- ENQUEUE trims the lists once for a batch), or nil if the uuid already has a record
+-- (an enqueue retried after a lost reply adds nothing); or nil and an error reply,
+-- before any write, for an index of the wrong type. Fields read: queue; due_in and
+-- expires_in (ms from now), stored as eta and expires (times of this server's clock).
+local function write_task(prefix, uuid, priority, given)
+  local tkey = prefix .. 'task:' .. uuid
+  if redis.call('EXISTS', tkey) == 1 then return nil, nil end
+  local now
+  local fields, queue, due_in = {}, nil, nil
+  for j = 1, #given, 2 do
+    local field, value = given[j], given[j + 1]
+    if field == 'due_in' then
+      due_in = tonumber(value)
+    elseif field == 'expires_in' then
+      now = now or now_ms()
+      fields[#fields + 1] = 'expires'
+      fields[#fields + 1] = stamp(now + (tonumber(value) or 0))
+    else
+      if field == 'queue' then queue = value end
+      fields[#fields + 1] = field
+      fields[#fields + 1] = value
+    end
+  end
+  -- The index entry first: an index of the wrong type fails here, before the record
+  -- is written (the record key does not exist, so HSET cannot fail).
+  local index, added
+  if due_in and due_in > 0 then
+    now = now or now_ms()
+    index = prefix .. 'scheduled'
+    added = redis.pcall('ZADD', index, now + due_in, uuid)
+    fields[#fields + 1] = 'eta'
+    fields[#fields + 1] = stamp(now + due_in)
+  else
+    index = qkey(prefix, queue)
+    added = redis.pcall('ZADD', index,
+                        string.format('%d', tonumber(priority) * SCALE + next_seq(prefix .. 'seq')),
+                        uuid)
+  end
+  if failed(added) then
+    return nil, redis.error_reply('QTASKS_CORRUPT key ' .. index .. ' is a ' .. key_type(index) ..
+                                  ', expected a zset: delete it')
+  end
+  redis.call('HSET', tkey, unpack(fields))
+  if queue and queue ~= 'default' then
+    redis.pcall('SADD', prefix .. 'queues', queue)  -- only the stats read it
+  end
+  -- A delayed task wakes an idle worker too: it then sleeps only until the task is due.
+  return wkey(prefix, queue), nil
+end

@@ -94,3 +94,11 @@ async def nap(seconds: float) -> float:
     """Sleeps, touching no Redis of its own (for topologies its URL cannot reach)."""
     await asyncio.sleep(seconds)
     return seconds
+
+
+if os.environ.get("QTASKS_TEST_PERIODIC"):
+    # Only where a test asks for it: every other test's workers would run it too.
+
+    @app.periodic(every=1, name="beat", echo=True)
+    def beat(ctx: object) -> None:
+        record(ctx.task_uuid)  # type: ignore[attr-defined]

@@ -1,0 +1,27 @@
+-- TICK: advance one schedule's cursor and enqueue the tick's task, as one step: however
+-- many schedulers race for a tick, exactly one moves the cursor and enqueues.
+-- KEYS: the schedule's cursor (hash: next, last; ms).
+-- ARGV: prefix, expected next ('' when the cursor is new), new next, the tick fired
+--       ('' to move the cursor without enqueueing: a skipped tick), then the task:
+--       uuid, priority, field, value, ...
+-- Returns {1 | 0, the server's time in ms}: 1 moved (and enqueued, if asked); 0 the
+-- cursor was not at `expected` (another scheduler moved it first), or the tick is not
+-- due yet by this server's clock: nothing written.
+local prefix, expected, new_next, fired = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now = now_ms()
+local err = expect(KEYS[1], 'hash')
+if err then return err end
+local current = redis.call('HGET', KEYS[1], 'next') or ''
+if current ~= expected then return {0, now} end
+if fired ~= '' and tonumber(fired) > now then return {0, now} end
+if fired ~= '' and not valid_priority(ARGV[6]) then
+  return redis.error_reply('QTASKS_INPUT task ' .. ARGV[5] .. ' has a bad priority')
+end
+if fired ~= '' then
+  local wake, bad = write_task(prefix, ARGV[5], ARGV[6], {unpack(ARGV, 7)})
+  if bad then return bad end
+  if wake then push_token(wake, '1') end
+  redis.call('HSET', KEYS[1], 'last', fired)
+end
+redis.call('HSET', KEYS[1], 'next', new_next)
+return {1, now}

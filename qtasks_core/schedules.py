@@ -1,0 +1,342 @@
+"""Periodic tasks: schedules, and the scheduler every worker runs.
+
+A schedule names a task and when it runs: a cron expression in a time zone (parsed by
+cronsim), a fixed interval (``every``), or any object with APScheduler's
+``get_next_fire_time(previous, now)`` (duck typed). Its **cursor** lives in the backend
+(``schedule:<name>``: the next tick and the last fired). Every worker's scheduler
+sleeps until the nearest tick, then asks the backend to move that schedule's cursor
+from the tick it saw to the one after, and to enqueue the tick's task with the uuid
+``periodic:<name>:<tick ms>``, in one atomic step: however many schedulers race,
+exactly one moves the cursor and enqueues; the others see it moved and write nothing.
+A scheduler killed at any moment has either done the whole step or none of it.
+
+Ticks that fell while no scheduler ran are handled by the schedule's ``missed``
+policy: ``"once"`` (default) runs the latest of them once, ``"each"`` runs every one
+(at most ``MAX_CATCH_UP`` per wake), ``"skip"`` runs none (only a tick late by less
+than ``GRACE`` seconds, or half the interval if shorter). Times are the backend
+server's clock (the cursor step refuses a tick it does not see due), so a worker with
+a skewed clock cannot fire early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from ._util import dumps, loads
+from ._validate import check_priority, check_queue, check_task_name
+from .errors import BackendError, TaskOptionError
+
+if TYPE_CHECKING:
+    from .app import QueueTasks
+
+log = logging.getLogger("qtasks.schedules")
+
+Missed = Literal["once", "each", "skip"]
+#: Ticks fired at most per schedule and wake under ``missed="each"``.
+MAX_CATCH_UP = 1000
+#: A tick later than this (seconds) counts as missed under ``missed="skip"``.
+GRACE = 1.0
+#: Longest sleep between looks at the schedules added at run time.
+REFRESH = 30.0
+#: The global-config namespace of the schedules added at run time.
+NAMESPACE = "schedules"
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _moment(ms: int, zone: tzinfo) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=zone)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When one task runs, and with what. Give one of ``cron``, ``every``, ``trigger``.
+
+    :param name: the schedule's name (its cursor's key): letters, digits, ``_ . -``.
+    :param task_name: the task it enqueues.
+    :param cron: a cron expression (5 fields, or 6 with seconds last as cronsim takes),
+        in ``tz`` (default UTC). On DST change days a daily ``02:30`` runs once.
+    :param every: an interval in seconds (or a ``timedelta``; sub-second allowed).
+    :param trigger: an object with ``get_next_fire_time(previous, now)`` returning an
+        aware ``datetime`` or ``None`` (APScheduler's triggers); code-declared only.
+    :param missed: what to do with ticks that fell while nothing ran.
+    """
+
+    name: str
+    task_name: str
+    cron: str | None = None
+    tz: str = "UTC"
+    every: float | timedelta | None = None
+    trigger: Any = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    missed: Missed = "once"
+
+    def __post_init__(self) -> None:
+        check_queue(self.name)  # the same rule: it is part of a Redis key
+        check_task_name(self.task_name)
+        given = [k for k in ("cron", "every", "trigger") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise TaskOptionError(
+                f"schedule {self.name!r}: give exactly one of cron=, every=, trigger= "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        if self.every is not None:
+            every = self.every
+            if isinstance(every, timedelta):
+                every = every.total_seconds()
+            if (
+                not isinstance(every, int | float)
+                or isinstance(every, bool)
+                or not (math.isfinite(every) and every > 0)
+            ):
+                raise TaskOptionError(
+                    f"schedule {self.name!r}: every= must be a number of seconds > 0 or a "
+                    f"timedelta, got {self.every!r}"
+                )
+            object.__setattr__(self, "every", float(every))
+        if self.cron is not None:
+            try:
+                CronSim(self.cron, datetime.now(self.zone))
+            except (CronSimError, TypeError) as exc:
+                raise TaskOptionError(
+                    f"schedule {self.name!r}: cron={self.cron!r} is not a cron expression "
+                    f"({exc}); e.g. '*/5 * * * *' for every five minutes"
+                ) from None
+        if self.trigger is not None and not callable(
+            getattr(self.trigger, "get_next_fire_time", None)
+        ):
+            raise TaskOptionError(
+                f"schedule {self.name!r}: trigger= needs a get_next_fire_time(previous, now) "
+                "method (an APScheduler trigger), or write cron= / every="
+            )
+        if self.missed not in ("once", "each", "skip"):
+            raise TaskOptionError(
+                f"schedule {self.name!r}: missed={self.missed!r}; write 'once' (run the "
+                "latest missed tick once), 'each' (run every missed tick) or 'skip'"
+            )
+        if self.queue is not None:
+            check_queue(self.queue)
+        if self.priority is not None:
+            check_priority(self.priority)
+        dumps(list(self.args), what=f"args of schedule {self.name!r}")
+        dumps(self.kwargs, what=f"kwargs of schedule {self.name!r}")
+
+    @property
+    def zone(self) -> tzinfo:
+        if self.tz in ("UTC", "utc"):
+            return UTC
+        try:
+            return ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise TaskOptionError(
+                f"schedule {self.name!r}: tz={self.tz!r} is not a time zone name "
+                "(e.g. 'Europe/Berlin')"
+            ) from None
+
+    def next_after(self, ms: int) -> int | None:
+        """The first tick strictly after ``ms`` (epoch ms); ``None``: no more ticks."""
+        if isinstance(self.every, float):
+            step = round(self.every * 1000)
+            return (ms // step + 1) * step  # aligned on the epoch: every scheduler agrees
+        zone = self.zone
+        after = _moment(ms, zone)
+        if self.cron is not None:
+            return _ms(next(CronSim(self.cron, after)))
+        fire = self.trigger.get_next_fire_time(after, after + timedelta(microseconds=1000))
+        if fire is None:
+            return None
+        tick = _ms(fire)
+        # A trigger returning its own 'previous' would stall the cursor.
+        return tick if tick > ms else self.next_after(ms + 1)
+
+    def to_json(self) -> str:
+        """The definition stored for a schedule added at run time."""
+        if self.trigger is not None:
+            raise TaskOptionError(
+                f"schedule {self.name!r}: a trigger object lives in code, not in Redis; "
+                "declare it with @app.periodic(trigger=...) so every worker has it, or "
+                "give cron= / every="
+            )
+        return dumps(
+            {
+                "task_name": self.task_name,
+                "cron": self.cron,
+                "tz": self.tz,
+                "every": self.every,
+                "args": list(self.args),
+                "kwargs": self.kwargs,
+                "queue": self.queue,
+                "priority": self.priority,
+                "missed": self.missed,
+            },
+            what=f"schedule {self.name!r}",
+        )
+
+    @classmethod
+    def from_json(cls, name: str, text: str) -> Schedule:
+        data = loads(text, None)
+        if not isinstance(data, dict):
+            raise TaskOptionError(f"schedule {name!r}: stored definition is not an object")
+        data["args"] = tuple(data.get("args") or ())
+        return cls(name=name, **{k: v for k, v in data.items() if v is not None})
+
+
+@dataclass(slots=True)
+class ScheduleState:
+    """A schedule as ``app.schedules()`` shows it."""
+
+    schedule: Schedule
+    last_run: datetime | None
+    next_run: datetime | None
+    declared_in_code: bool
+
+
+class Scheduler:
+    """Fires the ticks of an app's schedules; one per worker (any number may run)."""
+
+    def __init__(self, app: QueueTasks) -> None:
+        self.app = app
+        #: Backend clock minus this process's, in ms, from the last reply.
+        self._offset = 0
+        self._runtime: dict[str, Schedule] = {}
+        self._refreshed = -math.inf
+
+    def _now(self) -> int:
+        return int(time.time() * 1000) + self._offset
+
+    async def _refresh(self) -> None:
+        if time.monotonic() - self._refreshed < REFRESH:
+            return
+        self._runtime = await load_runtime(self.app)
+        self._refreshed = time.monotonic()
+
+    def schedules(self) -> dict[str, Schedule]:
+        return {**self._runtime, **self.app._schedules}
+
+    async def step(self) -> float:
+        """Fire every due tick once; returns seconds until the nearest next tick."""
+        await self._refresh()
+        nearest: int | None = None
+        for schedule in self.schedules().values():
+            try:
+                upcoming = await self._advance(schedule)
+            except BackendError:
+                raise
+            except Exception:
+                # One schedule's broken trigger or plugin must not stop the others.
+                log.exception("schedule %r failed; the others go on", schedule.name)
+                continue
+            if upcoming is not None and (nearest is None or upcoming < nearest):
+                nearest = upcoming
+        wait = REFRESH if nearest is None else max(0.0, (nearest - self._now()) / 1000)
+        return min(wait, REFRESH - (time.monotonic() - self._refreshed), REFRESH)
+
+    async def _advance(self, schedule: Schedule) -> int | None:
+        """Fire what is due of ``schedule``; its next tick (ms), or None if it has none."""
+        backend = self.app.backend
+        cursor = await backend.cursor(schedule.name)
+        expected = int(cursor["next"]) if cursor.get("next", "").isdigit() else None
+        if expected is None:
+            # A new schedule starts with its first tick after now: no catching up on a
+            # past it never had.
+            first = schedule.next_after(self._now())
+            if first is None:
+                return None
+            await self._move(schedule, None, first, None)
+            return first
+        for _ in range(MAX_CATCH_UP):
+            now = self._now()
+            if expected > now:
+                return expected
+            following = schedule.next_after(expected)
+            # How many ticks are due: the policy picks which one fires (if any).
+            fired: int | None = expected
+            if following is not None and following <= now:
+                if schedule.missed == "each":
+                    pass  # this one now, the next on the following turn
+                else:
+                    # Jump to the latest due tick; 'once' fires it, 'skip' fires it only
+                    # if it is not late (a restart long after it fires nothing).
+                    latest = expected
+                    while following is not None and following <= now:
+                        latest, following = following, schedule.next_after(following)
+                    fired = latest
+            if schedule.missed == "skip" and fired is not None:
+                # Late past the grace (at most half the interval): a missed tick.
+                grace = GRACE * 1000
+                if following is not None:
+                    grace = min(grace, (following - fired) / 2)
+                if now - fired > grace:
+                    fired = None
+            new_next = following if following is not None else 2**62
+            moved = await self._move(schedule, expected, new_next, fired)
+            if not moved:
+                return None  # another scheduler is at it: look again on the next wake
+            if following is None:
+                return None
+            expected = following
+        return expected
+
+    async def _move(
+        self, schedule: Schedule, expected: int | None, new_next: int, fired: int | None
+    ) -> bool:
+        task = None
+        if fired is not None:
+            task = await self.app._tick_task(schedule, fired)
+        moved, server_now = await self.app.backend.tick(
+            schedule.name, expected, new_next, fired, task
+        )
+        self._offset = server_now - int(time.time() * 1000)
+        if moved and task is not None:
+            await self.app._tick_done(task[0])
+        return moved
+
+    async def run(
+        self, stopping: asyncio.Event, on_error: Callable[[BaseException], Awaitable[float]]
+    ) -> None:
+        """Fire ticks until ``stopping`` is set; ``on_error`` (an outage) says how long
+        to wait before the next try."""
+        while not stopping.is_set():
+            try:
+                wait = await self.step()
+            except BackendError as exc:
+                wait = await on_error(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=max(wait, 0.001))
+
+
+async def load_runtime(app: QueueTasks) -> dict[str, Schedule]:
+    """The schedules added at run time (``app.add_schedule``), from the backend."""
+    stored = await app.backend.config_get_all(NAMESPACE)
+    out = {}
+    for name, text in stored.items():
+        try:
+            out[name] = Schedule.from_json(name, text)
+        except (TaskOptionError, TypeError) as exc:
+            log.error("schedule %r is stored malformed and is not run: %s", name, exc)
+    return out
+
+
+def declared(schedules: Iterable[Schedule]) -> dict[str, Schedule]:
+    out: dict[str, Schedule] = {}
+    for schedule in schedules:
+        if schedule.name in out:
+            raise TaskOptionError(f"two schedules are named {schedule.name!r}: give name=")
+        out[schedule.name] = schedule
+    return out

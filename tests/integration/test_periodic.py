@@ -1,0 +1,180 @@
+"""Periodic tasks: exactly one enqueue per tick however many schedulers run, missed
+ticks by policy, DST, schedules added at run time, as users declare them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from qtasks_core import QueueTasks, TaskOptionError, TaskSerializationError
+from qtasks_core.schedules import Schedule
+from tests.integration.test_cli import cli, executions, runner, start_worker
+from tests.support import wait_for
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def ticks_of(schedule: Schedule, start: datetime, count: int) -> list[datetime]:
+    out, ms = [], int(start.timestamp() * 1000)
+    for _ in range(count):
+        nxt = schedule.next_after(ms)
+        assert nxt is not None
+        out.append(datetime.fromtimestamp(nxt / 1000, tz=schedule.zone))
+        ms = nxt
+    return out
+
+
+# -- when ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("day", [datetime(2026, 3, 28, 12), datetime(2026, 10, 24, 12)])
+def test_a_daily_0230_job_runs_once_on_both_dst_change_days(day: datetime) -> None:
+    daily = Schedule("nightly", "job", cron="30 2 * * *", tz="Europe/Berlin")
+    ticks = ticks_of(daily, day.replace(tzinfo=BERLIN), 3)
+    change_day = (day + timedelta(days=1)).date()
+    assert [t.date() for t in ticks].count(change_day) == 1, ticks
+    assert [t.date() for t in ticks] == [change_day + timedelta(days=i) for i in range(3)]
+
+
+def test_an_interval_is_aligned_so_every_scheduler_computes_the_same_ticks() -> None:
+    beat = Schedule("beat", "job", every=timedelta(milliseconds=250))
+    assert beat.next_after(1_000) == 1_250
+    assert beat.next_after(1_249) == 1_250
+    assert beat.next_after(1_250) == 1_500
+
+
+def test_an_apscheduler_style_trigger_is_duck_typed() -> None:
+    class Hourly:
+        def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime:
+            base = previous or now
+            return base.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+    schedule = Schedule("hourly", "job", trigger=Hourly())
+    start = datetime(2026, 5, 1, 10, 20, tzinfo=UTC)
+    assert [t.hour for t in ticks_of(schedule, start, 3)] == [11, 12, 13]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "exactly one of cron=, every=, trigger="),
+        ({"cron": "* * * * *", "every": 5}, "exactly one of"),
+        ({"cron": "61 * * * *"}, "is not a cron expression"),
+        ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "not a time zone name"),
+        ({"every": 0}, "every= must be a number of seconds > 0"),
+        ({"every": 1, "missed": "later"}, "write 'once'"),
+        ({"trigger": object()}, "get_next_fire_time"),
+        ({"every": 1, "queue": "a b"}, "contains ' '"),
+        ({"every": 1, "args": (object(),)}, "cannot be serialized to JSON"),
+    ],
+)
+def test_a_bad_schedule_is_refused_when_declared(options: dict[str, Any], message: str) -> None:
+    app = QueueTasks("periodic-bad", redis_url="memory://", load_entry_points=False)
+    with pytest.raises((TaskOptionError, TaskSerializationError), match=message):
+
+        @app.periodic(**options)
+        def job() -> None: ...
+
+
+# -- exactly once per tick ---------------------------------------------------------------
+
+
+def test_three_schedulers_enqueue_each_tick_once(app: QueueTasks) -> None:
+    runs: list[float] = []
+
+    @app.periodic(every=0.2)
+    def pulse() -> None:
+        runs.append(time.time())
+
+    workers = [app.running_worker(concurrency=2) for _ in range(3)]
+    for worker in workers:
+        worker.__enter__()
+    time.sleep(2.1)
+    for worker in workers:
+        worker.__exit__(None, None, None)
+    [state] = app.schedules()
+    assert state.last_run is not None
+    # One task per tick between the first and the last: no tick twice, none skipped.
+    assert 8 <= len(runs) <= 12, runs
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
+    assert min(gaps) > 0.1, gaps
+
+
+@pytest.mark.parametrize("missed", ["once", "each", "skip"])
+def test_ticks_missed_while_nothing_ran_follow_the_policy(app: QueueTasks, missed: str) -> None:
+    seen: list[str] = []
+
+    @app.periodic(every=0.5, missed=missed, echo=True)
+    def pulse(ctx: Any) -> None:
+        seen.append(ctx.task_uuid)
+
+    with app.running_worker():
+        wait_for(lambda: len(seen) >= 1, timeout=10, what="a first tick")
+    stopped_after = int(seen[-1].rsplit(":", 1)[1])
+    time.sleep(2.5)  # five ticks fall while no scheduler runs
+    # Back 0.35 s after a tick: later than the grace of 'skip' (half the interval).
+    time.sleep((0.35 - time.time() % 0.5) % 0.5)
+    restarted = int(time.time() * 1000)
+    with app.running_worker():
+        time.sleep(0.1)
+    missed_ticks = list(range(stopped_after + 500, restarted, 500))
+    caught_up = [int(u.rsplit(":", 1)[1]) for u in seen[1:]]
+    caught_up = [t for t in caught_up if t < restarted]
+    want = {"each": missed_ticks, "once": missed_ticks[-1:], "skip": []}[missed]
+    assert caught_up == want, (missed, seen)
+    assert len(missed_ticks) >= 4
+    assert len(seen) == len(set(seen))
+
+
+def test_schedules_added_at_run_time_are_listed_and_removed(app: QueueTasks) -> None:
+    @app.periodic(cron="0 9 * * 1-5", tz="Europe/Berlin", name="weekday-report")
+    def report() -> None: ...
+
+    app.add_schedule("cleanup", "report", every=3600, missed="skip")
+    with pytest.raises(TaskOptionError, match="declared in code"):
+        app.add_schedule("weekday-report", "report", every=5)
+    states = {s.schedule.name: s for s in app.schedules()}
+    assert set(states) == {"cleanup", "weekday-report"}
+    nxt = states["weekday-report"].next_run
+    assert nxt is not None and (nxt.hour, nxt.minute, nxt.weekday() < 5) == (9, 0, True)
+    assert str(nxt.tzinfo) == "Europe/Berlin"
+    assert states["cleanup"].declared_in_code is False
+    assert app.remove_schedule("cleanup") is True
+    assert app.remove_schedule("cleanup") is False
+    assert [s.schedule.name for s in app.schedules()] == ["weekday-report"]
+
+
+# -- as processes --------------------------------------------------------------------------
+
+
+def test_three_worker_processes_one_killed_run_each_tick_once(sample_env: dict[str, str]) -> None:
+    env = {**sample_env, "QTASKS_TEST_PERIODIC": "1"}
+    workers: list[subprocess.Popen[str]] = [start_worker(env, "-c", "2") for _ in range(3)]
+    try:
+        time.sleep(10)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        time.sleep(10)
+    finally:
+        for worker in workers[1:]:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers[1:]:
+            worker.communicate(timeout=30)
+    runs = executions(sample_env)
+    ticks = sorted(int(tag.rsplit(":", 1)[1]) for tag in runs)
+    assert len(ticks) >= 15, ticks  # 20 s minus the workers' start-up
+    assert {n for n in runs.values()} == {1}, "a tick ran twice"
+    # Every tick from the first to the last, the kill included: none lost.
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [1000] * (len(ticks) - 1)
+    shown = runner.invoke(cli, ["schedules", "-A", "apps.sample:app", "--json"], env=env)
+    [row] = json.loads(shown.output)
+    assert row["name"] == "beat" and row["when"] == "every 1s" and row["last_run"]
+    print(f"\nperiodic: {len(ticks)} ticks in 20 s over 3 workers (one killed), none twice")
