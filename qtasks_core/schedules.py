@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from ._util import dumps, loads
+from ._util import fired as _fire
 from ._validate import check_priority, check_queue, check_task_name
 from .errors import BackendError, TaskOptionError
 
@@ -267,16 +268,18 @@ class Scheduler:
             following = schedule.next_after(expected)
             # How many ticks are due: the policy picks which one fires (if any).
             fired: int | None = expected
+            missed: list[int] = []
             if following is not None and following <= now:
-                if schedule.missed == "each":
-                    pass  # this one now, the next on the following turn
-                else:
+                # Several ticks are due: they fell while no scheduler ran.
+                probe: int | None = following
+                missed = [expected]
+                while probe is not None and probe <= now and len(missed) < MAX_CATCH_UP:
+                    missed.append(probe)
+                    probe = schedule.next_after(probe)
+                if schedule.missed != "each":
                     # Jump to the latest due tick; 'once' fires it, 'skip' fires it only
                     # if it is not late (a restart long after it fires nothing).
-                    latest = expected
-                    while following is not None and following <= now:
-                        latest, following = following, schedule.next_after(following)
-                    fired = latest
+                    fired, following = missed[-1], probe
             if schedule.missed == "skip" and fired is not None:
                 # Late past the grace (at most half the interval): a missed tick.
                 grace = GRACE * 1000
@@ -284,6 +287,16 @@ class Scheduler:
                     grace = min(grace, (following - fired) / 2)
                 if now - fired > grace:
                     fired = None
+            if len(missed) > 1:
+                zone = schedule.zone
+                await _fire(
+                    self.app.pm.hook.schedule_missed(
+                        scheduler=self,
+                        schedule=schedule,
+                        missed=[_moment(t, zone) for t in missed],
+                        fired=None if fired is None else _moment(fired, zone),
+                    )
+                )
             new_next = following if following is not None else 2**62
             moved = await self._move(schedule, expected, new_next, fired)
             if not moved:
@@ -303,8 +316,16 @@ class Scheduler:
             schedule.name, expected, new_next, fired, task
         )
         self._offset = server_now - int(time.time() * 1000)
-        if moved and task is not None:
+        if moved and task is not None and fired is not None:
             await self.app._tick_done(task[0])
+            await _fire(
+                self.app.pm.hook.schedule_fired(
+                    scheduler=self,
+                    schedule=schedule,
+                    tick=_moment(fired, schedule.zone),
+                    uuid=task[0],
+                )
+            )
         return moved
 
     async def run(

@@ -151,9 +151,9 @@ class PluginManager(pluggy.PluginManager):
 
 def get_plugin_manager(*, specs: tuple[ModuleType, ...] | None = None) -> PluginManager:
     """A new manager with every QTasks spec added, and no plugin registered."""
-    from .specs import SPEC_MODULES
+    from .specs import EXTENSION_MODULES, SPEC_MODULES
 
     manager = PluginManager()
-    for module in specs if specs is not None else SPEC_MODULES:
+    for module in specs if specs is not None else (*SPEC_MODULES, *EXTENSION_MODULES):
         manager.add_hookspecs(module)
     return manager

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ._manager import get_plugin_manager
-from .specs import SPEC_MODULES
+from .specs import EXTENSION_MODULES, SPEC_MODULES
 
 BEGIN = "<!-- BEGIN GENERATED TRIGGER REFERENCE -->"
 END = "<!-- END GENERATED TRIGGER REFERENCE -->"
@@ -22,9 +22,10 @@ def render() -> str:
     """The reference: one section per component, one entry per trigger."""
     pm = get_plugin_manager()
     out = [BEGIN, ""]
-    for module in SPEC_MODULES:
+    for module in (*SPEC_MODULES, *EXTENSION_MODULES):
         component = module.__name__.rsplit(".", 1)[1]
-        out.append(f"### `{component}`")
+        extension = " (an extension beyond the reference)" if module in EXTENSION_MODULES else ""
+        out.append(f"### `{component}`{extension}")
         out.append("")
         out.append(inspect.cleandoc(module.__doc__ or ""))
         out.append("")

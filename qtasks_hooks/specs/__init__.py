@@ -29,6 +29,7 @@ from qtasks_hooks.specs import (
     broker,
     global_config,
     qtasks,
+    schedule,
     starter,
     stats,
     storage,
@@ -51,4 +52,8 @@ SPEC_MODULES: Final[tuple[ModuleType, ...]] = (
     stats,
 )
 
-__all__ = ["SPEC_MODULES"]
+#: Spec modules beyond the 52 triggers of the reference (``../shared/TRIGGERS.md``),
+#: added after :data:`SPEC_MODULES`.
+EXTENSION_MODULES: Final[tuple[ModuleType, ...]] = (schedule,)
+
+__all__ = ["EXTENSION_MODULES", "SPEC_MODULES"]
