@@ -131,6 +131,7 @@ class Worker:
         #: The queue the next claim starts with (advanced on every claim).
         self.turn = 0
         self.schedules = schedules
+        self._scheduling_ends = asyncio.Event()
         self._schedule_outage = _Outage()
         self.app = app
         self.concurrency = concurrency
@@ -231,7 +232,8 @@ class Worker:
             from .schedules import Scheduler
 
             scheduler = asyncio.create_task(
-                Scheduler(app).run(self._stopping, self._schedule_failed), name="qtasks-scheduler"
+                Scheduler(app).run(self._scheduling_ends, self._schedule_failed),
+                name="qtasks-scheduler",
             )
         try:
             if only is not None:
@@ -240,6 +242,9 @@ class Worker:
                 await self._claim_loop(burst)
         finally:
             self._give_up_at = asyncio.get_running_loop().time() + self.grace
+            # No tick is enqueued once the worker stops claiming (a burst ends too); a
+            # tick under way completes (not cancelled: its step is one function call).
+            self._scheduling_ends.set()
             await self._drain()
             # Not cancelled: redis-py may swallow a cancellation mid-command, which
             # would leave the heartbeat hanging; it ends at its next check instead.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -515,7 +516,14 @@ class RedisBackend:
         wait = min(max(timeout, 0.01), MAX_BLOCK)
         blocking = self._conn().blocking
         try:
-            if blocking is not None:
+            if blocking is not None and wait < MAX_BLOCK:
+                # Redis ends a blocked command's timeout on its own timer, up to
+                # 1/hz (100 ms by default) late: a wait for a due time is timed here
+                # instead (the connection of a call cut short is closed, not reused).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await blocking.execute("BLPOP", *keys, wait + 1.0)
+            elif blocking is not None:
                 await blocking.execute("BLPOP", *keys, wait)
             else:
                 await self.client.blpop(keys, timeout=wait)
