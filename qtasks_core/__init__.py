@@ -16,6 +16,7 @@ from __future__ import annotations
 from qtasks_hooks import hookimpl
 
 from .app import AsyncRouter, QueueTasks, Router, SyncRouter, TaskHandle, shared_task
+from .config import QueueConfig
 from .context import TaskContext
 from .errors import (
     BackendAuthError,
@@ -58,6 +59,7 @@ __all__ = [
     "BackendUnavailableError",
     "Depends",
     "QTasksError",
+    "QueueConfig",
     "QueueTasks",
     "Router",
     "ScopeEnum",

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import difflib
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
@@ -49,6 +51,7 @@ from ._validate import (
 from .backends import Backend, MemoryBackend, RedisBackend
 from .backends.base import RequeueResult
 from .brokers import Broker
+from .config import LOGGERS, QueueConfig, set_level
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
 from .keys import DEFAULT_QUEUE
@@ -105,6 +108,11 @@ class TaskHandle:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The task's extra options (``@app.task(test=True)`` → ``{"test": True}``)."""
+        return self.spec.extra
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.spec.func(*args, **kwargs)
 
@@ -153,12 +161,18 @@ class TaskHandle:
 def _make_spec(
     func: Callable[..., Any], name: str | None, options: dict[str, Any]
 ) -> TaskExecSchema:
-    unknown = set(options) - _TASK_OPTIONS
-    if unknown:
-        raise TaskOptionError(
-            f"unknown task option(s) {sorted(unknown)} for "
-            f"{getattr(func, '__name__', func)!r}; known: {sorted(_TASK_OPTIONS)}"
-        )
+    # The original's idiom: any other keyword is the task's own metadata (``extra``,
+    # e.g. ``test=True`` for its testing plugin). A near miss of a known option is a
+    # typo, not metadata: refused, or ``retyr=3`` would silently never retry.
+    extra = {k: options.pop(k) for k in set(options) - _TASK_OPTIONS}
+    for key in sorted(extra):
+        close = difflib.get_close_matches(key, _TASK_OPTIONS, n=1, cutoff=0.8)
+        if close:
+            raise TaskOptionError(
+                f"task option {key!r} of {getattr(func, '__name__', func)!r} looks like "
+                f"a misspelled {close[0]!r}: write {close[0]}=..., or give the extra "
+                f"value under another name (other keywords are kept as the task's extra)"
+            )
     for key in ("tags", "middlewares_before", "middlewares_after"):
         if options.get(key) is not None:
             options[key] = tuple(options[key])
@@ -170,6 +184,8 @@ def _make_spec(
     if exc is not None and not isinstance(exc, tuple):
         options["retry_on_exc"] = tuple(exc) if isinstance(exc, list) else (exc,)
     options = {k: v for k, v in options.items() if v is not None}
+    if extra:
+        options["extra"] = extra
     return TaskExecSchema(name=name or func.__name__, func=func, **options)
 
 
@@ -193,7 +209,9 @@ class _Registry:
 
         Options: ``name, queue, priority, echo, max_time, retry, retry_on_exc,
         retry_backoff, decode, tags, description, generate_handler, executor,
-        middlewares_before, middlewares_after``.
+        middlewares_before, middlewares_after``. Any other keyword is kept, as in the
+        original QTasks, in the task's ``extra`` dict (``handle.extra``, ``ctx.extra``),
+        except a near miss of an option's name, refused as a typo.
         """
         default_queue = getattr(self, "default_queue", None)
 
@@ -228,13 +246,55 @@ AsyncRouter = SyncRouter = Router
 _shared = Router()
 
 
+class AsyncTaskHandle(TaskHandle):
+    """A task handle whose ``add_task`` is a coroutine on any app
+    (``shared_task(awaiting=True)``)."""
+
+    async def add_task(  # type: ignore[override]
+        self, *args: Any, priority: int | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Task:
+        """:meth:`TaskHandle.add_task_async`."""
+        return await self.add_task_async(*args, priority=priority, timeout=timeout, **kwargs)
+
+
+class SyncTaskHandle(TaskHandle):
+    """A task handle whose ``add_task`` blocks on any app (``shared_task(awaiting=False)``)."""
+
+    def add_task(
+        self, *args: Any, priority: int | None = None, timeout: float | None = None, **kwargs: Any
+    ) -> Task:
+        """Enqueue this task, blocking (see :meth:`QueueTasks.add_task`)."""
+        app = self._app()
+        # The sync app's method, also on an app of qtasks_core.asyncio: that is what
+        # awaiting=False asks for.
+        return QueueTasks.add_task(
+            app, self.name, *args, priority=priority, timeout=timeout, **kwargs
+        )
+
+
 def shared_task(
-    func: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    awaiting: bool | None = None,
+    **options: Any,
 ) -> Any:
-    """Declare a task that every app in the process knows (for libraries)."""
-    if func is not None:
-        return _shared.task(func)
-    return _shared.task(name=name, **options)
+    """Declare a task that every app in the process knows (for libraries).
+
+    :param awaiting: the original QTasks' option: ``True`` makes the handle's
+        ``add_task`` a coroutine, ``False`` makes it block, whichever app runs it;
+        ``None`` (default) follows the app (a coroutine on :mod:`qtasks_core.asyncio`'s).
+    """
+    if awaiting is not None and not isinstance(awaiting, bool):
+        raise TaskOptionError(f"shared_task(awaiting=...) is True, False or None, got {awaiting!r}")
+    kind = {None: TaskHandle, True: AsyncTaskHandle, False: SyncTaskHandle}[awaiting]
+
+    def register(f: Callable[..., Any]) -> TaskHandle:
+        handle = _shared.task(name=name, **options)(f)
+        return kind(handle.spec, _shared)
+
+    return register(func) if func is not None else register
 
 
 class QueueTasks(_Registry):
@@ -245,7 +305,11 @@ class QueueTasks(_Registry):
     :param redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL, or ``memory://``
         for the in-process backend. Default: ``$QTASKS_REDIS_URL``, else the embedded
         Valkey server under ``./.qtasks`` (started on first use).
-    :param result_ttl: seconds a finished task stays readable (``None``: forever).
+    :param result_ttl: seconds a finished task stays readable (``None``: forever);
+        default ``$QTASKS_RESULT_TTL``, else 86400. The same as ``app.config.result_ttl``.
+    :param config: the settings (:class:`~qtasks_core.config.QueueConfig`); default one
+        read from the ``QTASKS_*`` environment variables. Later changes to
+        ``app.config`` take effect where they apply.
     :param plugins: plugins to register besides the entry-point ones.
     :param load_entry_points: load ``qtasks.plugins`` entry points when the app starts.
     :param allow_plugins: / :param block_plugins: entry-point names to keep / skip (also
@@ -262,7 +326,7 @@ class QueueTasks(_Registry):
         redis_url: str | None = None,
         *,
         backend: Backend | None = None,
-        result_ttl: float | None = 86400.0,
+        result_ttl: float | EllipsisType | None = ...,
         plugins: Iterable[object] = (),
         load_entry_points: bool = True,
         allow_plugins: Iterable[str] | None = None,
@@ -270,6 +334,7 @@ class QueueTasks(_Registry):
         max_payload: int = 1_048_576,
         builtin_plugins: bool = True,
         broker_url: str | None = None,
+        config: QueueConfig | None = None,
     ) -> None:
         self.name = check_app_name(name)
         if broker_url is not None and redis_url is not None and broker_url != redis_url:
@@ -278,7 +343,15 @@ class QueueTasks(_Registry):
                 "redis_url= differ"
             )
         self.redis_url = redis_url if redis_url is not None else broker_url
-        self.result_ttl = result_ttl
+        if config is not None and result_ttl is not ...:
+            raise TaskOptionError(
+                "give the result TTL once: result_ttl= or QueueConfig(result_ttl=...), not both"
+            )
+        # ``...``: not given, so $QTASKS_RESULT_TTL (then the default) applies.
+        given = {} if result_ttl is ... else {"result_ttl": result_ttl}
+        self._config = config if config is not None else QueueConfig(**given)
+        self._config.subscribe(self._setting_changed)
+        self._config.apply_logging()
         self.max_payload = max_payload
         self.tasks: dict[str, TaskExecSchema] = {}
         self.pm: PluginManager = get_plugin_manager()
@@ -310,6 +383,30 @@ class QueueTasks(_Registry):
         #: A tick's task model, from its preparation until its enqueue is confirmed.
         self._ticking: dict[str, TaskStatusNewSchema] = {}
         QueueTasks._current = self
+
+    # -- settings ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> QueueConfig:
+        """The app's settings (:mod:`qtasks_core.config`), the original's ``app.config``."""
+        return self._config
+
+    @property
+    def result_ttl(self) -> float | None:
+        """Seconds a finished task stays readable (``app.config.result_ttl``)."""
+        return self._config.result_ttl
+
+    @result_ttl.setter
+    def result_ttl(self, value: float | None) -> None:
+        self._config.result_ttl = value
+
+    def _setting_changed(self, name: str, value: Any) -> None:
+        """Apply a setting changed at run time where it acts (the priority is read at
+        each enqueue)."""
+        if name == "result_ttl" and self._components is not None:
+            self._components[1].result_ttl = value
+        elif name in LOGGERS:
+            set_level(name, value)
 
     # -- declaring ---------------------------------------------------------------------
 
@@ -635,7 +732,12 @@ class QueueTasks(_Registry):
         if "queue" not in options and spec is not None and spec.queue != DEFAULT_QUEUE:
             options["queue"] = spec.queue
         if priority is None:
-            priority = spec.priority if spec is not None else 0
+            # A priority given to @app.task wins; else the setting, read now so that a
+            # change of app.config applies to the next task.
+            if spec is not None and "priority" in spec.model_fields_set:
+                priority = spec.priority
+            else:
+                priority = self._config.task_default_priority
         extra: dict[str, Any] = {}
         new = await fired(
             self.pm.hook.qtasks_add_task_before_broker(

@@ -3,6 +3,10 @@
 Methods that talk to the backend work from both kinds of task: in an ``async def``
 task they return an awaitable (``await ctx.get_task(uuid)``); in a plain ``def`` task,
 which runs in a worker thread, they block and return the value.
+
+The original QTasks passed a task object with the context at ``self.ctx``; ``ctx.ctx``
+is the context itself, so ``self.ctx.task_uuid`` and ``self.add_task(...)`` written for
+the original work with ``self`` being this object.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from .errors import TaskCancel, TaskPluginTriggerError
+from .errors import TaskCancel, TaskOptionError, TaskPluginTriggerError
 
 if TYPE_CHECKING:
     from .app import QueueTasks
+    from .config import QueueConfig
     from .schemas import Task, TaskExecSchema, TaskPrioritySchema
 
 T = TypeVar("T")
+
+#: What ``get_component`` hands out: the app's parts a task may use.
+COMPONENTS = ("broker", "storage", "global_config", "backend", "config")
 
 
 class TaskContext:
@@ -36,6 +44,12 @@ class TaskContext:
         self.task_func = task_func
         self.task_broker = task_broker
         self._loop = loop
+        self._metadata: Task | None = None
+
+    @property
+    def ctx(self) -> TaskContext:
+        """This context: the original's ``self.ctx`` on an echo task's first argument."""
+        return self
 
     @property
     def task_name(self) -> str:
@@ -46,6 +60,24 @@ class TaskContext:
         return self.task_broker.uuid
 
     @property
+    def extra(self) -> dict[str, Any]:
+        """The task's extra options (``@app.task(test=True)`` → ``{"test": True}``)."""
+        return self.task_func.extra
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.task_func.tags
+
+    @property
+    def description(self) -> str | None:
+        return self.task_func.description
+
+    @property
+    def generate_handler(self) -> Any:
+        """The task's ``generate_handler`` (``None`` when it has none)."""
+        return self.task_func.generate_handler
+
+    @property
     def attempt(self) -> int:
         """1 for the first run; more after a retry or a recovery."""
         return self.task_broker.attempts
@@ -54,9 +86,28 @@ class TaskContext:
         """A logger named after the task (``qtasks.task.<name>``)."""
         return logging.getLogger(f"qtasks.task.{name or self.task_name}")
 
-    def get_metadata(self) -> dict[str, Any]:
-        """The task's registration: name, priority, tags, description, options."""
-        return self.task_func.model_dump(exclude={"func", "executor", "generate_handler", "decode"})
+    def get_metadata(self, cache: bool | None = None) -> dict[str, Any] | Task | Any:
+        """Without ``cache``: the task's registration (name, priority, tags, description,
+        options) as a dict.
+
+        With ``cache`` (the original QTasks' form): this task's own record, a
+        :class:`~qtasks_core.schemas.Task` (awaitable in async tasks); ``cache=True``
+        reads it once per run and then hands out the same record, ``cache=False``
+        reads it anew.
+        """
+        if cache is None:
+            return self.task_func.model_dump(
+                exclude={"func", "executor", "generate_handler", "decode"}
+            )
+        if cache and self._metadata is not None:
+            return self._bridge(_value(self._metadata))
+        return self._bridge(self._read_own(keep=bool(cache)))
+
+    async def _read_own(self, *, keep: bool) -> Task | None:
+        task = await self.app.get_async(self.task_uuid)
+        if keep:
+            self._metadata = task
+        return task
 
     def _bridge(self, coro: Coroutine[Any, Any, T]) -> Any:
         try:
@@ -67,9 +118,40 @@ class TaskContext:
             return coro
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def get_config(self, key: str, name: str = "main") -> Any:
-        """A global config value (``None`` when unset)."""
+    def get_config(self, key: str | None = None, name: str = "main") -> QueueConfig | Any:
+        """Without ``key``: the app's settings, ``app.config`` (as the original QTasks;
+        not awaitable). With ``key``: a global config value shared by every process
+        (``None`` when unset; awaitable in async tasks)."""
+        if key is None:
+            return self.app.config
         return self._bridge(self.app.global_config.get(name, key))
+
+    def get_component(self, name: str) -> Any:
+        """A part of the app by name: ``broker``, ``storage``, ``global_config``,
+        ``backend`` or ``config``."""
+        if name not in COMPONENTS:
+            raise TaskOptionError(
+                f"get_component({name!r}): no such component; write one of "
+                f"{', '.join(map(repr, COMPONENTS))}"
+            )
+        return getattr(self.app, name)
+
+    def add_task(
+        self,
+        *args: Any,
+        priority: int | None = None,
+        timeout: float | None = None,
+        task_name: str | None = None,
+        **kwargs: Any,
+    ) -> Task | Any:
+        """Enqueue this task again, or ``task_name`` (the original's ``self.add_task``);
+        awaitable in async tasks. As :meth:`~qtasks_core.QueueTasks.add_task_async`: a
+        wait (``timeout``) that runs out raises ``TaskTimeoutError``, which keeps the id."""
+        return self._bridge(
+            self.app.add_task_async(
+                task_name or self.task_name, *args, priority=priority, timeout=timeout, **kwargs
+            )
+        )
 
     def get_task(self, uuid: str) -> Task | Any | None:
         """Another task's current state, or ``None``."""
@@ -91,3 +173,7 @@ class TaskContext:
     def plugin_error(self, message: str = "", **extra: Any) -> NoReturn:
         """Hand the task's outcome to ``task_executor_run_task_trigger_error`` plugins."""
         raise TaskPluginTriggerError(message, **extra)
+
+
+async def _value(value: T) -> T:
+    return value
