@@ -18,18 +18,26 @@ only the edge differs (httpx's ``Client``/``AsyncClient`` pairs are the model): 
         same = await add.add_task(2, 3)
         print(task.returning, (await app.get(same.uuid)).status)
 
-A wait that runs out raises :class:`~qtasks_core.errors.TaskTimeoutError` here too (the
-original returned ``None``): the error keeps the task's id, ``None`` lost it.
+``add_task(..., timeout=)`` and ``send_task(..., timeout=)`` return ``None`` when the
+wait runs out, as the original's async app did, so code and tests written for it run
+unchanged (the task goes on; its id is logged at INFO on ``qtasks.app``). The sync app
+raises :class:`~qtasks_core.errors.TaskTimeoutError` instead, which keeps the id; here
+too ``wait``, ``add_task_async`` and ``send_task_async`` raise it: use them (or
+``add_task`` without ``timeout``, then ``wait``) when the id matters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from .app import QueueTasks as _SyncQueueTasks
 from .backends.base import RequeueResult
+from .errors import TaskTimeoutError
 from .schemas import Task
+
+log = logging.getLogger("qtasks.app")
 
 __all__ = ["QueueTasks"]
 
@@ -48,10 +56,11 @@ class QueueTasks(_SyncQueueTasks):
         priority: int | None = None,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> Task:
-        """:meth:`~qtasks_core.QueueTasks.add_task_async`."""
-        return await self.send_task_async(
-            task_name, args, kwargs, priority=priority, timeout=timeout
+    ) -> Task | None:
+        """:meth:`~qtasks_core.QueueTasks.add_task_async`, except that a wait
+        (``timeout``) that runs out returns ``None``, as in the original QTasks."""
+        return await _none_on_timeout(
+            self.send_task_async(task_name, args, kwargs, priority=priority, timeout=timeout)
         )
 
     async def send_task(  # type: ignore[override]
@@ -60,10 +69,10 @@ class QueueTasks(_SyncQueueTasks):
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         **options: Any,
-    ) -> Task:
+    ) -> Task | None:
         """:meth:`~qtasks_core.QueueTasks.send_task_async` (``priority, timeout, queue,
-        delay, eta, expires``)."""
-        return await self.send_task_async(task_name, args, kwargs, **options)
+        delay, eta, expires``); a wait that runs out returns ``None``, as ``add_task``."""
+        return await _none_on_timeout(self.send_task_async(task_name, args, kwargs, **options))
 
     async def add_tasks(  # type: ignore[override]
         self,
@@ -122,3 +131,13 @@ class QueueTasks(_SyncQueueTasks):
         """Fire the stop triggers and close this loop's connections
         (:meth:`~qtasks_core.QueueTasks.stop_async`)."""
         await self.stop_async()
+
+
+async def _none_on_timeout(call: Awaitable[Task]) -> Task | None:
+    """The original's answer to a wait that ran out: ``None`` (the task goes on)."""
+    try:
+        return await call
+    except TaskTimeoutError as exc:
+        # None carries no id: the log keeps it for whoever looks for the task.
+        log.info("task %s not finished after %gs: add_task returns None", exc.uuid, exc.timeout)
+        return None

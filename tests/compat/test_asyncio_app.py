@@ -69,9 +69,12 @@ def test_the_originals_six_behaviours_in_async_form(url: str) -> None:
         text = await app.add_task("non_ascii", timeout=10)
         assert text.returning == "Привет, мир! ✓"
         assert await app.get("00000000-0000-0000-0000-000000000000") is None
-        # The documented difference: the original returned None; the error keeps the id.
+        # As the original: a wait that runs out returns None on the async app.
+        assert await app.add_task("slow", timeout=0.1) is None
+        assert await app.send_task("slow", timeout=0.1) is None
+        # Where the id matters: the *_async names raise, keeping it.
         with pytest.raises(TaskTimeoutError) as timed_out:
-            await app.add_task("slow", timeout=0.1)
+            await app.add_task_async("slow", timeout=0.1)
         assert (await app.get(timed_out.value.uuid)) is not None
 
     with_worker(url, body)

@@ -1,0 +1,1 @@
+"""The apps of the original QTasks' own tests (``tests/apps``), imports changed."""
