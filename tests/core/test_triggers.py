@@ -1492,6 +1492,55 @@ def test_stats_inspect(app: QueueTasks) -> None:
 
 
 # -------------------------------------------------------------------------
+# schedule_* (an extension beyond the reference's 52)
+# -------------------------------------------------------------------------
+
+
+def test_schedule_fired(app: QueueTasks) -> None:
+    seen: list[tuple[str, str, Any]] = []
+
+    class Probe:
+        @hookimpl
+        def schedule_fired(self, scheduler: Any, schedule: Any, tick: Any, uuid: str) -> None:
+            seen.append((schedule.name, uuid, tick))
+
+    app.add_plugin(Probe())
+
+    @app.periodic(every=0.2, name="pulse")
+    def pulse() -> None: ...
+
+    with app.running_worker(), app.running_worker():  # two schedulers, one fire per tick
+        time.sleep(0.75)
+    assert 2 <= len(seen) <= 4, seen
+    assert len({uuid for _, uuid, _ in seen}) == len(seen)
+    for name, uuid, tick in seen:
+        assert name == "pulse" and uuid == f"periodic:pulse:{round(tick.timestamp() * 1000)}"
+        assert app.get(uuid) is not None
+
+
+def test_schedule_missed(app: QueueTasks) -> None:
+    seen: list[tuple[int, Any]] = []
+
+    class Probe:
+        @hookimpl
+        def schedule_missed(self, scheduler: Any, schedule: Any, missed: Any, fired: Any) -> None:
+            seen.append((len(missed), fired))
+
+    app.add_plugin(Probe())
+
+    @app.periodic(every=0.2, name="pulse")
+    def pulse() -> None: ...
+
+    with app.running_worker():
+        time.sleep(0.3)
+    time.sleep(0.9)  # four ticks or so fall while no scheduler runs
+    with app.running_worker():
+        time.sleep(0.1)
+    [(count, fired)] = seen
+    assert count >= 3 and fired is not None  # missed="once": the latest of them runs
+
+
+# -------------------------------------------------------------------------
 # Async and sync impls in one chain, in the real worker
 # -------------------------------------------------------------------------
 
@@ -1532,7 +1581,8 @@ def test_async_and_sync_impls_chain_in_the_worker(app: QueueTasks) -> None:
 
 def test_every_trigger_has_a_test_here() -> None:
     names = trigger_names()
-    assert len(names) == 52
+    # The reference's 52, and the schedule_* extension.
+    assert len(names) == 54
     missing = [name for name in names if not callable(globals().get(f"test_{name}"))]
     assert missing == []
 

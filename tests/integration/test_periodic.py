@@ -178,38 +178,3 @@ def test_three_worker_processes_one_killed_run_each_tick_once(sample_env: dict[s
     [row] = json.loads(shown.output)
     assert row["name"] == "beat" and row["when"] == "every 1s" and row["last_run"]
     print(f"\nperiodic: {len(ticks)} ticks in 20 s over 3 workers (one killed), none twice")
-
-
-def test_the_schedule_triggers_fire_once_per_tick_and_on_missed_ticks(app: QueueTasks) -> None:
-    from qtasks_hooks import hookimpl
-
-    fired: list[str] = []
-    missed: list[tuple[int, bool]] = []
-
-    class Watch:
-        @hookimpl
-        def schedule_fired(self, schedule: Schedule, tick: datetime, uuid: str) -> None:
-            assert uuid == f"periodic:{schedule.name}:{round(tick.timestamp() * 1000)}"
-            fired.append(uuid)
-
-        @hookimpl
-        def schedule_missed(self, missed: list[datetime], fired: datetime | None) -> None:
-            missed_calls.append((len(missed), fired is not None))
-
-    missed_calls = missed
-    app.add_plugin(Watch())
-
-    @app.periodic(every=0.25)
-    def pulse() -> None: ...
-
-    workers = [app.running_worker() for _ in range(2)]
-    for worker in workers:
-        worker.__enter__()
-    time.sleep(1.1)
-    for worker in workers:
-        worker.__exit__(None, None, None)
-    assert 3 <= len(fired) <= 6 and len(fired) == len(set(fired)), fired
-    time.sleep(1.0)
-    with app.running_worker():
-        time.sleep(0.1)
-    assert missed and missed[0][0] >= 3 and missed[0][1] is True, missed
