@@ -11,19 +11,25 @@
 -- (an enqueue retried after a lost reply must not add the task a second time).
 local prefix = ARGV[1]
 
+-- Each task as {uuid, priority, fields to store, queue, due_in, expires_in}.
 local tasks
 if #ARGV == 2 then
   tasks = cjson.decode(ARGV[2])
   for _, task in ipairs(tasks) do
+    local given = task[3]
+    -- Read from the table by name: a batch is not scanned field by field twice.
+    local due_in, expires_in = tonumber(given.due_in), tonumber(given.expires_in)
+    given.due_in, given.expires_in = nil, nil
     local flat = {}
-    for field, value in pairs(task[3]) do
+    for field, value in pairs(given) do
       flat[#flat + 1] = field
       flat[#flat + 1] = value
     end
-    task[3] = flat
+    task[3], task[4], task[5], task[6] = flat, given.queue, due_in, expires_in
   end
 else
-  tasks = {{ARGV[2], ARGV[3], {unpack(ARGV, 4)}}}
+  local fields, queue, due_in, expires_in = split_fields({unpack(ARGV, 4)})
+  tasks = {{ARGV[2], ARGV[3], fields, queue, due_in, expires_in}}
 end
 
 for _, task in ipairs(tasks) do
@@ -34,7 +40,7 @@ end
 
 local written, woken = {}, {}
 for i, task in ipairs(tasks) do
-  local wake, err = write_task(prefix, task[1], task[2], task[3])
+  local wake, err = write_task(prefix, task[1], task[2], task[3], task[4], task[5], task[6])
   if err then return err end
   written[i] = 0
   if wake then

@@ -207,30 +207,40 @@ local function observe(clock, running, now, lease)
   end
 end
 
--- Write one new task: its record, and its queue entry (or its due time, for a task sent
--- with a delay). Returns the wake-up list to push a token on (the caller pushes it:
--- ENQUEUE trims the lists once for a batch), or nil if the uuid already has a record
--- (an enqueue retried after a lost reply adds nothing); or nil and an error reply,
--- before any write, for an index of the wrong type. Fields read: queue; due_in and
--- expires_in (ms from now), stored as eta and expires (times of this server's clock).
-local function write_task(prefix, uuid, priority, given)
-  local tkey = prefix .. 'task:' .. uuid
-  if redis.call('EXISTS', tkey) == 1 then return nil, nil end
-  local now
-  local fields, queue, due_in = {}, nil, nil
+-- Split a task's flat field list: the fields to store, and those read here (queue,
+-- due_in and expires_in: ms from now, stored as eta and expires).
+local function split_fields(given)
+  local fields, queue, due_in, expires_in = {}, nil, nil, nil
   for j = 1, #given, 2 do
     local field, value = given[j], given[j + 1]
     if field == 'due_in' then
       due_in = tonumber(value)
     elseif field == 'expires_in' then
-      now = now or now_ms()
-      fields[#fields + 1] = 'expires'
-      fields[#fields + 1] = stamp(now + (tonumber(value) or 0))
+      expires_in = tonumber(value) or 0
     else
       if field == 'queue' then queue = value end
       fields[#fields + 1] = field
       fields[#fields + 1] = value
     end
+  end
+  return fields, queue, due_in, expires_in
+end
+
+-- Write one new task: its record (`fields`, flat, to store as given, queue included),
+-- and its queue entry, or its due time for a task sent with a delay (`due_in` ms;
+-- `expires_in` ms: stored as `expires`; times of this server's clock). Returns the
+-- wake-up list to push a token on (the caller pushes it: ENQUEUE trims the lists once
+-- for a batch), or nil if the uuid already has a record (an enqueue retried after a
+-- lost reply adds nothing); or nil and an error reply, before any write, for an index
+-- of the wrong type.
+local function write_task(prefix, uuid, priority, fields, queue, due_in, expires_in)
+  local tkey = prefix .. 'task:' .. uuid
+  if redis.call('EXISTS', tkey) == 1 then return nil, nil end
+  local now
+  if expires_in then
+    now = now_ms()
+    fields[#fields + 1] = 'expires'
+    fields[#fields + 1] = stamp(now + expires_in)
   end
   -- The index entry first: an index of the wrong type fails here, before the record
   -- is written (the record key does not exist, so HSET cannot fail).

@@ -18,7 +18,8 @@ if fired ~= '' and not valid_priority(ARGV[6]) then
   return redis.error_reply('QTASKS_INPUT task ' .. ARGV[5] .. ' has a bad priority')
 end
 if fired ~= '' then
-  local wake, bad = write_task(prefix, ARGV[5], ARGV[6], {unpack(ARGV, 7)})
+  local fields, queue, due_in, expires_in = split_fields({unpack(ARGV, 7)})
+  local wake, bad = write_task(prefix, ARGV[5], ARGV[6], fields, queue, due_in, expires_in)
   if bad then return bad end
   if wake then push_token(wake, '1') end
   redis.call('HSET', KEYS[1], 'last', fired)
