@@ -61,7 +61,7 @@ ACL_RULE: Final = (
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem "
-    "+rpush +ltrim +blpop +blmove +cluster|slots"
+    "+rpush +ltrim +blpop +blmove +sadd +smembers +cluster|slots"
 )
 
 
@@ -351,8 +351,9 @@ class RedisBackend:
         pipe.zcount(probe, 0, 1)
         pipe.hscan(probe, 0)
         pipe.scan(0, match=probe, count=1)
+        pipe.smembers(probe)
         pipe.unlink(probe)
-        names = ("blpop", "blmove", "zcount", "hscan", "scan", "unlink")
+        names = ("blpop", "blmove", "zcount", "hscan", "scan", "smembers", "unlink")
         for name, reply in zip(names, await pipe.execute(raise_on_error=False), strict=True):
             if isinstance(reply, NoPermissionError):
                 refused.append(name)

@@ -229,6 +229,11 @@ def test_a_least_privilege_user_runs_a_producer_and_a_worker(server: RedisServer
         tasks = [app.add_task("pid") for _ in range(5)]
         assert [app.wait(t.uuid, timeout=30).status for t in tasks] == ["success"] * 5
         assert Stats(app).inspect().status_counts.get("success") == 5
+        # Named queues, delays and schedules run under the same rule.
+        app.send_task("pid", queue="elsewhere", delay=0.1)
+        app.add_schedule("tick", "pid", every=3600)
+        assert Stats(app).inspect().queues.get("elsewhere") is not None
+        assert [s.schedule.name for s in app.schedules()] == ["tick"]
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0

@@ -13,6 +13,7 @@ local probes = {
   {'ZRANGEBYSCORE', key, '-inf', '+inf'}, {'ZCARD', key}, {'ZPOPMIN', key, '1'},
   {'ZREM', key, 'm'}, {'DEL', key},
   {'RPUSH', key, '1'}, {'LTRIM', key, '0', '0'}, {'DEL', key},
+  {'SADD', key, 'm'}, {'DEL', key},
 }
 local refused, seen = {}, {}
 for _, probe in ipairs(probes) do
