@@ -67,9 +67,34 @@ class Task(BaseModel):
         """Whether the task reached a final status (success, error or cancel)."""
         return self.status in FINAL_STATUSES
 
+    def wait_result(self, timeout: float = 100.0) -> Task | None:
+        """The original QTasks' helper: wait for this task's final state on the app
+        created last in this process; ``None`` if ``timeout`` runs out (as the original;
+        ``app.wait`` raises ``TaskTimeoutError`` instead)."""
+        return _current_app()._portal.call(self.wait_result_async(timeout))  # type: ignore[no-any-return]
+
+    async def wait_result_async(self, timeout: float = 100.0) -> Task | None:
+        """Async twin of :meth:`wait_result`."""
+        from .errors import TaskTimeoutError
+
+        try:
+            task: Task = await _current_app().wait_async(self.uuid, timeout)
+        except TaskTimeoutError:
+            return None
+        return task
+
 
 def _now() -> float:
     return time.time()
+
+
+def _current_app() -> Any:
+    from .app import QueueTasks
+
+    app = QueueTasks.current()
+    if app is None:
+        raise RuntimeError("wait_result needs an app: create a QueueTasks first")
+    return app
 
 
 class TaskStatusNewSchema(BaseModel):

@@ -82,3 +82,17 @@ def test_qtasks_app_run_starts_a_worker(server: RedisServer, form: list[str]) ->
     done = app.get(task.uuid)
     assert done is not None and done.status == "success"
     app.stop()
+
+
+def test_task_wait_result_waits_on_the_current_app_and_gives_none_on_timeout(
+    app: QueueTasks,
+) -> None:
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    task = app.add_task("add", 2, 3)
+    assert task.wait_result(timeout=0.1) is None  # no worker yet: the original's None
+    with app.running_worker():
+        done = task.wait_result(timeout=10)
+    assert done is not None and (done.status, done.returning) == ("success", 5)
