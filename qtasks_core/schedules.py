@@ -50,6 +50,8 @@ MAX_CATCH_UP = 1000
 GRACE = 1.0
 #: Longest sleep between looks at the schedules added at run time.
 REFRESH = 30.0
+#: The cursor of a schedule with no tick left.
+NEVER = 2**62
 #: The global-config namespace of the schedules added at run time.
 NAMESPACE = "schedules"
 
@@ -110,6 +112,11 @@ class Schedule:
                     f"schedule {self.name!r}: every= must be a number of seconds > 0 or a "
                     f"timedelta, got {self.every!r}"
                 )
+            if round(every * 1000) < 1:
+                raise TaskOptionError(
+                    f"schedule {self.name!r}: every={self.every!r} is under a millisecond, "
+                    "the finest tick QTasks keeps"
+                )
             object.__setattr__(self, "every", float(every))
         if self.cron is not None:
             try:
@@ -165,6 +172,18 @@ class Schedule:
         tick = _ms(fire)
         # A trigger returning its own 'previous' would stall the cursor.
         return tick if tick > ms else self.next_after(ms + 1)
+
+    def latest_due(self, tick: int, now: int) -> tuple[int, int | None]:
+        """The last tick at or before ``now``, from the due ``tick`` on, and the one
+        after it (``None``: no more ticks)."""
+        if isinstance(self.every, float):
+            step = round(self.every * 1000)
+            latest = max(tick, now // step * step)
+            return latest, latest + step
+        after = self.next_after(tick)
+        while after is not None and after <= now:
+            tick, after = after, self.next_after(after)
+        return tick, after
 
     def to_json(self) -> str:
         """The definition stored for a schedule added at run time."""
@@ -249,9 +268,9 @@ class Scheduler:
         return min(wait, REFRESH - (time.monotonic() - self._refreshed), REFRESH)
 
     async def _advance(self, schedule: Schedule) -> int | None:
-        """Fire what is due of ``schedule``; its next tick (ms), or None if it has none."""
-        backend = self.app.backend
-        cursor = await backend.cursor(schedule.name)
+        """Fire what is due of ``schedule``; the tick to look at next (ms), or None if
+        it has none."""
+        cursor = await self.app.backend.cursor(schedule.name)
         expected = int(cursor["next"]) if cursor.get("next", "").isdigit() else None
         if expected is None:
             # A new schedule starts with its first tick after now: no catching up on a
@@ -261,50 +280,64 @@ class Scheduler:
                 return None
             await self._move(schedule, None, first, None)
             return first
-        for _ in range(MAX_CATCH_UP):
-            now = self._now()
-            if expected > now:
-                return expected
-            following = schedule.next_after(expected)
-            # How many ticks are due: the policy picks which one fires (if any).
-            fired: int | None = expected
-            missed: list[int] = []
-            if following is not None and following <= now:
-                # Several ticks are due: they fell while no scheduler ran.
-                probe: int | None = following
-                missed = [expected]
-                while probe is not None and probe <= now and len(missed) < MAX_CATCH_UP:
-                    missed.append(probe)
-                    probe = schedule.next_after(probe)
-                if schedule.missed != "each":
-                    # Jump to the latest due tick; 'once' fires it, 'skip' fires it only
-                    # if it is not late (a restart long after it fires nothing).
-                    fired, following = missed[-1], probe
-            if schedule.missed == "skip" and fired is not None:
-                # Late past the grace (at most half the interval): a missed tick.
-                grace = GRACE * 1000
-                if following is not None:
-                    grace = min(grace, (following - fired) / 2)
-                if now - fired > grace:
-                    fired = None
-            if len(missed) > 1:
-                zone = schedule.zone
-                await _fire(
-                    self.app.pm.hook.schedule_missed(
-                        scheduler=self,
-                        schedule=schedule,
-                        missed=[_moment(t, zone) for t in missed],
-                        fired=None if fired is None else _moment(fired, zone),
-                    )
-                )
-            new_next = following if following is not None else 2**62
-            moved = await self._move(schedule, expected, new_next, fired)
-            if not moved:
-                return None  # another scheduler is at it: look again on the next wake
-            if following is None:
-                return None
-            expected = following
-        return expected
+        now = self._now()
+        if expected > now:
+            return expected
+        following = schedule.next_after(expected)
+        if following is None or following > now:
+            # One tick due: the usual case.
+            fired = self._unless_skipped(schedule, expected, following, now)
+            moved = await self._move(schedule, expected, following or NEVER, fired)
+            # Lost to another scheduler, or not due by the server's clock: look again
+            # at once (the cursor, or the corrected clock, says what next).
+            return following if moved else expected
+        # Several ticks due: they fell while no scheduler ran. The hook sees at most
+        # MAX_CATCH_UP of them; the walk to the latest is not capped.
+        missed = [expected]
+        probe: int | None = following
+        while probe is not None and probe <= now and len(missed) < MAX_CATCH_UP:
+            missed.append(probe)
+            probe = schedule.next_after(probe)
+        if schedule.missed == "each":
+            chosen: int | None = expected
+            for tick in missed:
+                after = schedule.next_after(tick)
+                if not await self._move(schedule, tick, after or NEVER, tick):
+                    return expected
+                if tick == expected:
+                    await self._missed(schedule, missed, expected)
+                if after is None:
+                    return None
+            return after
+        latest, after = schedule.latest_due(missed[-1], now)
+        chosen = self._unless_skipped(schedule, latest, after, now)
+        if not await self._move(schedule, expected, after or NEVER, chosen):
+            return expected
+        await self._missed(schedule, missed, chosen)
+        return after
+
+    def _unless_skipped(
+        self, schedule: Schedule, tick: int, following: int | None, now: int
+    ) -> int | None:
+        """``tick``, or None if ``missed="skip"`` and it is late past the grace (at
+        most half the interval)."""
+        if schedule.missed != "skip":
+            return tick
+        grace = GRACE * 1000
+        if following is not None:
+            grace = min(grace, (following - tick) / 2)
+        return None if now - tick > grace else tick
+
+    async def _missed(self, schedule: Schedule, missed: list[int], fired: int | None) -> None:
+        zone = schedule.zone
+        await _fire(
+            self.app.pm.hook.schedule_missed(
+                scheduler=self,
+                schedule=schedule,
+                missed=[_moment(t, zone) for t in missed],
+                fired=None if fired is None else _moment(fired, zone),
+            )
+        )
 
     async def _move(
         self, schedule: Schedule, expected: int | None, new_next: int, fired: int | None
@@ -316,6 +349,8 @@ class Scheduler:
             schedule.name, expected, new_next, fired, task
         )
         self._offset = server_now - int(time.time() * 1000)
+        if not moved and task is not None:
+            self.app._ticking.pop(task[0], None)  # prepared for a tick another took
         if moved and task is not None and fired is not None:
             await self.app._tick_done(task[0])
             await _fire(

@@ -207,9 +207,12 @@ class Backend(Protocol):
         the cursor is elsewhere (another scheduler moved it) or ``fired`` is not due by
         the backend's clock. Returns whether it moved, and the backend's time (ms)."""
 
-    async def purge_queue(self, queue: str, reason: str = "purged") -> int:
+    async def purge_queue(
+        self, queue: str, reason: str = "purged", ttl: float | None = None
+    ) -> int:
         """Empty ``queue``: its queued tasks end ``cancel`` with ``reason`` (waiters
-        wake); returns how many. Running and delayed tasks are left alone."""
+        wake; records expire after ``ttl`` seconds); returns how many. Running and
+        delayed tasks are left alone."""
 
     async def flush_all(self) -> None: ...
 

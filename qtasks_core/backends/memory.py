@@ -507,7 +507,7 @@ class MemoryBackend:
             if _unfit(record):
                 return "no-record"
             assert record is not None
-            for name in ("_done", "traceback", "returning", "worker"):
+            for name in ("_done", "traceback", "returning", "worker", "expires"):
                 record.pop(name, None)
             record["attempts"] = "0"
             self._expires.pop(uuid, None)
@@ -568,7 +568,9 @@ class MemoryBackend:
             self._cursors.clear()
             self._status.clear()
 
-    async def purge_queue(self, queue: str, reason: str = "purged") -> int:
+    async def purge_queue(
+        self, queue: str, reason: str = "purged", ttl: float | None = None
+    ) -> int:
         with self._lock:
             now = time.time()
             purged = [u for u, q in self._queued.items() if q == queue]
@@ -577,6 +579,8 @@ class MemoryBackend:
                 record = self._records[uuid]
                 record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
                 self._finals["cancel"] += 1
+                if ttl is not None:
+                    self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
             self._queues.pop(queue, None)
             return len(purged)

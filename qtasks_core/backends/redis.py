@@ -61,7 +61,7 @@ ACL_RULE: Final = (
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem "
-    "+rpush +ltrim +blpop +blmove +sadd +smembers +cluster|slots"
+    "+rpush +ltrim +blpop +blmove +sadd +smembers +asking +cluster|slots"
 )
 
 
@@ -352,8 +352,9 @@ class RedisBackend:
         pipe.hscan(probe, 0)
         pipe.scan(0, match=probe, count=1)
         pipe.smembers(probe)
+        pipe.execute_command("ASKING")  # refused as a command on a plain server: fine
         pipe.unlink(probe)
-        names = ("blpop", "blmove", "zcount", "hscan", "scan", "smembers", "unlink")
+        names = ("blpop", "blmove", "zcount", "hscan", "scan", "smembers", "asking", "unlink")
         for name, reply in zip(names, await pipe.execute(raise_on_error=False), strict=True):
             if isinstance(reply, NoPermissionError):
                 refused.append(name)
@@ -826,13 +827,26 @@ class RedisBackend:
         return moved == 1, int(now)
 
     @mapped("purge_queue")
-    async def purge_queue(self, queue: str, reason: str = "purged") -> int:
+    async def purge_queue(
+        self, queue: str, reason: str = "purged", ttl: float | None = None
+    ) -> int:
         purge = _PyFunction(self._conn().raw, _lua.PURGE)
         key = self.keys.queue_of(queue)
         total = 0
         # A batch per call: a long queue never holds Redis for long.
         while await self.client.zcard(key):
-            total += int(await purge(keys=[key], args=[self.keys.prefix, queue, reason, 500]))
+            total += int(
+                await purge(
+                    keys=[key],
+                    args=[
+                        self.keys.prefix,
+                        queue,
+                        reason,
+                        500,
+                        "" if ttl is None else max(1, int(ttl)),
+                    ],
+                )
+            )
         return total
 
     @mapped("flush_all")

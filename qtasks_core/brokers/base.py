@@ -274,7 +274,7 @@ class Broker:
 
     async def purge_queue(self, queue: str) -> int:
         """Empty ``queue``: its queued tasks end ``cancel`` (reason ``purged``)."""
-        return await self.backend.purge_queue(queue)
+        return await self.backend.purge_queue(queue, ttl=self.storage.result_ttl)
 
     async def dead_letters(self) -> list[dict[str, str]]:
         """Tasks set aside (unreadable, or killing their workers): uuid, reason, raw, at."""

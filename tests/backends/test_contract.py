@@ -447,6 +447,24 @@ def test_an_idle_wait_wakes_for_its_own_queues_only(subject: Subject) -> None:
     assert idle >= 0.9
 
 
+def test_a_requeued_dead_letter_runs_even_past_its_expiry(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("p", expires_in="200")
+    token = subject.claim().tasks[0]["token"]
+    assert run(b.dead_letter("p", token, "unreadable", ""))
+    time.sleep(0.25)
+    assert run(b.requeue_dead("p")) == "requeued"
+    assert uuids(subject.claim()) == ["p"]
+
+
+def test_purged_records_expire_with_the_result_ttl(subject: Subject) -> None:
+    subject.add("e", queue="emails")
+    assert run(subject.backend.purge_queue("emails", ttl=0.2)) == 1
+    assert run(subject.backend.get("e")) is not None
+    time.sleep(1.2 if subject.raw is not None else 0.3)  # Redis TTLs are whole seconds
+    assert run(subject.backend.get("e")) is None
+
+
 # -- garbage in Redis ------------------------------------------------------------------------
 
 
@@ -590,3 +608,27 @@ def test_a_uuid_that_is_not_utf8_is_listed_as_a_dead_letter(redis_subject: Subje
     [letter] = run(subject.backend.dead_letters())
     assert letter["uuid"] == bad.decode(errors="replace")
     assert "no task record" in letter["reason"]
+
+
+def test_a_named_queue_key_of_the_wrong_type_sets_its_tasks_aside(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    subject.add("later", due_in="50", queue="broken")
+    raw.set(subject.keys.queue_of("broken"), "oops")
+    time.sleep(0.1)
+    # A worker of another queue moves the due task: it is set aside naming the key,
+    # never lost between two indexes, and the claim goes on.
+    claimed = subject.claim()
+    assert claimed.dead == ["later"]
+    [letter] = run(subject.backend.dead_letters())
+    assert subject.keys.queue_of("broken") in letter["reason"]
+
+
+def test_a_batch_with_a_broken_queue_key_writes_nothing(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    raw.set(subject.keys.queue_of("broken"), "oops")
+    items = [("ok", record(), 0), ("bad", record(queue="broken"), 0)]
+    with pytest.raises(BackendError, match="broken"):
+        run(subject.backend.enqueue_many(items))
+    assert run(subject.backend.get("ok")) is None

@@ -16,6 +16,7 @@ import pytest
 
 from qtasks_core import QueueTasks, TaskOptionError, TaskSerializationError
 from qtasks_core.schedules import Schedule
+from qtasks_hooks import hookimpl
 from tests.integration.test_cli import cli, executions, runner, start_worker
 from tests.support import wait_for
 
@@ -70,6 +71,7 @@ def test_an_apscheduler_style_trigger_is_duck_typed() -> None:
         ({"cron": "61 * * * *"}, "is not a cron expression"),
         ({"cron": "* * * * *", "tz": "Mars/Olympus"}, "not a time zone name"),
         ({"every": 0}, "every= must be a number of seconds > 0"),
+        ({"every": 0.0001}, "under a millisecond"),
         ({"every": 1, "missed": "later"}, "write 'once'"),
         ({"trigger": object()}, "get_next_fire_time"),
         ({"every": 1, "queue": "a b"}, "contains ' '"),
@@ -178,3 +180,35 @@ def test_three_worker_processes_one_killed_run_each_tick_once(sample_env: dict[s
     [row] = json.loads(shown.output)
     assert row["name"] == "beat" and row["when"] == "every 1s" and row["last_run"]
     print(f"\nperiodic: {len(ticks)} ticks in 20 s over 3 workers (one killed), none twice")
+
+
+@pytest.mark.parametrize(("missed", "runs"), [("once", 1), ("skip", 0)])
+def test_a_long_outage_runs_once_or_not_at_all(missed: str, runs: int) -> None:
+    import asyncio
+
+    from qtasks_core.schedules import Scheduler
+
+    app = QueueTasks("periodic-outage", redis_url="memory://", load_entry_points=False)
+    seen: list[int] = []
+
+    class Watch:
+        @hookimpl
+        def schedule_missed(self, missed: list[datetime], fired: datetime | None) -> None:
+            seen.append(len(missed))
+
+    app.add_plugin(Watch())
+
+    @app.periodic(every=1, missed=missed, name="beat")
+    def beat() -> None: ...
+
+    async def scenario() -> list[str]:
+        await app.start_async()
+        long_ago = int(time.time() * 1000) // 1000 * 1000 - 3_500_000  # 3,500 ticks
+        await app.backend.tick("beat", None, long_ago, None, None)
+        await Scheduler(app).step()
+        await Scheduler(app).step()
+        return [t.uuid for t in await app.storage.get_all()]
+
+    enqueued = asyncio.run(scenario())
+    assert len(enqueued) == runs, enqueued
+    assert seen == [1000]  # the hook once, with at most 1,000 of the missed ticks

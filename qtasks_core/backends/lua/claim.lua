@@ -35,7 +35,7 @@ for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT',
     bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now)
     table.insert(dead, uuid)
   elseif r[1] == 'retry' or r[1] == 'new' then  -- a retry, or a task sent with a delay
-    requeue(prefix, uuid, now)
+    if not requeue(prefix, uuid, now) then table.insert(dead, uuid) end
   end
 end
 
@@ -54,9 +54,10 @@ for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT',
       bury(prefix, uuid,
            'set aside after ' .. att .. ' deliveries: its worker died each time', '', now)
       table.insert(dead, uuid)
-    else
-      requeue(prefix, uuid, now)
+    elseif requeue(prefix, uuid, now) then
       table.insert(recovered, uuid)
+    else
+      table.insert(dead, uuid)
     end
   end
 end

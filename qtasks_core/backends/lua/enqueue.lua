@@ -38,6 +38,19 @@ for _, task in ipairs(tasks) do
   end
 end
 
+-- Every index the batch writes to is checked first: all or nothing.
+local checks, seen = {}, {}
+for _, task in ipairs(tasks) do
+  local index = (task[5] and task[5] > 0) and prefix .. 'scheduled' or qkey(prefix, task[4])
+  if not seen[index] then
+    seen[index] = true
+    checks[#checks + 1] = index
+    checks[#checks + 1] = 'zset'
+  end
+end
+local bad = expect_all(checks)
+if bad then return bad end
+
 local written, woken = {}, {}
 for i, task in ipairs(tasks) do
   local wake, err = write_task(prefix, task[1], task[2], task[3], task[4], task[5], task[6])

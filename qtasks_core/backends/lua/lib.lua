@@ -170,23 +170,32 @@ end
 -- Queue a checked task again, FIFO behind its own priority, on its own queue, and wake
 -- a worker of that queue; the claim it had (if any) ends, so its old holder can no
 -- longer finish it.
+-- Returns false when the task's queue key holds another type: the task is then set
+-- aside (a dead letter naming the key), never dropped between two indexes.
 local function requeue(prefix, uuid, now)
   local tkey = prefix .. 'task:' .. uuid
   local r = redis.call('HMGET', tkey, 'priority', 'queue')
+  local qk = qkey(prefix, r[2])
   local n = next_seq(prefix .. 'seq')
-  redis.call('ZADD', qkey(prefix, r[2]), string.format('%d', tonumber(r[1]) * SCALE + n), uuid)
+  if failed(redis.pcall('ZADD', qk, string.format('%d', tonumber(r[1]) * SCALE + n), uuid)) then
+    bury(prefix, uuid, 'its queue key ' .. qk .. ' is a ' .. key_type(qk) ..
+         ', not a zset: delete it (DEL ' .. qk .. '), then requeue this dead letter', '', now)
+    return false
+  end
   redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now))
   redis.call('HDEL', tkey, 'claim', 'eta')
   push_token(wkey(prefix, r[2]), '1')
+  return true
 end
 
 -- End a task that was never started: status cancel with its reason; waiters wake.
-local function cancel(prefix, uuid, tkey, reason, now)
+-- Its record expires after `ttl` seconds if given, else after its own `ttl` field.
+local function cancel(prefix, uuid, tkey, reason, now, ttl)
   redis.call('HSET', tkey, 'status', 'cancel', 'cancel_reason', reason,
              'updated_at', stamp(now))
   redis.call('HDEL', tkey, 'claim')
   bump(prefix .. 'counts', 'cancel')
-  local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
+  ttl = ttl or tonumber(redis.call('HGET', tkey, 'ttl') or '')
   signal_done(prefix, uuid, tkey, ttl)
 end
 

@@ -1,8 +1,10 @@
 -- PURGE: empty one queue: its tasks end cancel with a reason (their waiters wake).
 -- KEYS: the queue.
--- ARGV: prefix, queue name, reason, at most how many (the caller repeats until 0).
+-- ARGV: prefix, queue name, reason, at most how many (the caller repeats until the
+--       queue is empty), the records' ttl in seconds ('' keeps them).
 -- Returns how many tasks were cancelled.
 local prefix, queue, reason, most = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
 local qk = qkey(prefix, queue)
 local err = expect(qk, 'zset')
 if err then return err end
@@ -14,7 +16,7 @@ for i = 1, #popped, 2 do
   local tkey = prefix .. 'task:' .. uuid
   local status = redis.pcall('HGET', tkey, 'status')
   if status == 'new' then
-    cancel(prefix, uuid, tkey, reason, now)
+    cancel(prefix, uuid, tkey, reason, now, ttl)
     done = done + 1
   end
 end
