@@ -532,20 +532,18 @@ class QueueTasks(_Registry):
         each tick is enqueued exactly once however many run. ``task_options`` go to
         ``@app.task``; ``name`` names the schedule (default: the task's name)."""
 
+        when = {
+            "cron": cron, "tz": tz, "every": every, "queue": queue, "priority": priority,
+            "args": tuple(args), "kwargs": dict(kwargs or {}), "missed": missed,
+        }  # fmt: skip
+
         def register(f: F) -> TaskHandle:
             handle = self.task(f, **task_options) if task_options else self.task(f)
             schedule = Schedule(
-                name=name or handle.name,
-                task_name=handle.name,
-                cron=cron,
-                tz=tz,
-                every=every,
+                name or handle.name,
+                handle.name,
                 trigger=trigger,
-                args=tuple(args),
-                kwargs=dict(kwargs or {}),
-                queue=queue,
-                priority=priority,
-                missed=missed,  # type: ignore[arg-type]
+                **when,  # type: ignore[arg-type]
             )
             if schedule.name in self._schedules:
                 raise TaskOptionError(f"two schedules are named {schedule.name!r}: give name=")
@@ -576,17 +574,9 @@ class QueueTasks(_Registry):
                 f"schedule {name!r} is declared in code (@app.periodic): choose another name"
             )
         schedule = Schedule(
-            name=name,
-            task_name=task_name,
-            cron=cron,
-            tz=tz,
-            every=every,
-            args=tuple(args),
-            kwargs=dict(kwargs or {}),
-            queue=queue,
-            priority=priority,
-            missed=missed,  # type: ignore[arg-type]
-        )
+            name, task_name, cron=cron, tz=tz, every=every, queue=queue, priority=priority,
+            args=tuple(args), kwargs=dict(kwargs or {}), missed=missed,  # type: ignore[arg-type]
+        )  # fmt: skip
         await self.start_async()
         await self.backend.config_set(SCHEDULES, name, schedule.to_json())
         return schedule

@@ -219,17 +219,24 @@ end
 -- Split a task's flat field list: the fields to store, and those read here (queue,
 -- due_in and expires_in: ms from now, stored as eta and expires).
 local function split_fields(given)
-  local fields, queue, due_in, expires_in = {}, nil, nil, nil
+  local queue, due_in, expires_in, special = nil, nil, nil, false
   for j = 1, #given, 2 do
-    local field, value = given[j], given[j + 1]
-    if field == 'due_in' then
-      due_in = tonumber(value)
+    local field = given[j]
+    if field == 'queue' then
+      queue = given[j + 1]
+    elseif field == 'due_in' then
+      due_in, special = tonumber(given[j + 1]), true
     elseif field == 'expires_in' then
-      expires_in = tonumber(value) or 0
-    else
-      if field == 'queue' then queue = value end
-      fields[#fields + 1] = field
-      fields[#fields + 1] = value
+      expires_in, special = tonumber(given[j + 1]) or 0, true
+    end
+  end
+  -- Most tasks have neither: their list is stored as it came, not copied.
+  if not special then return given, queue, nil, nil end
+  local fields = {}
+  for j = 1, #given, 2 do
+    if given[j] ~= 'due_in' and given[j] ~= 'expires_in' then
+      fields[#fields + 1] = given[j]
+      fields[#fields + 1] = given[j + 1]
     end
   end
   return fields, queue, due_in, expires_in
