@@ -203,7 +203,9 @@ def test_a_long_outage_runs_once_or_not_at_all(missed: str, runs: int) -> None:
 
     async def scenario() -> list[str]:
         await app.start_async()
-        await asyncio.sleep(1 - time.time() % 1 + 0.01)  # just past a tick: the steps take ms
+        # 700 ms past a tick: later than skip's grace (half the interval), so that tick
+        # is missed too, and far from the next one (the steps take ms).
+        await asyncio.sleep((0.7 - time.time() % 1) % 1)
         now = int(time.time() * 1000) // 1000 * 1000
         await app.backend.tick("beat", None, now - 3_500_000, None, None)  # 3,500 ticks ago
         await Scheduler(app).step()
