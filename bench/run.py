@@ -132,9 +132,13 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("late_p50", "delayed", "p50_ms", False),
     ("late_p99", "delayed", "p99_ms", False),
     ("late_max", "delayed", "max_ms", False),
+    ("burst_p99", "delayed", "burst_p99_ms", False),
 ]
 #: Columns a driver may answer "not supported" for, shown as "n/a", by workload.
-OPTIONAL = {"batch": ("batch",), "delayed": ("late_p50", "late_p99", "late_max")}
+OPTIONAL = {
+    "batch": ("batch",),
+    "delayed": ("late_p50", "late_p99", "late_max", "burst_p99"),
+}
 
 IDLE_STORM = 10.0  # commands/s an idle worker may send before it counts as a storm
 RSS_BAR_MIB = 40.0
@@ -340,6 +344,8 @@ def run_row(
         str(args.delayed_n),
         "--delayed-ahead",
         str(args.delayed_ahead),
+        "--delayed-spread",
+        str(args.delayed_spread),
         "--log-dir",
         str(LOGS),
     ]
@@ -400,6 +406,7 @@ class Summary:
     samples: list[int] = field(default_factory=list)
     n: int | None = None
     delayed_n: int | None = None
+    delayed_spread: float | None = None
     #: Workloads the row's driver answered "not supported" (their cells show "n/a").
     unsupported: set[str] = field(default_factory=set)
 
@@ -432,6 +439,8 @@ def summarize(row: Row, runs: list[dict[str, Any]]) -> Summary:
             summary.n = int(n)
         if (n := r.get("results", {}).get("delayed", {}).get("n")) is not None:
             summary.delayed_n = int(n)
+        if (spread := r.get("results", {}).get("delayed", {}).get("spread_seconds")) is not None:
+            summary.delayed_spread = float(spread)
     return summary
 
 
@@ -481,6 +490,7 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
         "late p50 ms",
         "late p99 ms",
         "late max ms",
+        "burst p99 ms",
     ]
     align = ["---"] + ["---:"] * (len(head) - 1)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
@@ -508,6 +518,7 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
             cell(s, "late_p50", 1),
             cell(s, "late_p99", 1),
             cell(s, "late_max", 1),
+            cell(s, "burst_p99", 1),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -582,12 +593,15 @@ def bars(summaries: list[Summary]) -> list[dict[str, Any]]:
         out[-1]["ratio_to_raw"] = batch / raw_batch if raw_batch else None
     late = q.medians["late_p99"]
     if late is not None:
-        # Tasks due together start one after another: at the e2e rate, the last of them
-        # cannot start before n / rate after due, whatever the wait's precision.
-        how = f"idle worker, {q.delayed_n or 0:,} tasks due at one moment"
-        if e2e and q.delayed_n:
-            drain = q.delayed_n / e2e * 1000
-            how += f"; draining them at this run's e2e rate takes {drain:,.0f} ms"
+        how = f"idle worker, {q.delayed_n or 0:,} tasks due over {q.delayed_spread or 0:g} s"
+        burst = q.medians["burst_p99"]
+        if burst is not None:
+            # Tasks due together start one after another: at the e2e rate, the last of
+            # them cannot start before n / rate after due, whatever the wait's precision.
+            how += f"; all due at one moment: p99 {burst:,.0f} ms"
+            if e2e and q.delayed_n:
+                drain = q.delayed_n / e2e * 1000
+                how += f" (draining them at this run's e2e rate takes {drain:,.0f} ms)"
         add(
             f"delayed p99 ≤ {DELAYED_BAR_MS:.0f} ms after due",
             late,
@@ -666,13 +680,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument(
-        "--delayed-n", type=int, default=1000, help="delayed workload: tasks due at one moment"
+        "--delayed-n", type=int, default=1000, help="delayed workload: tasks of each phase"
     )
     parser.add_argument(
         "--delayed-ahead",
         type=float,
         default=2.0,
-        help="delayed workload: seconds from the first enqueue to the due moment",
+        help="delayed workload: seconds from the first enqueue to the first due moment",
+    )
+    parser.add_argument(
+        "--delayed-spread",
+        type=float,
+        default=2.0,
+        help="delayed workload: seconds over which the spread phase's tasks fall due",
     )
     parser.add_argument(
         "--idle-rounds",
@@ -704,7 +724,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rounds, args.n, args.sleep_n, args.batch_n = 1, 200, 200, 2000
         args.latency_samples, args.latency_min, args.latency_budget = 30, 10, 3.0
         args.idle_seconds, args.no_chart = 1.0, True
-        args.delayed_n, args.delayed_ahead = 50, 1.0
+        args.delayed_n, args.delayed_ahead, args.delayed_spread = 50, 1.0, 0.5
     return args
 
 
@@ -875,7 +895,8 @@ def markdown_report(
         f"{payload['qtasks_revision']}. {settings['rounds']} round(s), N={settings['n']}, "
         f"batch N={settings.get('batch_n', '-')}, "
         f"delayed N={settings.get('delayed_n', '-')} due "
-        f"{settings.get('delayed_ahead', '-')} s ahead, "
+        f"{settings.get('delayed_ahead', '-')} s ahead over "
+        f"{settings.get('delayed_spread', '-')} s (and at one moment), "
         f"medians; {payload['wall_seconds'] / 60:.1f} min.",
         "",
         f"QTasks code measured (commit, +dirty: digest of uncommitted changes): {code_line or '-'}",

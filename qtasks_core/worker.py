@@ -306,8 +306,9 @@ class Worker:
                 self._slot_freed.clear()
                 continue
             wake = claimed.next_wake
-            # A few ms past a lease's end, so that the claim finds it expired.
-            timeout = IDLE_WAKE if wake is None else min(IDLE_WAKE, wake + 0.005)
+            # Just past the moment (the scripts count whole ms of the server's clock), so
+            # the claim finds the task due or the lease ended.
+            timeout = IDLE_WAKE if wake is None else min(IDLE_WAKE, wake + 0.001)
             try:
                 await self._until(broker.wait_for_work(timeout, self), None)
             except BackendError as exc:

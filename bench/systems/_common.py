@@ -358,6 +358,23 @@ class Driver:
             fn(*args)
         return time.perf_counter() - start
 
+    def repeat_each(self, method: str, values: list[Any]) -> float:
+        """Seconds taken by back-to-back calls of a producer method, one per value."""
+        fn: Callable[..., Any] = getattr(self.system, method)
+        if self.loop is not None:
+
+            async def go() -> float:
+                start = time.perf_counter()
+                for value in values:
+                    await fn(value)
+                return time.perf_counter() - start
+
+            return self.loop.run_until_complete(go())
+        start = time.perf_counter()
+        for value in values:
+            fn(value)
+        return time.perf_counter() - start
+
     def roundtrips(self, samples: int, budget: float, minimum: int) -> list[float]:
         """Latencies (ms) of sequential round trips: ``samples``, or fewer once
         ``budget`` seconds have passed (never fewer than ``minimum``)."""
@@ -555,32 +572,55 @@ class Driver:
         }
 
     def w_delayed(self, worker: WorkerProcess) -> dict[str, Any]:
-        """``--delayed-n`` stamp tasks all due at one moment ``--delayed-ahead`` seconds
-        after the first enqueue, the worker idle; each task's lateness is the moment its
-        function started (``time.time()`` in the worker: same host, same clock) minus
-        that due moment."""
-        n, ahead = self.args.delayed_n, self.args.delayed_ahead
+        """``--delayed-n`` stamp tasks enqueued by an idle worker's producer, in two phases.
+
+        *Spread* (the bar): the tasks fall due evenly over ``--delayed-spread`` seconds,
+        the first ``--delayed-ahead`` seconds after the first enqueue: the rate (500/s by
+        default) is below every system's throughput, so lateness measures the delay
+        mechanism. *Burst*: all fall due at one moment; the last can start no sooner than
+        n / throughput after it, so this measures draining as much as waiting.
+
+        A task's lateness is the moment its function started (``time.time()`` in the
+        worker: same host, same clock) minus its due moment. The stamps do not name
+        their task, so the k-th earliest start is matched with the k-th earliest due
+        moment (exact for a system that starts tasks in due order; otherwise a fair
+        reading of how late the k-th start was).
+        """
+        n = self.args.delayed_n
+        spread = self._delayed_phase(n, self.args.delayed_spread, worker)
+        burst = self._delayed_phase(n, 0.0, worker)
+        return {
+            "n": n,
+            "ahead_seconds": self.args.delayed_ahead,
+            "spread_seconds": self.args.delayed_spread,
+            **{k: v for k, v in spread.items()},
+            **{f"burst_{k}": v for k, v in burst.items()},
+            "how": self.system.delayed,
+        }
+
+    def _delayed_phase(self, n: int, spread: float, worker: WorkerProcess) -> dict[str, Any]:
+        ahead = self.args.delayed_ahead
         # Let the worker settle into its idle wait, as the bar's "idle worker" says.
         time.sleep(1.0)
         self.arm(n)
         self.r.delete(STARTS_KEY)
-        due = time.time() + ahead
-        enqueue_seconds = self.repeat("enqueue_delayed", n, due)
-        margin = due - time.time()
+        first = time.time() + ahead
+        dues = [first + spread * i / n for i in range(n)]
+        enqueue_seconds = self.repeat_each("enqueue_delayed", dues)
+        margin = first - time.time()
         if margin <= 0:
             # A task enqueued after its due moment measures the enqueue, not the wait.
             raise RuntimeError(
-                f"delayed: enqueueing {n} tasks took {enqueue_seconds:.2f}s, past the due "
-                f"moment {ahead}s ahead (raise --delayed-ahead)"
+                f"delayed: enqueueing {n} tasks took {enqueue_seconds:.2f}s, past the first "
+                f"due moment {ahead}s ahead (raise --delayed-ahead)"
             )
-        if not self.wait_done(ahead + max(60.0, n / 10), worker):
+        if not self.wait_done(ahead + spread + max(60.0, n / 10), worker):
             raise RuntimeError(f"delayed: only {self.count()}/{n} tasks done")
-        late = sorted((float(v) - due) * 1000 for v in self.r.lrange(STARTS_KEY, 0, -1))
-        if len(late) != n:
-            raise RuntimeError(f"delayed: {len(late)} start stamps for {n} tasks")
+        starts = sorted(float(v) for v in self.r.lrange(STARTS_KEY, 0, -1))
+        if len(starts) != n:
+            raise RuntimeError(f"delayed: {len(starts)} start stamps for {n} tasks")
+        late = sorted((start - due) * 1000 for start, due in zip(starts, dues, strict=True))
         return {
-            "n": n,
-            "ahead_seconds": ahead,
             "enqueue_seconds": enqueue_seconds,
             "margin_seconds": margin,
             "p50_ms": percentile(late, 50),
@@ -589,7 +629,6 @@ class Driver:
             "max_ms": late[-1],
             # A task run before its due moment is a bug of the system, not a good number.
             "early": sum(1 for v in late if v < 0),
-            "how": self.system.delayed,
         }
 
     def w_sleep(self, worker: WorkerProcess, concurrency: int) -> dict[str, Any]:
@@ -723,9 +762,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--latency-min", type=int, default=20, help="samples taken regardless")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--delayed-n", type=int, default=1000, help="tasks due at one moment")
+    parser.add_argument("--delayed-n", type=int, default=1000, help="tasks of each phase")
     parser.add_argument(
-        "--delayed-ahead", type=float, default=2.0, help="seconds from enqueue to the due moment"
+        "--delayed-ahead", type=float, default=2.0, help="seconds from enqueue to the first due"
+    )
+    parser.add_argument(
+        "--delayed-spread", type=float, default=2.0, help="seconds the spread phase's dues span"
     )
     parser.add_argument("--log-dir", default=str(HERE.parent / ".cache" / "logs"))
     return parser.parse_args(argv)

@@ -38,6 +38,8 @@ log = logging.getLogger("qtasks.backend.redis")
 #: well inside it, and callers loop for longer waits.
 SOCKET_TIMEOUT = 30.0
 MAX_BLOCK = 20.0
+#: Waits shorter than this (seconds) are slept, not blocked on Redis.
+SHORT_WAIT = 0.01
 
 _CLAIM_FIELDS = (
     "uuid",
@@ -514,8 +516,12 @@ class RedisBackend:
         keys = [self.keys.wake_of(q) for q in queues or (DEFAULT_QUEUE,)]
         if worker_id:
             keys.append(self.keys.wake_worker(worker_id))
-        # BLPOP rounds its timeout to Redis' resolution; 0 would mean "forever".
-        wait = min(max(timeout, 0.01), MAX_BLOCK)
+        if timeout < SHORT_WAIT:
+            # A due task moments away: a blocking call would cost more than the wait (its
+            # connection is closed when cut short) and make the task late.
+            await asyncio.sleep(max(timeout, 0.0))
+            return
+        wait = min(timeout, MAX_BLOCK)
         blocking = self._conn().blocking
         try:
             if blocking is not None and wait < MAX_BLOCK:
