@@ -1,8 +1,7 @@
 """The original QTasks' ``tests/async/test_async_task.py``, with only the import lines
 changed: on :mod:`qtasks_core.asyncio`'s app a wait that runs out returns ``None`` too.
 
-The original's ``test_case`` was ``AsyncTestCase(app=app)`` with ``TestConfig.full()``,
-which is the real app: here the fixture hands out the app itself.
+``test_case`` is the original's: ``AsyncTestCase(app=app)`` with ``TestConfig.full()``.
 """
 
 from uuid import uuid4
@@ -10,6 +9,7 @@ from uuid import uuid4
 import pytest
 
 from qtasks_core import TaskStatusEnum
+from qtasks_core.testcase import AsyncTestCase, TestConfig
 from tests.compat.apps.app_async import app
 
 pytestmark = pytest.mark.usefixtures("original_async_app")
@@ -18,7 +18,9 @@ pytestmark = pytest.mark.usefixtures("original_async_app")
 @pytest.fixture()
 def test_case():
     """Создаёт конфигурацию тестов."""
-    return app
+    case = AsyncTestCase(app=app)
+    case.settings(TestConfig.full())
+    return case
 
 
 @pytest.mark.asyncio

@@ -2,8 +2,7 @@
 and the documented difference: a wait that runs out raises ``TaskTimeoutError`` (which
 keeps the task's id) where the original returned ``None``.
 
-The original's ``test_case`` was ``SyncTestCase(app=app)`` with ``TestConfig.full()``,
-which is the real app: here the fixture hands out the app itself.
+``test_case`` is the original's: ``SyncTestCase(app=app)`` with ``TestConfig.full()``.
 """
 
 from uuid import uuid4
@@ -12,6 +11,7 @@ import pytest
 
 from qtasks_core import TaskStatusEnum
 from qtasks_core.errors import TaskTimeoutError
+from qtasks_core.testcase import SyncTestCase, TestConfig
 from tests.compat.apps.app_sync import app
 
 pytestmark = pytest.mark.usefixtures("original_sync_app")
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.usefixtures("original_sync_app")
 @pytest.fixture()
 def test_case():
     """Создаёт конфигурацию тестов."""
-    return app
+    case = SyncTestCase(app=app)
+    case.settings(TestConfig.full())
+    return case
 
 
 def test_task_get_result(test_case):
