@@ -86,22 +86,24 @@ class TaskContext:
         """A logger named after the task (``qtasks.task.<name>``)."""
         return logging.getLogger(f"qtasks.task.{name or self.task_name}")
 
-    def get_metadata(self, cache: bool | None = None) -> dict[str, Any] | Task | Any:
-        """Without ``cache``: the task's registration (name, priority, tags, description,
-        options) as a dict.
+    def get_metadata(self, cache: bool = True) -> Task | Any:
+        """This task's own record, a :class:`~qtasks_core.schemas.Task` (awaitable in
+        async tasks), as the original QTasks' ``get_metadata(cache=True)``:
+        ``cache=True`` (the default) reads it once per run and then hands out the same
+        record, ``cache=False`` reads it anew.
 
-        With ``cache`` (the original QTasks' form): this task's own record, a
-        :class:`~qtasks_core.schemas.Task` (awaitable in async tasks); ``cache=True``
-        reads it once per run and then hands out the same record, ``cache=False``
-        reads it anew.
+        The task's registration (name, tags, description, options) is on the context
+        itself: ``ctx.task_name``, ``ctx.tags``, ``ctx.description``, ``ctx.extra``.
         """
-        if cache is None:
-            return self.task_func.model_dump(
-                exclude={"func", "executor", "generate_handler", "decode"}
+        if not isinstance(cache, bool):
+            raise TaskOptionError(
+                f"get_metadata(cache={cache!r}): cache is True (read the record once per "
+                "run) or False (read it anew); for the task's tags or options read "
+                "ctx.tags, ctx.description, ctx.extra"
             )
         if cache and self._metadata is not None:
             return self._bridge(_value(self._metadata))
-        return self._bridge(self._read_own(keep=bool(cache)))
+        return self._bridge(self._read_own(keep=cache))
 
     async def _read_own(self, *, keep: bool) -> Task | None:
         task = await self.app.get_async(self.task_uuid)

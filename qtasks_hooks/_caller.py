@@ -210,7 +210,15 @@ class _Chain:
 
     def _absorb_pair(self, impl: HookImpl, rule: ReplaceRule, result: Any) -> None:
         if not isinstance(result, (tuple, list)) or len(result) != 2:
-            raise self._wrong_shape(impl, result, f"a 2-tuple ({rule.names[0]}, {rule.names[1]})")
+            expected = f"a 2-tuple ({rule.names[0]}, {rule.names[1]})"
+            if isinstance(result, Mapping) and set(result) <= set(rule.names):
+                # The original QTasks' shape for this trigger: show its translation.
+                first, second = rule.names
+                expected += (
+                    f"; write `return {first}, {second}` (None keeps one) instead of the "
+                    f"original QTasks' `return {{{first!r}: ..., {second!r}: ...}}`"
+                )
+            raise self._wrong_shape(impl, result, expected)
         first, second = rule.names
         if result[0] is not None:
             self._set(first, result[0])

@@ -127,3 +127,28 @@ def test_shared_task_awaiting_true_on_the_async_app(redis_url: str) -> None:
             await app.stop()
 
     assert asyncio.run(main()) == "Hello, World!"
+
+
+def test_get_metadata_without_cache_is_the_tasks_own_record(app: QueueTasks) -> None:
+    # The original's default: get_metadata() is get_metadata(cache=True).
+    @app.task(echo=True)
+    async def async_meta(self: Any) -> list[Any]:
+        task = await self.ctx.get_metadata()
+        return [task.uuid == self.ctx.task_uuid, task.status]
+
+    @app.task(echo=True)
+    def sync_meta(self: Any) -> str:
+        return self.ctx.get_metadata().task_name
+
+    @app.task(echo=True)
+    def wrong_cache(self: Any) -> Any:
+        return self.ctx.get_metadata(cache="tags")
+
+    with app.running_worker():
+        first = app.add_task("async_meta", timeout=20)
+        second = app.add_task("sync_meta", timeout=20)
+        wrong = app.add_task("wrong_cache", timeout=20)
+    assert first.returning == [True, "process"], first.traceback
+    assert second.returning == "sync_meta", second.traceback
+    assert wrong.status == "error"
+    assert "ctx.tags" in (wrong.traceback or "")

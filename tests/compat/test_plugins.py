@@ -68,4 +68,5 @@ def test_the_originals_dict_return_shows_the_expected_shape(app: QueueTasks) -> 
     last = (task.traceback or "").strip().splitlines()[-1]
     assert "PluginReturnError" in last
     assert plugin_name in last and "task_executor_args_replace" in last
-    assert "expected None or a 2-tuple (args, kw)" in last
+    assert "expected None or a 2-tuple (args, kw); write `return args, kw`" in last
+    assert "instead of the original QTasks' `return {'args': ..., 'kw': ...}`" in last
