@@ -41,14 +41,18 @@ from .middlewares import TaskMiddleware
 from .plugins import Depends, State
 from .plugins.depends import ScopeEnum
 from .plugins.state import AsyncState
+from .results import AsyncResult, SyncResult
 from .schemas import Task, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
+from .testcase import AsyncTestCase, SyncTestCase, TestConfig
 from .worker import Worker
 
 __all__ = [
+    "AsyncResult",
     "AsyncRouter",
     "AsyncState",
+    "AsyncTestCase",
     "BackendAuthError",
     "BackendDataError",
     "BackendError",
@@ -66,7 +70,9 @@ __all__ = [
     "Starter",
     "State",
     "Stats",
+    "SyncResult",
     "SyncRouter",
+    "SyncTestCase",
     "Task",
     "TaskCancel",
     "TaskContext",
@@ -81,6 +87,7 @@ __all__ = [
     "TaskStatus",
     "TaskStatusEnum",
     "TaskTimeoutError",
+    "TestConfig",
     "Worker",
     "hookimpl",
     "shared_task",
