@@ -259,7 +259,7 @@ def test_ctx_gives_the_task_its_identity_config_and_other_tasks(app: QueueTasks)
             "name": ctx.task_name,
             "uuid": ctx.task_uuid,
             "config": await ctx.get_config("greeting"),
-            "tags": ctx.get_metadata()["tags"],
+            "tags": list(ctx.tags),
             "other": other_task.returning,
         }
 

@@ -212,11 +212,7 @@ def test_a_long_outage_runs_once_or_not_at_all(missed: str, runs: int) -> None:
         await Scheduler(app).step()
         # A second step that crosses a second boundary rightly fires the new tick: only
         # the ticks that were already due when the outage ended are the outage's.
-        return [
-            t.uuid
-            for t in await app.storage.get_all()
-            if int(t.uuid.rsplit(":", 1)[1]) <= now
-        ]
+        return [t.uuid for t in await app.storage.get_all() if int(t.uuid.rsplit(":", 1)[1]) <= now]
 
     enqueued = asyncio.run(scenario())
     assert len(enqueued) == runs, enqueued
