@@ -50,6 +50,10 @@ class Portal:
         Refused at once, before anything runs, on a thread that runs an event loop
         (an ``async def``, a notebook): blocking there would stall every other task of
         that loop. The error names the ``*_async`` twin of the sync method called.
+
+        The coroutine runs in a copy of the caller's context (:mod:`contextvars`), as it
+        would under ``await``: the caller's current OpenTelemetry span, or a request id
+        in a context variable, is what the plugins fired inside it see.
         """
         if asyncio._get_running_loop() is not None:
             coro.close()
@@ -59,6 +63,11 @@ class Portal:
                 f"write `await app.{method}_async(...)` (or use "
                 "`from qtasks_core.asyncio import QueueTasks`, whose methods are coroutines)"
             )
+        # No explicit copy_context() needed: call_soon_threadsafe (under
+        # run_coroutine_threadsafe) captures the context current on *this* thread for
+        # its callback, and the task that callback creates inherits it. The test of a sync
+        # producer's span parenting its task's run in the worker
+        # (tests/integration/test_opentelemetry_distribution.py) fails if that is lost.
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def close(self) -> None:

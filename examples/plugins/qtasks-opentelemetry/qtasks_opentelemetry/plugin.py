@@ -10,6 +10,7 @@ trigger                           does
                                   context found in ``extra``
 ``worker_task_error_retry``       records the exception on the consumer span
 ``worker_execute_after``          sets the final status, ends the consumer span
+``worker_stop``                   ends spans of runs cut short, flushes the provider
 ================================  =====================================================
 
 Configuration (read when each span starts, so it can change at run time):
@@ -19,6 +20,7 @@ producer span, instead of its child.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -42,11 +44,6 @@ _TRACER: Final = "qtasks_opentelemetry"
 _CARRIER_KEYS: Final = ("traceparent", "tracestate")
 
 
-def _tracer() -> trace.Tracer:
-    # Asked at each span, not at import: the app may install its provider later.
-    return trace.get_tracer(_TRACER, "0.1.0")
-
-
 def _linked() -> bool:
     return os.environ.get(ENV_LINK, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -55,22 +52,31 @@ class OpenTelemetryPlugin:
     """Traces each task from its enqueue to the end of its run.
 
     One instance serves a whole process (producer, worker, or both); ``link`` overrides
-    ``QTASKS_OTEL_LINK``.
+    ``QTASKS_OTEL_LINK``; ``tracer_provider`` replaces the global one
+    (``opentelemetry.trace.get_tracer_provider()``), as OpenTelemetry's own
+    instrumentations allow.
     """
 
-    def __init__(self, *, link: bool | None = None) -> None:
+    def __init__(
+        self, *, link: bool | None = None, tracer_provider: trace.TracerProvider | None = None
+    ) -> None:
         self._link = link
+        self._provider = tracer_provider
         self._lock = threading.Lock()
         # traceparent written to extra -> the producer span it names.
         self._producing: dict[str, Span] = {}
         # (worker id, task uuid) -> the consumer span of that run.
         self._consuming: dict[tuple[str, str], Span] = {}
 
+    def _tracer(self) -> trace.Tracer:
+        # Asked at each span, not at import: the app may install its provider later.
+        return trace.get_tracer(_TRACER, "0.1.0", tracer_provider=self._provider)
+
     # -- producer ----------------------------------------------------------------------
 
     @hookimpl
     def broker_add_before(self, model: TaskStatusNewSchema) -> TaskStatusNewSchema:
-        span = _tracer().start_span(
+        span = self._tracer().start_span(
             f"send {model.task_name}",
             kind=SpanKind.PRODUCER,
             attributes={
@@ -123,7 +129,7 @@ class OpenTelemetryPlugin:
         if link:
             links = [Link(producer_span)] if producer_span.is_valid else []
             # An empty context: the run starts a trace of its own.
-            span = _tracer().start_span(
+            span = self._tracer().start_span(
                 f"process {task_broker.task_name}",
                 context=trace.set_span_in_context(trace.INVALID_SPAN),
                 kind=SpanKind.CONSUMER,
@@ -131,7 +137,7 @@ class OpenTelemetryPlugin:
                 links=links,
             )
         else:
-            span = _tracer().start_span(
+            span = self._tracer().start_span(
                 f"process {task_broker.task_name}",
                 context=producer,
                 kind=SpanKind.CONSUMER,
@@ -164,7 +170,7 @@ class OpenTelemetryPlugin:
         span.end()
 
     @hookimpl
-    def worker_stop(self, worker: Worker) -> None:
+    async def worker_stop(self, worker: Worker) -> None:
         # Runs cut short by the shutdown never reach worker_execute_after.
         with self._lock:
             cut = [k for k in self._consuming if k[0] == worker.id]
@@ -172,3 +178,11 @@ class OpenTelemetryPlugin:
         for span in spans:
             span.set_status(Status(StatusCode.ERROR, "worker stopped during the run"))
             span.end()
+        # `qtasks worker` leaves with os._exit() once its workers stopped, so atexit
+        # hooks never run: a BatchSpanProcessor would lose the spans it still holds.
+        # The API's provider has no force_flush; the SDK's (and most others') do. An
+        # export is I/O: off the worker's event loop.
+        provider = self._provider or trace.get_tracer_provider()
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            await asyncio.to_thread(flush)
