@@ -42,7 +42,7 @@ from .plugins import Depends, State
 from .plugins.depends import ScopeEnum
 from .plugins.state import AsyncState
 from .results import AsyncResult, SyncResult
-from .schemas import Task, TaskStatus, TaskStatusEnum
+from .schemas import Task, TaskPage, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
 from .testcase import AsyncTestCase, SyncTestCase, TestConfig
@@ -74,6 +74,7 @@ __all__ = [
     "SyncRouter",
     "SyncTestCase",
     "Task",
+    "TaskPage",
     "TaskCancel",
     "TaskContext",
     "TaskExecutor",

@@ -58,7 +58,7 @@ from .keys import DEFAULT_QUEUE
 from .middlewares import check_middlewares
 from .schedules import NAMESPACE as SCHEDULES
 from .schedules import Schedule, ScheduleState, load_runtime
-from .schemas import Task, TaskExecSchema, TaskStatusNewSchema
+from .schemas import Task, TaskExecSchema, TaskPage, TaskStatusNewSchema
 from .storages import Storage
 
 if TYPE_CHECKING:
@@ -926,6 +926,58 @@ class QueueTasks(_Registry):
     def get(self, uuid: str) -> Task | None:
         """Sync twin of :meth:`get_async`."""
         return self._portal.call(self.get_async(uuid))
+
+    async def list_tasks_async(
+        self,
+        *,
+        status: str | None = None,
+        task_name: str | None = None,
+        queue: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        """A page of tasks, read from indexes the backend keeps (never a key scan, so a
+        page is as fast with a million finished records as with ten).
+
+        :param status: a final status (``success``, ``error``, ``cancel``: newest first,
+            by when they ended), ``None`` for every finished task, or a live one:
+            ``new`` (the queue ``queue``, default ``default``, in queue order),
+            ``process`` (by lease deadline) or ``retry`` (waiting, by due time).
+        :param task_name: only tasks of this name.
+        :param queue: only tasks of this queue.
+        :param before: the ``next`` of the previous page.
+        :param limit: tasks per page, 1 to 1000.
+
+        A finished task is listed for as long as its record is kept (``result_ttl``).
+        Filters the index does not hold (a name within a status, a queue) are checked
+        over a bounded window of entries, so a page can hold fewer than ``limit`` tasks
+        and still have a ``next``.
+        """
+        await self.start_async()
+        tasks, cursor = await self.storage.list_tasks(
+            status=status,
+            task_name=task_name,
+            queue=queue,
+            before=before,
+            limit=limit,
+        )
+        return TaskPage(tasks=tasks, next=cursor)
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        task_name: str | None = None,
+        queue: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        """Sync twin of :meth:`list_tasks_async`."""
+        return self._portal.call(
+            self.list_tasks_async(
+                status=status, task_name=task_name, queue=queue, before=before, limit=limit
+            )
+        )
 
     async def wait_async(self, uuid: str, timeout: float) -> Task:
         """Wait (blocking in the backend, no polling) for the task's final state.

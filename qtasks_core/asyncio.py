@@ -35,7 +35,7 @@ from typing import Any
 from .app import QueueTasks as _SyncQueueTasks
 from .backends.base import RequeueResult
 from .errors import TaskTimeoutError
-from .schemas import Task
+from .schemas import Task, TaskPage
 
 log = logging.getLogger("qtasks.app")
 
@@ -102,6 +102,20 @@ class QueueTasks(_SyncQueueTasks):
     async def flush_all(self) -> None:  # type: ignore[override]
         """:meth:`~qtasks_core.QueueTasks.flush_all_async`."""
         await self.flush_all_async()
+
+    async def list_tasks(  # type: ignore[override]
+        self,
+        *,
+        status: str | None = None,
+        task_name: str | None = None,
+        queue: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> TaskPage:
+        """:meth:`~qtasks_core.QueueTasks.list_tasks_async`."""
+        return await self.list_tasks_async(
+            status=status, task_name=task_name, queue=queue, before=before, limit=limit
+        )
 
     async def dead_letters(self) -> list[dict[str, str]]:  # type: ignore[override]
         """:meth:`~qtasks_core.QueueTasks.dead_letters_async`."""

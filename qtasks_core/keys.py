@@ -26,6 +26,9 @@ key                   type   holds
 ``dead``              zset   uuid -> time it was set aside (dead letters)
 ``dead:<uuid>``       hash   the dead letter: reason and raw message
 ``worker:<id>``       str    a live worker's heartbeat (JSON), expires with its lease
+``workers``           zset   worker id -> when its heartbeat expires (ms): who to read
+``index:<status>``    zset   uuid -> when it ended (ms), per final status: the task list
+``index:name:<task>`` zset   the same, per task name
 ``config:<name>``     hash   global config values of one namespace (JSON); the namespace
                              ``schedules`` holds the schedules added at run time
 ``schedule:<name>``   hash   a schedule's cursor: ``next`` tick and ``last`` fired (ms)
@@ -97,6 +100,18 @@ class Keys:
     @property
     def queues(self) -> str:
         return self.prefix + "queues"
+
+    @property
+    def workers(self) -> str:
+        return self.prefix + "workers"
+
+    def index_of(self, status: str) -> str:
+        """The finished tasks of final ``status``, by the time they ended."""
+        return f"{self.prefix}index:{status}"
+
+    def index_of_name(self, task_name: str) -> str:
+        """The finished tasks named ``task_name``, by the time they ended."""
+        return f"{self.prefix}index:name:{task_name}"
 
     def queue_of(self, name: str) -> str:
         """The queue ``name`` (the default queue keeps the key it always had)."""

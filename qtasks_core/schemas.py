@@ -229,6 +229,14 @@ class WorkerInfo(BaseModel):
     queues: list[str] = Field(default_factory=list)
 
 
+class TaskPage(BaseModel):
+    """One page of ``app.list_tasks``: tasks, and the cursor of the next page."""
+
+    tasks: list[Task] = Field(default_factory=list)
+    #: Pass as ``before=`` for the next page; ``None`` on the last one.
+    next: str | None = None
+
+
 class InspectStats(BaseModel):
     """A snapshot of an app at runtime (``Stats(app).inspect()``)."""
 
@@ -240,6 +248,8 @@ class InspectStats(BaseModel):
     queues: dict[str, dict[int, int]] = Field(default_factory=dict)
     scheduled: int = 0
     running: int = 0
+    #: Dead letters waiting to be requeued or deleted.
+    dead: int = 0
     status_counts: dict[str, int] = Field(default_factory=dict)
     workers: list[WorkerInfo] = Field(default_factory=list)
     tasks: list[dict[str, Any]] = Field(default_factory=list)

@@ -30,6 +30,7 @@ class Stats:
             queues=raw.queues,
             scheduled=raw.scheduled,
             running=raw.running,
+            dead=raw.dead,
             status_counts=raw.counts,
             workers=[WorkerInfo.model_validate(w) for w in raw.workers],
             tasks=[

@@ -61,6 +61,7 @@ _FUNCTIONS: Final = {
     "probe": True,
     "purge": True,
     "tick": False,
+    "workflow": False,
 }
 
 
@@ -108,3 +109,4 @@ DEAD: Final = function_name("dead")
 PROBE: Final = function_name("probe")
 PURGE: Final = function_name("purge")
 TICK: Final = function_name("tick")
+WORKFLOW: Final = function_name("workflow")

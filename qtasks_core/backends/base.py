@@ -156,6 +156,18 @@ class Backend(Protocol):
 
     async def get_all(self, limit: int) -> list[dict[str, str]]: ...
 
+    async def index_page(
+        self, index: str, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[str, float, dict[str, str] | None]]:
+        """Up to ``limit`` entries of an index after the cursor ``after`` (``(score,
+        uuid)`` of the last entry of the previous page): ``(uuid, score, record)``, the
+        record ``None`` when it is gone (expired; such entries are dropped from the
+        index). Never a scan of the keyspace.
+
+        ``index`` is ``final:<status>`` or ``name:<task name>`` (finished tasks, newest
+        first, scored by the time they ended in ms), ``queue:<name>`` (queue order),
+        ``running`` (by lease deadline) or ``scheduled`` (by due time, in ms)."""
+
     async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         """Block until the task is final, or ``timeout`` passes (``False``). A final
         task gives its record when the backend has it at hand, else ``True``."""
@@ -206,6 +218,15 @@ class Backend(Protocol):
         as :meth:`enqueue`) as that tick's, in one atomic step; nothing is written if
         the cursor is elsewhere (another scheduler moved it) or ``fired`` is not due by
         the backend's clock. Returns whether it moved, and the backend's time (ms)."""
+
+    async def start_workflow(
+        self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
+    ) -> bool:
+        """Write a workflow's record (status ``process``) and its tree ``nodes`` (path ->
+        node as JSON text: ``{"k": "t"|"c"|"g", "n": children, "f": a task's record,
+        "p": its priority, "i": immutable}``) and queue its first tasks, atomically.
+        From then on the backend advances it as members end, in the same step that
+        writes each member's final status. ``False`` if it was started already."""
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

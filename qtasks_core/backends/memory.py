@@ -8,6 +8,7 @@ blocking waits) with a lock and futures, so it serves several event loops at onc
 from __future__ import annotations
 
 import asyncio
+import bisect
 import fnmatch
 import heapq
 import itertools
@@ -16,7 +17,9 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import BackendDataError
 from ..keys import DEFAULT_QUEUE, PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
@@ -85,6 +88,19 @@ def _unfit(record: dict[str, str] | None) -> str | None:
     return None
 
 
+def _with_first(args: str, first: str) -> str:
+    """The JSON array ``args`` with the JSON value ``first`` put in front."""
+    return f"[{first}]" if args in ("[]", "") else f"[{first},{args[1:]}"
+
+
+@dataclass(slots=True)
+class _Workflow:
+    nodes: dict[str, dict[str, Any]]
+    left: dict[str, int] = field(default_factory=dict)
+    results: dict[str, dict[int, str]] = field(default_factory=dict)
+    live: set[str] = field(default_factory=set)
+
+
 class MemoryBackend:
     """Tasks in this process's memory; gone when it exits."""
 
@@ -109,6 +125,12 @@ class MemoryBackend:
         self._status: dict[str, tuple[str, float]] = {}
         self._work: dict[str, _Signal] = {}
         self._done: dict[str, _Signal] = {}
+        #: The task list's indexes of finished tasks ("final:<status>", "name:<task>"):
+        #: (when it ended in ms, uuid), sorted as Redis sorts a zset; and uuid -> when.
+        self._index: dict[str, list[tuple[float, str]]] = {}
+        self._index_at: dict[str, dict[str, float]] = {}
+        #: Running workflows (as lib.lua's workflow helpers keep them in Redis).
+        self._workflows: dict[str, _Workflow] = {}
 
     async def start(self) -> None:
         return None
@@ -374,7 +396,119 @@ class MemoryBackend:
         return lost
 
     def _signal_done(self, uuid: str) -> None:
-        self._records.get(uuid, {})["_done"] = "1"
+        record = self._records.get(uuid, {})
+        record["_done"] = "1"
+        at = float(record.get("updated_at") or time.time()) * 1000
+        for index in (f"final:{record.get('status')}", f"name:{record.get('task_name')}"):
+            self._unindex(index, uuid)  # a requeued dead letter that ended again moves up
+            bisect.insort(self._index.setdefault(index, []), (at, uuid))
+            self._index_at.setdefault(index, {})[uuid] = at
+        if "wfn" in record:
+            self._member_ended(uuid, record)
+
+    # -- workflows (the same steps as lib.lua's; see there) ------------------------------
+
+    async def start_workflow(
+        self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
+    ) -> bool:
+        with self._lock:
+            if workflow_id in self._records:
+                return False
+            self._records[workflow_id] = dict(record)
+            self._workflows[workflow_id] = _Workflow(
+                {path: json.loads(text) for path, text in nodes.items()}
+            )
+            self._wf_start(workflow_id, "r", None, time.time())
+            return True
+
+    def _wf_start(self, wf: str, path: str, given: str | None, now: float) -> None:
+        state = self._workflows[wf]
+        node = state.nodes[path]
+        if node["k"] == "t":
+            fields = dict(node["f"])
+            if given is not None and not node.get("i"):
+                fields["args"] = _with_first(fields.get("args", "[]"), given)
+            fields.update(wf=wf, wfn=path)
+            uuid = f"{wf}:{path}"
+            if self._write(uuid, fields, int(node["p"]), now):
+                state.live.add(uuid)
+        elif node["k"] == "c":
+            self._wf_start(wf, f"{path}.0", given, now)
+        elif node["n"] == 0:
+            self._wf_node_done(wf, path, "[]", now)
+        else:
+            state.left[path] = node["n"]
+            for i in range(node["n"]):
+                self._wf_start(wf, f"{path}.{i}", given, now)
+
+    def _wf_node_done(self, wf: str, path: str, result: str, now: float) -> None:
+        if path == "r":
+            self._wf_end(wf, {"status": "success", "returning": result}, now)
+            return
+        state = self._workflows[wf]
+        parent, _, index = path.rpartition(".")
+        i, up = int(index), state.nodes[parent]
+        if up["k"] == "c":
+            if i + 1 < up["n"]:
+                self._wf_start(wf, f"{parent}.{i + 1}", result, now)
+            else:
+                self._wf_node_done(wf, parent, result, now)
+            return
+        results = state.results.setdefault(parent, {})
+        if i in results:
+            return  # this member ended before (a requeued dead letter): counted once
+        results[i] = result
+        state.left[parent] -= 1
+        if state.left[parent] == 0:
+            joined = "[" + ",".join(results[j] for j in range(up["n"])) + "]"
+            self._wf_node_done(wf, parent, joined, now)
+
+    def _wf_end(self, wf: str, fields: dict[str, str], now: float) -> None:
+        record = self._records[wf]
+        record.update(fields, updated_at=f"{now:.3f}")
+        self._finals[fields["status"]] += 1
+        if record.get("ttl"):
+            self._expires[wf] = now + float(record["ttl"])
+        self._signal_done(wf)
+
+    def _member_ended(self, uuid: str, record: dict[str, str]) -> None:
+        wf = record["wf"]
+        state = self._workflows.get(wf)
+        workflow = self._records.get(wf)
+        if state is None or workflow is None:
+            return
+        state.live.discard(uuid)
+        if workflow.get("status") != "process":
+            return
+        now = time.time()
+        if record.get("status") == "success":
+            self._wf_node_done(wf, record["wfn"], record.get("returning", "null"), now)
+            return
+        why = record.get("traceback") or record.get("cancel_reason") or ""
+        message = (
+            f"workflow member {record['wfn']} ({record.get('task_name')}, {uuid}) ended "
+            f"{record.get('status')}" + (f": {why}" if why else "")
+        )
+        self._wf_end(wf, {"status": "error", "traceback": message, "failed_member": uuid}, now)
+        for member in sorted(state.live):
+            queued = self._records.get(member)
+            if queued is not None and queued.get("status") == "new":
+                self._queued.pop(member, None)
+                self._scheduled.pop(member, None)
+                state.live.discard(member)
+                queued.update(
+                    status="cancel", cancel_reason=f"workflow {wf} failed", updated_at=f"{now:.3f}"
+                )
+                self._finals["cancel"] += 1
+                if queued.get("ttl"):
+                    self._expires[member] = now + float(queued["ttl"])
+                self._signal_done(member)
+
+    def _unindex(self, index: str, uuid: str) -> None:
+        at = self._index_at.get(index, {}).pop(uuid, None)
+        if at is not None:
+            entries = self._index[index]
+            del entries[bisect.bisect_left(entries, (at, uuid))]
         signal = self._done.pop(uuid, None)
         if signal is not None:
             signal.fire()
@@ -429,10 +563,52 @@ class MemoryBackend:
         with self._lock:
             self._expire()
             record = self._records.get(uuid)
-            if record is None:
-                return None
-            hidden = ("_done", "claim")
-            return {"uuid": uuid, **{k: v for k, v in record.items() if k not in hidden}}
+            return None if record is None else self._visible(uuid, record)
+
+    @staticmethod
+    def _visible(uuid: str, record: dict[str, str]) -> dict[str, str]:
+        """A record as a reader sees it: without the bookkeeping fields."""
+        hidden = ("_done", "claim")
+        return {"uuid": uuid, **{k: v for k, v in record.items() if k not in hidden}}
+
+    async def index_page(
+        self, index: str, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[str, float, dict[str, str] | None]]:
+        kind, _, name = index.partition(":")
+        with self._lock:
+            self._expire()
+            if kind in ("final", "name") and name:
+                entries = self._index.get(index, [])
+                # Newest first; the cursor's place is found by bisection, as in a zset.
+                end = len(entries) if after is None else bisect.bisect_left(entries, after)
+                rows: Iterable[tuple[str, float]] = (
+                    (entries[i][1], entries[i][0]) for i in range(end - 1, -1, -1)
+                )
+            elif kind == "queue" and name:
+                heap = self._queues.get(name, [])
+                order = sorted((float(sc), u) for sc, u in heap if self._queued.get(u) == name)
+                rows = [(u, sc) for sc, u in order]
+            elif index in ("running", "scheduled"):
+                live = self._running if index == "running" else self._scheduled
+                rows = [(u, at * 1000) for at, u in sorted((at, u) for u, at in live.items())]
+            else:
+                raise ValueError(f"unknown task index {index!r}")
+            if after is not None and kind not in ("final", "name"):
+                score, last = after
+                rows = [(u, sc) for u, sc in rows if sc > score or (sc == score and u > last)]
+            page: list[tuple[str, float, dict[str, str] | None]] = []
+            gone = []
+            for uuid, score in rows:
+                record = self._records.get(uuid)
+                if record is None:
+                    gone.append(uuid)  # expired or deleted: its entry goes too
+                page.append((uuid, score, None if record is None else self._visible(uuid, record)))
+                if len(page) >= limit:
+                    break
+            if kind in ("final", "name"):
+                for uuid in gone:
+                    self._unindex(index, uuid)
+            return page
 
     async def get_all(self, limit: int) -> list[dict[str, str]]:
         with self._lock:
@@ -567,6 +743,8 @@ class MemoryBackend:
             self._config.clear()
             self._cursors.clear()
             self._status.clear()
+            self._index.clear()
+            self._index_at.clear()
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

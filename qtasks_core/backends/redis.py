@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ ACL_RULE: Final = (
     "+fcall +function|load +multi +exec "
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
-    "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem "
+    "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem +zremrangebyscore "
     "+rpush +ltrim +blpop +blmove +sadd +smembers +asking +cluster|slots"
 )
 
@@ -753,6 +754,70 @@ class RedisBackend:
             first = await client.zrangebyscore(queue, high, "+inf", start=0, num=1, withscores=True)
         return queued
 
+    def _index_key(self, index: str) -> str:
+        kind, _, name = index.partition(":")
+        if kind == "final" and name in FINAL_STATUSES:
+            return self.keys.index_of(name)
+        if kind == "name" and name:
+            return self.keys.index_of_name(name)
+        if kind == "queue" and name:
+            return self.keys.queue_of(name)
+        if index in ("running", "scheduled"):
+            return self.keys.running if index == "running" else self.keys.scheduled
+        raise ValueError(f"unknown task index {index!r}")
+
+    @mapped("index_page")
+    async def index_page(
+        self, index: str, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[str, float, dict[str, str] | None]]:
+        key = self._index_key(index)
+        client = self.client
+        newest_first = index.startswith(("final:", "name:"))
+        # Entries with the cursor's own score are read again and those up to the
+        # cursor dropped: tasks that ended in the same millisecond are not skipped.
+        spare = 64
+        bound: str | float = ("+inf" if newest_first else "-inf") if after is None else after[0]
+        try:
+            if newest_first:
+                rows = await client.zrange(
+                    key, bound, "-inf", desc=True, byscore=True, offset=0,
+                    num=limit + spare, withscores=True,
+                )  # fmt: skip
+            else:
+                rows = await client.zrange(
+                    key, bound, "+inf", byscore=True, offset=0, num=limit + spare,
+                    withscores=True,
+                )  # fmt: skip
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return []  # an index overwritten by hand lists nothing, stops nothing
+            raise
+        entries = [(u, float(sc)) for u, sc in cast(list[tuple[str, float]], rows)]
+        if after is not None:
+            score, last = after
+            if newest_first:
+                entries = [(u, sc) for u, sc in entries if sc < score or (sc == score and u < last)]
+            else:
+                entries = [(u, sc) for u, sc in entries if sc > score or (sc == score and u > last)]
+        entries = entries[:limit]
+        records: list[dict[str, str] | None] = []
+        if entries:
+            pipe: Pipeline = self._conn().raw.pipeline(transaction=False)
+            for uuid, _ in entries:
+                pipe.hgetall(self.keys.task(uuid))
+            replies = await pipe.execute(raise_on_error=False)
+            for (uuid, _), raw in zip(entries, replies, strict=True):
+                if isinstance(raw, dict) and raw:
+                    record = _decoded(raw)
+                    record.pop("claim", None)
+                    records.append({"uuid": uuid, **record})
+                else:
+                    records.append(None)  # expired, deleted, or not a hash of ours
+        gone = [u for (u, _), r in zip(entries, records, strict=True) if r is None]
+        if gone and newest_first:
+            await client.zrem(key, *gone)  # expired records: their entries go too
+        return [(u, sc, r) for (u, sc), r in zip(entries, records, strict=True)]
+
     @mapped("stats")
     async def stats(self) -> BackendStats:
         client = self.client
@@ -776,14 +841,21 @@ class RedisBackend:
         pipe.zcard(k.dead)
         scheduled, running, counts, dead = await pipe.execute(raise_on_error=False)
         workers = []
-        pattern = escape_glob(k.worker("")) + "*"
-        async for key in client.scan_iter(match=pattern, count=500, _type="string"):
-            try:
-                info = json.loads(await client.get(key) or "null")
-            except (ValueError, RecursionError):
-                continue
-            if isinstance(info, dict):
-                workers.append(info)
+        try:
+            ids = cast(list[str], await client.zrange(k.workers, 0, -1))
+        except ResponseError:
+            ids = []  # a key of the wrong type: the workers are not shown
+        if ids:
+            heartbeats: Pipeline = client.pipeline(transaction=False)
+            for worker_id in ids:
+                heartbeats.get(k.worker(worker_id))
+            for raw in await heartbeats.execute(raise_on_error=False):
+                try:
+                    info = json.loads(raw or "null")
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(info, dict):
+                    workers.append(info)
         finals = {}
         if isinstance(counts, dict):
             for status, value in counts.items():
@@ -831,6 +903,16 @@ class RedisBackend:
             keys=[self.keys.schedule(schedule)], args=args
         )
         return moved == 1, int(now)
+
+    @mapped("start_workflow")
+    async def start_workflow(
+        self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
+    ) -> bool:
+        started = await _PyFunction(self._conn().raw, _lua.WORKFLOW)(
+            keys=[self.keys.queue],
+            args=[self.keys.prefix, workflow_id, to_json(record), to_json(nodes)],
+        )
+        return bool(started == 1)
 
     @mapped("purge_queue")
     async def purge_queue(
@@ -908,8 +990,18 @@ class RedisBackend:
 
     @mapped("set_status")
     async def set_status(self, worker_id: str, status: str, ttl: float) -> None:
-        await self.client.set(self.keys.worker(worker_id), status, px=int(ttl * 1000))
+        # The heartbeat, and the index of heartbeats the stats read (no key scan); an
+        # entry whose heartbeat ended a minute ago is dropped (its worker died).
+        now = int(time.time() * 1000)
+        pipe: Pipeline = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.worker(worker_id), status, px=int(ttl * 1000))
+        pipe.zadd(self.keys.workers, {worker_id: now + int(ttl * 1000)})
+        pipe.zremrangebyscore(self.keys.workers, "-inf", now - 60_000)
+        await pipe.execute()
 
     @mapped("clear_status")
     async def clear_status(self, worker_id: str) -> None:
-        await self.client.delete(self.keys.worker(worker_id))
+        pipe: Pipeline = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.worker(worker_id))
+        pipe.zrem(self.keys.workers, worker_id)
+        await pipe.execute()

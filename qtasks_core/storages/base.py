@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +12,11 @@ from .._validate import check_priority, check_queue
 from ..errors import TaskOptionError
 from ..keys import DEFAULT_QUEUE
 from ..schemas import (
+    FINAL_STATUSES,
     FinishedModel,
     Task,
     TaskPrioritySchema,
+    TaskStatus,
     TaskStatusErrorSchema,
     TaskStatusNewSchema,
     TaskStatusProcessSchema,
@@ -26,6 +29,24 @@ if TYPE_CHECKING:
     from ..worker import Worker
 
 log = logging.getLogger("qtasks.storage")
+
+KNOWN_STATUSES = frozenset(str(s) for s in TaskStatus)
+
+
+def _parse_cursor(before: str | None) -> tuple[float, str] | None:
+    """A page cursor (``<score>:<uuid>``, as ``list_tasks`` returned it)."""
+    if before is None:
+        return None
+    score, sep, uuid = str(before).partition(":")
+    try:
+        value = float(score)
+    except ValueError:
+        value = math.nan
+    if not sep or not uuid or not math.isfinite(value):
+        raise TaskOptionError(
+            f"before must be a cursor that list_tasks returned as next, not {before!r}"
+        )
+    return value, uuid
 
 
 def _printable(text: str) -> str:
@@ -132,6 +153,71 @@ class Storage:
         results = [task_from_record(r) for r in await self.backend.get_all(limit)]
         new = await fired(self.pm.hook.storage_get_all(storage=self, results=results))
         return results if new is None else list(new)
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None,
+        task_name: str | None,
+        queue: str | None,
+        before: str | None,
+        limit: int,
+    ) -> tuple[list[Task], str | None]:
+        """A page of tasks read from the backend's indexes (see ``QueueTasks.list_tasks``);
+        ``storage_get`` fires for each."""
+        if status is not None and status not in KNOWN_STATUSES:
+            raise TaskOptionError(
+                f"status must be one of {', '.join(sorted(KNOWN_STATUSES))} or None "
+                f"(every finished task), not {status!r}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
+        after = _parse_cursor(before)
+        if status is None or status in FINAL_STATUSES:
+            if task_name is not None:
+                indexes = [f"name:{task_name}"]
+            elif status is not None:
+                indexes = [f"final:{status}"]
+            else:
+                indexes = [f"final:{s}" for s in sorted(FINAL_STATUSES)]
+            newest_first = True
+        else:
+            live = {"new": f"queue:{queue or DEFAULT_QUEUE}", "process": "running"}
+            indexes = [live.get(status, "scheduled")]
+            newest_first = False
+
+        def wanted(record: dict[str, str]) -> bool:
+            if status is None:
+                if record.get("status") not in FINAL_STATUSES:
+                    return False
+            elif record.get("status") != status:
+                return False
+            if task_name is not None and record.get("task_name") != task_name:
+                return False
+            return queue is None or record.get("queue", DEFAULT_QUEUE) == queue
+
+        found: list[Task] = []
+        # A filter the index does not hold (a name within a status, a queue) is checked
+        # on the records of a bounded window: a page may come back short, with a cursor.
+        for _ in range(20):
+            rows: list[tuple[str, float, dict[str, str] | None]] = []
+            for index in indexes:
+                rows += await self.backend.index_page(index, after, limit)
+            rows.sort(key=lambda row: (row[1], row[0]), reverse=newest_first)
+            if not rows:
+                return found, None
+            for uuid, score, record in rows[:limit]:
+                after = (score, uuid)
+                if record is not None and wanted(record):
+                    task = await self.get(uuid, record)
+                    if task is not None:
+                        found.append(task)
+                if len(found) >= limit:
+                    return found, f"{score!r}:{uuid}"
+            if len(rows) < limit:
+                return found, None
+        assert after is not None
+        return found, f"{after[0]!r}:{after[1]}"
 
     async def update(self, **kw: Any) -> bool:
         """Set fields of the record ``kw['uuid']``; ``status='cancel'`` also unqueues it."""

@@ -82,9 +82,9 @@ def test_workers_and_producers_carry_on_after_a_failover(tmp_path: Path) -> None
         app = QueueTasks(name, redis_url=url, load_entry_points=False)
         env = {**env_for(primary, name), "QTASKS_REDIS_URL": url}
         workers = [start_worker(env, "-c", "8", "--lease", "3") for _ in range(2)]
-        before = [app.add_task("nap", 0.01).uuid for _ in range(600)]
+        before = [app.add_task("nap", 0.01).uuid for _ in range(1400)]
         wait_for(
-            lambda: sum(t.status == "success" for t in map(app.get, before[:200])) > 100,  # type: ignore[union-attr]
+            lambda: sum(t.status == "success" for t in map(app.get, before[:400])) > 200,  # type: ignore[union-attr]
             timeout=60,
             what="tasks to run on the first primary",
         )
@@ -96,7 +96,7 @@ def test_workers_and_producers_carry_on_after_a_failover(tmp_path: Path) -> None
 
         after: list[str] = []
         refused = 0
-        while len(after) < 300:
+        while len(after) < 600:
             try:
                 after.append(app.add_task("nap", 0.01).uuid)
             except BackendError:

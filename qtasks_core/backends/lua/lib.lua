@@ -96,6 +96,30 @@ local function push_token(key, token)
   return length
 end
 
+-- What a workflow does when one of its members ends; defined after write_task, which
+-- it needs (signal_done, below, calls it for every task that reaches a final status).
+local member_ended
+
+-- The indexes of finished tasks the task list pages through (never a scan): one per
+-- final status and one per task name, scored by the time the task ended. An entry
+-- lives as long as the record: entries older than this task's ttl are trimmed now and
+-- then (about one finish in 32), and the reader drops those whose record is gone. An
+-- index of the wrong type is skipped: only the list reads it.
+local function index_final(prefix, uuid, rec, ttl)
+  local status, name = rec.status, rec.task_name
+  if not status or not name then return end
+  local at = math.floor((tonumber(rec.updated_at) or 0) * 1000)
+  if at <= 0 then at = now_ms() end
+  local by_status, by_name = prefix .. 'index:' .. status, prefix .. 'index:name:' .. name
+  redis.pcall('ZADD', by_status, at, uuid)
+  redis.pcall('ZADD', by_name, at, uuid)
+  if ttl and ttl > 0 and at % 32 == 0 then
+    local horizon = '(' .. string.format('%d', at - ttl * 1000)
+    redis.pcall('ZREMRANGEBYSCORE', by_status, '-inf', horizon)
+    redis.pcall('ZREMRANGEBYSCORE', by_name, '-inf', horizon)
+  end
+end
+
 -- Wake the waiters of a task that reached its final status: the token carries the
 -- record, so a waiter needs no second read.
 local function signal_done(prefix, uuid, tkey, ttl)
@@ -107,6 +131,8 @@ local function signal_done(prefix, uuid, tkey, ttl)
     redis.call('EXPIRE', tkey, ttl)
     redis.call('EXPIRE', dkey, ttl)
   end
+  index_final(prefix, uuid, rec, ttl)
+  if rec.wf then member_ended(prefix, uuid, rec) end
 end
 
 -- Set a task aside as a dead letter with its reason. A record that is a hash ends
@@ -283,4 +309,136 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
   end
   -- A delayed task wakes an idle worker too: it then sleeps only until the task is due.
   return wkey(prefix, queue), nil
+end
+
+
+-- Workflows (chains, groups, chords). The tree is stored node by node in the hash
+-- wf:<id> (field = the node's path: r, r.0, r.0.1 ...; value = JSON: k = t (a task), c
+-- (a chain) or g (a group), n = children, f = a task's record fields, p = its
+-- priority, i = immutable: the previous result is not passed). A task member's uuid is
+-- <id>:<path> and its record carries wf and wfn (the path). The next step starts in the
+-- same call that writes the member's final status, so a crash between the two cannot
+-- lose or double a step: a member that ends twice (a dead letter requeued) finds its
+-- group slot taken (HSETNX) and a chain's next task already written (write_task skips
+-- an existing uuid). Results pass as JSON text, concatenated, never decoded here.
+-- The workflow's own record task:<id> is `process` until it ends `success` (with
+-- the last result) or `error` (naming the member that failed); its waiters wake then.
+
+local function wf_key(prefix, wf) return prefix .. 'wf:' .. wf end
+
+local function wf_node(prefix, wf, path)
+  return cjson.decode(redis.call('HGET', wf_key(prefix, wf), path))
+end
+
+-- The args JSON array with `first` put in front.
+local function with_first(args, first)
+  if args == '[]' or args == '' then return '[' .. first .. ']' end
+  return '[' .. first .. ',' .. string.sub(args, 2)
+end
+
+local function wf_end(prefix, wf, fields)
+  local tkey = prefix .. 'task:' .. wf
+  local now = now_ms()
+  fields[#fields + 1] = 'updated_at'
+  fields[#fields + 1] = stamp(now)
+  redis.call('HSET', tkey, unpack(fields))
+  local status = fields[2]
+  bump(prefix .. 'counts', status)
+  local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
+  signal_done(prefix, wf, tkey, ttl)
+  if ttl and ttl > 0 then
+    redis.call('EXPIRE', wf_key(prefix, wf), ttl)
+    redis.call('EXPIRE', wf_key(prefix, wf) .. ':live', ttl)
+  end
+  return now
+end
+
+local node_done
+
+local function start_node(prefix, wf, path, input)
+  local node = wf_node(prefix, wf, path)
+  if node.k == 't' then
+    local flat = {}
+    for field, value in pairs(node.f) do
+      if field == 'args' and input and not node.i then value = with_first(value, input) end
+      flat[#flat + 1] = field
+      flat[#flat + 1] = value
+    end
+    flat[#flat + 1] = 'wf'
+    flat[#flat + 1] = wf
+    flat[#flat + 1] = 'wfn'
+    flat[#flat + 1] = path
+    local uuid = wf .. ':' .. path
+    local fields, queue, due_in, expires_in = split_fields(flat)
+    local wake = write_task(prefix, uuid, node.p, fields, queue, due_in, expires_in)
+    if wake then
+      push_token(wake, '1')
+      redis.call('SADD', wf_key(prefix, wf) .. ':live', uuid)
+    end
+  elseif node.k == 'c' then
+    start_node(prefix, wf, path .. '.0', input)
+  elseif node.n == 0 then
+    node_done(prefix, wf, path, '[]')
+  else
+    redis.call('HSET', wf_key(prefix, wf), path .. '#left', node.n)
+    for i = 0, node.n - 1 do start_node(prefix, wf, path .. '.' .. i, input) end
+  end
+end
+
+node_done = function(prefix, wf, path, result)
+  if path == 'r' then
+    wf_end(prefix, wf, {'status', 'success', 'returning', result})
+    return
+  end
+  local parent, idx = string.match(path, '^(.*)%.(%d+)$')
+  idx = tonumber(idx)
+  local up = wf_node(prefix, wf, parent)
+  if up.k == 'c' then
+    if idx + 1 < up.n then
+      start_node(prefix, wf, parent .. '.' .. (idx + 1), result)
+    else
+      node_done(prefix, wf, parent, result)
+    end
+    return
+  end
+  local key = wf_key(prefix, wf)
+  if redis.call('HSETNX', key, parent .. '#' .. idx, result) == 0 then return end
+  if redis.call('HINCRBY', key, parent .. '#left', -1) ~= 0 then return end
+  local fields = {}
+  for i = 0, up.n - 1 do fields[#fields + 1] = parent .. '#' .. i end
+  node_done(prefix, wf, parent, '[' .. table.concat(redis.call('HMGET', key, unpack(fields)), ',') .. ']')
+end
+
+-- A member failed (error, a dead letter, cancelled, expired): the workflow ends error
+-- naming it, and its members still queued are cancelled (running ones finish; their
+-- results are dropped).
+local function wf_fail(prefix, wf, uuid, rec)
+  local why = rec.traceback or rec.cancel_reason or ''
+  local now = wf_end(prefix, wf, {'status', 'error', 'traceback',
+    'workflow member ' .. (rec.wfn or '?') .. ' (' .. (rec.task_name or '?') .. ', ' .. uuid ..
+    ') ended ' .. (rec.status or '?') .. (why ~= '' and (': ' .. why) or ''),
+    'failed_member', uuid})
+  local live = wf_key(prefix, wf) .. ':live'
+  for _, member in ipairs(redis.call('SMEMBERS', live)) do
+    local mkey = prefix .. 'task:' .. member
+    local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
+    if r[1] == 'new' then
+      redis.call('ZREM', qkey(prefix, r[2]), member)
+      redis.call('ZREM', prefix .. 'scheduled', member)
+      redis.call('SREM', live, member)
+      cancel(prefix, member, mkey, 'workflow ' .. wf .. ' failed', now, tonumber(r[3] or ''))
+    end
+  end
+end
+
+member_ended = function(prefix, uuid, rec)
+  if not rec.wfn then return end
+  local wf = rec.wf
+  redis.call('SREM', wf_key(prefix, wf) .. ':live', uuid)
+  if redis.call('HGET', prefix .. 'task:' .. wf, 'status') ~= 'process' then return end
+  if rec.status == 'success' then
+    node_done(prefix, wf, rec.wfn, rec.returning or 'null')
+  else
+    wf_fail(prefix, wf, uuid, rec)
+  end
 end

@@ -1,0 +1,42 @@
+-- WORKFLOW: start a workflow: its record, its tree and its first tasks, at once.
+-- KEYS: the default queue (any key of the app: the call's route on a cluster).
+-- ARGV: prefix, workflow id, JSON {field: value} of its record (status process), JSON
+--       {path: node as JSON text} (see the workflow helpers in lib.lua).
+-- Returns 1 started, 0 already started (a start retried after a lost reply).
+local prefix, wf = ARGV[1], ARGV[2]
+local tkey = prefix .. 'task:' .. wf
+if redis.call('EXISTS', tkey) == 1 then return 0 end
+local nodes = cjson.decode(ARGV[4])
+local checks, seen = {prefix .. 'scheduled', 'zset'}, {}
+for _, text in pairs(nodes) do
+  local node = cjson.decode(text)
+  if node.k == 't' then
+    local q = qkey(prefix, node.f.queue)
+    if not seen[q] then
+      seen[q] = true
+      checks[#checks + 1] = q
+      checks[#checks + 1] = 'zset'
+    end
+  end
+end
+local bad = expect_all(checks)
+if bad then return bad end
+local flat = {}
+for field, value in pairs(cjson.decode(ARGV[3])) do
+  flat[#flat + 1] = field
+  flat[#flat + 1] = value
+end
+redis.call('HSET', tkey, unpack(flat))
+-- In slices: unpack has a limit of a few thousand values.
+local hash = {}
+for path, text in pairs(nodes) do
+  hash[#hash + 1] = path
+  hash[#hash + 1] = text
+  if #hash >= 2000 then
+    redis.call('HSET', wf_key(prefix, wf), unpack(hash))
+    hash = {}
+  end
+end
+if #hash > 0 then redis.call('HSET', wf_key(prefix, wf), unpack(hash)) end
+start_node(prefix, wf, 'r', nil)
+return 1
