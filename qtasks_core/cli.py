@@ -423,6 +423,91 @@ def schedules_command(
     application.stop()
 
 
+# -- web -------------------------------------------------------------------------------
+
+#: Hosts that only this machine reaches: anything else exposes the dashboard.
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@cli.command()
+def web(
+    app_path: AppOption,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (loopback by default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Show everything, refuse every action.")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="QTASKS_WEB_TOKEN",
+            help="Require this token (a login page sets a cookie); the environment "
+            "variable keeps it out of the process list.",
+        ),
+    ] = None,
+    root_path: Annotated[
+        str,
+        typer.Option(help="The path prefix a reverse proxy serves the dashboard under (/qtasks)."),
+    ] = "",
+    redis_url: RedisUrlOption = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the dashboard: queues, workers, tasks, dead letters, schedules, live."""
+    try:
+        import uvicorn
+
+        from .web import create_app
+    except ImportError:
+        fail("qtasks web needs the 'web' extra: pip install 'qtasks-core[web]'")
+    if token is not None and not token.strip():
+        fail("--token is empty: give a token, or leave the option out for no login")
+    if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+        fail(f"--root-path {root_path!r} must start with '/' and not end with one: /qtasks")
+    configure_logging(log_level, "text")
+    application = load_app(app_path, redis_url)
+    dashboard = create_app(application, read_only=read_only, token=token)
+    log = logging.getLogger("qtasks.web")
+    if host not in _LOOPBACK and token is None and not read_only:
+        log.warning(
+            "the dashboard listens on %s without --token or --read-only: anyone who "
+            "reaches this port can cancel tasks and purge queues",
+            host,
+        )
+    config = uvicorn.Config(
+        dashboard,
+        host=host,
+        port=port,
+        root_path=root_path,
+        log_level=log_level.lower(),
+        # https from a TLS-terminating proxy on this machine (the cookies' Secure flag).
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        # One loop for the app and the server: the app's connections belong to it.
+        await _started_or_fail(application)
+        where = f"http://{'[' + host + ']' if ':' in host else host}:{port}{root_path}/"
+        log.info(
+            "QTasks dashboard for app %s (%s) at %s%s%s",
+            application.name,
+            application.backend.location,
+            where,
+            " | read-only" if read_only else "",
+            " | token required" if token is not None else "",
+        )
+        try:
+            await server.serve()
+        finally:
+            await application.stop_async()
+
+    asyncio.run(run())
+
+
 # -- add -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,535 @@
+"""The dashboard as an ASGI app: :func:`create_app`.
+
+Every page is one Starlette route that renders either the whole page or, for htmx's
+poll (``HX-Request: true``), only its live fragment: one request per view every 2 s,
+each answered from a fixed number of backend reads (never one per task). Actions are
+POSTs of plain HTML forms that redirect back to a page with a notice, so they work
+without JavaScript; :mod:`._security` says what guards them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlencode
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .._urls import mask_url
+from .._validate import check_queue
+from ..errors import BackendError, TaskOptionError
+from ..schemas import TaskStatus
+from ..stats import Stats
+from ._security import Guard, Refusal
+from ._throughput import Throughput
+
+if TYPE_CHECKING:
+    from ..app import QueueTasks
+
+__all__ = ["create_app"]
+
+HERE: Final = Path(__file__).resolve().parent
+#: How often a page's live fragment is fetched again (DESIGN.md: at most every 2 s).
+POLL: Final = "2s"
+#: Tasks per page of the tasks list.
+PAGE_SIZE: Final = 50
+#: Largest action form read; the forms hold a token and an id or a queue name.
+MAX_FORM: Final = 16_384
+#: Statuses in the order a task goes through them.
+STATUSES: Final = tuple(s.value for s in TaskStatus)
+#: Statuses in which ``app.cancel`` can still stop a task.
+CANCELLABLE: Final = frozenset({"new", "retry"})
+
+#: The pages, in the order of the navigation bar: (route name, label).
+#: Workflows (DESIGN.md §8: chain, group, chord) get their entry here, a route in
+#: :func:`create_app` and a page and fragment template, once the app can list them.
+NAV: Final = (
+    ("overview", "Overview"),
+    ("workers", "Workers"),
+    ("tasks", "Tasks"),
+    ("dead", "Dead letters"),
+    ("schedules", "Schedules"),
+)
+#: The views with a live fragment (the others: login, refusals).
+LIVE_VIEWS: Final = frozenset(name for name, _ in NAV) | {"task"}
+
+#: Sent with every page: no caching (the figures are live), no framing (the action
+#: buttons must not be clickjacked), scripts and styles from the dashboard only.
+HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Vary": "HX-Request",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+#: What an action reports back on the page it redirects to (``?done=<key>``).
+NOTICES: Final = {
+    "requeued": ("ok", "Dead letter {what} is queued again."),
+    "not-dead": (
+        "warn",
+        "{what} was not requeued: it is not a dead letter (a queued, running or finished "
+        "task is never requeued: it would run twice).",
+    ),
+    "no-record": (
+        "warn",
+        "{what} was not requeued: no task record is left to run (delete it instead).",
+    ),
+    "deleted": ("ok", "Dead letter {what} deleted."),
+    "not-deleted": ("warn", "{what} is not a dead letter: nothing was deleted."),
+    "cancelled": ("ok", "Task {what} cancelled."),
+    "not-cancelled": (
+        "warn",
+        "Task {what} was not cancelled: only a queued task, or one waiting for a retry, can be.",
+    ),
+    "purged": ("ok", "Queue {what}: {count} queued task(s) cancelled."),
+}
+_NOTICE_KEYS: Final = ("done", "what", "count")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+View = Callable[[Request], Awaitable[Response]]
+Action = Callable[[Request, dict[str, str]], Awaitable[Response]]
+
+
+def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = None) -> Starlette:
+    """The dashboard of ``app`` as an ASGI application, to serve or to mount.
+
+    ``qtasks web`` serves it with Uvicorn; under FastAPI or Starlette mount it on a
+    path of your own (``api.mount("/qtasks", create_app(app))``): its links and cookies
+    follow the mount path.
+
+    :param app: the QTasks app to show (started on the first request, on the server's
+        event loop).
+    :param read_only: refuse every action (requeue, delete, cancel, purge) with 403.
+    :param token: require this token to see any page: a login page sets a cookie;
+        scripts may send ``Authorization: Bearer <token>``. ``None``: no login (keep
+        the dashboard on loopback, or behind a proxy that authenticates).
+    :raises ValueError: for an empty token.
+    """
+    dashboard = _Dashboard(app, read_only=read_only, token=token)
+    page, action = dashboard.page, dashboard.action
+    routes = [
+        Route("/", page(dashboard.overview), name="overview"),
+        Route("/workers", page(dashboard.workers), name="workers"),
+        Route("/tasks", page(dashboard.tasks), name="tasks"),
+        Route("/task", page(dashboard.task), name="task"),
+        Route("/dead", page(dashboard.dead), name="dead"),
+        Route("/schedules", page(dashboard.schedules), name="schedules"),
+        Route("/dead/requeue", action(dashboard.requeue), methods=["POST"], name="requeue"),
+        Route("/dead/delete", action(dashboard.delete), methods=["POST"], name="delete"),
+        Route("/task/cancel", action(dashboard.cancel), methods=["POST"], name="cancel"),
+        Route("/queues/purge", action(dashboard.purge), methods=["POST"], name="purge"),
+        Route("/login", dashboard.login, methods=["GET", "POST"], name="login"),
+        Route("/logout", dashboard.logout, methods=["POST"], name="logout"),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    web = Starlette(routes=routes)
+    dashboard.web = web
+    return web
+
+
+class _Dashboard:
+    """The views of one dashboard and what they share: the app, the guard, the
+    throughput samples and the templates."""
+
+    def __init__(self, app: QueueTasks, *, read_only: bool, token: str | None) -> None:
+        self.app = app
+        self.guard = Guard(token=token, read_only=read_only)
+        self.throughput = Throughput()
+        self.web: Starlette | None = None
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(when=_when, ago=_ago, pretty=_pretty)
+        # A content hash in each asset's URL: a browser never runs a stale htmx.
+        self.assets = {
+            path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            for path in (HERE / "static").iterdir()
+        }
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def url(self, request: Request, name: str, /, **query: Any) -> str:
+        """The path of route ``name`` under the dashboard's mount point, with ``query``
+        (``None`` values left out)."""
+        assert self.web is not None
+        path = request.scope.get("root_path", "") + self.web.url_path_for(name)
+        given = {k: v for k, v in query.items() if v is not None and v != ""}
+        return f"{path}?{urlencode(given)}" if given else path
+
+    def static(self, request: Request, name: str) -> str:
+        return f"{request.scope.get('root_path', '')}/static/{name}?v={self.assets[name]}"
+
+    def render(self, request: Request, view: str, *, status: int = 200, **context: Any) -> Response:
+        """The page ``view``, or only its live fragment for htmx's poll."""
+        live = request.headers.get("hx-request") == "true" and view in LIVE_VIEWS
+        template = f"{'fragments' if live else 'pages'}/{view}.html"
+        csrf = self.guard.csrf_token(request)
+        query = {k: v for k, v in request.query_params.items() if k not in _NOTICE_KEYS}
+        html = self.env.get_template(template).render(
+            view=view,
+            nav=NAV,
+            app_name=self.app.name,
+            # A backend of a plugin's may not mask its password: mask it here as well.
+            backend=mask_url(self.app.backend.location),
+            read_only=self.guard.read_only,
+            has_token=self.guard.has_token,
+            csrf=csrf,
+            url=lambda name, **q: self.url(request, name, **q),
+            static=lambda name: self.static(request, name),
+            # What the live fragment polls: this page, less the notice of an action.
+            here=self.url(request, view, **query) if view in LIVE_VIEWS else "",
+            notice=_notice(request),
+            poll=POLL,
+            statuses=STATUSES,
+            **context,
+        )
+        response = HTMLResponse(html, status_code=status, headers=HEADERS)
+        self.guard.remember(request, response, csrf)
+        return response
+
+    def refuse(self, request: Request, refusal: Refusal) -> Response:
+        """A refusal as a page that says why (a plain line for htmx's poll)."""
+        if request.headers.get("hx-request") == "true":
+            return HTMLResponse(
+                f'<p class="notice warn">{Markup.escape(refusal.message)}</p>',
+                status_code=refusal.status,
+                headers=HEADERS,
+            )
+        return self.render(request, "refused", status=refusal.status, message=refusal.message)
+
+    def page(self, view: View) -> Endpoint:
+        """``view`` behind the token, with refusals and backend outages as pages."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self.guard.logged_in(request):
+                return self._to_login(request)
+            try:
+                return await view(request)
+            except Refusal as refusal:
+                return self.refuse(request, refusal)
+            except BackendError as exc:
+                return self.refuse(request, self._outage(exc))
+
+        return endpoint
+
+    def action(self, act: Action) -> Endpoint:
+        """``act`` behind the token, refused in read-only mode and from other sites."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                if not self.guard.logged_in(request):
+                    raise Refusal(401, "refused: log in first (this dashboard needs a token)")
+                self.guard.check_may_act()
+                form = await _read_form(request)
+                self.guard.check_same_origin(request, form)
+                return await act(request, form)
+            except Refusal as refusal:
+                return self.refuse(request, refusal)
+            except BackendError as exc:
+                return self.refuse(request, self._outage(exc))
+
+        return endpoint
+
+    def _outage(self, exc: BackendError) -> Refusal:
+        where = mask_url(self.app.backend.location)
+        return Refusal(503, f"cannot reach Redis at {where}: {mask_url(str(exc))}")
+
+    def _to_login(self, request: Request) -> Response:
+        target = self.url(request, "login", next=_relative(request))
+        if request.headers.get("hx-request") == "true":
+            # htmx follows this header instead of swapping the login page into a fragment.
+            return Response(status_code=401, headers={**HEADERS, "HX-Redirect": target})
+        return RedirectResponse(target, status_code=303, headers=HEADERS)
+
+    def back(self, request: Request, view: str, done: str, **query: Any) -> Response:
+        """Redirect to ``view`` with the notice ``done`` (after an action)."""
+        return RedirectResponse(self.url(request, view, done=done, **query), status_code=303)
+
+    # -- pages -------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        stats = await Stats(self.app).inspect_async()
+        dead = await self.app.dead_letters_async()
+        self.throughput.observe(stats.status_counts)
+        served = {q for w in stats.workers for q in w.queues}
+        queues = [
+            {
+                "name": name,
+                "total": sum(depth.values()),
+                "depth": sorted(depth.items()),
+                "served": name in served,
+            }
+            for name, depth in sorted(stats.queues.items())
+        ]
+        return self.render(
+            request,
+            "overview",
+            stats=stats,
+            counts=stats.status_counts,
+            dead=len(dead),
+            series=self.throughput.series(),
+            queues=queues,
+        )
+
+    async def workers(self, request: Request) -> Response:
+        stats = await Stats(self.app).inspect_async()
+        return self.render(request, "workers", workers=sorted(stats.workers, key=lambda w: w.id))
+
+    async def tasks(self, request: Request) -> Response:
+        query = request.query_params
+        found = query.get("uuid", "").strip()
+        if found:
+            return RedirectResponse(self.url(request, "task", uuid=found), status_code=303)
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise Refusal(400, f"status {status!r} is not one of {', '.join(STATUSES)}")
+        queue = query.get("queue") or None
+        task_name = query.get("task_name") or None
+        before = query.get("before") or None
+        try:
+            if queue is not None:
+                check_queue(queue)
+            page = await self.app.list_tasks_async(
+                status=status, task_name=task_name, queue=queue, before=before, limit=PAGE_SIZE
+            )
+        except TaskOptionError as exc:
+            raise Refusal(400, str(exc)) from None
+        filters = {"status": status, "task_name": task_name, "queue": queue}
+        return self.render(
+            request,
+            "tasks",
+            page=page,
+            filters=filters,
+            first_page=before is None,
+            task_names=sorted(self.app.tasks),
+            cancellable=CANCELLABLE,
+        )
+
+    async def task(self, request: Request) -> Response:
+        uuid = request.query_params.get("uuid", "").strip()
+        if not uuid:
+            raise Refusal(400, "give a task id: /task?uuid=<id>")
+        task = await self.app.get_async(uuid)
+        if task is None:
+            raise Refusal(
+                404,
+                f"no task has the id {uuid!r}: it never existed, or its record expired "
+                "(finished tasks are kept for the app's result TTL)",
+            )
+        timeline = [("created", task.created_at)]
+        if task.eta is not None:
+            timeline.append(("due", task.eta))
+        if task.updated_at != task.created_at or task.status != "new":
+            timeline.append((task.status, task.updated_at))
+        return self.render(
+            request,
+            "task",
+            task=task,
+            uuid=uuid,
+            timeline=sorted(timeline, key=lambda item: item[1]),
+            cancellable=task.status in CANCELLABLE,
+        )
+
+    async def dead(self, request: Request) -> Response:
+        letters = await self.app.dead_letters_async()
+        letters.sort(key=lambda d: _float(d.get("at")), reverse=True)
+        return self.render(request, "dead", letters=letters)
+
+    async def schedules(self, request: Request) -> Response:
+        rows = []
+        for state in await self.app.schedules_async():
+            s = state.schedule
+            if s.cron:
+                when = f"cron {s.cron} ({s.tz})"
+            elif s.every is not None:
+                seconds = s.every if isinstance(s.every, float | int) else s.every.total_seconds()
+                when = f"every {seconds:g} s"
+            else:
+                when = f"trigger {s.trigger!r}"
+            rows.append({"state": state, "schedule": s, "when": when})
+        return self.render(request, "schedules", rows=rows)
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def requeue(self, request: Request, form: dict[str, str]) -> Response:
+        uuid = _field(form, "uuid")
+        result = await self.app.requeue_dead_async(uuid)
+        return self.back(request, "dead", result, what=uuid)
+
+    async def delete(self, request: Request, form: dict[str, str]) -> Response:
+        uuid = _field(form, "uuid")
+        gone = await self.app.delete_dead_async(uuid)
+        return self.back(request, "dead", "deleted" if gone else "not-deleted", what=uuid)
+
+    async def cancel(self, request: Request, form: dict[str, str]) -> Response:
+        uuid = _field(form, "uuid")
+        done = await self.app.cancel_async(uuid, "cancelled from the dashboard")
+        return self.back(
+            request, "task", "cancelled" if done else "not-cancelled", uuid=uuid, what=uuid
+        )
+
+    async def purge(self, request: Request, form: dict[str, str]) -> Response:
+        queue = _field(form, "queue")
+        try:
+            check_queue(queue)
+        except TaskOptionError as exc:
+            raise Refusal(400, str(exc)) from None
+        count = await self.app.purge_queue_async(queue)
+        return self.back(request, "overview", "purged", what=queue, count=count)
+
+    # -- logging in and out ------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        target = _safe_next(request)
+        if not self.guard.has_token:
+            return RedirectResponse(target, status_code=303)
+        if request.method == "GET":
+            return self.render(request, "login", next=target, wrong=False)
+        try:
+            form = await _read_form(request)
+            self.guard.check_same_origin(request, form)
+        except Refusal as refusal:
+            return self.refuse(request, refusal)
+        if not self.guard.token_matches(form.get("token", "")):
+            return self.render(request, "login", status=401, next=target, wrong=True)
+        response = RedirectResponse(target, status_code=303)
+        self.guard.log_in(request, response)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        try:
+            form = await _read_form(request)
+            self.guard.check_same_origin(request, form)
+        except Refusal as refusal:
+            return self.refuse(request, refusal)
+        response = RedirectResponse(self.url(request, "login"), status_code=303)
+        self.guard.log_out(request, response)
+        return response
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """An action's urlencoded form (read here: Starlette's form parser needs the
+    python-multipart package, and these forms are a few short fields)."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise Refusal(
+            415,
+            "refused: an action takes an HTML form (application/x-www-form-urlencoded), "
+            f"not {kind or 'a body without a content type'}",
+        )
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise Refusal(413, f"refused: the form is over {MAX_FORM} bytes")
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def _field(form: dict[str, str], name: str) -> str:
+    value = form.get(name, "").strip()
+    if not value:
+        raise Refusal(400, f"refused: the form has no {name}")
+    return value
+
+
+def _notice(request: Request) -> dict[str, str] | None:
+    done = request.query_params.get("done")
+    if done not in NOTICES:
+        return None
+    kind, text = NOTICES[done]
+    query = request.query_params
+    return {
+        "kind": kind,
+        "text": text.format(what=query.get("what", ""), count=query.get("count", "")),
+    }
+
+
+def _relative(request: Request) -> str:
+    """The request's path and query, for the login page's way back."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _safe_next(request: Request) -> str:
+    """The login page's ``next``, only if it is a path on this dashboard (never
+    another site: an open redirect would lend the dashboard's name to a phishing link)."""
+    root = request.scope.get("root_path", "")
+    given = request.query_params.get("next", "")
+    if given.startswith(f"{root}/") and not given.startswith("//") and "\\" not in given:
+        return given
+    return f"{root}/"
+
+
+def _float(value: object) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value is None or value == "":
+        return None
+    try:
+        return datetime.fromtimestamp(float(str(value)), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _when(value: object) -> str:
+    """A time as ``2026-12-03 14:05:09 UTC`` (any input the records hold)."""
+    moment = _as_datetime(value)
+    if moment is None:
+        return "—" if value in (None, "") else str(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(value: object) -> str:
+    """A time as an age: ``4 s ago``, ``3 min ago``, ``in 20 s``."""
+    moment = _as_datetime(value)
+    if moment is None:
+        return "—"
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 90:
+        text = f"{seconds:.0f} s"
+    elif seconds < 5400:
+        text = f"{seconds / 60:.0f} min"
+    elif seconds < 172_800:
+        text = f"{seconds / 3600:.0f} h"
+    else:
+        text = f"{seconds / 86400:.0f} d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _pretty(value: object) -> str:
+    """A value as indented JSON (what the record holds), else its repr."""
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)
