@@ -47,12 +47,20 @@ from .starter import Starter
 from .stats import Stats
 from .testcase import AsyncTestCase, SyncTestCase, TestConfig
 from .worker import Worker
+from .workflows import Chain, Group, Signature, chain, chord, group, signature
 
 __all__ = [
     "AsyncResult",
     "AsyncRouter",
     "AsyncState",
     "AsyncTestCase",
+    "Chain",
+    "Group",
+    "Signature",
+    "chain",
+    "chord",
+    "group",
+    "signature",
     "BackendAuthError",
     "BackendDataError",
     "BackendError",

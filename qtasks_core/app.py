@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import difflib
 import logging
 import os
@@ -60,6 +61,8 @@ from .schedules import NAMESPACE as SCHEDULES
 from .schedules import Schedule, ScheduleState, load_runtime
 from .schemas import Task, TaskExecSchema, TaskPage, TaskStatusNewSchema
 from .storages import Storage
+from .workflows import MAX_MEMBERS, Flow, Signature, signature
+from .workflows import start as start_workflow
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -156,6 +159,15 @@ class TaskHandle:
     ) -> Task:
         """Async twin of :meth:`send_task`."""
         return await self._app().send_task_async(self.name, args, kwargs, **options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """This task's call as a step of a workflow (see :mod:`qtasks_core.workflows`):
+        in a chain it gets the previous step's result as its first argument."""
+        return signature(self.name, *args, **kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """:meth:`s` that takes no result from the step before."""
+        return dataclasses.replace(signature(self.name, *args, **kwargs), immutable=True)
 
 
 def _make_spec(
@@ -913,6 +925,52 @@ class QueueTasks(_Registry):
                 expires=expires,
             )
         )
+
+    # -- workflows ---------------------------------------------------------------------
+
+    def signature(self, task_name: str, *args: Any, **kwargs: Any) -> Signature:
+        """A call of ``task_name`` as a step of a workflow (``handle.s(...)`` too)."""
+        return signature(task_name, *args, **kwargs)
+
+    async def start_workflow_async(
+        self, flow: Flow, *, name: str = "workflow", timeout: float | None = None
+    ) -> Task:
+        """Start a chain, group or chord (:mod:`qtasks_core.workflows`); returns the
+        workflow's own task: ``process`` until it ends ``success`` with the last step's
+        result as ``returning`` (a group's: the list of its members' results), or
+        ``error`` naming the member that failed. Wait for it like any task
+        (``app.wait(task.uuid, timeout)``, or ``timeout=`` here).
+
+        The workflow and its first tasks are written at once; the backend then starts
+        each next step in the same atomic step that writes a member's final status.
+        """
+        check_task_name(name)
+        timeout = check_timeout(timeout)
+        await self.start_async()
+        uuid, _ = await start_workflow(self, flow, name=name, ttl=self.storage.result_ttl)
+        if self.eager:
+            await self._run_workflow_eagerly(uuid)
+        if timeout is not None or self.eager:
+            return await self.wait_async(uuid, timeout if timeout is not None else 0.1)
+        task = await self.get_async(uuid)
+        assert task is not None
+        return task
+
+    def start_workflow(
+        self, flow: Flow, *, name: str = "workflow", timeout: float | None = None
+    ) -> Task:
+        """Sync twin of :meth:`start_workflow_async`."""
+        return self._portal.call(self.start_workflow_async(flow, name=name, timeout=timeout))
+
+    async def _run_workflow_eagerly(self, uuid: str) -> None:
+        from .worker import Worker
+
+        # Every member as it is queued, until the workflow has ended.
+        for _ in range(MAX_MEMBERS):
+            task = await self.get_async(uuid)
+            if task is None or task.status != "process":
+                return
+            await Worker(self, concurrency=1).run(burst=True)
 
     # -- reading -----------------------------------------------------------------------
 
