@@ -1,16 +1,26 @@
-"""The metrics a worker process keeps, and the Prometheus text exposition format (0.0.4).
+"""What a worker process counts: task runs and their durations, on ``prometheus_client``.
 
-No client library: the format is a few lines per sample,
-https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
+Counters and the histogram live in the process that runs the tasks. With
+``PROMETHEUS_MULTIPROC_DIR`` set (``qtasks worker --processes N``), prometheus_client
+keeps their values in per-process files in that folder, and whichever process serves
+the endpoint reads every process's files (:class:`~prometheus_client.multiprocess.
+MultiProcessCollector`): a child that died, or was restarted, still counts. No gauge is
+kept here (the gauges are read from Redis at scrape time), so no ``mark_process_dead``
+is needed.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from bisect import bisect_left
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Sequence
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+#: prometheus_client reads it when it is imported: set it in the worker's environment.
+ENV_MULTIPROC: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Prometheus' default buckets, stretched to the minutes a background task may take.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -30,31 +40,6 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     300.0,
 )
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def escape_label(value: str) -> str:
-    """A label value as the text format wants it: ``\\``, ``"`` and newlines escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """``3`` for whole numbers, ``0.25`` otherwise, ``+Inf``/``-Inf``/``NaN`` as Go writes."""
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def labels(**pairs: str) -> str:
-    if not pairs:
-        return ""
-    inner = ",".join(f'{name}="{escape_label(str(value))}"' for name, value in pairs.items())
-    return "{" + inner + "}"
-
 
 def parse_buckets(text: str) -> tuple[float, ...]:
     """Bucket bounds from ``"0.1,1,10"`` (sorted, positive, no duplicates)."""
@@ -67,114 +52,46 @@ def parse_buckets(text: str) -> tuple[float, ...]:
     return tuple(bounds)
 
 
-@dataclass(slots=True)
-class _Histogram:
-    counts: list[int]
-    total: float = 0.0
-    count: int = 0
+def multiprocess_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode, or ``None`` when it is off."""
+    return os.environ.get(ENV_MULTIPROC) or None
 
 
-@dataclass
 class Metrics:
-    """What one worker process counts. Thread-safe: workers may run on several loops."""
+    """The counters and the histogram of one process, and the registry a scrape reads.
 
-    buckets: Sequence[float] = DEFAULT_BUCKETS
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _finished: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
-    _durations: dict[str, _Histogram] = field(default_factory=dict, repr=False)
+    ``registry`` is what the endpoint serves: the metrics of this process, or, in
+    multiprocess mode, a :class:`MultiProcessCollector` over every process's files.
+    """
 
-    def task_finished(self, task: str, status: str, seconds: float | None) -> None:
-        """Count one finished run of ``task``; ``seconds`` is ``None`` when unknown."""
-        with self._lock:
-            key = (task, status)
-            self._finished[key] = self._finished.get(key, 0) + 1
-            if seconds is None:
-                return
-            histogram = self._durations.get(task)
-            if histogram is None:
-                histogram = self._durations[task] = _Histogram([0] * len(self.buckets))
-            # Buckets are cumulative when written; here each run lands in one slot.
-            index = bisect_left(self.buckets, seconds)
-            if index < len(self.buckets):
-                histogram.counts[index] += 1
-            histogram.total += seconds
-            histogram.count += 1
-
-    def finished(self, task: str, status: str) -> int:
-        with self._lock:
-            return self._finished.get((task, status), 0)
-
-    def render(
-        self,
-        *,
-        running: int,
-        queue_depth: int | None,
-        backend_up: bool | None,
-    ) -> str:
-        """The whole exposition: counters and histograms kept here, gauges given."""
-        with self._lock:
-            finished = sorted(self._finished.items())
-            durations = sorted(
-                (task, list(h.counts), h.total, h.count) for task, h in self._durations.items()
-            )
-        lines: list[str] = []
-
-        def family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> None:
-            lines.append(f"# HELP {name} {help_text}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(samples)
-
-        family(
-            "qtasks_tasks_total",
-            "counter",
-            "Task runs finished by this worker process, by task and final status "
-            "(success, error, retry, cancel).",
-            (
-                f"qtasks_tasks_total{labels(task=task, status=status)} {n}"
-                for (task, status), n in finished
-            ),
+    def __init__(self, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+        self.multiprocess_dir = multiprocess_dir()
+        self.registry = CollectorRegistry()
+        # In multiprocess mode the values go to the folder's files whatever registry
+        # holds the metric objects; registering them as well would serve this process's
+        # counts twice.
+        own = None if self.multiprocess_dir else self.registry
+        if self.multiprocess_dir:
+            MultiProcessCollector(self.registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        self.tasks = Counter(
+            "qtasks_tasks",
+            "Task runs finished, by app, task, queue and final status (success, error, "
+            "cancel, or retry: failed and will run again).",
+            ["app", "task", "queue", "status"],
+            registry=own,
         )
-        samples: list[str] = []
-        for task, counts, total, count in durations:
-            cumulative = 0
-            for bound, n in zip(self.buckets, counts, strict=True):
-                cumulative += n
-                le = format_value(float(bound))
-                samples.append(
-                    f"qtasks_task_duration_seconds_bucket{labels(task=task, le=le)} {cumulative}"
-                )
-            samples.append(
-                f"qtasks_task_duration_seconds_bucket{labels(task=task, le='+Inf')} {count}"
-            )
-            samples.append(
-                f"qtasks_task_duration_seconds_sum{labels(task=task)} {format_value(total)}"
-            )
-            samples.append(f"qtasks_task_duration_seconds_count{labels(task=task)} {count}")
-        family(
+        self.duration = Histogram(
             "qtasks_task_duration_seconds",
-            "histogram",
-            "Seconds a task run took in this worker process (plugins and executor included).",
-            samples,
+            "Seconds a task run took in its worker (plugins and executor included).",
+            ["app", "task", "queue"],
+            buckets=tuple(buckets),
+            registry=own,
         )
-        family(
-            "qtasks_tasks_running",
-            "gauge",
-            "Tasks running now in this worker process.",
-            [f"qtasks_tasks_running {running}"],
-        )
-        if queue_depth is not None:
-            family(
-                "qtasks_queue_depth",
-                "gauge",
-                "Tasks waiting in the queue (all priorities) of the app(s) this process "
-                "works for, read from the backend at scrape time.",
-                [f"qtasks_queue_depth {queue_depth}"],
-            )
-        if backend_up is not None:
-            family(
-                "qtasks_backend_up",
-                "gauge",
-                "Whether the backend answered the queue-depth read of this scrape.",
-                [f"qtasks_backend_up {int(backend_up)}"],
-            )
-        return "\n".join(lines) + "\n"
+
+    def task_finished(
+        self, app: str, task: str, queue: str, status: str, seconds: float | None
+    ) -> None:
+        """Count one finished run; ``seconds`` is ``None`` when its start was not seen."""
+        self.tasks.labels(app, task, queue, status).inc()
+        if seconds is not None:
+            self.duration.labels(app, task, queue).observe(seconds)
