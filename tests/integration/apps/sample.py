@@ -102,3 +102,26 @@ if os.environ.get("QTASKS_TEST_PERIODIC"):
     @app.periodic(every=1, name="beat", echo=True)
     def beat(ctx: object) -> None:
         record(ctx.task_uuid)  # type: ignore[attr-defined]
+
+
+@app.task
+def wf_part(tag: str, value: int, seconds: float) -> int:
+    """A workflow member: records its run, returns ``value``."""
+    time.sleep(seconds)
+    record(tag)
+    return value
+
+
+@app.task
+def wf_total(values: list[int], tag: str) -> int:
+    """A chord's body: the sum of its header's results."""
+    record(tag)
+    return sum(values)
+
+
+@app.task
+def wf_step(previous: int, tag: str, seconds: float) -> int:
+    """A chain's step: one more than the step before."""
+    time.sleep(seconds)
+    record(tag)
+    return previous + 1

@@ -1,0 +1,154 @@
+"""Workflows (chain, group, chord) on Redis and on the in-memory backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from qtasks_core import QueueTasks, chain, chord, group
+from qtasks_core.errors import TaskOptionError
+from qtasks_core.keys import Keys
+from qtasks_core.starter import Starter
+
+
+def _register(app: QueueTasks) -> dict[str, Any]:
+    ran: list[str] = []
+
+    @app.task(name="add")
+    def add(a: int, b: int = 0) -> int:
+        ran.append(f"add{a},{b}")
+        return a + b
+
+    @app.task(name="total")
+    def total(values: list[int]) -> int:
+        ran.append("total")
+        return sum(values)
+
+    @app.task(name="boom")
+    def boom(*_: Any) -> None:
+        ran.append("boom")
+        raise ValueError("boom")
+
+    @app.task(name="pair")
+    def pair(values: list[Any], label: str) -> dict[str, Any]:
+        return {"label": label, "values": values}
+
+    return {"add": add, "total": total, "boom": boom, "pair": pair, "ran": ran}
+
+
+def _run(app: QueueTasks) -> None:
+    Starter(app, app.worker(), burst=True).start()
+
+
+def test_a_chain_passes_each_result_to_the_next_step(app: QueueTasks) -> None:
+    t = _register(app)
+    started = app.start_workflow(chain(t["add"].s(1, 2), t["add"].s(10), t["add"].s(100)))
+    assert started.status == "process"
+    _run(app)
+    done = app.wait(started.uuid, timeout=10)
+    assert (done.status, done.returning) == ("success", 113)
+    assert t["ran"] == ["add1,2", "add3,10", "add13,100"]  # in order, once each
+
+
+def test_a_chord_gets_its_groups_results_in_order(app: QueueTasks) -> None:
+    t = _register(app)
+    flow = chord([t["add"].s(i, i) for i in range(6)], t["pair"].s("sums"))
+    started = app.start_workflow(flow)
+    _run(app)
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "success"
+    assert done.returning == {"label": "sums", "values": [0, 2, 4, 6, 8, 10]}
+
+
+def test_groups_and_chains_nest(app: QueueTasks) -> None:
+    t = _register(app)
+    add = t["add"]
+    flow = add.s(1) | group(add.s(1), chain(add.s(2), add.s(3)), group(add.s(4), add.s(5)))
+    flow = flow | t["pair"].s("nested")
+    _run_and = app.start_workflow(flow)
+    _run(app)
+    done = app.wait(_run_and.uuid, timeout=10)
+    # The group's members all get the chain's value (1); the inner chain passes 3 on.
+    assert done.returning == {"label": "nested", "values": [2, 6, [5, 6]]}
+
+
+def test_an_immutable_step_takes_no_result_and_an_empty_group_gives_a_list(
+    app: QueueTasks,
+) -> None:
+    t = _register(app)
+    done = app.start_workflow(chain(t["add"].s(1), t["add"].si(7, 7)), timeout=None)
+    empty = app.start_workflow(chord(group(), t["total"].s()))
+    _run(app)
+    assert app.wait(done.uuid, timeout=10).returning == 14
+    assert app.wait(empty.uuid, timeout=10).returning == 0
+
+
+def test_a_failing_member_ends_the_workflow_and_cancels_the_queued_ones(
+    app: QueueTasks,
+) -> None:
+    t = _register(app)
+    flow = group(t["boom"].s(), t["add"].s(1), t["add"].s(2)) | t["total"].s()
+    started = app.start_workflow(flow)
+    worker = app.worker(concurrency=1)
+    # One task only: the failing member first; the two others are still queued.
+    app._portal.call(worker.run(only=f"{started.uuid}:r.0.0"))
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "error"
+    assert "workflow member r.0.0 (boom" in (done.traceback or "")
+    assert "ValueError: boom" in (done.traceback or "")
+    for path in ("r.0.1", "r.0.2"):
+        member = app.get(f"{started.uuid}:{path}")
+        assert member is not None and member.status == "cancel"
+    _run(app)
+    assert t["ran"] == ["boom"]  # the cancelled members and the body never ran
+    assert app.get(f"{started.uuid}:r.1") is None
+
+
+def test_a_member_that_ends_twice_advances_the_workflow_once(
+    redis_app: QueueTasks, redis_url: str
+) -> None:
+    """A member ending a second time (a dead letter requeued, then run) finds its slot
+    in the group taken: the body is not started twice."""
+    app = redis_app
+    t = _register(app)
+    started = app.start_workflow(chord([t["add"].s(1), t["add"].s(2)], t["total"].s()))
+    _run(app)
+    assert app.wait(started.uuid, timeout=10).returning == 3
+    runs_before = list(t["ran"])
+    # The first member, queued again by hand as a requeued dead letter would be.
+    uuid = f"{started.uuid}:r.0.0"
+    keys = Keys.for_app(app.name)
+    with redis.Redis.from_url(redis_url) as client:
+        client.hset(keys.task(uuid), "status", "new")
+        client.zadd(keys.queue, {uuid: 1})
+    _run(app)
+    assert t["ran"] == [*runs_before, "add1,0"]  # it ran again; the body did not
+    assert app.get(started.uuid).returning == 3  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("make", "names"),
+    [
+        (lambda t: chain(), "a chain needs at least one step"),
+        (lambda t: chain(t["add"].s(1), 5), "a step of a chain must be a signature"),
+        (lambda t: group(t["add"].s(1), "x"), "a member of a group must be a signature"),
+        (lambda t: t["add"].s(1).set(priority=99999), "priority"),
+    ],
+)
+def test_a_bad_workflow_is_refused_naming_the_problem(
+    app: QueueTasks, make: Any, names: str
+) -> None:
+    t = _register(app)
+    with pytest.raises(TaskOptionError, match=names):
+        app.start_workflow(make(t))
+
+
+def test_an_argument_that_is_not_json_is_refused_before_anything_is_written(
+    app: QueueTasks,
+) -> None:
+    t = _register(app)
+    with pytest.raises(Exception, match="JSON|serializ"):
+        app.start_workflow(chain(t["add"].s(1), t["add"].s(object())))
+    assert app.list_tasks(status="new").tasks == []
