@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from qtasks_core import QueueTasks, chain, chord, group
-from qtasks_core.errors import TaskOptionError
+from qtasks_core.errors import TaskOptionError, TaskSerializationError
 from qtasks_core.keys import Keys
 from qtasks_core.starter import Starter
 
@@ -149,6 +149,6 @@ def test_an_argument_that_is_not_json_is_refused_before_anything_is_written(
     app: QueueTasks,
 ) -> None:
     t = _register(app)
-    with pytest.raises(Exception, match="JSON|serializ"):
+    with pytest.raises(TaskSerializationError, match="JSON"):
         app.start_workflow(chain(t["add"].s(1), t["add"].s(object())))
     assert app.list_tasks(status="new").tasks == []
