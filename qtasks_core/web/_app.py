@@ -192,6 +192,7 @@ class _Dashboard:
             backend=mask_url(self.app.backend.location),
             read_only=self.guard.read_only,
             has_token=self.guard.has_token,
+            signed_in=self.guard.logged_in(request),
             csrf=csrf,
             url=lambda name, **q: self.url(request, name, **q),
             static=lambda name: self.static(request, name),

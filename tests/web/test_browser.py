@@ -1,0 +1,208 @@
+"""The dashboard in a real Chromium (Debian's chromium and chromium-driver) driven by
+Selenium, against a real ``qtasks web`` process and a real ``qtasks worker`` process on
+a Redis server of the suite's.
+
+A screenshot of each page goes to ``tests/web/artifacts/`` (git-ignored), to look at.
+Without Chromium these tests are skipped, saying so, except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qtasks_core import QueueTasks
+from tests.support import free_port, wait_for
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE / "artifacts"
+TOKEN = "browser-test-token"
+
+
+def _chromium() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser and driver:
+        return browser, driver
+    message = "Chromium and chromedriver are needed: apt-get install chromium chromium-driver"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (.ci/run installs them)")
+    pytest.skip(message)
+
+
+class Processes:
+    """The dashboard and the worker of one app, as a user runs them."""
+
+    def __init__(self, redis_url: str, name: str) -> None:
+        self.env = {
+            **os.environ,
+            "QTASKS_REDIS_URL": redis_url,
+            "QTASKS_TEST_APP": name,
+            "QTASKS_WEB_TOKEN": TOKEN,
+            "PYTHONPATH": str(HERE),
+        }
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.web = self._qtasks("web", "--port", str(self.port), "--log-level", "warning")
+        self.worker = self.start_worker()
+        wait_for(self._answers, 30, "the dashboard to answer")
+
+    def _qtasks(self, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "qtasks_core", args[0], "-A", "webapps.dash:app", *args[1:]],
+            env=self.env,
+            cwd=HERE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        # A short lease and one attempt: a task that kills its worker is set aside as
+        # soon as the next worker claims (the dead-letter test).
+        return self._qtasks(
+            "worker", "-c", "4", "--lease", "1", "--max-attempts", "1", "--log-level", "warning"
+        )
+
+    def _answers(self) -> bool:
+        assert self.web.poll() is None, "qtasks web exited"
+        try:
+            with urllib.request.urlopen(f"{self.url}/login", timeout=1) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        for process in (self.worker, self.web):
+            if process.poll() is None:
+                process.terminate()
+        for process in (self.worker, self.web):
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    binary, driver_path = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def live(redis_server: Any) -> Iterator[tuple[Processes, QueueTasks]]:
+    name = f"web-browser-{os.getpid()}"
+    processes = Processes(redis_server.url, name)
+    producer = QueueTasks(name, redis_url=redis_server.url, load_entry_points=False)
+    yield processes, producer
+    processes.stop()
+    producer.stop()
+
+
+def log_in(driver: Any, url: str, token: str = TOKEN) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{url}/")
+    assert "/login" in driver.current_url
+    driver.find_element(By.NAME, "token").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
+def shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def number(driver: Any, selector: str) -> int:
+    from selenium.webdriver.common.by import By
+
+    return int(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def test_the_token_page_refuses_a_wrong_token(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    processes, _ = live
+    browser.delete_all_cookies()
+    log_in(browser, processes.url, token="not-the-token")
+    refusal = browser.find_element(By.ID, "wrong-token")
+    assert "Wrong token" in refusal.text
+    shot(browser, "login-wrong-token")
+    browser.get(f"{processes.url}/")
+    assert "/login" in browser.current_url  # still not let in
+    log_in(browser, processes.url)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
+
+
+def test_the_overview_counts_tasks_as_they_complete_without_a_reload(browser, live) -> None:
+    processes, producer = live
+    browser.get(f"{processes.url}/")
+    if "/login" in browser.current_url:
+        log_in(browser, processes.url)
+    # A page that reloaded would lose this.
+    browser.execute_script("window.qtasksMarker = 'same page'")
+    before = number(browser, '[data-count="success"]')
+    tasks = [producer.add_task("slow", 0.4) for _ in range(12)]
+    seen = {before}
+
+    def counted() -> bool:
+        seen.add(number(browser, '[data-count="success"]'))
+        return max(seen) >= before + len(tasks)
+
+    wait_for(counted, 30, "the overview to count the finished tasks")
+    assert len(seen) >= 2  # it moved while we watched
+    assert browser.execute_script("return window.qtasksMarker") == "same page"
+    producer.add_task("boom")
+    producer.add_schedule("nightly-report", "add", cron="0 3 * * *", args=(1, 2))
+    time.sleep(2.5)  # one more poll: the chart's last bars
+    shot(browser, "overview")
+    for page in ("workers", "tasks", "schedules"):
+        browser.get(f"{processes.url}/{page}")
+        shot(browser, page)
+    browser.get(f"{processes.url}/task?uuid={tasks[0].uuid}")
+    shot(browser, "task")
+
+
+def test_requeueing_a_dead_letter_with_its_button_runs_it(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    processes, producer = live
+    browser.get(f"{processes.url}/dead")
+    if "/login" in browser.current_url:
+        log_in(browser, processes.url)
+        browser.get(f"{processes.url}/dead")
+    key = f"{producer.name}:crashed"
+    task = producer.add_task("crash_once", key)
+    # Its first delivery kills the worker; the next worker, past the lease, sets it aside.
+    processes.worker.wait(timeout=30)
+    processes.worker = processes.start_worker()
+    row = f'tr[data-dead="{task.uuid}"]'
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, "the dead letter to show up")
+    shot(browser, "dead-letters")
+    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="requeue"]').click()
+    notice = browser.find_element(By.CSS_SELECTOR, ".notice.ok")
+    assert "queued again" in notice.text
+    done = producer.wait(task.uuid, timeout=30)
+    assert done.status == "success" and done.returning == "survived"
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, row), 10, "the row to go away")

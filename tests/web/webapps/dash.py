@@ -1,0 +1,39 @@
+"""The app the browser tests run: a real `qtasks web` and a real `qtasks worker` import
+it, with the Redis server of the test (``QTASKS_REDIS_URL``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from qtasks_core import QueueTasks
+
+app = QueueTasks(os.environ.get("QTASKS_TEST_APP", "dash"))
+
+
+@app.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task
+def slow(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task
+def boom() -> None:
+    raise ValueError("a failure for the task page")
+
+
+@app.task
+def crash_once(key: str) -> str:
+    """Kills its worker on the first delivery (as the OOM killer would), then succeeds:
+    with ``--max-attempts 1`` the next worker sets it aside as a dead letter."""
+    client = redis.Redis.from_url(os.environ["QTASKS_REDIS_URL"])
+    if client.set(key, "1", nx=True):
+        os._exit(137)
+    return "survived"
