@@ -163,11 +163,11 @@ class TaskHandle:
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """This task's call as a step of a workflow (see :mod:`qtasks_core.workflows`):
         in a chain it gets the previous step's result as its first argument."""
-        return signature(self.name, *args, **kwargs)
+        return signature(self.name, args, kwargs, app=self._app())
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """:meth:`s` that takes no result from the step before."""
-        return dataclasses.replace(signature(self.name, *args, **kwargs), immutable=True)
+        return dataclasses.replace(self.s(*args, **kwargs), immutable=True)
 
 
 def _make_spec(
@@ -928,18 +928,34 @@ class QueueTasks(_Registry):
 
     # -- workflows ---------------------------------------------------------------------
 
-    def signature(self, task_name: str, *args: Any, **kwargs: Any) -> Signature:
-        """A call of ``task_name`` as a step of a workflow (``handle.s(...)`` too)."""
-        return signature(task_name, *args, **kwargs)
+    def signature(
+        self,
+        task_name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> Signature:
+        """A call of ``task_name`` as a step of a workflow (``handle.s(...)`` is the
+        short form)."""
+        return signature(task_name, args, kwargs, queue=queue, priority=priority, app=self)
 
     async def start_workflow_async(
-        self, flow: Flow, *, name: str = "workflow", timeout: float | None = None
+        self,
+        flow: Flow,
+        *,
+        name: str = "workflow",
+        timeout: float | None = None,
+        on_error: Signature | None = None,
     ) -> Task:
         """Start a chain, group or chord (:mod:`qtasks_core.workflows`); returns the
         workflow's own task: ``process`` until it ends ``success`` with the last step's
         result as ``returning`` (a group's: the list of its members' results), or
         ``error`` naming the member that failed. Wait for it like any task
-        (``app.wait(task.uuid, timeout)``, or ``timeout=`` here).
+        (``app.wait(task.uuid, timeout)``, or ``timeout=`` here). ``on_error``: a
+        signature run once if the workflow fails, given ``{"workflow", "member",
+        "task_name", "status", "error"}`` as its first argument.
 
         The workflow and its first tasks are written at once; the backend then starts
         each next step in the same atomic step that writes a member's final status.
@@ -947,7 +963,9 @@ class QueueTasks(_Registry):
         check_task_name(name)
         timeout = check_timeout(timeout)
         await self.start_async()
-        uuid, _ = await start_workflow(self, flow, name=name, ttl=self.storage.result_ttl)
+        uuid, _ = await start_workflow(
+            self, flow, name=name, ttl=self.storage.result_ttl, on_error=on_error
+        )
         if self.eager:
             await self._run_workflow_eagerly(uuid)
         if timeout is not None or self.eager:
@@ -957,10 +975,17 @@ class QueueTasks(_Registry):
         return task
 
     def start_workflow(
-        self, flow: Flow, *, name: str = "workflow", timeout: float | None = None
+        self,
+        flow: Flow,
+        *,
+        name: str = "workflow",
+        timeout: float | None = None,
+        on_error: Signature | None = None,
     ) -> Task:
         """Sync twin of :meth:`start_workflow_async`."""
-        return self._portal.call(self.start_workflow_async(flow, name=name, timeout=timeout))
+        return self._portal.call(
+            self.start_workflow_async(flow, name=name, timeout=timeout, on_error=on_error)
+        )
 
     async def _run_workflow_eagerly(self, uuid: str) -> None:
         from .worker import Worker

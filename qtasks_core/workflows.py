@@ -22,6 +22,7 @@ naming it; the members still queued are cancelled, those running finish.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid as uuid_module
@@ -34,6 +35,7 @@ from .errors import TaskOptionError
 
 if TYPE_CHECKING:
     from .app import QueueTasks
+    from .schemas import Task
 
 #: Members of one workflow at most: its tree is written in one atomic call.
 MAX_MEMBERS = 10_000
@@ -51,24 +53,74 @@ class Signature:
     queue: str | None = None
     #: Takes no result from the step before.
     immutable: bool = False
+    #: The app its task handle belongs to (``flow.add_task()`` sends it there).
+    app: QueueTasks | None = field(default=None, compare=False, repr=False)
 
     def set(self, *, priority: int | None = None, queue: str | None = None) -> Signature:
         """The same call with another ``priority`` or ``queue``."""
-        return Signature(
-            self.task_name,
-            self.args,
-            self.kwargs,
-            self.priority if priority is None else check_priority(priority),
-            self.queue if queue is None else check_queue(queue),
-            self.immutable,
+        return dataclasses.replace(
+            self,
+            priority=self.priority if priority is None else check_priority(priority),
+            queue=self.queue if queue is None else check_queue(queue),
         )
 
     def __or__(self, other: Flow) -> Chain:
         return chain(self, other)
 
 
+class _Runnable:
+    """``add_task`` for a workflow: sent to the app of its first signature's task."""
+
+    __slots__ = ()
+
+    def _app(self, app: QueueTasks | None) -> QueueTasks:
+        if app is not None:
+            return app
+        for sig in _signatures(self):  # type: ignore[arg-type]
+            if sig.app is not None:
+                return sig.app
+        from .app import QueueTasks
+
+        current = QueueTasks.current()
+        if current is None:
+            raise RuntimeError("this workflow belongs to no app: pass app=, or create the app")
+        return current
+
+    def add_task(
+        self,
+        *,
+        app: QueueTasks | None = None,
+        timeout: float | None = None,
+        on_error: Signature | None = None,
+        name: str = "workflow",
+    ) -> Task:
+        """Start this workflow (see :meth:`QueueTasks.start_workflow`)."""
+        return self._app(app).start_workflow(
+            self,  # type: ignore[arg-type]
+            timeout=timeout,
+            on_error=on_error,
+            name=name,
+        )
+
+    async def add_task_async(
+        self,
+        *,
+        app: QueueTasks | None = None,
+        timeout: float | None = None,
+        on_error: Signature | None = None,
+        name: str = "workflow",
+    ) -> Task:
+        """Async twin of :meth:`add_task`."""
+        return await self._app(app).start_workflow_async(
+            self,  # type: ignore[arg-type]
+            timeout=timeout,
+            on_error=on_error,
+            name=name,
+        )
+
+
 @dataclass(frozen=True, slots=True)
-class Chain:
+class Chain(_Runnable):
     """Steps run one after another, each given the result of the one before."""
 
     steps: tuple[Flow, ...]
@@ -78,10 +130,16 @@ class Chain:
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
-    """Members run side by side; the result is the list of their results, in order."""
+class Group(_Runnable):
+    """Members run side by side; the result is the list of their results, in order.
+
+    With ``settle``, a member that fails does not fail the workflow: its place in the
+    list holds ``{"error": ..., "status": ..., "uuid": ..., "task_name": ...}`` and the
+    group completes once every member has ended.
+    """
 
     members: tuple[Flow, ...]
+    settle: bool = False
 
     def __or__(self, other: Flow) -> Chain:
         return chain(self, other)
@@ -113,22 +171,54 @@ def chain(*steps: Flow | Iterable[Flow]) -> Chain:
     return Chain(tuple(flat))
 
 
-def group(*members: Flow | Iterable[Flow]) -> Group:
-    """Run ``members`` side by side; ``group(gen)`` takes one iterable too."""
+def group(*members: Flow | Iterable[Flow], settle: bool = False) -> Group:
+    """Run ``members`` side by side; ``group(gen)`` takes one iterable too. See
+    :class:`Group` for ``settle``."""
     if len(members) == 1 and not isinstance(members[0], Signature | Chain | Group):
         members = tuple(members[0])
-    return Group(tuple(_flow(m, "a member of a group") for m in members))
+    if not isinstance(settle, bool):
+        raise TaskOptionError(f"settle must be True or False, not {settle!r}")
+    return Group(tuple(_flow(m, "a member of a group") for m in members), settle)
 
 
-def chord(header: Group | Iterable[Flow], body: Flow) -> Chain:
-    """Run the ``header`` group, then ``body`` with the list of its results."""
-    return chain(header if isinstance(header, Group) else group(*header), body)
+def chord(header: Group | Iterable[Flow], body: Flow, *, settle: bool = False) -> Chain:
+    """Run the ``header`` group, then ``body`` with the list of its results (with
+    ``settle``: once every member has ended, errors in the place of results)."""
+    if isinstance(header, Group):
+        head = dataclasses.replace(header, settle=header.settle or settle)
+    else:
+        head = group(*header, settle=settle)
+    return chain(head, body)
 
 
-def signature(task_name: str, *args: Any, **kwargs: Any) -> Signature:
-    """A call of ``task_name`` for a workflow (also ``handle.s(*args, **kwargs)``)."""
+def signature(
+    task_name: str,
+    args: Iterable[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    queue: str | None = None,
+    priority: int | None = None,
+    app: QueueTasks | None = None,
+) -> Signature:
+    """A call of ``task_name`` as a step of a workflow (``handle.s(*args, **kwargs)``
+    is the short form)."""
     name = check_task_name(task_name)
-    return Signature(name, check_args(args, name), check_kwargs(kwargs, name))
+    return Signature(
+        name,
+        check_args(args, name),
+        check_kwargs(kwargs, name),
+        None if priority is None else check_priority(priority),
+        None if queue is None else check_queue(queue),
+        app=app,
+    )
+
+
+def _signatures(flow: Flow) -> Iterable[Signature]:
+    if isinstance(flow, Signature):
+        yield flow
+        return
+    for child in flow.steps if isinstance(flow, Chain) else flow.members:
+        yield from _signatures(child)
 
 
 def _count(flow: Flow) -> int:
@@ -139,7 +229,12 @@ def _count(flow: Flow) -> int:
 
 
 async def start(
-    app: QueueTasks, flow: Flow, *, name: str, ttl: float | None
+    app: QueueTasks,
+    flow: Flow,
+    *,
+    name: str,
+    ttl: float | None,
+    on_error: Signature | None = None,
 ) -> tuple[str, dict[str, str]]:
     """Build the workflow's record and tree (every member through the triggers an
     enqueue fires before writing) and start it; returns its id and record."""
@@ -150,6 +245,11 @@ async def start(
         )
     workflow_id = str(uuid_module.uuid4())
     nodes: dict[str, str] = {}
+
+    if on_error is not None and not isinstance(on_error, Signature):
+        raise TaskOptionError(
+            f"on_error must be a signature (task.s(...)), not {type(on_error).__name__}"
+        )
 
     async def build(node: Flow, path: str) -> None:
         if isinstance(node, Signature):
@@ -164,13 +264,21 @@ async def start(
                 separators=(",", ":"),
             )
             return
-        children = node.steps if isinstance(node, Chain) else node.members
-        kind = "c" if isinstance(node, Chain) else "g"
-        nodes[path] = json.dumps({"k": kind, "n": len(children)})
+        if isinstance(node, Chain):
+            children, shape = node.steps, {"k": "c", "n": len(node.steps)}
+        else:
+            children, shape = node.members, {"k": "g", "n": len(node.members)}
+            if node.settle:
+                shape["s"] = True
+        nodes[path] = json.dumps(shape)
         for i, child in enumerate(children):
             await build(child, f"{path}.{i}")
 
     await build(flow, "r")
+    if on_error is not None:
+        # Path "e": run once (a deterministic uuid) when the workflow fails, given
+        # {"workflow", "member", "task_name", "status", "error"} as its first argument.
+        await build(on_error, "e")
     now = f"{time.time():.6f}"
     record = {
         "status": "process",

@@ -485,6 +485,16 @@ class MemoryBackend:
             self._wf_node_done(wf, record["wfn"], record.get("returning", "null"), now)
             return
         why = record.get("traceback") or record.get("cancel_reason") or ""
+        slot = self._wf_settling(state, record["wfn"])
+        if slot is not None:
+            error = {
+                "error": why,
+                "status": record.get("status", ""),
+                "uuid": uuid,
+                "task_name": record.get("task_name", ""),
+            }
+            self._wf_node_done(wf, slot, json.dumps(error), now)
+            return
         message = (
             f"workflow member {record['wfn']} ({record.get('task_name')}, {uuid}) ended "
             f"{record.get('status')}" + (f": {why}" if why else "")
@@ -503,6 +513,27 @@ class MemoryBackend:
                 if queued.get("ttl"):
                     self._expires[member] = now + float(queued["ttl"])
                 self._signal_done(member)
+        if "e" in state.nodes:
+            info = {
+                "workflow": wf,
+                "member": uuid,
+                "task_name": record.get("task_name", ""),
+                "status": record.get("status", ""),
+                "error": why,
+            }
+            self._wf_start(wf, "e", json.dumps(info), now)
+
+    @staticmethod
+    def _wf_settling(state: _Workflow, path: str) -> str | None:
+        """The child of the nearest settling group above ``path`` that holds it."""
+        child = path
+        while "." in child:
+            parent = child.rpartition(".")[0]
+            node = state.nodes[parent]
+            if node["k"] == "g" and node.get("s"):
+                return child
+            child = parent
+        return None
 
     def _unindex(self, index: str, uuid: str) -> None:
         at = self._index_at.get(index, {}).pop(uuid, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -152,3 +153,71 @@ def test_an_argument_that_is_not_json_is_refused_before_anything_is_written(
     with pytest.raises(TaskSerializationError, match="JSON"):
         app.start_workflow(chain(t["add"].s(1), t["add"].s(object())))
     assert app.list_tasks(status="new").tasks == []
+
+
+def test_a_settling_chord_gets_errors_in_place_of_results(app: QueueTasks) -> None:
+    t = _register(app)
+    flow = chord([t["add"].s(1), t["boom"].s(), chain(t["add"].s(2), t["boom"].s())],
+                 t["pair"].s("settled"), settle=True)  # fmt: skip
+    started = flow.add_task()
+    _run(app)
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "success"
+    first, failed, failed_chain = done.returning["values"]
+    assert first == 1
+    assert failed["status"] == "error" and "ValueError: boom" in failed["error"]
+    assert failed["uuid"] == f"{started.uuid}:r.0.1" and failed["task_name"] == "boom"
+    assert failed_chain["uuid"] == f"{started.uuid}:r.0.2.1"
+
+
+def test_on_error_runs_once_with_what_failed(app: QueueTasks) -> None:
+    t = _register(app)
+    seen: list[dict[str, Any]] = []
+
+    @app.task(name="alert")
+    def alert(info: dict[str, Any], channel: str) -> None:
+        seen.append({**info, "channel": channel})
+
+    flow = group(t["boom"].s(), t["boom"].s())
+    started = flow.add_task(on_error=alert.s("ops"))
+    _run(app)
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "error"
+    assert len(seen) == 1  # two members failed; the workflow failed once
+    info = seen[0]
+    assert info["workflow"] == started.uuid and info["channel"] == "ops"
+    assert info["task_name"] == "boom" and info["status"] == "error"
+    assert "ValueError: boom" in info["error"]
+    assert info["member"] in {f"{started.uuid}:r.0", f"{started.uuid}:r.1"}
+    assert info["member"] in (done.traceback or "")
+
+
+def test_a_workflow_succeeding_never_runs_on_error(app: QueueTasks) -> None:
+    t = _register(app)
+    started = app.start_workflow(t["add"].s(1) | t["add"].s(2), on_error=t["boom"].s())
+    _run(app)
+    assert app.wait(started.uuid, timeout=10).returning == 3
+    assert "boom" not in t["ran"]
+    assert app.get(f"{started.uuid}:e") is None
+
+
+def test_app_signature_takes_args_kwargs_queue_and_priority(app: QueueTasks) -> None:
+    _register(app)
+    sig = app.signature("add", [1], {"b": 5}, queue="other", priority=3)
+    started = app.start_workflow(chain(sig))
+    member = app.get(f"{started.uuid}:r.0")
+    assert member is not None and (member.priority, member.status) == (3, "new")
+    worker = app.worker(queues=["other"])
+    Starter(app, worker, burst=True).start()
+    assert app.wait(started.uuid, timeout=10).returning == 6
+
+
+def test_a_workflow_from_async_code(app: QueueTasks) -> None:
+    t = _register(app)
+
+    async def main() -> Any:
+        started = await (t["add"].s(2) | t["add"].s(3)).add_task_async()
+        await app.worker().run(burst=True)
+        return (await app.wait_async(started.uuid, timeout=10)).returning
+
+    assert asyncio.run(main()) == 5

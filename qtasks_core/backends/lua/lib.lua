@@ -410,10 +410,10 @@ node_done = function(prefix, wf, path, result)
 end
 
 -- A member failed (error, a dead letter, cancelled, expired): the workflow ends error
--- naming it, and its members still queued are cancelled (running ones finish; their
--- results are dropped).
-local function wf_fail(prefix, wf, uuid, rec)
-  local why = rec.traceback or rec.cancel_reason or ''
+-- naming it, its members still queued are cancelled (running ones finish; their
+-- results are dropped), and its on_error task (path e, if any) is queued, once: its
+-- uuid is fixed.
+local function wf_fail(prefix, wf, uuid, rec, why)
   local now = wf_end(prefix, wf, {'status', 'error', 'traceback',
     'workflow member ' .. (rec.wfn or '?') .. ' (' .. (rec.task_name or '?') .. ', ' .. uuid ..
     ') ended ' .. (rec.status or '?') .. (why ~= '' and (': ' .. why) or ''),
@@ -429,6 +429,23 @@ local function wf_fail(prefix, wf, uuid, rec)
       cancel(prefix, member, mkey, 'workflow ' .. wf .. ' failed', now, tonumber(r[3] or ''))
     end
   end
+  if redis.call('HEXISTS', wf_key(prefix, wf), 'e') == 1 then
+    start_node(prefix, wf, 'e', cjson.encode({workflow = wf, member = uuid,
+      task_name = rec.task_name or '', status = rec.status or '', error = why}))
+  end
+end
+
+-- The nearest group above `path` that settles (takes a failed member's error in its
+-- place): the path of its child that holds `path`, or nil.
+local function settling(prefix, wf, path)
+  local child = path
+  while true do
+    local parent = string.match(child, '^(.*)%.%d+$')
+    if not parent then return nil end
+    local up = wf_node(prefix, wf, parent)
+    if up.k == 'g' and up.s then return child end
+    child = parent
+  end
 end
 
 member_ended = function(prefix, uuid, rec)
@@ -438,7 +455,14 @@ member_ended = function(prefix, uuid, rec)
   if redis.call('HGET', prefix .. 'task:' .. wf, 'status') ~= 'process' then return end
   if rec.status == 'success' then
     node_done(prefix, wf, rec.wfn, rec.returning or 'null')
+    return
+  end
+  local why = rec.traceback or rec.cancel_reason or ''
+  local slot = rec.wfn ~= 'e' and settling(prefix, wf, rec.wfn)
+  if slot then
+    node_done(prefix, wf, slot, cjson.encode({error = why, status = rec.status or '',
+      uuid = uuid, task_name = rec.task_name or ''}))
   else
-    wf_fail(prefix, wf, uuid, rec)
+    wf_fail(prefix, wf, uuid, rec, why)
   end
 end
