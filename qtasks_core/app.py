@@ -50,7 +50,7 @@ from ._validate import (
     check_timeout,
 )
 from .backends import Backend, MemoryBackend, RedisBackend
-from .backends.base import RequeueResult
+from .backends.base import AbortResult, RequeueResult
 from .brokers import Broker
 from .config import LOGGERS, QueueConfig, set_level
 from .configs import GlobalConfig
@@ -1103,6 +1103,52 @@ class QueueTasks(_Registry):
         return self._portal.call(self.cancel_async(uuid, reason))
 
     # -- operating ---------------------------------------------------------------------
+
+    async def abort_async(self, uuid: str, reason: str = "aborted") -> AbortResult:
+        """Stop the task ``uuid`` wherever it is; it ends ``cancel`` with ``reason``.
+
+        A queued or delayed task (or one waiting for a retry) is cancelled at once and
+        never runs: ``"cancelled"``. A running one, on any machine: ``"aborting"``; its
+        worker learns it at its next heartbeat (every lease/6 seconds; nothing polls
+        faster), an async task is cancelled at its next ``await`` and a sync one sees
+        ``ctx.aborted`` (a thread cannot be killed: it should return). ``"ended"``: it
+        had ended already; ``"unknown"``: no such task.
+        """
+        if not isinstance(uuid, str) or not uuid:
+            raise TaskOptionError(f"uuid must be a task id (a non-empty string), not {uuid!r}")
+        if not isinstance(reason, str):
+            raise TaskOptionError(f"reason must be a string, not {type(reason).__name__}")
+        await self.start_async()
+        return await self.storage.abort(uuid, reason)
+
+    def abort(self, uuid: str, reason: str = "aborted") -> AbortResult:
+        """Sync twin of :meth:`abort_async`."""
+        return self._portal.call(self.abort_async(uuid, reason))
+
+    async def retry_async(self, uuid: str) -> Task:
+        """Send the task ``uuid`` again as a new task (same name, arguments, queue and
+        priority); for a task that ended ``error`` or ``cancel``. Returns the new task.
+        Raises :class:`TaskOptionError` for an unknown task or one that has not ended.
+        """
+        task = await self.get_async(uuid)
+        if task is None:
+            raise TaskOptionError(f"no task {uuid!r} to retry (unknown, or its record expired)")
+        if task.status not in ("error", "cancel"):
+            raise TaskOptionError(
+                f"task {uuid} is {task.status}: only a task that ended error or cancel is "
+                "sent again (a queued or running one would run twice)"
+            )
+        return await self.send_task_async(
+            task.task_name,
+            task.args,
+            task.kwargs,
+            priority=task.priority,
+            queue=task.queue,
+        )
+
+    def retry(self, uuid: str) -> Task:
+        """Sync twin of :meth:`retry_async`."""
+        return self._portal.call(self.retry_async(uuid))
 
     async def ping_async(self) -> bool:
         """Whether the backend answers."""

@@ -22,6 +22,7 @@ from .errors import TaskCancel, TaskOptionError, TaskPluginTriggerError
 if TYPE_CHECKING:
     from .app import QueueTasks
     from .config import QueueConfig
+    from .executor import TaskExecutor
     from .schemas import Task, TaskExecSchema, TaskPrioritySchema
 
 T = TypeVar("T")
@@ -39,12 +40,21 @@ class TaskContext:
         task_func: TaskExecSchema,
         task_broker: TaskPrioritySchema,
         loop: asyncio.AbstractEventLoop,
+        executor: TaskExecutor | None = None,
     ) -> None:
         self.app = app
         self.task_func = task_func
         self.task_broker = task_broker
         self._loop = loop
+        self._executor = executor
         self._metadata: Task | None = None
+
+    @property
+    def aborted(self) -> bool:
+        """Whether someone asked to abort this task (``app.abort``). A sync task runs
+        in a thread, which cannot be stopped from outside: a long one checks this now
+        and then and returns; it then ends ``cancel`` with the abort's reason."""
+        return self._executor is not None and self._executor.abort_reason is not None
 
     @property
     def ctx(self) -> TaskContext:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._introspect import parameters
 from ._util import fired
 from .context import TaskContext
-from .errors import TaskExitError, TaskPluginTriggerError
+from .errors import TaskCancel, TaskExitError, TaskPluginTriggerError
 from .middlewares import check_middlewares
 from .schemas import ArgMeta, TaskExecSchema, TaskPrioritySchema, TaskStatusProcessSchema
 
@@ -57,6 +57,34 @@ class TaskExecutor:
         self.kwargs: dict[str, Any] = dict(task_broker.kwargs)
         #: What the task returned, once it did (after middlewares may replace it).
         self.result: Any = None
+        #: Why the task is being aborted (``app.abort``), once it is.
+        self.abort_reason: str | None = None
+        self._inner: asyncio.Future[Any] | None = None
+
+    def abort(self, reason: str) -> None:
+        """Stop the task: an async one is cancelled at its next ``await``; a sync one
+        (a thread cannot be killed) sees ``ctx.aborted`` and should return. Either way
+        it ends ``cancel`` with ``reason``."""
+        self.abort_reason = reason
+        if self._inner is not None:
+            self._inner.cancel()
+
+    async def _abortable(self, awaitable: Any) -> Any:
+        # Its own task, so that an abort cancels the task's code and nothing around it.
+        self._inner = asyncio.ensure_future(awaitable)
+        try:
+            return await self._inner
+        finally:
+            self._inner = None
+
+    def _aborted(self, exc: BaseException) -> TaskCancel | None:
+        """The cancel an abort turns ``exc`` into; ``None`` if it was not the abort."""
+        if self.abort_reason is None:
+            return None
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+            return None  # the worker itself is being cancelled (shutdown): not ours
+        return TaskCancel(self.abort_reason)
 
     def args_info(self, args: list[Any], kw: dict[str, Any]) -> list[ArgMeta]:
         """Each parameter of the function with the value it is about to receive."""
@@ -144,7 +172,7 @@ class TaskExecutor:
             args, kw = list(new[0]), dict(new[1])
         if self.task_func.echo:
             self.context = TaskContext(
-                self.app, self.task_func, self.task_broker, asyncio.get_running_loop()
+                self.app, self.task_func, self.task_broker, asyncio.get_running_loop(), self
             )
             args.insert(0, self.context)
         try:
@@ -179,10 +207,18 @@ class TaskExecutor:
                 pm.hook.task_executor_run_task_gen(task_executor=self, results=results)
             )
             return results if new is None else list(new)
-        if inspect.iscoroutinefunction(func):
-            result = await self._bounded(func(*args, **kw))
-        else:
-            result = await self._bounded(self._in_thread(func, *args, **kw))
+        try:
+            if inspect.iscoroutinefunction(func):
+                result = await self._bounded(self._abortable(func(*args, **kw)))
+            else:
+                result = await self._bounded(self._in_thread(func, *args, **kw))
+        except (Exception, asyncio.CancelledError) as exc:
+            cancel = self._aborted(exc)
+            if cancel is None:
+                raise
+            raise cancel from None
+        if self.abort_reason is not None:
+            raise TaskCancel(self.abort_reason)  # a sync task that saw ctx.aborted returned
         new = await fired(pm.hook.task_executor_run_task(task_executor=self, result=result))
         return result if new is None else new
 

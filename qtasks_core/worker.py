@@ -146,6 +146,8 @@ class Worker:
         #: The claim token of each running task (keyed by the claimed uuid); a task
         #: whose lease was lost leaves it, and its result is discarded.
         self._claims: dict[str, str] = {}
+        #: Tasks whose code is running now: an abort reaches them here.
+        self._executors: dict[str, TaskExecutor] = {}
         self._outage = _Outage()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -392,8 +394,14 @@ class Worker:
         while not self._finished.is_set():
             try:
                 claims = dict(self._claims)
-                for uuid in await self.app.broker.extend(claims, self.lease):
+                renewed = await self.app.broker.extend(claims, self.lease)
+                for uuid in renewed.lost:
                     self._lose(uuid, claims[uuid])
+                for uuid, reason in renewed.aborted.items():
+                    executor = self._executors.get(uuid)
+                    if executor is not None and executor.abort_reason is None:
+                        log.info("aborting task %s: %s", uuid, reason or "(no reason given)")
+                        executor.abort(reason)
                 # The liveness record (a plugin trigger and a write) must never hold up
                 # the next renewal: bounded by the beat.
                 await asyncio.wait_for(
@@ -524,7 +532,11 @@ class Worker:
             executor = executor_cls(
                 task_func, task_broker, app=self.app, pm=pm, threads=self.threads, model=model
             )
-            result = await executor.execute()
+            self._executors[task_broker.uuid] = executor
+            try:
+                result = await executor.execute()
+            finally:
+                self._executors.pop(task_broker.uuid, None)
             dumps(result, what=f"the result of task {task_broker.task_name!r}")
             final: FinishedModel = TaskStatusSuccessSchema(uuid=task_broker.uuid, returning=result)
         except TaskCancel as exc:

@@ -62,6 +62,7 @@ _FUNCTIONS: Final = {
     "purge": True,
     "tick": False,
     "workflow": False,
+    "abort": True,
 }
 
 
@@ -110,3 +111,4 @@ PROBE: Final = function_name("probe")
 PURGE: Final = function_name("purge")
 TICK: Final = function_name("tick")
 WORKFLOW: Final = function_name("workflow")
+ABORT: Final = function_name("abort")

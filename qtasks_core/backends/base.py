@@ -56,6 +56,21 @@ class Claimed:
 
 
 @dataclass(slots=True)
+class Renewed:
+    """What a renewal of leases learnt."""
+
+    #: Tasks whose claim the worker no longer holds: it stops renewing them.
+    lost: list[str] = field(default_factory=list)
+    #: Running tasks someone asked to abort: uuid -> reason.
+    aborted: dict[str, str] = field(default_factory=dict)
+
+
+#: What :meth:`Backend.abort` did: ended a queued or waiting task; asked the worker
+#: running it to stop; nothing (already final); nothing (no such task).
+AbortResult = Literal["cancelled", "aborting", "ended", "unknown"]
+
+
+@dataclass(slots=True)
 class BackendStats:
     #: Queued tasks per priority, all queues together.
     queued: dict[int, int] = field(default_factory=dict)
@@ -131,8 +146,9 @@ class Backend(Protocol):
     async def wake(self, worker_id: str) -> None:
         """End the wait of ``worker_id`` (a worker that is stopping)."""
 
-    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
-        """Renew the leases of ``{uuid: token}``; returns the uuids whose claim is lost."""
+    async def extend(self, claims: dict[str, str], lease: float) -> Renewed:
+        """Renew the leases of ``{uuid: token}``; returns the uuids whose claim is lost
+        and the tasks asked to abort (:meth:`abort`), with the reason."""
 
     async def finish(
         self,
@@ -182,6 +198,11 @@ class Backend(Protocol):
         """Set fields on an existing record (with ``token``: only while that claim is
         current). The only status it sets is ``cancel``, for a queued or delayed task,
         which it also unqueues; other statuses are the claim's to write."""
+
+    async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:
+        """Stop ``uuid``: a queued or waiting task ends ``cancel`` with ``reason`` now
+        (its record kept ``ttl`` seconds); a running one is marked, and its worker
+        learns it from :meth:`extend`."""
 
     async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
         """Set a claimed task aside with its reason (status ``error``); never retried."""

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import BackendDataError
 from ..keys import DEFAULT_QUEUE, PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
 from ..schemas import TaskStatus
-from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
+from .base import FINAL_STATUSES, AbortResult, BackendStats, Claimed, Renewed, RequeueResult
 
 _KNOWN = frozenset(TaskStatus)
 
@@ -384,16 +384,40 @@ class MemoryBackend:
                 for name in served:
                     self._signal(name).discard(future)
 
-    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
+    async def extend(self, claims: dict[str, str], lease: float) -> Renewed:
         deadline = time.time() + lease
-        lost = []
+        renewed = Renewed()
         with self._lock:
             for uuid, token in claims.items():
-                if not self._holds(uuid, token):
-                    lost.append(uuid)
+                record = self._holds(uuid, token)
+                if record is None:
+                    renewed.lost.append(uuid)
                 elif uuid in self._running:
                     self._running[uuid] = deadline
-        return lost
+                    if "abort" in record:
+                        renewed.aborted[uuid] = record["abort"]
+        return renewed
+
+    async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:
+        with self._lock:
+            record = self._records.get(uuid)
+            if record is None:
+                return "unknown"
+            status = record.get("status")
+            if status in ("new", "retry"):
+                now = time.time()
+                self._scheduled.pop(uuid, None)
+                self._queued.pop(uuid, None)  # the heap entry is skipped when popped
+                record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
+                self._finals["cancel"] += 1
+                if ttl is not None:
+                    self._expires[uuid] = now + ttl
+                self._signal_done(uuid)
+                return "cancelled"
+            if status == "process":
+                record["abort"] = reason
+                return "aborting"
+            return "ended"
 
     def _signal_done(self, uuid: str) -> None:
         record = self._records.get(uuid, {})

@@ -30,7 +30,14 @@ from . import _lua, _resp
 from ._cluster import ClusterURL, Locator, is_cluster, slot_of, slot_owner_pool
 from ._errors import mapped
 from ._sentinel import SentinelURL, is_sentinel
-from .base import FINAL_STATUSES, BackendStats, Claimed, RequeueResult
+from .base import (
+    FINAL_STATUSES,
+    AbortResult,
+    BackendStats,
+    Claimed,
+    Renewed,
+    RequeueResult,
+)
 
 log = logging.getLogger("qtasks.backend.redis")
 
@@ -558,13 +565,27 @@ class RedisBackend:
         await pipe.execute()
 
     @mapped("extend")
-    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
+    async def extend(self, claims: dict[str, str], lease: float) -> Renewed:
         k = self.keys
-        lost = await self._conn().extend(
+        reply = await self._conn().extend(
             keys=[k.running, k.clock],
             args=[k.prefix, int(lease * 1000), *(x for pair in claims.items() for x in pair)],
         )
-        return [u.decode(errors="replace") for u in lost]
+        renewed = Renewed()
+        for item in reply:
+            if isinstance(item, list):
+                renewed.aborted[item[0].decode(errors="replace")] = item[1].decode(errors="replace")
+            else:
+                renewed.lost.append(item.decode(errors="replace"))
+        return renewed
+
+    @mapped("abort")
+    async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:
+        done = await _PyFunction(self._conn().raw, _lua.ABORT)(
+            keys=[self.keys.queue],
+            args=[self.keys.prefix, uuid, reason, "" if ttl is None else int(ttl)],
+        )
+        return cast(AbortResult, done.decode())
 
     @mapped("finish")
     async def finish(

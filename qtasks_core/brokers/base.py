@@ -17,7 +17,7 @@ from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSche
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from ..backends.base import Backend, BackendStats, Claimed, RequeueResult
+    from ..backends.base import Backend, BackendStats, Claimed, Renewed, RequeueResult
     from ..storages.base import Storage
     from ..worker import Worker
 
@@ -243,9 +243,10 @@ class Broker:
         }
         return Message(claim, values, attempts, retry, extra)
 
-    async def extend(self, claims: dict[str, str], lease: float) -> list[str]:
+    async def extend(self, claims: dict[str, str], lease: float) -> Renewed:
         """Renew the leases of a worker's running tasks ``{uuid: token}``; returns the
-        uuids whose claim was lost (claimed again elsewhere after the lease expired)."""
+        uuids whose claim was lost (claimed again elsewhere after the lease expired)
+        and the tasks asked to abort."""
         return await self.backend.extend(claims, lease)
 
     async def release(self, claims: dict[str, str]) -> list[str]:

@@ -25,7 +25,7 @@ from ..schemas import (
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from ..backends.base import Backend, Claim
+    from ..backends.base import AbortResult, Backend, Claim
     from ..worker import Worker
 
 log = logging.getLogger("qtasks.storage")
@@ -218,6 +218,11 @@ class Storage:
                 return found, None
         assert after is not None
         return found, f"{after[0]!r}:{after[1]}"
+
+    async def abort(self, uuid: str, reason: str) -> AbortResult:
+        """Stop ``uuid`` (see ``QueueTasks.abort``); a cancelled record keeps
+        ``result_ttl``."""
+        return await self.backend.abort(uuid, reason, self.result_ttl)
 
     async def update(self, **kw: Any) -> bool:
         """Set fields of the record ``kw['uuid']``; ``status='cancel'`` also unqueues it."""

@@ -156,14 +156,37 @@ def test_a_worker_whose_lease_was_taken_over_cannot_write(subject: Subject) -> N
     beating(subject, 0.4, 0.3)  # the zombie is stopped: only the others heartbeat
     live = subject.claim(worker="live").tasks[0]
     # The zombie learns it lost the lease, and its late writes change nothing.
-    assert run(b.extend({"a": zombie["token"]}, 30)) == ["a"]
-    assert run(b.extend({"a": live["token"]}, 30)) == []
+    assert run(b.extend({"a": zombie["token"]}, 30)).lost == ["a"]
+    assert run(b.extend({"a": live["token"]}, 30)).lost == []
     assert subject.finish("a", live["token"], result="live") is True
     assert subject.finish("a", zombie["token"], result="zombie") is False
     assert subject.finish("a", zombie["token"], status="retry", delay=0.01) is False
     assert run(b.release({"a": zombie["token"]})) == []
     got = run(b.get("a"))
     assert got is not None and got["status"] == "success" and got["returning"] == '"live"'
+
+
+def test_an_abort_cancels_a_queued_task_and_marks_a_running_one(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("queued")
+    subject.add("delayed", due_in="60000")
+    assert run(b.abort("queued", "not needed", 60)) == "cancelled"
+    assert run(b.abort("delayed", "not needed", 60)) == "cancelled"
+    for uuid in ("queued", "delayed"):
+        got = run(b.get(uuid))
+        assert got is not None
+        assert (got["status"], got["cancel_reason"]) == ("cancel", "not needed")
+    assert run(b.wait_done("queued", 1)) is not False  # its waiters woke
+    subject.add("running")
+    token = subject.claim().tasks[0]["token"]
+    assert run(b.extend({"running": token}, 30)).aborted == {}
+    assert run(b.abort("running", "stop it", 60)) == "aborting"
+    renewed = run(b.extend({"running": token}, 30))
+    assert (renewed.lost, renewed.aborted) == ([], {"running": "stop it"})
+    assert subject.finish("running", token, status="cancel") is True
+    assert run(b.abort("running", "again", 60)) == "ended"
+    assert run(b.abort("nothing", "x", 60)) == "unknown"
+    assert subject.claim().tasks == []  # the cancelled ones never run
 
 
 def test_a_finish_repeated_after_a_lost_reply_counts_once(subject: Subject) -> None:
@@ -173,7 +196,7 @@ def test_a_finish_repeated_after_a_lost_reply_counts_once(subject: Subject) -> N
     assert subject.finish("a", token) is True
     assert run(subject.backend.stats()).counts.get("success") == 1
     # A heartbeat overlapping the finish is no lost lease.
-    assert run(subject.backend.extend({"a": token}, 30)) == []
+    assert run(subject.backend.extend({"a": token}, 30)).lost == []
 
 
 def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Subject) -> None:

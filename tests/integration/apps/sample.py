@@ -125,3 +125,20 @@ def wf_step(previous: int, tag: str, seconds: float) -> int:
     time.sleep(seconds)
     record(tag)
     return previous + 1
+
+
+@app.task
+async def wait_forever(tag: str) -> None:
+    """Awaits for a minute (an abort cancels it at that await)."""
+    record(tag)
+    await asyncio.sleep(60)
+
+
+@app.task(echo=True)
+def until_aborted(ctx: object, tag: str) -> str:
+    """A sync task that checks ``ctx.aborted`` and returns when it is set."""
+    record(tag)
+    deadline = time.monotonic() + 60
+    while not ctx.aborted and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.02)
+    return "noticed"
