@@ -269,7 +269,6 @@ class _Dashboard:
 
     async def overview(self, request: Request) -> Response:
         stats = await Stats(self.app).inspect_async()
-        dead = await self.app.dead_letters_async()
         self.throughput.observe(stats.status_counts)
         served = {q for w in stats.workers for q in w.queues}
         queues = [
@@ -286,7 +285,7 @@ class _Dashboard:
             "overview",
             stats=stats,
             counts=stats.status_counts,
-            dead=len(dead),
+            dead=stats.dead,
             series=self.throughput.series(),
             queues=queues,
         )

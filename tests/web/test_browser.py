@@ -120,13 +120,31 @@ def live(redis_server: Any) -> Iterator[tuple[Processes, QueueTasks]]:
     producer.stop()
 
 
+def submit(driver: Any, selector: str) -> None:
+    """Click the form button at ``selector`` and wait for the page it leads to (the old
+    page's elements go stale: reading them in between would race the navigation)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    for _ in range(5):
+        try:
+            driver.find_element(By.CSS_SELECTOR, selector).click()
+            break
+        except StaleElementReferenceException:
+            continue  # htmx swapped the live fragment under the click: find it again
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+
 def log_in(driver: Any, url: str, token: str = TOKEN) -> None:
     from selenium.webdriver.common.by import By
 
     driver.get(f"{url}/")
     assert "/login" in driver.current_url
     driver.find_element(By.NAME, "token").send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    submit(driver, "form button[type=submit]")
 
 
 def shot(driver: Any, name: str) -> None:
@@ -135,9 +153,9 @@ def shot(driver: Any, name: str) -> None:
 
 
 def number(driver: Any, selector: str) -> int:
-    from selenium.webdriver.common.by import By
-
-    return int(driver.find_element(By.CSS_SELECTOR, selector).text)
+    # Read in one script: htmx replaces the element every 2 s, so a found element can
+    # go stale before its text is read.
+    return int(driver.execute_script(f"return document.querySelector('{selector}').textContent"))
 
 
 def test_the_token_page_refuses_a_wrong_token(browser, live) -> None:
@@ -200,7 +218,7 @@ def test_requeueing_a_dead_letter_with_its_button_runs_it(browser, live) -> None
     row = f'tr[data-dead="{task.uuid}"]'
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, row), 30, "the dead letter to show up")
     shot(browser, "dead-letters")
-    browser.find_element(By.CSS_SELECTOR, f'{row} button[data-action="requeue"]').click()
+    submit(browser, f'{row} button[data-action="requeue"]')
     notice = browser.find_element(By.CSS_SELECTOR, ".notice.ok")
     assert "queued again" in notice.text
     done = producer.wait(task.uuid, timeout=30)
