@@ -49,6 +49,10 @@ MAX_FORM: Final = 16_384
 STATUSES: Final = tuple(s.value for s in TaskStatus)
 #: Statuses in which ``app.cancel`` can still stop a task.
 CANCELLABLE: Final = frozenset({"new", "retry"})
+#: Statuses in which ``app.retry`` sends a task again.
+RETRYABLE: Final = frozenset({"error", "cancel"})
+#: Statuses in which a task is aborted on its worker (a queued one has Cancel).
+ABORTABLE: Final = frozenset({"process"})
 
 #: The pages, in the order of the navigation bar: (route name, label).
 #: Workflows (DESIGN.md §8: chain, group, chord) get their entry here, a route in
@@ -97,6 +101,14 @@ NOTICES: Final = {
         "Task {what} was not cancelled: only a queued task, or one waiting for a retry, can be.",
     ),
     "purged": ("ok", "Queue {what}: {count} queued task(s) cancelled."),
+    "retried": ("ok", "Sent again as this new task (a retry of {what})."),
+    "abort-cancelled": ("ok", "Task {what} was still waiting: cancelled, it never runs."),
+    "abort-aborting": (
+        "ok",
+        "Task {what} is being aborted: its worker stops it at its next heartbeat.",
+    ),
+    "abort-ended": ("warn", "Task {what} had ended already: nothing to abort."),
+    "abort-unknown": ("warn", "No task has the id {what}: nothing to abort."),
 }
 _NOTICE_KEYS: Final = ("done", "what", "count")
 
@@ -114,7 +126,8 @@ def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = 
 
     :param app: the QTasks app to show (started on the first request, on the server's
         event loop).
-    :param read_only: refuse every action (requeue, delete, cancel, purge) with 403.
+    :param read_only: refuse every action (requeue, delete, cancel, abort, retry,
+        purge) with 403.
     :param token: require this token to see any page: a login page sets a cookie;
         scripts may send ``Authorization: Bearer <token>``. ``None``: no login (keep
         the dashboard on loopback, or behind a proxy that authenticates).
@@ -132,6 +145,8 @@ def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = 
         Route("/dead/requeue", action(dashboard.requeue), methods=["POST"], name="requeue"),
         Route("/dead/delete", action(dashboard.delete), methods=["POST"], name="delete"),
         Route("/task/cancel", action(dashboard.cancel), methods=["POST"], name="cancel"),
+        Route("/task/retry", action(dashboard.retry), methods=["POST"], name="retry"),
+        Route("/task/abort", action(dashboard.abort), methods=["POST"], name="abort"),
         Route("/queues/purge", action(dashboard.purge), methods=["POST"], name="purge"),
         Route("/login", dashboard.login, methods=["GET", "POST"], name="login"),
         Route("/logout", dashboard.logout, methods=["POST"], name="logout"),
@@ -322,6 +337,8 @@ class _Dashboard:
             first_page=before is None,
             task_names=sorted(self.app.tasks),
             cancellable=CANCELLABLE,
+            retryable=RETRYABLE,
+            abortable=ABORTABLE,
         )
 
     async def task(self, request: Request) -> Response:
@@ -347,6 +364,8 @@ class _Dashboard:
             uuid=uuid,
             timeline=sorted(timeline, key=lambda item: item[1]),
             cancellable=task.status in CANCELLABLE,
+            retryable=task.status in RETRYABLE,
+            abortable=task.status in ABORTABLE,
         )
 
     async def dead(self, request: Request) -> Response:
@@ -386,6 +405,19 @@ class _Dashboard:
         return self.back(
             request, "task", "cancelled" if done else "not-cancelled", uuid=uuid, what=uuid
         )
+
+    async def retry(self, request: Request, form: dict[str, str]) -> Response:
+        uuid = _field(form, "uuid")
+        try:
+            again = await self.app.retry_async(uuid)
+        except TaskOptionError as exc:
+            raise Refusal(409, f"not sent again: {exc}") from None
+        return self.back(request, "task", "retried", uuid=again.uuid, what=uuid)
+
+    async def abort(self, request: Request, form: dict[str, str]) -> Response:
+        uuid = _field(form, "uuid")
+        result = await self.app.abort_async(uuid, "aborted from the dashboard")
+        return self.back(request, "task", f"abort-{result}", uuid=uuid, what=uuid)
 
     async def purge(self, request: Request, form: dict[str, str]) -> Response:
         queue = _field(form, "queue")

@@ -240,6 +240,48 @@ def test_cancelling_a_queued_task(app, dashboard) -> None:
     assert "was not cancelled" in browser.get(again.headers["location"]).text
 
 
+def test_retrying_a_failed_task_sends_it_again(app, dashboard) -> None:
+    declare(app)
+    with app.running_worker():
+        failed = app.add_task("boom", timeout=20)
+        browser = dashboard(app)
+        assert 'data-action="retry"' in browser.get(f"/task?uuid={failed.uuid}").text
+        answer = browser.act("/task/retry", uuid=failed.uuid)
+        assert answer.status_code == 303
+        page = browser.get(answer.headers["location"])
+        again = re.search(r"<h1>Task <code>([^<]+)</code>", page.text)
+        assert again is not None and again.group(1) != failed.uuid
+        assert f"a retry of {failed.uuid}" in page.text
+        assert app.wait(again.group(1), timeout=20).task_name == "boom"
+
+
+def test_retrying_a_task_that_has_not_ended_is_refused_saying_why(app, dashboard) -> None:
+    declare(app)
+    queued = app.add_task("add", 1, 2)
+    answer = dashboard(app).act("/task/retry", uuid=queued.uuid)
+    assert answer.status_code == 409 and "would run twice" in answer.text
+
+
+def test_aborting_a_running_task_stops_it_on_its_worker(app, dashboard) -> None:
+    import asyncio
+
+    @app.task
+    async def long() -> None:
+        await asyncio.sleep(60)
+
+    browser = dashboard(app)
+    with app.running_worker(lease=1.5):
+        task = app.add_task("long")
+        wait_for(lambda: app.get(task.uuid).status == "process", 20, "the task to start")  # type: ignore[union-attr]
+        assert 'data-action="abort"' in browser.get(f"/task?uuid={task.uuid}").text
+        answer = browser.act("/task/abort", uuid=task.uuid)
+        assert "is being aborted" in browser.get(answer.headers["location"]).text
+        done = app.wait(task.uuid, timeout=20)
+    assert done.status == "cancel" and done.cancel_reason == "aborted from the dashboard"
+    again = browser.act("/task/abort", uuid=task.uuid)
+    assert "had ended already" in browser.get(again.headers["location"]).text
+
+
 def test_purging_a_queue(app, dashboard) -> None:
     declare(app)
     for _ in range(3):

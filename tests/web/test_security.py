@@ -93,6 +93,8 @@ def test_read_only_refuses_every_action_and_shows_no_button(app, dashboard, queu
         ("/queues/purge", {"queue": "default"}),
         ("/dead/requeue", {"uuid": queued}),
         ("/dead/delete", {"uuid": queued}),
+        ("/task/retry", {"uuid": queued}),
+        ("/task/abort", {"uuid": queued}),
     ):
         answer = browser.act(path, **field)
         assert answer.status_code == 403, path
