@@ -152,5 +152,7 @@ def task_from_record(record: dict[str, str]) -> Task:
         eta=moment("eta"),
         expires=moment("expires"),
         extra={**extra, "malformed": malformed} if malformed else extra,
+        progress=field("progress", None, dict) if record.get("progress") else None,
+        failed_member=record.get("failed_member") or None,
     )
     return task

@@ -24,10 +24,12 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import difflib
+import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import EllipsisType
@@ -59,7 +61,7 @@ from .keys import DEFAULT_QUEUE
 from .middlewares import check_middlewares
 from .schedules import NAMESPACE as SCHEDULES
 from .schedules import Schedule, ScheduleState, load_runtime
-from .schemas import Task, TaskExecSchema, TaskPage, TaskStatusNewSchema
+from .schemas import FINAL_STATUSES, Task, TaskExecSchema, TaskPage, TaskStatusNewSchema
 from .storages import Storage
 from .workflows import MAX_MEMBERS, Flow, Signature, signature
 from .workflows import start as start_workflow
@@ -1124,6 +1126,54 @@ class QueueTasks(_Registry):
     def abort(self, uuid: str, reason: str = "aborted") -> AbortResult:
         """Sync twin of :meth:`abort_async`."""
         return self._portal.call(self.abort_async(uuid, reason))
+
+    async def watch_async(self, uuid: str, timeout: float | None = None) -> AsyncIterator[Task]:
+        """Yield the task ``uuid`` each time it reports progress (``ctx.set_progress``;
+        the update is on ``.progress``) and once more when it ends, then stop. Blocks
+        in the backend between updates (no polling), from any process.
+
+        Raises :class:`TaskOptionError` for an unknown task and
+        :class:`TaskTimeoutError` if ``timeout`` seconds pass before it ends.
+        """
+        timeout = check_timeout(timeout)
+        await self.start_async()
+        status = await self.backend.watch_start(uuid)
+        if not status:
+            raise TaskOptionError(f"no task {uuid!r} to watch (unknown, or its record expired)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        after = "0"
+        while True:
+            if status in FINAL_STATUSES:
+                # It ended before the watch began (or its end was not streamed).
+                task = await self.get_async(uuid)
+                if task is not None:
+                    yield task
+                return
+            left = 20.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TaskTimeoutError(uuid, timeout or 0.0, await self.get_async(uuid))
+            for event_id, kind, data in await self.backend.events(uuid, after, min(left, 20.0)):
+                after = event_id
+                if kind == "final":
+                    record = json.loads(data)
+                    record.pop("claim", None)
+                    task = await self.get_async(uuid, _record=record)
+                    if task is not None:
+                        yield task
+                    return
+                task = await self.get_async(uuid)
+                if task is not None:
+                    yield task.model_copy(update={"progress": json.loads(data)})
+
+    def watch(self, uuid: str, timeout: float | None = None) -> Iterator[Task]:
+        """Sync twin of :meth:`watch_async`."""
+        updates = self.watch_async(uuid, timeout)
+
+        async def step() -> Task | None:
+            return await anext(updates, None)
+
+        while (task := self._portal.call(step())) is not None:
+            yield task
 
     async def retry_async(self, uuid: str) -> Task:
         """Send the task ``uuid`` again as a new task (same name, arguments, queue and

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from ._util import dumps
 from .errors import TaskCancel, TaskOptionError, TaskPluginTriggerError
 
 if TYPE_CHECKING:
@@ -129,6 +131,23 @@ class TaskContext:
         if running is not None:
             return coro
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def set_progress(self, value: float, **meta: Any) -> Any:
+        """Report how far the task got: ``value`` (a fraction such as ``0.4``, or a
+        count), with any JSON-serializable ``meta`` (``done=40, of=100``). Stored on
+        the task's record (``get(uuid).progress``) and seen by ``app.watch(uuid)`` in
+        any process; awaitable in async tasks. Returns whether it was written (a task
+        that no longer runs on this worker writes nothing)."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise TaskOptionError(
+                f"set_progress takes a number (a fraction or a count), not {value!r}"
+            )
+        data = dumps({"value": value, "meta": meta, "at": time.time()}, what="progress meta")
+        return self._bridge(self.app.storage.progress(self.task_uuid, data))
 
     def get_config(self, key: str | None = None, name: str = "main") -> QueueConfig | Any:
         """Without ``key``: the app's settings, ``app.config`` (as the original QTasks;

@@ -29,6 +29,9 @@ key                   type   holds
 ``workers``           zset   worker id -> when its heartbeat expires (ms): who to read
 ``index:<status>``    zset   uuid -> when it ended (ms), per final status: the task list
 ``index:name:<task>`` zset   the same, per task name
+``events:<uuid>``     stream a task's progress and (when watched) its end: app.watch
+``wf:<id>``           hash   a workflow's tree (path -> node JSON), group counts, results
+``wf:<id>:live``      set    a workflow's members queued or running
 ``config:<name>``     hash   global config values of one namespace (JSON); the namespace
                              ``schedules`` holds the schedules added at run time
 ``schedule:<name>``   hash   a schedule's cursor: ``next`` tick and ``last`` fired (ms)
@@ -125,6 +128,9 @@ class Keys:
 
     def wake_worker(self, worker_id: str) -> str:
         return f"{self.prefix}wake:{worker_id}"
+
+    def events(self, uuid: str) -> str:
+        return f"{self.prefix}events:{uuid}"
 
     def done(self, uuid: str) -> str:
         return f"{self.prefix}done:{uuid}"

@@ -61,6 +61,10 @@ class Task(BaseModel):
     eta: datetime | None = None
     #: When a task not started by then ends ``cancel`` (reason ``expired``).
     expires: datetime | None = None
+    #: The last ``ctx.set_progress`` of a running task: ``{"value", "meta", "at"}``.
+    progress: dict[str, Any] | None = None
+    #: A workflow's own task: the member that made it fail.
+    failed_member: str | None = None
 
     @property
     def is_finished(self) -> bool:

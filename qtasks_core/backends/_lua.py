@@ -63,6 +63,8 @@ _FUNCTIONS: Final = {
     "tick": False,
     "workflow": False,
     "abort": True,
+    "progress": True,
+    "watch": True,
 }
 
 
@@ -112,3 +114,5 @@ PURGE: Final = function_name("purge")
 TICK: Final = function_name("tick")
 WORKFLOW: Final = function_name("workflow")
 ABORT: Final = function_name("abort")
+PROGRESS: Final = function_name("progress")
+WATCH: Final = function_name("watch")

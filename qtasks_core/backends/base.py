@@ -204,6 +204,20 @@ class Backend(Protocol):
         (its record kept ``ttl`` seconds); a running one is marked, and its worker
         learns it from :meth:`extend`."""
 
+    async def progress(self, uuid: str, data: str) -> bool:
+        """Store a running task's progress (JSON text) and append it to the task's
+        events; ``False`` if the task is not running."""
+
+    async def watch_start(self, uuid: str) -> str:
+        """Mark ``uuid`` watched, so its end is appended to its events too; returns its
+        status (``""``: no such task). A final status means it ended already."""
+
+    async def events(self, uuid: str, after: str, timeout: float) -> list[tuple[str, str, str]]:
+        """The task's events after the id ``after`` (``"0"``: from the first), as
+        ``(id, kind, data)`` with kind ``progress`` (data: the progress JSON) or
+        ``final`` (data: the final record as JSON); blocks up to ``timeout`` seconds
+        (no polling) while there are none."""
+
     async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
         """Set a claimed task aside with its reason (status ``error``); never retried."""
 

@@ -131,6 +131,10 @@ class MemoryBackend:
         self._index_at: dict[str, dict[str, float]] = {}
         #: Running workflows (as lib.lua's workflow helpers keep them in Redis).
         self._workflows: dict[str, _Workflow] = {}
+        #: Each task's events (progress, and its end once watched), and their waiters.
+        self._events: dict[str, list[tuple[str, str, str]]] = {}
+        self._event_signals: dict[str, _Signal] = {}
+        self._event_ids = itertools.count(1)
 
     async def start(self) -> None:
         return None
@@ -427,8 +431,58 @@ class MemoryBackend:
             self._unindex(index, uuid)  # a requeued dead letter that ended again moves up
             bisect.insort(self._index.setdefault(index, []), (at, uuid))
             self._index_at.setdefault(index, {})[uuid] = at
+        if "watched" in record or "progress" in record:
+            visible = {k: v for k, v in record.items() if k != "_done"}
+            self._add_event(uuid, "final", json.dumps({"uuid": uuid, **visible}))
         if "wfn" in record:
             self._member_ended(uuid, record)
+
+    def _add_event(self, uuid: str, kind: str, data: str) -> None:
+        events = self._events.setdefault(uuid, [])
+        events.append((f"{next(self._event_ids)}-0", kind, data))
+        del events[:-100]
+        signal = self._event_signals.pop(uuid, None)
+        if signal is not None:
+            signal.fire()
+
+    async def progress(self, uuid: str, data: str) -> bool:
+        with self._lock:
+            record = self._records.get(uuid)
+            if record is None or record.get("status") != "process":
+                return False
+            record["progress"] = data
+            self._add_event(uuid, "progress", data)
+            return True
+
+    async def watch_start(self, uuid: str) -> str:
+        with self._lock:
+            record = self._records.get(uuid)
+            if record is None:
+                return ""
+            status = record.get("status", "")
+            if status not in FINAL_STATUSES:
+                record["watched"] = "1"
+            return status
+
+    async def events(self, uuid: str, after: str, timeout: float) -> list[tuple[str, str, str]]:
+        def newer() -> list[tuple[str, str, str]]:
+            seen = int(after.partition("-")[0] or 0)
+            return [e for e in self._events.get(uuid, []) if int(e[0].partition("-")[0]) > seen]
+
+        with self._lock:
+            found = newer()
+            if found:
+                return found
+            future = self._event_signals.setdefault(uuid, _Signal()).add()
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            with self._lock:
+                signal = self._event_signals.get(uuid)
+                if signal is not None:
+                    signal.discard(future)
+        with self._lock:
+            return newer()
 
     # -- workflows (the same steps as lib.lua's; see there) ------------------------------
 

@@ -71,7 +71,7 @@ ACL_RULE: Final = (
     "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
     "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem +zremrangebyscore "
-    "+rpush +ltrim +blpop +blmove +sadd +smembers +asking +cluster|slots"
+    "+rpush +ltrim +blpop +blmove +sadd +smembers +xadd +xread +asking +cluster|slots"
 )
 
 
@@ -578,6 +578,40 @@ class RedisBackend:
             else:
                 renewed.lost.append(item.decode(errors="replace"))
         return renewed
+
+    @mapped("progress")
+    async def progress(self, uuid: str, data: str) -> bool:
+        done = await _PyFunction(self._conn().raw, _lua.PROGRESS)(
+            keys=[self.keys.queue], args=[self.keys.prefix, uuid, data]
+        )
+        return bool(done == 1)
+
+    @mapped("watch")
+    async def watch_start(self, uuid: str) -> str:
+        status = await _PyFunction(self._conn().raw, _lua.WATCH)(
+            keys=[self.keys.queue], args=[self.keys.prefix, uuid]
+        )
+        return cast(bytes, status).decode(errors="replace")
+
+    @mapped("events")
+    async def events(self, uuid: str, after: str, timeout: float) -> list[tuple[str, str, str]]:
+        key = self.keys.events(uuid)
+        block = max(1, int(min(max(timeout, 0.001), MAX_BLOCK) * 1000))
+        reply = cast(
+            list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None,
+            await self._conn().raw.xread({key: after}, count=100, block=block),
+        )
+        out = []
+        for _stream, entries in reply or []:
+            for entry_id, values in entries:
+                out.append(
+                    (
+                        entry_id.decode(),
+                        values.get(b"kind", b"").decode(errors="replace"),
+                        values.get(b"data", b"").decode(errors="replace"),
+                    )
+                )
+        return out
 
     @mapped("abort")
     async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:

@@ -224,6 +224,10 @@ class Storage:
         ``result_ttl``."""
         return await self.backend.abort(uuid, reason, self.result_ttl)
 
+    async def progress(self, uuid: str, data: str) -> bool:
+        """Store a running task's progress (JSON text; see ``TaskContext.set_progress``)."""
+        return await self.backend.progress(uuid, data)
+
     async def update(self, **kw: Any) -> bool:
         """Set fields of the record ``kw['uuid']``; ``status='cancel'`` also unqueues it."""
         new = await fired(self.pm.hook.storage_update(storage=self, kw=kw))

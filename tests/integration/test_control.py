@@ -42,3 +42,16 @@ def test_an_abort_of_a_queued_task_cancels_it_before_it_runs(worker_app: QueueTa
     done = app.wait(uuid, timeout=5)
     assert (done.status, done.cancel_reason) == ("cancel", "no longer wanted")
     assert app.abort("no-such-task") == "unknown"
+
+
+def test_progress_is_watched_from_another_process(worker_app: QueueTasks) -> None:
+    app = worker_app
+    uuid = app.add_task("reports", 4, 0.2).uuid
+    seen = list(app.watch(uuid, timeout=30))
+    *updates, final = seen
+    assert [u.progress["value"] for u in updates if u.progress] == [0.25, 0.5, 0.75, 1.0]
+    assert updates[-1].progress["meta"] == {"done": 4, "of": 4}  # type: ignore[index]
+    assert (final.status, final.returning) == ("success", "reported")
+    assert app.get(uuid).progress["value"] == 1.0  # type: ignore[union-attr,index]
+    # A watch that begins after the end gives the final state at once.
+    assert [t.status for t in app.watch(uuid, timeout=5)] == ["success"]

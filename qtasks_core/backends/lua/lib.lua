@@ -132,6 +132,12 @@ local function signal_done(prefix, uuid, tkey, ttl)
     redis.call('EXPIRE', dkey, ttl)
   end
   index_final(prefix, uuid, rec, ttl)
+  if rec.watched or rec.progress then
+    -- Someone watches (app.watch): the end goes onto the stream it blocks on.
+    local ekey = prefix .. 'events:' .. uuid
+    redis.call('XADD', ekey, 'MAXLEN', '~', 100, '*', 'kind', 'final', 'data', cjson.encode(rec))
+    redis.call('EXPIRE', ekey, (ttl and ttl > 0) and ttl or 86400)
+  end
   if rec.wf then member_ended(prefix, uuid, rec) end
 end
 

@@ -142,3 +142,12 @@ def until_aborted(ctx: object, tag: str) -> str:
     while not ctx.aborted and time.monotonic() < deadline:  # type: ignore[attr-defined]
         time.sleep(0.02)
     return "noticed"
+
+
+@app.task(echo=True)
+def reports(ctx: object, steps: int, seconds: float) -> str:
+    """Reports its progress after each of ``steps`` steps."""
+    for i in range(steps):
+        time.sleep(seconds)
+        ctx.set_progress((i + 1) / steps, done=i + 1, of=steps)  # type: ignore[attr-defined]
+    return "reported"
