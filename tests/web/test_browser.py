@@ -191,7 +191,7 @@ def test_the_overview_counts_tasks_as_they_complete_without_a_reload(browser, li
     wait_for(counted, 30, "the overview to count the finished tasks")
     assert len(seen) >= 2  # it moved while we watched
     assert browser.execute_script("return window.qtasksMarker") == "same page"
-    producer.add_task("boom")
+    failed = producer.add_task("boom")
     producer.add_schedule("nightly-report", "add", cron="0 3 * * *", args=(1, 2))
     time.sleep(2.5)  # one more poll: the chart's last bars
     shot(browser, "overview")
@@ -200,6 +200,9 @@ def test_the_overview_counts_tasks_as_they_complete_without_a_reload(browser, li
         shot(browser, page)
     browser.get(f"{processes.url}/task?uuid={tasks[0].uuid}")
     shot(browser, "task")
+    producer.wait(failed.uuid, timeout=20)
+    browser.get(f"{processes.url}/task?uuid={failed.uuid}")
+    shot(browser, "task-failed")
 
 
 def test_requeueing_a_dead_letter_with_its_button_runs_it(browser, live) -> None:
