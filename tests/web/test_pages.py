@@ -169,6 +169,31 @@ def test_task_detail_shows_the_traceback_of_a_failure(app, dashboard) -> None:
     assert "Attempts" in html
 
 
+def test_task_detail_shows_the_progress_of_a_running_task(app, dashboard) -> None:
+    import threading
+
+    release = threading.Event()
+
+    @app.task(echo=True)
+    def crunch(self) -> None:  # type: ignore[no-untyped-def]
+        self.ctx.set_progress(0.4, done=40, of=100)
+        release.wait(20)
+
+    browser = dashboard(app)
+    with app.running_worker():
+        task = app.add_task("crunch")
+
+        def shown() -> str | None:
+            page = browser.get(f"/task?uuid={task.uuid}").text
+            return page if "data-progress" in page else None
+
+        html = wait_for(shown, 20, "the progress to show")
+        release.set()
+        app.wait(task.uuid, timeout=20)
+    assert '<progress value="0.4" max="1"></progress> 40 %' in html
+    assert '<span class="chip">done: 40</span>' in html
+
+
 def test_an_unknown_task_is_a_404_that_says_why(app, dashboard) -> None:
     page = dashboard(app).get("/task?uuid=nope")
     assert page.status_code == 404 and "no task has the id" in page.text
