@@ -235,3 +235,42 @@ def check_batch_call(call: object, index: int) -> tuple[str, tuple[Any, ...], di
     task_name = check_task_name(call[0])
     kwargs = check_kwargs(call[2], task_name) if len(call) == 3 else {}
     return task_name, check_args(call[1], task_name), kwargs
+
+
+def check_unique_key(key: object) -> str:
+    """A ``unique_key``: a non-empty string of at most 512 characters."""
+    if isinstance(key, str) and 0 < len(key) <= 512:
+        return key
+    raise TaskOptionError(
+        f"unique_key must be a non-empty string of at most 512 characters, got {_shown(key)}"
+    )
+
+
+def check_unique_for(value: object) -> float:
+    """``unique_for``: seconds (or a ``timedelta``) greater than 0."""
+    seconds = _seconds(value, "unique_for")
+    if not seconds:
+        raise TaskOptionError(f"unique_for must be more than 0 seconds, got {_shown(value)}")
+    return seconds
+
+
+_RATE_PERIODS = {"s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def check_concurrency_limit(value: object) -> int:
+    """``concurrency_limit``: a whole number >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise TaskOptionError(f"concurrency_limit must be a whole number >= 1, got {_shown(value)}")
+
+
+def parse_rate_limit(value: object) -> tuple[int, int]:
+    """``rate_limit`` (``"100/m"``, ``"20/s"``, ``"5/h"``) as (count, period in ms)."""
+    if isinstance(value, str):
+        count, sep, unit = value.strip().partition("/")
+        if sep and count.strip().isdigit() and int(count) >= 1 and unit.strip() in _RATE_PERIODS:
+            return int(count), _RATE_PERIODS[unit.strip()]
+    raise TaskOptionError(
+        f"rate_limit must be a count per second, minute or hour such as '100/m' or "
+        f"'20/s', got {_shown(value)}"
+    )

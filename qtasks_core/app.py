@@ -43,6 +43,7 @@ from ._validate import (
     check_app_name,
     check_args,
     check_batch_call,
+    check_concurrency_limit,
     check_delay,
     check_expires,
     check_kwargs,
@@ -50,6 +51,9 @@ from ._validate import (
     check_queue,
     check_task_name,
     check_timeout,
+    check_unique_for,
+    check_unique_key,
+    parse_rate_limit,
 )
 from .backends import Backend, MemoryBackend, RedisBackend
 from .backends.base import AbortResult, RequeueResult
@@ -63,6 +67,7 @@ from .schedules import NAMESPACE as SCHEDULES
 from .schedules import Schedule, ScheduleState, load_runtime
 from .schemas import FINAL_STATUSES, Task, TaskExecSchema, TaskPage, TaskStatusNewSchema
 from .storages import Storage
+from .storages.base import UniqueHeld
 from .workflows import MAX_MEMBERS, Flow, Signature, signature
 from .workflows import start as start_workflow
 
@@ -83,6 +88,8 @@ _Call = tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any], dict[st
 
 _TASK_OPTIONS = {
     "queue",
+    "concurrency_limit",
+    "rate_limit",
     "priority",
     "echo",
     "max_time",
@@ -194,6 +201,10 @@ def _make_spec(
             options.pop(key, None)
     if options.get("queue") is not None:
         options["queue"] = check_queue(options["queue"])
+    if options.get("concurrency_limit") is not None:
+        check_concurrency_limit(options["concurrency_limit"])
+    if options.get("rate_limit") is not None:
+        parse_rate_limit(options["rate_limit"])
     exc = options.get("retry_on_exc")
     if exc is not None and not isinstance(exc, tuple):
         options["retry_on_exc"] = tuple(exc) if isinstance(exc, list) else (exc,)
@@ -684,6 +695,8 @@ class QueueTasks(_Registry):
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> Task:
         """Enqueue ``task_name`` with explicit ``args``/``kwargs`` (any names allowed,
         ``priority`` and ``timeout`` included). See :meth:`add_task_async`.
@@ -696,6 +709,10 @@ class QueueTasks(_Registry):
         :param expires: seconds, a ``timedelta`` or a timezone-aware ``datetime``: a
             task not started by then ends ``cancel`` with the reason ``expired`` and
             never runs.
+        :param unique_key: while a task sent with this key is queued or running (and,
+            with ``unique_for`` seconds or a ``timedelta``, until that long after it
+            was sent), sending another with the key returns that task and adds none;
+            checked in the same atomic step as the enqueue.
 
         A bad name, argument container, priority, timeout, queue or time raises
         :class:`TaskOptionError` before the app even connects.
@@ -712,9 +729,25 @@ class QueueTasks(_Registry):
             options["delay"] = due
         if (until := check_expires(expires)) is not None:
             options["expires"] = until
+        if unique_key is not None:
+            options["unique_key"] = check_unique_key(unique_key)
+        if unique_for is not None:
+            if unique_key is None:
+                raise TaskOptionError("unique_for needs a unique_key: pass both")
+            options["unique_for"] = check_unique_for(unique_for)
         await self.start_async()
         call = await self._before_broker(task_name, call_args, call_kwargs, priority, options)
-        uuid, model = await self.broker.add(*call)
+        try:
+            uuid, model = await self.broker.add(*call)
+        except UniqueHeld as held:
+            # Another task holds the key: that task is the answer, as it is now.
+            existing = await self.get_async(held.uuid)
+            if existing is None:
+                raise TaskOptionError(
+                    f"unique_key {unique_key!r} is held by task {held.uuid}, whose record "
+                    "is gone; send again"
+                ) from None
+            return existing
         task = await self._after_broker(uuid, model)
         if self.eager:
             return await self._run_eagerly(uuid)
@@ -912,6 +945,8 @@ class QueueTasks(_Registry):
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> Task:
         """Sync twin of :meth:`send_task_async`."""
         return self._portal.call(
@@ -925,6 +960,8 @@ class QueueTasks(_Registry):
                 delay=delay,
                 eta=eta,
                 expires=expires,
+                unique_key=unique_key,
+                unique_for=unique_for,
             )
         )
 

@@ -119,6 +119,10 @@ class TaskStatusNewSchema(BaseModel):
     delay: float | None = None
     #: Seconds from now after which, not started, it ends ``cancel`` (``expired``).
     expires: float | None = None
+    #: While a task with this key is queued or running (and ``unique_for`` seconds
+    #: from its enqueue), an enqueue with the same key returns that task instead.
+    unique_key: str | None = None
+    unique_for: float | None = None
 
 
 class TaskStatusProcessSchema(BaseModel):
@@ -205,6 +209,10 @@ class TaskExecSchema(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     #: The queue its tasks go to unless a call names another.
     queue: str = "default"
+    #: At most this many running at once, across every worker.
+    concurrency_limit: int | None = None
+    #: At most this many started per period, across every worker: ``"100/m"``.
+    rate_limit: str | None = None
 
 
 class ArgMeta(BaseModel):
@@ -231,6 +239,9 @@ class WorkerInfo(BaseModel):
     tasks_done: int = 0
     #: The queues it serves.
     queues: list[str] = Field(default_factory=list)
+    #: When it last wrote this record (its heartbeat), and the qtasks-core it runs.
+    beat_at: float | None = None
+    version: str | None = None
 
 
 class TaskPage(BaseModel):

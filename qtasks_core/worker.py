@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.metadata
+import json
 import logging
 import os
 import socket
@@ -23,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ._util import dumps, fired, lifecycle
-from ._validate import check_queue
+from ._validate import check_queue, parse_rate_limit
 from .brokers.base import task_schema
 from .errors import BackendError, TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
@@ -83,6 +86,29 @@ class _Outage:
             log.warning("backend reachable again after %.1fs", time.monotonic() - self._since)
             self._since = None
             self.suppressed = 0
+
+
+def _limits(tasks: Iterable[TaskExecSchema]) -> str:
+    """The registered tasks' concurrency and rate limits, as JSON for the claim."""
+    limits: dict[str, dict[str, int]] = {}
+    for spec in tasks:
+        limit: dict[str, int] = {}
+        if spec.concurrency_limit is not None:
+            limit["c"] = spec.concurrency_limit
+        if spec.rate_limit is not None:
+            limit["r"], limit["p"] = parse_rate_limit(spec.rate_limit)
+        if limit:
+            limits[spec.name] = limit
+    return json.dumps(limits, separators=(",", ":")) if limits else ""
+
+
+@functools.cache
+def _version() -> str:
+    """The installed qtasks-core's version, shown beside each worker."""
+    try:
+        return importlib.metadata.version("qtasks-core")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class Worker:
@@ -148,6 +174,8 @@ class Worker:
         self._claims: dict[str, str] = {}
         #: Tasks whose code is running now: an abort reaches them here.
         self._executors: dict[str, TaskExecutor] = {}
+        #: The limits of the registered tasks, as every claim hands them to the backend.
+        self.limits = ""
         self._outage = _Outage()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -226,6 +254,7 @@ class Worker:
         app = self.app
         pm = app.pm
         await app.start_async(worker=self)
+        self.limits = _limits(app.tasks.values())
         await lifecycle(lambda: pm.hook.worker_start(worker=self), "worker_start")
         await app.broker.listen_start(self)
         heartbeat = asyncio.create_task(self._heartbeat(), name="qtasks-heartbeat")
@@ -433,6 +462,8 @@ class Worker:
             "queues": list(self.queues),
             "running": self.running,
             "tasks_done": self.tasks_done,
+            "beat_at": time.time(),
+            "version": _version(),
         }
 
     # -- running one task ----------------------------------------------------------------

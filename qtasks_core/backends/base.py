@@ -103,10 +103,12 @@ class Backend(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
         """Write the record and queue the task, atomically, in one round trip. A uuid
         that already has a record is left alone (``False``): an enqueue retried after a
-        lost reply adds nothing.
+        lost reply adds nothing. A ``unique_key`` field held by another task (queued or
+        running, or within its ``unique_for`` ms) writes nothing and returns the uuid
+        of that task.
 
         Record fields the backend reads: ``queue`` (absent: the default queue);
         ``due_in`` (milliseconds: the task waits that long, then is queued; stored as
@@ -128,6 +130,7 @@ class Backend(Protocol):
         only: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         turn: int = 0,
+        limits: str = "",
     ) -> Claimed:
         """Move due delayed tasks and expired leases back to their queues, then claim
         up to ``n`` tasks of ``queues`` for ``worker_id`` with a lease of ``lease``
@@ -135,7 +138,12 @@ class Backend(Protocol):
         turns one task at a time, starting with ``queues[turn % len(queues)]``;
         priority order holds within each. A task past its ``expires`` ends ``cancel``
         (reason ``expired``) instead of being claimed. Entries that cannot be run are
-        set aside one by one."""
+        set aside one by one.
+
+        ``limits`` (JSON ``{task_name: {"c": concurrency, "r": count, "p": period ms}}``,
+        ``""`` for none): a task over its concurrency waits out of its queue until a
+        running one of its name ends (or its lease runs out); over its rate, it waits
+        for the next period like a delayed task. Neither takes a claim."""
 
     async def wait_for_work(
         self, timeout: float, worker_id: str = "", queues: Sequence[str] = (DEFAULT_QUEUE,)

@@ -129,6 +129,14 @@ class MemoryBackend:
         #: (when it ended in ms, uuid), sorted as Redis sorts a zset; and uuid -> when.
         self._index: dict[str, list[tuple[float, str]]] = {}
         self._index_at: dict[str, dict[str, float]] = {}
+        #: unique_key -> the task holding it.
+        self._unique: dict[str, str] = {}
+        #: Limits (as lib.lua keeps them): running tasks of a limited name -> their
+        #: lease deadline; tasks waiting for a slot; starts per rate window.
+        self._slots: dict[str, dict[str, float]] = {}
+        self._parked: dict[str, list[str]] = {}
+        self._rates: dict[tuple[str, int], int] = {}
+        self._limits: dict[str, dict[str, int]] = {}
         #: Running workflows (as lib.lua's workflow helpers keep them in Redis).
         self._workflows: dict[str, _Workflow] = {}
         #: Each task's events (progress, and its end once watched), and their waiters.
@@ -158,10 +166,29 @@ class MemoryBackend:
 
     def _requeue(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
+        self._free_slot(uuid, record, now)
         record.update(status="new", updated_at=f"{now:.3f}")
         record.pop("claim", None)
         record.pop("eta", None)
         self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
+
+    def _unpark(self, name: str, count: int, now: float) -> None:
+        parked = self._parked.get(name, [])
+        for _ in range(count):
+            if not parked:
+                return
+            uuid = parked.pop(0)
+            record = self._records.get(uuid)
+            if record is not None and record.get("status") == "new":
+                self._requeue(uuid, now)
+
+    def _free_slot(self, uuid: str, record: dict[str, str], now: float) -> None:
+        """A limited task left its slot (ended, retrying, handed back, recovered)."""
+        if record.pop("slot", None) is None:
+            return
+        name = record.get("task_name", "")
+        if self._slots.get(name, {}).pop(uuid, None) is not None:
+            self._unpark(name, 1, now)
 
     def _expire(self) -> None:
         now = time.time()
@@ -179,6 +206,7 @@ class MemoryBackend:
         self._running.pop(uuid, None)
         record = self._records.get(uuid)
         if record is not None:
+            self._free_slot(uuid, record, now)
             record.update(status="error", traceback=reason, updated_at=f"{now:.3f}")
             record.pop("claim", None)
             self._finals["error"] += 1
@@ -186,22 +214,42 @@ class MemoryBackend:
             self._expires.pop(uuid, None)
             self._signal_done(uuid)
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
-        return await self.enqueue_many([(uuid, record, priority)]) == 1
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
+        with self._lock:
+            return self._write(uuid, record, priority, time.time())
 
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         written = 0
         with self._lock:
             now = time.time()
             for uuid, given, priority in items:
-                written += self._write(uuid, given, priority, now)
+                written += self._write(uuid, given, priority, now) is True
         return written
 
-    def _write(self, uuid: str, given: dict[str, str], priority: int, now: float) -> bool:
-        """One new task (as ``lib.lua``'s ``write_task``); under the lock."""
+    def _unique_holder(self, key: str, now: float) -> str | None:
+        """The task holding ``key`` (as ``lib.lua``'s ``unique_holder``)."""
+        holder = self._unique.get(key)
+        record = None if holder is None else self._records.get(holder)
+        if record is None:
+            return None
+        if record.get("status") not in FINAL_STATUSES:
+            return holder
+        return holder if float(record.get("unique_until") or 0) > now else None
+
+    def _write(self, uuid: str, given: dict[str, str], priority: int, now: float) -> bool | str:
+        """One new task (as ``lib.lua``'s ``write_task``); under the lock. Returns
+        whether it was written, or the uuid of the task that holds its unique key."""
         if uuid in self._records:
             return False
         record = dict(given)
+        if "unique_key" in record:
+            holder = self._unique_holder(record["unique_key"], now)
+            if holder is not None and holder != uuid:
+                return holder
+            self._unique[record["unique_key"]] = uuid
+            unique_for = float(record.pop("unique_for", 0) or 0) / 1000
+            if unique_for > 0:
+                record["unique_until"] = f"{now + unique_for:.3f}"
         due_in = float(record.pop("due_in", 0) or 0) / 1000
         if "expires_in" in record:
             expires = now + float(record.pop("expires_in") or 0) / 1000
@@ -253,10 +301,12 @@ class MemoryBackend:
         only: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         turn: int = 0,
+        limits: str = "",
     ) -> Claimed:
         out = Claimed()
         now = time.time()
         with self._lock:
+            self._limits = json.loads(limits) if limits else {}
             self._expire()
             for uuid in [u for u, due in self._scheduled.items() if due <= now]:
                 del self._scheduled[uuid]
@@ -338,6 +388,29 @@ class MemoryBackend:
                 self._expires[uuid] = now + float(record["ttl"])
             self._signal_done(uuid)
             return
+        name = record["task_name"]
+        limit = self._limits.get(name)
+        if limit:
+            slots = self._slots.setdefault(name, {})
+            if "c" in limit:
+                freed = [u for u, deadline in slots.items() if deadline <= now]
+                for held in freed:  # a killed worker's slot: its lease ran out
+                    del slots[held]
+                self._unpark(name, len(freed), now)
+                if len(slots) >= limit["c"]:
+                    self._parked.setdefault(name, []).append(uuid)
+                    return
+            if "r" in limit:
+                window = int(now * 1000) // limit["p"]
+                used = self._rates[(name, window)] = self._rates.get((name, window), 0) + 1
+                for key in [k for k in self._rates if k[0] == name and k[1] < window]:
+                    del self._rates[key]
+                if used > limit["r"]:
+                    self._scheduled[uuid] = (window + 1) * limit["p"] / 1000
+                    return
+            if "c" in limit:
+                slots[uuid] = now + lease
+                record["slot"] = "1"
         attempts = _number(record.get("attempts"), 0) + 1
         token = str(next(self._seq))
         record.update(
@@ -398,6 +471,8 @@ class MemoryBackend:
                     renewed.lost.append(uuid)
                 elif uuid in self._running:
                     self._running[uuid] = deadline
+                    if "slot" in record:
+                        self._slots.setdefault(record["task_name"], {})[uuid] = deadline
                     if "abort" in record:
                         renewed.aborted[uuid] = record["abort"]
         return renewed
@@ -508,7 +583,7 @@ class MemoryBackend:
                 fields["args"] = _with_first(fields.get("args", "[]"), given)
             fields.update(wf=wf, wfn=path)
             uuid = f"{wf}:{path}"
-            if self._write(uuid, fields, int(node["p"]), now):
+            if self._write(uuid, fields, int(node["p"]), now) is True:
                 state.live.add(uuid)
         elif node["k"] == "c":
             self._wf_start(wf, f"{path}.0", given, now)
@@ -640,6 +715,7 @@ class MemoryBackend:
             record.update(fields)
             record["updated_at"] = f"{now:.3f}"
             self._running.pop(uuid, None)
+            self._free_slot(uuid, record, now)
             if delay is not None:
                 self._scheduled[uuid] = now + delay
                 self._signal(record.get("queue", DEFAULT_QUEUE)).fire()
@@ -854,6 +930,10 @@ class MemoryBackend:
             self._status.clear()
             self._index.clear()
             self._index_at.clear()
+            self._unique.clear()
+            self._slots.clear()
+            self._parked.clear()
+            self._rates.clear()
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

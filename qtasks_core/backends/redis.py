@@ -428,13 +428,13 @@ class RedisBackend:
 
     # -- the task flow -----------------------------------------------------------------
 
-    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool]]]:
+    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool | bytes]]]:
         prefix = self.keys.prefix
         # Every call names one key of the app: a cluster routes the call by it (all the
         # app's keys share its slot).
         keys = [self.keys.queue]
 
-        async def send(items: list[Any]) -> list[bool]:
+        async def send(items: list[Any]) -> list[bool | bytes]:
             if len(items) == 1:
                 # One task, the common case of a caller adding tasks one at a time: flat
                 # arguments spare the script the JSON decoding and table building.
@@ -443,7 +443,8 @@ class RedisBackend:
                 written = await script(keys=keys, args=[prefix, uuid, priority, *flat])
             else:
                 written = await script(keys=keys, args=[prefix, to_json(items)])
-            return [flag == 1 for flag in written]
+            # 1 written, 0 there already, or the uuid of the task holding its unique_key.
+            return [flag if isinstance(flag, bytes) else flag == 1 for flag in written]
 
         return send
 
@@ -458,9 +459,10 @@ class RedisBackend:
         return send
 
     @mapped("enqueue")
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool:
-        written: bool = await self._conn().enqueue([uuid, priority, record])
-        return written
+    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
+        written = await self._conn().enqueue([uuid, priority, record])
+        # A task holding the record's unique_key: its uuid (bytes off the wire).
+        return written.decode(errors="replace") if isinstance(written, bytes) else bool(written)
 
     @mapped("enqueue_many")
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
@@ -482,6 +484,7 @@ class RedisBackend:
         only: str | None = None,
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         turn: int = 0,
+        limits: str = "",
     ) -> Claimed:
         k = self.keys
         raw = await self._conn().claim(
@@ -494,6 +497,7 @@ class RedisBackend:
                 max_attempts,
                 only or "",
                 turn,
+                limits,
                 *queues,
             ],
         )

@@ -175,6 +175,7 @@ class Broker:
             only=only,
             queues=worker.queues,
             turn=worker.turn,
+            limits=worker.limits,
         )
         if claimed.recovered:
             try:

@@ -33,6 +33,14 @@ log = logging.getLogger("qtasks.storage")
 KNOWN_STATUSES = frozenset(str(s) for s in TaskStatus)
 
 
+class UniqueHeld(Exception):
+    """An enqueue met a task holding its ``unique_key``: ``uuid`` is that task."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(uuid)
+        self.uuid = uuid
+
+
 def _parse_cursor(before: str | None) -> tuple[float, str] | None:
     """A page cursor (``<score>:<uuid>``, as ``list_tasks`` returned it)."""
     if before is None:
@@ -81,15 +89,24 @@ class Storage:
     async def add(
         self, uuid: str, task_status: TaskStatusNewSchema
     ) -> tuple[str, TaskStatusNewSchema]:
-        """Write a new task's record and queue it, atomically."""
+        """Write a new task's record and queue it, atomically. With a ``unique_key``
+        that another task holds, nothing is written: :class:`UniqueHeld` names it."""
         uuid, task_status, record = await self.prepare_add(uuid, task_status)
-        await self.backend.enqueue(uuid, record, task_status.priority)
+        written = await self.backend.enqueue(uuid, record, task_status.priority)
+        if isinstance(written, str):
+            raise UniqueHeld(written)
         return uuid, task_status
 
     async def add_many(
         self, items: list[tuple[str, TaskStatusNewSchema]]
     ) -> list[tuple[str, TaskStatusNewSchema]]:
         """:meth:`add` for a batch: one write for all (each task still atomic)."""
+        for _, status in items:
+            if status.unique_key is not None:
+                raise TaskOptionError(
+                    "unique_key is for one task at a time: send it with send_task, "
+                    "not in a batch (add_tasks)"
+                )
         prepared = [await self.prepare_add(uuid, status) for uuid, status in items]
         await self.backend.enqueue_many([(u, r, s.priority) for u, s, r in prepared])
         return [(uuid, status) for uuid, status, _ in prepared]
@@ -126,6 +143,10 @@ class Storage:
         }
         if task_status.extra:
             record["extra"] = dumps(task_status.extra, what="task extra")
+        if task_status.unique_key is not None:
+            record["unique_key"] = task_status.unique_key
+            if task_status.unique_for:
+                record["unique_for"] = str(max(1, round(task_status.unique_for * 1000)))
         if task_status.queue != DEFAULT_QUEUE:
             record["queue"] = check_queue(task_status.queue)
         # Relative times: the backend turns them into times of its own clock, one clock

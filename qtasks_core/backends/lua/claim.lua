@@ -3,6 +3,7 @@
 -- the current claim may renew, finish or hand back the task).
 -- KEYS: queue, running, scheduled, wake, dead, clock, seq
 -- ARGV: prefix, n, lease_ms, worker_id, max_attempts, only_uuid ('' for any), turn,
+--       limits (JSON {task_name: {c: concurrency, r: count, p: period_ms}}, '' none),
 --       then the names of the queues to claim from (none: the default queue). Queues
 --       take turns one task at a time, starting with the one at index `turn` (mod their
 --       number): a full queue cannot starve the others, and a caller that advances
@@ -12,8 +13,9 @@
 --          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, token}.
 local prefix, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local wid, maxatt, only, turn = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]) or 0
+local limits = ARGV[8] ~= '' and cjson.decode(ARGV[8]) or nil
 local served = {}
-for i = 8, #ARGV do served[#served + 1] = ARGV[i] end
+for i = 9, #ARGV do served[#served + 1] = ARGV[i] end
 if #served == 0 then served = {'default'} end
 -- The indexes that hold tasks must be sound before anything moves; the lists of
 -- tokens, the clock and the sequence are repaired where they are met.
@@ -81,10 +83,35 @@ local function take(uuid)
     cancel(prefix, uuid, tkey, 'expired', now)  -- not started in time: never runs
     return
   end
+  local limit = limits and limits[r[2]]
+  if limit then
+    local skey = prefix .. 'slots:' .. r[2]
+    if limit.c then
+      -- Slots whose lease ran out (a killed worker's) are free: one parked task each.
+      local freed = redis.call('ZREMRANGEBYSCORE', skey, '-inf', now)
+      if freed > 0 then unpark(prefix, r[2], freed, now) end
+      if redis.call('ZCARD', skey) >= limit.c then
+        redis.call('ZADD', prefix .. 'parked:' .. r[2], now, uuid)
+        return
+      end
+    end
+    if limit.r then
+      local window = math.floor(now / limit.p)
+      local rkey = prefix .. 'rate:' .. r[2] .. ':' .. window
+      local used = redis.call('INCR', rkey)
+      if used == 1 then redis.call('PEXPIRE', rkey, limit.p * 2) end
+      if used > limit.r then
+        redis.call('ZADD', KEYS[3], (window + 1) * limit.p, uuid)  -- the next window
+        return
+      end
+    end
+    if limit.c then redis.call('ZADD', skey, now + lease, uuid) end
+  end
   local att = (tonumber(r[7]) or 0) + 1
   local token = tostring(next_seq(KEYS[7]))
   redis.call('HSET', tkey, 'status', 'process', 'worker', wid, 'attempts', att,
              'claim', token, 'updated_at', stamp(now))
+  if limit and limit.c then redis.call('HSET', tkey, 'slot', '1') end
   redis.call('ZADD', KEYS[2], now + lease, uuid)
   table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
                      tostring(att), r[8] or '{}', r[9] or '', token})
@@ -96,9 +123,13 @@ if only ~= '' then
   if redis.call('ZREM', qkey(prefix, q), only) == 1 then take(only) end
 elseif #served == 1 then
   local qk = qkey(prefix, served[1])
-  while #out < n do
+  -- Bounded: tasks set aside over a limit are not claims, and a queue full of them
+  -- must not hold Redis for long.
+  local pops = 0
+  while #out < n and pops < n * 10 + 100 do
     local popped = redis.call('ZPOPMIN', qk, n - #out)
     if #popped == 0 then break end
+    pops = pops + #popped / 2
     for i = 1, #popped, 2 do take(popped[i]) end
   end
 else

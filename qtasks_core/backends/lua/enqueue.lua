@@ -8,7 +8,8 @@
 --       ends cancel 'expired'), both turned into times of the server's clock (eta,
 --       expires) and not stored as given.
 -- Returns 1 or 0 per task: written, or skipped because its uuid already has a record
--- (an enqueue retried after a lost reply must not add the task a second time).
+-- (an enqueue retried after a lost reply must not add the task a second time); or the
+-- uuid of the task that holds the task's unique_key (nothing written).
 local prefix = ARGV[1]
 
 -- Each task as {uuid, priority, fields to store, queue, due_in, expires_in}.
@@ -19,17 +20,19 @@ if #ARGV == 2 then
     local given = task[3]
     -- Read from the table by name: a batch is not scanned field by field twice.
     local due_in, expires_in = tonumber(given.due_in), tonumber(given.expires_in)
-    given.due_in, given.expires_in = nil, nil
+    local unique_for = tonumber(given.unique_for)
+    given.due_in, given.expires_in, given.unique_for = nil, nil, nil
     local flat = {}
     for field, value in pairs(given) do
       flat[#flat + 1] = field
       flat[#flat + 1] = value
     end
     task[3], task[4], task[5], task[6] = flat, given.queue, due_in, expires_in
+    task[7], task[8] = given.unique_key, unique_for
   end
 else
-  local fields, queue, due_in, expires_in = split_fields({unpack(ARGV, 4)})
-  tasks = {{ARGV[2], ARGV[3], fields, queue, due_in, expires_in}}
+  local fields, queue, due_in, expires_in, unique_key, unique_for = split_fields({unpack(ARGV, 4)})
+  tasks = {{ARGV[2], ARGV[3], fields, queue, due_in, expires_in, unique_key, unique_for}}
 end
 
 for _, task in ipairs(tasks) do
@@ -53,9 +56,10 @@ if bad then return bad end
 
 local written, woken = {}, {}
 for i, task in ipairs(tasks) do
-  local wake, err = write_task(prefix, task[1], task[2], task[3], task[4], task[5], task[6])
+  local wake, err, holder = write_task(prefix, task[1], task[2], task[3], task[4], task[5],
+                                       task[6], task[7], task[8])
   if err then return err end
-  written[i] = 0
+  written[i] = holder or 0
   if wake then
     woken[wake] = push_token(wake, '1')
     written[i] = 1

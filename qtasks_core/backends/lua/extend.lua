@@ -15,11 +15,12 @@ local lost = {}
 for i = 3, #ARGV, 2 do
   local uuid, token = ARGV[i], ARGV[i + 1]
   local tkey = prefix .. 'task:' .. uuid
-  local held = redis.pcall('HMGET', tkey, 'claim', 'abort')
+  local held = redis.pcall('HMGET', tkey, 'claim', 'abort', 'slot', 'task_name')
   if failed(held) or held[1] ~= token then
     table.insert(lost, uuid)
   elseif redis.call('ZSCORE', KEYS[1], uuid) then
     redis.call('ZADD', KEYS[1], now + lease, uuid)
+    if held[3] then redis.call('ZADD', prefix .. 'slots:' .. held[4], now + lease, uuid) end
     if held[2] then table.insert(lost, {uuid, held[2]}) end
   end  -- else finished (or waiting for its retry) by this very claim: nothing to renew
 end

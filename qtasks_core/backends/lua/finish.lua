@@ -16,7 +16,7 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
                                                     item[5], item[6]
   local tkey = prefix .. 'task:' .. uuid
   local code = 0
-  local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue')
+  local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name')
   if not failed(held) and held[1] == token then
     if held[2] == 'process' then
       local flat = {}
@@ -28,6 +28,10 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
       flat[#flat + 1] = stamp(now)
       redis.call('HSET', tkey, unpack(flat))
       redis.call('ZREM', prefix .. 'running', uuid)
+      if held[4] then
+        redis.call('HDEL', tkey, 'slot')
+        free_slot(prefix, uuid, held[5], now)
+      end
       if delay > 0 then
         redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
         -- Wakes an idle worker, which then sleeps only until this task is due.

@@ -99,6 +99,8 @@ end
 -- What a workflow does when one of its members ends; defined after write_task, which
 -- it needs (signal_done, below, calls it for every task that reaches a final status).
 local member_ended
+-- Frees a limited task's slot (see the limits, below); bury needs it.
+local free_slot
 
 -- The indexes of finished tasks the task list pages through (never a scan): one per
 -- final status and one per task name, scored by the time the task ended. An entry
@@ -132,6 +134,13 @@ local function signal_done(prefix, uuid, tkey, ttl)
     redis.call('EXPIRE', dkey, ttl)
   end
   index_final(prefix, uuid, rec, ttl)
+  if rec.unique_key then
+    local ukey = prefix .. 'unique:' .. rec.unique_key
+    if redis.pcall('GET', ukey) == uuid then
+      local left = math.floor((tonumber(rec.unique_until) or 0) * 1000) - now_ms()
+      if left > 0 then redis.call('PEXPIRE', ukey, left) else redis.call('DEL', ukey) end
+    end
+  end
   if rec.watched or rec.progress then
     -- Someone watches (app.watch): the end goes onto the stream it blocks on.
     local ekey = prefix .. 'events:' .. uuid
@@ -155,6 +164,8 @@ local function bury(prefix, uuid, reason, raw, now)
   redis.call('HSET', lkey, 'reason', reason, 'raw', raw or '', 'at', stamp(now))
   redis.call('ZREM', prefix .. 'running', uuid)
   if key_type(tkey) == 'hash' then
+    local slot = redis.call('HMGET', tkey, 'slot', 'task_name')
+    if slot[1] then free_slot(prefix, uuid, slot[2], now) end
     redis.call('HSET', tkey, 'status', 'error', 'traceback', reason, 'updated_at', stamp(now))
     redis.call('HDEL', tkey, 'claim')
     bump(prefix .. 'counts', 'error')
@@ -206,7 +217,12 @@ end
 -- aside (a dead letter naming the key), never dropped between two indexes.
 local function requeue(prefix, uuid, now)
   local tkey = prefix .. 'task:' .. uuid
-  local r = redis.call('HMGET', tkey, 'priority', 'queue')
+  local r = redis.call('HMGET', tkey, 'priority', 'queue', 'slot', 'task_name')
+  if r[3] then
+    -- Back in the queue (handed back, or its worker died): its slot is free again.
+    redis.call('HDEL', tkey, 'slot')
+    free_slot(prefix, uuid, r[4], now)
+  end
   local qk = qkey(prefix, r[2])
   local n = next_seq(prefix .. 'seq')
   if failed(redis.pcall('ZADD', qk, string.format('%d', tonumber(r[1]) * SCALE + n), uuid)) then
@@ -218,6 +234,30 @@ local function requeue(prefix, uuid, now)
   redis.call('HDEL', tkey, 'claim', 'eta')
   push_token(wkey(prefix, r[2]), '1')
   return true
+end
+
+-- Limits across all workers (@app.task(concurrency_limit=, rate_limit=)). A task of a
+-- limited name holds a slot while it runs: slots:<name>, uuid -> its lease deadline,
+-- so a killed worker's slot frees when its lease runs out. A task over the limit waits
+-- in parked:<name>, out of its queue (the tasks behind it are claimed as usual); each
+-- slot freed queues one parked task again: no polling. Over a rate limit, a task
+-- waits in `scheduled` for the next window, like a delayed task.
+local function unpark(prefix, name, count, now)
+  for _ = 1, count do
+    local popped = redis.call('ZPOPMIN', prefix .. 'parked:' .. name, 1)
+    if #popped == 0 then return end
+    local uuid = popped[1]
+    -- Cancelled or aborted while it waited: it stays ended.
+    if redis.pcall('HGET', prefix .. 'task:' .. uuid, 'status') == 'new' then
+      requeue(prefix, uuid, now)
+    end
+  end
+end
+
+free_slot = function(prefix, uuid, name, now)
+  if name and redis.call('ZREM', prefix .. 'slots:' .. name, uuid) == 1 then
+    unpark(prefix, name, 1, now)
+  end
 end
 
 -- End a task that was never started: status cancel with its reason; waiters wake.
@@ -249,9 +289,11 @@ local function observe(clock, running, now, lease)
 end
 
 -- Split a task's flat field list: the fields to store, and those read here (queue,
--- due_in and expires_in: ms from now, stored as eta and expires).
+-- due_in and expires_in: ms from now, stored as eta and expires; unique_key, stored,
+-- and unique_for: ms, stored as unique_until).
 local function split_fields(given)
   local queue, due_in, expires_in, special = nil, nil, nil, false
+  local unique_key, unique_for = nil, nil
   for j = 1, #given, 2 do
     local field = given[j]
     if field == 'queue' then
@@ -260,18 +302,34 @@ local function split_fields(given)
       due_in, special = tonumber(given[j + 1]), true
     elseif field == 'expires_in' then
       expires_in, special = tonumber(given[j + 1]) or 0, true
+    elseif field == 'unique_key' then
+      unique_key = given[j + 1]
+    elseif field == 'unique_for' then
+      unique_for, special = tonumber(given[j + 1]), true
     end
   end
-  -- Most tasks have neither: their list is stored as it came, not copied.
-  if not special then return given, queue, nil, nil end
+  -- Most tasks have none of these: their list is stored as it came, not copied.
+  if not special then return given, queue, nil, nil, unique_key, nil end
   local fields = {}
   for j = 1, #given, 2 do
-    if given[j] ~= 'due_in' and given[j] ~= 'expires_in' then
+    if given[j] ~= 'due_in' and given[j] ~= 'expires_in' and given[j] ~= 'unique_for' then
       fields[#fields + 1] = given[j]
       fields[#fields + 1] = given[j + 1]
     end
   end
-  return fields, queue, due_in, expires_in
+  return fields, queue, due_in, expires_in, unique_key, unique_for
+end
+
+-- The task holding `unique_key`, or nil when it is free: a holder that ended, past its
+-- unique_until, or whose record is gone no longer holds it.
+local function unique_holder(prefix, unique_key, now)
+  local holder = redis.pcall('GET', prefix .. 'unique:' .. unique_key)
+  if type(holder) ~= 'string' then return nil end
+  local r = redis.pcall('HMGET', prefix .. 'task:' .. holder, 'status', 'unique_until')
+  if failed(r) or not r[1] then return nil end
+  if r[1] ~= 'success' and r[1] ~= 'error' and r[1] ~= 'cancel' then return holder end
+  if (tonumber(r[2]) or 0) * 1000 > now then return holder end
+  return nil
 end
 
 -- Write one new task: its record (`fields`, flat, to store as given, queue included),
@@ -281,12 +339,22 @@ end
 -- for a batch), or nil if the uuid already has a record (an enqueue retried after a
 -- lost reply adds nothing); or nil and an error reply, before any write, for an index
 -- of the wrong type.
-local function write_task(prefix, uuid, priority, fields, queue, due_in, expires_in)
+local function write_task(prefix, uuid, priority, fields, queue, due_in, expires_in,
+                          unique_key, unique_for)
   local tkey = prefix .. 'task:' .. uuid
   if redis.call('EXISTS', tkey) == 1 then return nil, nil end
   local now
-  if expires_in then
+  if unique_key then
     now = now_ms()
+    local holder = unique_holder(prefix, unique_key, now)
+    if holder and holder ~= uuid then return nil, nil, holder end
+    if unique_for and unique_for > 0 then
+      fields[#fields + 1] = 'unique_until'
+      fields[#fields + 1] = stamp(now + unique_for)
+    end
+  end
+  if expires_in then
+    now = now or now_ms()
     fields[#fields + 1] = 'expires'
     fields[#fields + 1] = stamp(now + expires_in)
   end
@@ -310,6 +378,11 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
                                   ', expected a zset: delete it')
   end
   redis.call('HSET', tkey, unpack(fields))
+  if unique_key then
+    -- No expiry while the task lives: the step that ends it lets the key go (or keeps
+    -- it until unique_until); a holder whose record is gone frees it (unique_holder).
+    redis.call('SET', prefix .. 'unique:' .. unique_key, uuid)
+  end
   if queue and queue ~= 'default' then
     redis.pcall('SADD', prefix .. 'queues', queue)  -- only the stats read it
   end

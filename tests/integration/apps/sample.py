@@ -151,3 +151,18 @@ def reports(ctx: object, steps: int, seconds: float) -> str:
         time.sleep(seconds)
         ctx.set_progress((i + 1) / steps, done=i + 1, of=steps)  # type: ignore[attr-defined]
     return "reported"
+
+
+@app.task(concurrency_limit=2)
+def two_at_a_time(tag: str, seconds: float) -> str:
+    """At most two of these run at once, across every worker."""
+    record(tag)
+    time.sleep(seconds)
+    return tag
+
+
+@app.task(rate_limit="20/s")
+def paced(tag: str) -> str:
+    """At most 20 of these start a second, across every worker."""
+    record(tag)
+    return tag
