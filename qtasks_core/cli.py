@@ -558,6 +558,35 @@ def add(
         raise typer.Exit(1)
 
 
+@cli.command()
+def abort(
+    app_path: AppOption,
+    uuid: Annotated[str, typer.Argument(help="The task's id.")],
+    reason: Annotated[str, typer.Option(help="Stored as the task's cancel_reason.")] = "aborted",
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Stop a task wherever it is: a queued one never runs, a running one is stopped by
+    its worker at its next heartbeat; it ends cancel with the reason."""
+    from .errors import QTasksError
+
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    try:
+        result = application.abort(uuid, reason)
+    except QTasksError as exc:
+        fail(str(exc))
+    said = {
+        "cancelled": f"task {uuid} was queued: cancelled, it will not run",
+        "aborting": f"task {uuid} is running: its worker stops it at its next heartbeat",
+        "ended": f"task {uuid} had ended already: nothing to abort",
+        "unknown": f"no task {uuid} (unknown, or its record expired)",
+    }
+    typer.echo(said[result])
+    application.stop()
+    if result in ("ended", "unknown"):
+        raise typer.Exit(1)
+
+
 # -- maintenance -----------------------------------------------------------------------
 
 

@@ -105,6 +105,19 @@ def test_add_waits_and_prints_the_result_and_stats_shows_it(sample_env) -> None:
     assert json.loads(stats.output)["status_counts"]["success"] >= 1
 
 
+def test_abort_from_the_shell(sample_env) -> None:
+    app = producer(sample_env)
+    queued = app.send_task("noop", ["never"], delay=60).uuid
+    result = runner.invoke(cli, ["abort", "-A", "apps.sample:app", queued, "--reason", "nope"])
+    assert result.exit_code == 0, result.output
+    assert "cancelled, it will not run" in result.output
+    task = app.get(queued)
+    assert task is not None and (task.status, task.cancel_reason) == ("cancel", "nope")
+    again = runner.invoke(cli, ["abort", "-A", "apps.sample:app", queued])
+    assert again.exit_code == 1 and "had ended already" in again.output
+    app.stop()
+
+
 # -- workers as real processes ---------------------------------------------------------
 
 
