@@ -493,6 +493,9 @@ class MemoryBackend:
                     self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
                 return "cancelled"
+            if status == "process" and record.get("workflow") == "1":
+                self._wf_abort(uuid, reason)
+                return "cancelled"
             if status == "process":
                 record["abort"] = reason
                 return "aborting"
@@ -675,6 +678,28 @@ class MemoryBackend:
                 "error": why,
             }
             self._wf_start(wf, "e", json.dumps(info), now)
+
+    def _wf_abort(self, wf: str, reason: str) -> None:
+        """As lib.lua's ``wf_abort``; under the lock."""
+        now = time.time()
+        self._wf_end(wf, {"status": "cancel", "cancel_reason": reason}, now)
+        state = self._workflows.get(wf)
+        for member in sorted(state.live if state else ()):
+            record = self._records.get(member)
+            if record is None:
+                continue
+            if record.get("status") in ("new", "retry"):
+                assert state is not None
+                self._queued.pop(member, None)
+                self._scheduled.pop(member, None)
+                state.live.discard(member)
+                record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
+                self._finals["cancel"] += 1
+                if record.get("ttl"):
+                    self._expires[member] = now + float(record["ttl"])
+                self._signal_done(member)
+            elif record.get("status") == "process":
+                record["abort"] = reason
 
     @staticmethod
     def _wf_settling(state: _Workflow, path: str) -> str | None:

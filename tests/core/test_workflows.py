@@ -221,3 +221,19 @@ def test_a_workflow_from_async_code(app: QueueTasks) -> None:
         return (await app.wait_async(started.uuid, timeout=10)).returning
 
     assert asyncio.run(main()) == 5
+
+
+def test_an_aborted_workflow_ends_cancel_and_its_queued_members_never_run(
+    app: QueueTasks,
+) -> None:
+    t = _register(app)
+    started = app.start_workflow(chord([t["add"].s(i) for i in range(3)], t["total"].s()))
+    assert app.abort(started.uuid, "changed my mind") == "cancelled"
+    done = app.wait(started.uuid, timeout=5)
+    assert (done.status, done.cancel_reason) == ("cancel", "changed my mind")
+    for i in range(3):
+        member = app.get(f"{started.uuid}:r.0.{i}")
+        assert member is not None and member.status == "cancel"
+    _run(app)
+    assert t["ran"] == []
+    assert app.abort(started.uuid) == "ended"

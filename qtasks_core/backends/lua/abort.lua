@@ -1,7 +1,8 @@
 -- ABORT: stop a task wherever it is. Queued or waiting (delayed, a retry): it ends
 -- cancel with the reason now and never runs. Running: the reason is stored as `abort`
 -- and the worker holding it learns it at its next heartbeat (EXTEND), stops it and
--- ends it cancel.
+-- ends it cancel. A workflow ends cancel now, its members queued cancelled and those
+-- running asked to stop.
 -- KEYS: none (derived from the prefix).
 -- ARGV: prefix, uuid, reason, the record's ttl in seconds ('' keeps it)
 -- Returns 'cancelled', 'aborting', 'ended' (already final) or 'unknown' (no record).
@@ -19,6 +20,10 @@ if r[1] == 'new' or r[1] == 'retry' then
   return 'cancelled'
 end
 if r[1] == 'process' then
+  if redis.call('HGET', tkey, 'workflow') == '1' then
+    wf_abort(prefix, uuid, reason)  -- a workflow: no worker holds it; it ends here
+    return 'cancelled'
+  end
   redis.call('HSET', tkey, 'abort', reason)
   return 'aborting'
 end

@@ -545,3 +545,23 @@ member_ended = function(prefix, uuid, rec)
     wf_fail(prefix, wf, uuid, rec, why)
   end
 end
+
+-- Abort a running workflow (app.abort on its id): it ends cancel with the reason, its
+-- queued members are cancelled and its running ones asked to stop (as app.abort does
+-- for a task: their workers learn it at their next heartbeat).
+local function wf_abort(prefix, wf, reason)
+  local now = wf_end(prefix, wf, {'status', 'cancel', 'cancel_reason', reason})
+  local live = wf_key(prefix, wf) .. ':live'
+  for _, member in ipairs(redis.call('SMEMBERS', live)) do
+    local mkey = prefix .. 'task:' .. member
+    local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
+    if r[1] == 'new' or r[1] == 'retry' then
+      redis.call('ZREM', qkey(prefix, r[2]), member)
+      redis.call('ZREM', prefix .. 'scheduled', member)
+      redis.call('SREM', live, member)
+      cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''))
+    elseif r[1] == 'process' then
+      redis.call('HSET', mkey, 'abort', reason)
+    end
+  end
+end
