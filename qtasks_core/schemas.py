@@ -184,6 +184,8 @@ class TaskPrioritySchema(BaseModel):
     attempts: int = 1
     retry: int | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    #: The queue it was claimed from.
+    queue: str = "default"
 
 
 class TaskExecSchema(BaseModel):

@@ -232,6 +232,7 @@ class Worker:
         attempts: int = 1,
         retry: int | None = None,
         extra: dict[str, Any] | None = None,
+        queue: str = DEFAULT_QUEUE,
     ) -> TaskPrioritySchema:
         """Accept a claimed task (fires ``worker_add``); the broker calls this."""
         values: dict[str, Any] = {
@@ -245,7 +246,7 @@ class Worker:
         new = await fired(self.app.pm.hook.worker_add(worker=self, **values))
         if new:
             values.update(new)
-        return task_schema(values, attempts, retry, extra or {})
+        return task_schema(values, attempts, retry, extra or {}, queue)
 
     async def run(self, *, burst: bool = False, only: str | None = None) -> None:
         """Claim and run tasks until :meth:`stop` (or, with ``burst``, an empty queue;
@@ -506,6 +507,7 @@ class Worker:
             attempts=message.attempts,
             retry=message.retry,
             extra=message.extra,
+            queue=message.queue,
         )
         process = TaskStatusProcessSchema(
             uuid=task.uuid, task_name=task.task_name, priority=task.priority, worker=self.id

@@ -37,7 +37,8 @@ class Claimed:
     """What one claim returned."""
 
     #: Claimed records: uuid, task_name, priority, args, kwargs, created_at, attempts,
-    #: extra, retry (strings, as stored) and token (the claim's fence).
+    #: extra, retry, queue (strings, as stored; queue "" for the default) and token
+    #: (the claim's fence).
     tasks: list[dict[str, str]] = field(default_factory=list)
     #: Tasks whose worker's lease expired and that went back into the queue.
     recovered: list[str] = field(default_factory=list)

@@ -432,6 +432,7 @@ class MemoryBackend:
                 "attempts": str(attempts),
                 "extra": record.get("extra", "{}"),
                 "retry": record.get("retry", ""),
+                "queue": record.get("queue", ""),
                 "token": token,
             }
         )

@@ -59,6 +59,7 @@ _CLAIM_FIELDS = (
     "attempts",
     "extra",
     "retry",
+    "queue",
     "token",
 )
 

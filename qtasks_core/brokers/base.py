@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from .._util import fired, lifecycle, loads
 from ..backends.base import Claim
 from ..errors import BackendError, TaskOptionError
+from ..keys import DEFAULT_QUEUE
 from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
 
 if TYPE_CHECKING:
@@ -35,10 +36,11 @@ class Message:
     attempts: int
     retry: int | None
     extra: dict[str, Any]
+    queue: str = DEFAULT_QUEUE
 
     def schema(self) -> TaskPrioritySchema:
         """The task as the worker's triggers see it (``task_broker``)."""
-        return task_schema(self.values, self.attempts, self.retry, self.extra)
+        return task_schema(self.values, self.attempts, self.retry, self.extra, self.queue)
 
 
 def _usable(message: Message) -> None:
@@ -54,7 +56,11 @@ def _usable(message: Message) -> None:
 
 
 def task_schema(
-    values: dict[str, Any], attempts: int, retry: int | None, extra: dict[str, Any]
+    values: dict[str, Any],
+    attempts: int,
+    retry: int | None,
+    extra: dict[str, Any],
+    queue: str = DEFAULT_QUEUE,
 ) -> TaskPrioritySchema:
     """A ``task_broker`` from the values of ``broker_add_worker`` / ``worker_add``."""
     return TaskPrioritySchema(
@@ -67,6 +73,7 @@ def task_schema(
         attempts=attempts,
         retry=retry,
         extra=extra,
+        queue=queue,
     )
 
 
@@ -242,7 +249,7 @@ class Broker:
             "kw": kw,
             "created_at": created_at,
         }
-        return Message(claim, values, attempts, retry, extra)
+        return Message(claim, values, attempts, retry, extra, raw.get("queue") or DEFAULT_QUEUE)
 
     async def extend(self, claims: dict[str, str], lease: float) -> Renewed:
         """Renew the leases of a worker's running tasks ``{uuid: token}``; returns the

@@ -10,7 +10,8 @@
 --       `turn` on every claim starts each time with the next.
 -- Returns {claimed, recovered, dead, ms until the next due task | '',
 --          ms until the first lease ends | ''}; a claimed row is
---          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, token}.
+--          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, queue,
+--          token}.
 local prefix, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local wid, maxatt, only, turn = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]) or 0
 local limits = ARGV[8] ~= '' and cjson.decode(ARGV[8]) or nil
@@ -70,7 +71,7 @@ local out = {}
 local function take(uuid)
   local tkey = prefix .. 'task:' .. uuid
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
-                     'expires')
+                     'expires', 'queue')
   if bad then
     local raw = ''
     if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
@@ -114,7 +115,7 @@ local function take(uuid)
   if limit and limit.c then redis.call('HSET', tkey, 'slot', '1') end
   redis.call('ZADD', KEYS[2], now + lease, uuid)
   table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
-                     tostring(att), r[8] or '{}', r[9] or '', token})
+                     tostring(att), r[8] or '{}', r[9] or '', r[11] or '', token})
 end
 
 if only ~= '' then

@@ -123,7 +123,7 @@ class OpenTelemetryPlugin:
             "qtasks.task.attempt": task_broker.attempts,
             "qtasks.worker": worker.id,
         }
-        queue = task_broker.extra.get(EXTRA_QUEUE)
+        queue = getattr(task_broker, "queue", None) or task_broker.extra.get(EXTRA_QUEUE)
         if queue is not None:
             attributes["messaging.destination.name"] = str(queue)
         if link:

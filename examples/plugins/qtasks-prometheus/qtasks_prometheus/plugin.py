@@ -164,8 +164,11 @@ class PrometheusPlugin:
         metrics = self.metrics
         if metrics is None:  # worker_start did not run for this plugin instance
             return
-        # The claimed message carries no queue: the task's declared one is what we have.
-        queue = task_func.queue if task_func is not None else UNKNOWN_QUEUE
+        # The queue it was claimed from (a core older than 0.1's claims carry none: the
+        # task's declared one then).
+        queue = getattr(task_broker, "queue", None) or (
+            task_func.queue if task_func is not None else UNKNOWN_QUEUE
+        )
         metrics.task_finished(
             worker.app.name,
             task_broker.task_name,
