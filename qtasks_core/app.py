@@ -735,6 +735,13 @@ class QueueTasks(_Registry):
             if unique_key is None:
                 raise TaskOptionError("unique_for needs a unique_key: pass both")
             options["unique_for"] = check_unique_for(unique_for)
+            kept = self.storage.result_ttl
+            if kept is not None and options["unique_for"] > kept:
+                raise TaskOptionError(
+                    f"unique_for={options['unique_for']:g}s is longer than result_ttl="
+                    f"{kept:g}s: the key is held by the task's record, which is gone by "
+                    "then; raise app.config.result_ttl or shorten unique_for"
+                )
         await self.start_async()
         call = await self._before_broker(task_name, call_args, call_kwargs, priority, options)
         try:
@@ -1220,6 +1227,13 @@ class QueueTasks(_Registry):
         task = await self.get_async(uuid)
         if task is None:
             raise TaskOptionError(f"no task {uuid!r} to retry (unknown, or its record expired)")
+        if task.task_name not in self.tasks and (await self.backend.get(uuid) or {}).get(
+            "workflow"
+        ):
+            raise TaskOptionError(
+                f"task {uuid} is a workflow: start the workflow again (app.start_workflow), "
+                "or retry its failed member (its uuid is on failed_member)"
+            )
         if task.status not in ("error", "cancel"):
             raise TaskOptionError(
                 f"task {uuid} is {task.status}: only a task that ended error or cancel is "

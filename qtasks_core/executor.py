@@ -203,13 +203,15 @@ class TaskExecutor:
         pm = self.pm
         if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
             results = await self._bounded(self._collect(func, args, kw))
+            if self.abort_reason is not None:
+                raise TaskCancel(self.abort_reason)
             new = await fired(
                 pm.hook.task_executor_run_task_gen(task_executor=self, results=results)
             )
             return results if new is None else list(new)
         try:
             if inspect.iscoroutinefunction(func):
-                result = await self._bounded(self._abortable(func(*args, **kw)))
+                result = await self._bounded(func(*args, **kw), abortable=True)
             else:
                 result = await self._bounded(self._in_thread(func, *args, **kw))
         except (Exception, asyncio.CancelledError) as exc:
@@ -222,12 +224,17 @@ class TaskExecutor:
         new = await fired(pm.hook.task_executor_run_task(task_executor=self, result=result))
         return result if new is None else new
 
-    async def _bounded(self, awaitable: Any) -> Any:
+    async def _bounded(self, awaitable: Any, *, abortable: bool = False) -> Any:
         max_time = self.task_func.max_time
+        # The guard goes inside the task an abort can cancel: a SystemExit raised in a
+        # task of its own would leave the event loop.
+        guarded = self._guarded(awaitable)
+        if abortable:
+            guarded = self._abortable(guarded)
         if max_time is None:
-            return await self._guarded(awaitable)
+            return await guarded
         try:
-            return await asyncio.wait_for(self._guarded(awaitable), max_time)
+            return await asyncio.wait_for(guarded, max_time)
         except TimeoutError:
             raise TimeoutError(
                 f"task {self.task_func.name!r} exceeded max_time={max_time:g}s"
@@ -259,11 +266,15 @@ class TaskExecutor:
         if inspect.isasyncgenfunction(func):
             async for value in func(*args, **kw):
                 results.append(await fired(handler(value)) if handler else value)
+                if self.abort_reason is not None:
+                    return results  # aborted: stops between two values
             return results
         generator = func(*args, **kw)
         sentinel = object()
-        while True:
+        while self.abort_reason is None:
             value = await self._in_thread(next, generator, sentinel)
             if value is sentinel:
                 return results
             results.append(await fired(handler(value)) if handler else value)
+        generator.close()
+        return results

@@ -99,6 +99,7 @@ class _Workflow:
     left: dict[str, int] = field(default_factory=dict)
     results: dict[str, dict[int, str]] = field(default_factory=dict)
     live: set[str] = field(default_factory=set)
+    ended: set[str] = field(default_factory=set)
 
 
 class MemoryBackend:
@@ -174,13 +175,12 @@ class MemoryBackend:
 
     def _unpark(self, name: str, count: int, now: float) -> None:
         parked = self._parked.get(name, [])
-        for _ in range(count):
-            if not parked:
-                return
+        while count > 0 and parked:
             uuid = parked.pop(0)
             record = self._records.get(uuid)
             if record is not None and record.get("status") == "new":
                 self._requeue(uuid, now)
+                count -= 1
 
     def _free_slot(self, uuid: str, record: dict[str, str], now: float) -> None:
         """A limited task left its slot (ended, retrying, handed back, recovered)."""
@@ -333,6 +333,11 @@ class MemoryBackend:
                     else:
                         self._requeue(uuid, now)
                         out.recovered.append(uuid)
+            for name, limit in self._limits.items():
+                # Parked tasks with slots free: queued again (see claim.lua).
+                if "c" in limit and self._parked.get(name):
+                    held = sum(1 for d in self._slots.get(name, {}).values() if d > now)
+                    self._unpark(name, limit["c"] - held, now)
             if only is not None:
                 if self._queued.pop(only, None) is not None:  # its heap entry is skipped
                     self._take(only, worker_id, lease, now, out)
@@ -393,9 +398,16 @@ class MemoryBackend:
         if limit:
             slots = self._slots.setdefault(name, {})
             if "c" in limit:
-                freed = [u for u, deadline in slots.items() if deadline <= now]
-                for held in freed:  # a killed worker's slot: its lease ran out
-                    del slots[held]
+                freed = []
+                for held, deadline in list(slots.items()):
+                    if deadline > now:
+                        continue
+                    lease_end = self._running.get(held)
+                    if lease_end is not None and lease_end > now:
+                        slots[held] = lease_end  # renewed after an outage: still held
+                    else:
+                        del slots[held]  # a killed worker's slot: its lease ran out
+                        freed.append(held)
                 self._unpark(name, len(freed), now)
                 if len(slots) >= limit["c"]:
                     self._parked.setdefault(name, []).append(uuid)
@@ -411,6 +423,14 @@ class MemoryBackend:
             if "c" in limit:
                 slots[uuid] = now + lease
                 record["slot"] = "1"
+        if "abort" in record:
+            # Aborted while it ran, then handed back or recovered: it does not start again.
+            record.update(status="cancel", cancel_reason=record["abort"], updated_at=f"{now:.3f}")
+            self._finals["cancel"] += 1
+            if record.get("ttl"):
+                self._expires[uuid] = now + float(record["ttl"])
+            self._signal_done(uuid)
+            return
         attempts = _number(record.get("attempts"), 0) + 1
         token = str(next(self._seq))
         record.update(
@@ -513,6 +533,9 @@ class MemoryBackend:
         if "watched" in record or "progress" in record:
             visible = {k: v for k, v in record.items() if k != "_done"}
             self._add_event(uuid, "final", json.dumps({"uuid": uuid, **visible}))
+        signal = self._done.pop(uuid, None)
+        if signal is not None:
+            signal.fire()
         if "wfn" in record:
             self._member_ended(uuid, record)
 
@@ -635,8 +658,9 @@ class MemoryBackend:
         if state is None or workflow is None:
             return
         state.live.discard(uuid)
-        if workflow.get("status") != "process":
+        if workflow.get("status") != "process" or record["wfn"] in state.ended:
             return
+        state.ended.add(record["wfn"])  # a member counts once (see lib.lua)
         now = time.time()
         if record.get("status") == "success":
             self._wf_node_done(wf, record["wfn"], record.get("returning", "null"), now)
@@ -659,7 +683,7 @@ class MemoryBackend:
         self._wf_end(wf, {"status": "error", "traceback": message, "failed_member": uuid}, now)
         for member in sorted(state.live):
             queued = self._records.get(member)
-            if queued is not None and queued.get("status") == "new":
+            if queued is not None and queued.get("status") in ("new", "retry"):
                 self._queued.pop(member, None)
                 self._scheduled.pop(member, None)
                 state.live.discard(member)
@@ -719,9 +743,6 @@ class MemoryBackend:
         if at is not None:
             entries = self._index[index]
             del entries[bisect.bisect_left(entries, (at, uuid))]
-        signal = self._done.pop(uuid, None)
-        if signal is not None:
-            signal.fire()
 
     async def finish(
         self,
@@ -894,7 +915,7 @@ class MemoryBackend:
             if _unfit(record):
                 return "no-record"
             assert record is not None
-            for name in ("_done", "traceback", "returning", "worker", "expires"):
+            for name in ("_done", "traceback", "returning", "worker", "expires", "abort"):
                 record.pop(name, None)
             record["attempts"] = "0"
             self._expires.pop(uuid, None)
@@ -960,6 +981,8 @@ class MemoryBackend:
             self._slots.clear()
             self._parked.clear()
             self._rates.clear()
+            self._workflows.clear()
+            self._events.clear()
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

@@ -69,10 +69,11 @@ _CLAIM_FIELDS = (
 ACL_RULE: Final = (
     "~qtasks:* resetchannels -@all +ping +select +info "
     "+fcall +function|load +multi +exec "
-    "+time +type +get +set +del +unlink +incr +exists +expire +persist +scan "
-    "+hset +hget +hmget +hgetall +hincrby +hdel +hscan "
-    "+zadd +zscore +zrange +zrangebyscore +zcount +zcard +zpopmin +zrem +zremrangebyscore "
-    "+rpush +ltrim +blpop +blmove +sadd +smembers +xadd +xread +asking +cluster|slots"
+    "+time +type +get +set +del +unlink +incr +exists +expire +pexpire +persist +scan "
+    "+hset +hsetnx +hget +hmget +hgetall +hincrby +hdel +hexists +hscan "
+    "+zadd +zscore +zrange +zrangebyscore +zrank +zrevrank +zcount +zcard +zpopmin +zrem "
+    "+zremrangebyscore "
+    "+rpush +ltrim +blpop +blmove +sadd +srem +smembers +xadd +xread +asking +cluster|slots"
 )
 
 
@@ -679,7 +680,8 @@ class RedisBackend:
         async for key in self._conn().raw.scan_iter(
             match=escape_glob(self.keys.task("")) + "*", count=500, _type="hash"
         ):
-            uuids.append(key.rsplit(b":", 1)[1].decode(errors="replace"))
+            # The uuid is what follows the prefix (a workflow member's holds colons).
+            uuids.append(key[len(self.keys.task("").encode()) :].decode(errors="replace"))
             if len(uuids) >= limit:
                 break
         records = [await self.get(uuid) for uuid in uuids]
@@ -833,20 +835,28 @@ class RedisBackend:
         key = self._index_key(index)
         client = self.client
         newest_first = index.startswith(("final:", "name:"))
-        # Entries with the cursor's own score are read again and those up to the
-        # cursor dropped: tasks that ended in the same millisecond are not skipped.
+        # The page starts after the cursor's own entry, found by its rank (tasks that
+        # ended in the same millisecond share a score); an entry gone since (claimed,
+        # expired) is passed by its score instead.
         spare = 64
-        bound: str | float = ("+inf" if newest_first else "-inf") if after is None else after[0]
         try:
-            if newest_first:
+            rank: int | None = None
+            if after is not None:
+                found = await (client.zrevrank if newest_first else client.zrank)(key, after[1])
+                rank = found if isinstance(found, int) else None
+            if rank is not None:
                 rows = await client.zrange(
-                    key, bound, "-inf", desc=True, byscore=True, offset=0,
-                    num=limit + spare, withscores=True,
-                )  # fmt: skip
+                    key, rank + 1, rank + limit, desc=newest_first, withscores=True
+                )
+                after = None  # placed exactly: nothing to filter
             else:
+                bound: str | float = (
+                    ("+inf" if newest_first else "-inf") if after is None else after[0]
+                )
+                low, high = (bound, "-inf") if newest_first else (bound, "+inf")
                 rows = await client.zrange(
-                    key, bound, "+inf", byscore=True, offset=0, num=limit + spare,
-                    withscores=True,
+                    key, low, high, desc=newest_first, byscore=True, offset=0,
+                    num=limit + spare, withscores=True,
                 )  # fmt: skip
         except ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
@@ -1017,7 +1027,7 @@ class RedisBackend:
         async for key in client.scan_iter(match=pattern, count=1000, _type="hash"):
             status = await client.hget(key, "status")
             if status in FINAL_STATUSES:
-                uuid = key.rsplit(":", 1)[1]
+                uuid = key[len(self.keys.task("")) :]
                 if await client.zscore(self.keys.dead, uuid) is None:  # kept for requeueing
                     await client.unlink(key, self.keys.done(uuid))
                     deleted += 1

@@ -113,3 +113,12 @@ def test_an_expired_record_leaves_the_list(redis_app: QueueTasks, redis_url: str
         assert sorted(_all_pages(app, 10, status="success")) == sorted(set(uuids) - {gone})
         assert client.zscore(keys.index_of("success"), gone) is None
         assert client.zscore(keys.index_of("success"), uuids[0]) is not None
+
+
+def test_tasks_that_ended_in_the_same_millisecond_are_all_listed(app: QueueTasks) -> None:
+    """A purge cancels a whole queue in one step: 300 tasks with one end time."""
+    _register(app)
+    uuids = [app.add_task("ok", i).uuid for i in range(300)]
+    assert app.purge_queue("default") == 300
+    assert sorted(_all_pages(app, 50, status="cancel")) == sorted(uuids)
+    assert sorted(_all_pages(app, 50, task_name="ok")) == sorted(uuids)

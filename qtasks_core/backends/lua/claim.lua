@@ -65,13 +65,25 @@ for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT',
   end
 end
 
+-- Parked tasks of a limited name with slots free (the task a freed slot queued again
+-- never took it: it expired, was cancelled, or went to a worker without the limit):
+-- queued again now, so none waits for an end that will not come.
+if limits then
+  for name, limit in pairs(limits) do
+    if limit.c and redis.call('EXISTS', prefix .. 'parked:' .. name) == 1 then
+      local free = limit.c - redis.call('ZCOUNT', prefix .. 'slots:' .. name, now, '+inf')
+      if free > 0 then unpark(prefix, name, free, now) end
+    end
+  end
+end
+
 -- Claim: each entry is read and checked before it is taken, so a bad one is set aside
 -- alone and the tasks behind it are claimed as usual.
 local out = {}
 local function take(uuid)
   local tkey = prefix .. 'task:' .. uuid
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
-                     'expires', 'queue')
+                     'expires', 'queue', 'abort')
   if bad then
     local raw = ''
     if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
@@ -84,12 +96,27 @@ local function take(uuid)
     cancel(prefix, uuid, tkey, 'expired', now)  -- not started in time: never runs
     return
   end
+  if r[12] then
+    -- Aborted while it ran, then handed back or recovered: it does not start again.
+    cancel(prefix, uuid, tkey, r[12], now)
+    return
+  end
   local limit = limits and limits[r[2]]
   if limit then
     local skey = prefix .. 'slots:' .. r[2]
     if limit.c then
       -- Slots whose lease ran out (a killed worker's) are free: one parked task each.
-      local freed = redis.call('ZREMRANGEBYSCORE', skey, '-inf', now)
+      -- One whose task still holds a lease (renewed after an outage) is kept.
+      local freed = 0
+      for _, held in ipairs(redis.call('ZRANGEBYSCORE', skey, '-inf', now, 'LIMIT', 0, 100)) do
+        local deadline = tonumber(redis.call('ZSCORE', KEYS[2], held))
+        if deadline and deadline > now then
+          redis.call('ZADD', skey, deadline, held)
+        else
+          redis.call('ZREM', skey, held)
+          freed = freed + 1
+        end
+      end
       if freed > 0 then unpark(prefix, r[2], freed, now) end
       if redis.call('ZCARD', skey) >= limit.c then
         redis.call('ZADD', prefix .. 'parked:' .. r[2], now, uuid)

@@ -144,8 +144,9 @@ local function signal_done(prefix, uuid, tkey, ttl)
   if rec.watched or rec.progress then
     -- Someone watches (app.watch): the end goes onto the stream it blocks on.
     local ekey = prefix .. 'events:' .. uuid
-    redis.call('XADD', ekey, 'MAXLEN', '~', 100, '*', 'kind', 'final', 'data', cjson.encode(rec))
-    redis.call('EXPIRE', ekey, (ttl and ttl > 0) and ttl or 86400)
+    -- pcall: a stream key someone overwrote must not fail the end of the task.
+    redis.pcall('XADD', ekey, 'MAXLEN', '~', 100, '*', 'kind', 'final', 'data', cjson.encode(rec))
+    redis.pcall('EXPIRE', ekey, (ttl and ttl > 0) and ttl or 86400)
   end
   if rec.wf then member_ended(prefix, uuid, rec) end
 end
@@ -243,13 +244,16 @@ end
 -- slot freed queues one parked task again: no polling. Over a rate limit, a task
 -- waits in `scheduled` for the next window, like a delayed task.
 local function unpark(prefix, name, count, now)
-  for _ = 1, count do
+  local left = count
+  while left > 0 do
     local popped = redis.call('ZPOPMIN', prefix .. 'parked:' .. name, 1)
     if #popped == 0 then return end
     local uuid = popped[1]
-    -- Cancelled or aborted while it waited: it stays ended.
+    -- Cancelled or aborted while it waited: it stays ended, and the slot goes on to
+    -- the next one.
     if redis.pcall('HGET', prefix .. 'task:' .. uuid, 'status') == 'new' then
       requeue(prefix, uuid, now)
+      left = left - 1
     end
   end
 end
@@ -432,7 +436,7 @@ local function wf_end(prefix, wf, fields)
   return now
 end
 
-local node_done
+local node_done, wf_fail
 
 local function start_node(prefix, wf, path, input)
   local node = wf_node(prefix, wf, path)
@@ -449,7 +453,14 @@ local function start_node(prefix, wf, path, input)
     flat[#flat + 1] = path
     local uuid = wf .. ':' .. path
     local fields, queue, due_in, expires_in = split_fields(flat)
-    local wake = write_task(prefix, uuid, node.p, fields, queue, due_in, expires_in)
+    local wake, bad = write_task(prefix, uuid, node.p, fields, queue, due_in, expires_in)
+    if bad then
+      -- Its queue key holds another type (checked at the start, broken since): the
+      -- workflow ends error naming it rather than wait for a step never written.
+      wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'},
+              'its step could not be queued: ' .. tostring(bad.err))
+      return
+    end
     if wake then
       push_token(wake, '1')
       redis.call('SADD', wf_key(prefix, wf) .. ':live', uuid)
@@ -483,16 +494,21 @@ node_done = function(prefix, wf, path, result)
   local key = wf_key(prefix, wf)
   if redis.call('HSETNX', key, parent .. '#' .. idx, result) == 0 then return end
   if redis.call('HINCRBY', key, parent .. '#left', -1) ~= 0 then return end
-  local fields = {}
-  for i = 0, up.n - 1 do fields[#fields + 1] = parent .. '#' .. i end
-  node_done(prefix, wf, parent, '[' .. table.concat(redis.call('HMGET', key, unpack(fields)), ',') .. ']')
+  -- Read in slices: unpack has a limit of a few thousand values.
+  local parts = {}
+  for first = 0, up.n - 1, 1000 do
+    local fields = {}
+    for i = first, math.min(first + 999, up.n - 1) do fields[#fields + 1] = parent .. '#' .. i end
+    for _, part in ipairs(redis.call('HMGET', key, unpack(fields))) do parts[#parts + 1] = part end
+  end
+  node_done(prefix, wf, parent, '[' .. table.concat(parts, ',') .. ']')
 end
 
 -- A member failed (error, a dead letter, cancelled, expired): the workflow ends error
 -- naming it, its members still queued are cancelled (running ones finish; their
 -- results are dropped), and its on_error task (path e, if any) is queued, once: its
 -- uuid is fixed.
-local function wf_fail(prefix, wf, uuid, rec, why)
+wf_fail = function(prefix, wf, uuid, rec, why)
   local now = wf_end(prefix, wf, {'status', 'error', 'traceback',
     'workflow member ' .. (rec.wfn or '?') .. ' (' .. (rec.task_name or '?') .. ', ' .. uuid ..
     ') ended ' .. (rec.status or '?') .. (why ~= '' and (': ' .. why) or ''),
@@ -501,7 +517,7 @@ local function wf_fail(prefix, wf, uuid, rec, why)
   for _, member in ipairs(redis.call('SMEMBERS', live)) do
     local mkey = prefix .. 'task:' .. member
     local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
-    if r[1] == 'new' then
+    if r[1] == 'new' or r[1] == 'retry' then
       redis.call('ZREM', qkey(prefix, r[2]), member)
       redis.call('ZREM', prefix .. 'scheduled', member)
       redis.call('SREM', live, member)
@@ -532,6 +548,9 @@ member_ended = function(prefix, uuid, rec)
   local wf = rec.wf
   redis.call('SREM', wf_key(prefix, wf) .. ':live', uuid)
   if redis.call('HGET', prefix .. 'task:' .. wf, 'status') ~= 'process' then return end
+  -- A member counts once: one that ends again (a dead letter requeued and run) must
+  -- not start the steps after it a second time.
+  if redis.call('HSETNX', wf_key(prefix, wf), rec.wfn .. '#ended', '1') == 0 then return end
   if rec.status == 'success' then
     node_done(prefix, wf, rec.wfn, rec.returning or 'null')
     return

@@ -6,14 +6,18 @@
 local key = ARGV[1]
 local probes = {
   {'TIME'}, {'TYPE', key}, {'GET', key}, {'SET', key, '0'}, {'INCR', key},
-  {'EXISTS', key}, {'EXPIRE', key, '60'}, {'PERSIST', key}, {'DEL', key},
-  {'HSET', key, 'f', '0'}, {'HGET', key, 'f'}, {'HMGET', key, 'f'}, {'HGETALL', key},
+  {'EXISTS', key}, {'EXPIRE', key, '60'}, {'PEXPIRE', key, '60000'}, {'PERSIST', key},
+  {'DEL', key},
+  {'HSET', key, 'f', '0'}, {'HSETNX', key, 'g', '0'}, {'HGET', key, 'f'},
+  {'HMGET', key, 'f'}, {'HGETALL', key}, {'HEXISTS', key, 'f'},
   {'HINCRBY', key, 'f', '1'}, {'HDEL', key, 'f'}, {'DEL', key},
   {'ZADD', key, '0', 'm'}, {'ZSCORE', key, 'm'}, {'ZRANGE', key, '0', '0'},
   {'ZRANGEBYSCORE', key, '-inf', '+inf'}, {'ZCARD', key}, {'ZPOPMIN', key, '1'},
-  {'ZREM', key, 'm'}, {'DEL', key},
+  {'ZRANK', key, 'm'}, {'ZREVRANK', key, 'm'}, {'ZREM', key, 'm'},
+  {'ZREMRANGEBYSCORE', key, '-inf', '+inf'}, {'DEL', key},
   {'RPUSH', key, '1'}, {'LTRIM', key, '0', '0'}, {'DEL', key},
-  {'SADD', key, 'm'}, {'DEL', key},
+  {'SADD', key, 'm'}, {'SMEMBERS', key}, {'SREM', key, 'm'}, {'DEL', key},
+  {'XADD', key, 'MAXLEN', '~', '10', '*', 'f', '0'}, {'DEL', key},
 }
 local refused, seen = {}, {}
 for _, probe in ipairs(probes) do

@@ -166,3 +166,27 @@ def paced(tag: str) -> str:
     """At most 20 of these start a second, across every worker."""
     record(tag)
     return tag
+
+
+# Tasks that touch no Redis of their own (for the least-privilege ACL test).
+
+
+@app.task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@app.task
+def sum_all(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task(concurrency_limit=2, rate_limit="1000/s")
+def limited_pid() -> int:
+    return os.getpid()
+
+
+@app.task(echo=True)
+def progress_pid(ctx: object) -> int:
+    ctx.set_progress(0.5)  # type: ignore[attr-defined]
+    return os.getpid()
