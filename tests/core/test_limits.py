@@ -92,3 +92,34 @@ def test_bad_limits_are_refused_at_registration(
         @app.task(name="bad", **options)
         def bad() -> None:
             return None
+
+
+def test_a_cancelled_parked_task_does_not_hold_up_the_next(app: QueueTasks) -> None:
+    ran: list[int] = []
+
+    @app.task(name="one", concurrency_limit=1)
+    async def one(i: int) -> int:
+        await asyncio.sleep(0.05)
+        ran.append(i)
+        return i
+
+    uuids = [app.add_task("one", i).uuid for i in range(4)]
+
+    async def main() -> None:
+        worker = app.worker(concurrency=4)
+        run = asyncio.create_task(worker.run())
+        # The first runs; the other three wait for its slot. One of them is cancelled.
+        for _ in range(100):
+            task = await app.get_async(uuids[0])
+            if task is not None and task.status == "process":
+                break
+            await asyncio.sleep(0.01)
+        assert await app.abort_async(uuids[1], "not needed") == "cancelled"
+        for uuid in uuids:
+            await app.wait_async(uuid, timeout=20)
+        worker.stop()
+        await run
+
+    asyncio.run(main())
+    assert sorted(ran) == [0, 2, 3]
+    assert app.get(uuids[1]).status == "cancel"  # type: ignore[union-attr]

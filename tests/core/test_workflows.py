@@ -237,3 +237,37 @@ def test_an_aborted_workflow_ends_cancel_and_its_queued_members_never_run(
     _run(app)
     assert t["ran"] == []
     assert app.abort(started.uuid) == "ended"
+
+
+def test_a_settled_member_ending_again_starts_nothing_after_it(
+    redis_app: QueueTasks, redis_url: str
+) -> None:
+    """A chain inside a settling group: its first step failed (its error is in the
+    group's result), then the step is queued again and succeeds: the chain's next step
+    must not start."""
+    app = redis_app
+    t = _register(app)
+    attempts: list[int] = []
+
+    @app.task(name="flaky")
+    def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ValueError("first time")
+        return 1
+
+    flow = chord([chain(app.signature("flaky"), t["add"].s(100)), t["add"].s(2)],
+                 t["pair"].s("done"), settle=True)  # fmt: skip
+    started = app.start_workflow(flow)
+    _run(app)
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "success" and done.returning["values"][0]["status"] == "error"
+    uuid = f"{started.uuid}:r.0.0.0"
+    keys = Keys.for_app(app.name)
+    with redis.Redis.from_url(redis_url) as client:
+        client.hset(keys.task(uuid), "status", "new")
+        client.zadd(keys.queue, {uuid: 1})
+    _run(app)
+    assert len(attempts) == 2  # it ran again
+    assert app.get(f"{started.uuid}:r.0.0.1") is None  # the step after it never started
+    assert "add1,100" not in t["ran"]
