@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from types import EllipsisType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
 
@@ -65,7 +65,15 @@ from .keys import DEFAULT_QUEUE
 from .middlewares import check_middlewares
 from .schedules import NAMESPACE as SCHEDULES
 from .schedules import Schedule, ScheduleState, load_runtime
-from .schemas import FINAL_STATUSES, Task, TaskExecSchema, TaskPage, TaskStatusNewSchema
+from .schemas import (
+    FINAL_STATUSES,
+    Task,
+    TaskExecSchema,
+    TaskPage,
+    TaskStatusNewSchema,
+    WorkflowNode,
+    WorkflowView,
+)
 from .storages import Storage
 from .storages.base import UniqueHeld
 from .workflows import MAX_MEMBERS, Flow, Signature, signature
@@ -104,6 +112,13 @@ _TASK_OPTIONS = {
     "middlewares_before",
     "middlewares_after",
 }
+
+
+def _path_order(path: str) -> tuple[int, ...]:
+    """A workflow path (``r.0.10``) in tree order: r.0.2 before r.0.10; ``e`` last."""
+    if path == "e":
+        return (1,)
+    return (0, *(int(part) for part in path.split(".")[1:] if part.isdigit()))
 
 
 class TaskHandle:
@@ -1032,6 +1047,52 @@ class QueueTasks(_Registry):
         return self._portal.call(
             self.start_workflow_async(flow, name=name, timeout=timeout, on_error=on_error)
         )
+
+    async def list_workflows_async(self, *, before: str | None = None, limit: int = 50) -> TaskPage:
+        """A page of workflows (their own tasks), newest first: running and ended, for
+        as long as their records are kept. ``before``: the ``next`` of the previous
+        page."""
+        await self.start_async()
+        tasks, cursor = await self.storage.list_workflows(before, limit)
+        return TaskPage(tasks=tasks, next=cursor)
+
+    def list_workflows(self, *, before: str | None = None, limit: int = 50) -> TaskPage:
+        """Sync twin of :meth:`list_workflows_async`."""
+        return self._portal.call(self.list_workflows_async(before=before, limit=limit))
+
+    async def workflow_async(self, uuid: str) -> WorkflowView | None:
+        """The workflow ``uuid``: its own task and its tree with each member's status
+        (``waiting`` for a step whose turn has not come); ``None`` if there is no such
+        workflow (or it expired)."""
+        task = await self.get_async(uuid)
+        if task is None:
+            return None
+        stored = await self.backend.workflow_nodes(uuid)
+        kinds: dict[str, Literal["task", "chain", "group"]] = {
+            "t": "task",
+            "c": "chain",
+            "g": "group",
+        }
+        nodes = []
+        for path in sorted((p for p in stored if "#" not in p), key=_path_order):
+            try:
+                node = json.loads(stored[path])
+            except ValueError:
+                continue
+            if not isinstance(node, dict) or node.get("k") not in kinds:
+                continue
+            view = WorkflowNode(path=path, kind=kinds[node["k"]], settle=bool(node.get("s")))
+            if node["k"] == "t":
+                member = await self.backend.get(f"{uuid}:{path}")
+                view.task_name = str((node.get("f") or {}).get("task_name", ""))
+                view.uuid = f"{uuid}:{path}"
+                view.status = member.get("status") if member else "waiting"
+            nodes.append(view)
+        return WorkflowView(task=task, nodes=nodes)
+
+    def workflow(self, uuid: str) -> WorkflowView | None:
+        """Sync twin of :meth:`workflow_async`."""
+        return self._portal.call(self.workflow_async(uuid))
 
     async def _run_workflow_eagerly(self, uuid: str) -> None:
         from .worker import Worker

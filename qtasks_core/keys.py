@@ -32,6 +32,7 @@ key                   type   holds
 ``events:<uuid>``     stream a task's progress and (when watched) its end: app.watch
 ``wf:<id>``           hash   a workflow's tree (path -> node JSON), group counts, results
 ``wf:<id>:live``      set    a workflow's members queued or running
+``workflows``         zset   workflow id -> when it started (ms): the workflows list
 ``config:<name>``     hash   global config values of one namespace (JSON); the namespace
                              ``schedules`` holds the schedules added at run time
 ``schedule:<name>``   hash   a schedule's cursor: ``next`` tick and ``last`` fired (ms)
@@ -107,6 +108,13 @@ class Keys:
     @property
     def workers(self) -> str:
         return self.prefix + "workers"
+
+    @property
+    def workflows(self) -> str:
+        return self.prefix + "workflows"
+
+    def workflow(self, workflow_id: str) -> str:
+        return f"{self.prefix}wf:{workflow_id}"
 
     def index_of(self, status: str) -> str:
         """The finished tasks of final ``status``, by the time they ended."""

@@ -254,6 +254,27 @@ class TaskPage(BaseModel):
     next: str | None = None
 
 
+class WorkflowNode(BaseModel):
+    """One node of a workflow's tree (``app.workflow(uuid)``)."""
+
+    #: ``r`` for the root, ``r.0``, ``r.0.2``... (``e``: the on_error step).
+    path: str
+    kind: Literal["task", "chain", "group"]
+    #: For a task: its name, uuid and status (``waiting``: its turn has not come).
+    task_name: str | None = None
+    uuid: str | None = None
+    status: str | None = None
+    #: For a group: whether it settles (errors in place of results).
+    settle: bool = False
+
+
+class WorkflowView(BaseModel):
+    """A workflow: its own task and its tree, node by node in path order."""
+
+    task: Task
+    nodes: list[WorkflowNode] = Field(default_factory=list)
+
+
 class InspectStats(BaseModel):
     """A snapshot of an app at runtime (``Stats(app).inspect()``)."""
 

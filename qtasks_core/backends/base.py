@@ -191,7 +191,8 @@ class Backend(Protocol):
 
         ``index`` is ``final:<status>`` or ``name:<task name>`` (finished tasks, newest
         first, scored by the time they ended in ms), ``queue:<name>`` (queue order),
-        ``running`` (by lease deadline) or ``scheduled`` (by due time, in ms)."""
+        ``running`` (by lease deadline), ``scheduled`` (by due time, in ms) or
+        ``workflows`` (every workflow, newest first, by when it started)."""
 
     async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         """Block until the task is final, or ``timeout`` passes (``False``). A final
@@ -271,6 +272,11 @@ class Backend(Protocol):
         "p": its priority, "i": immutable}``) and queue its first tasks, atomically.
         From then on the backend advances it as members end, in the same step that
         writes each member's final status. ``False`` if it was started already."""
+
+    async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
+        """A workflow's stored tree: path -> node JSON (see :meth:`start_workflow`),
+        plus its bookkeeping fields (``<path>#left``, ``<path>#<i>`` results,
+        ``<path>#ended``); empty once it expired."""
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

@@ -588,6 +588,13 @@ class MemoryBackend:
 
     # -- workflows (the same steps as lib.lua's; see there) ------------------------------
 
+    async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
+        with self._lock:
+            state = self._workflows.get(workflow_id)
+            if state is None:
+                return {}
+            return {path: json.dumps(node) for path, node in state.nodes.items()}
+
     async def start_workflow(
         self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
     ) -> bool:
@@ -820,12 +827,22 @@ class MemoryBackend:
                 heap = self._queues.get(name, [])
                 order = sorted((float(sc), u) for sc, u in heap if self._queued.get(u) == name)
                 rows = [(u, sc) for sc, u in order]
+            elif index == "workflows":
+                started = sorted(
+                    ((float(self._records[w].get("created_at") or 0) * 1000, w)
+                     for w in self._workflows if w in self._records),
+                    reverse=True,
+                )  # fmt: skip
+                rows = [(w, at) for at, w in started]
+                if after is not None:
+                    at_cursor = (after[0], after[1])
+                    rows = [(w, at) for w, at in rows if (at, w) < at_cursor]
             elif index in ("running", "scheduled"):
                 live = self._running if index == "running" else self._scheduled
                 rows = [(u, at * 1000) for at, u in sorted((at, u) for u, at in live.items())]
             else:
                 raise ValueError(f"unknown task index {index!r}")
-            if after is not None and kind not in ("final", "name"):
+            if after is not None and kind not in ("final", "name", "workflows"):
                 score, last = after
                 rows = [(u, sc) for u, sc in rows if sc > score or (sc == score and u > last)]
             page: list[tuple[str, float, dict[str, str] | None]] = []

@@ -826,6 +826,8 @@ class RedisBackend:
             return self.keys.queue_of(name)
         if index in ("running", "scheduled"):
             return self.keys.running if index == "running" else self.keys.scheduled
+        if index == "workflows":
+            return self.keys.workflows
         raise ValueError(f"unknown task index {index!r}")
 
     @mapped("index_page")
@@ -834,7 +836,7 @@ class RedisBackend:
     ) -> list[tuple[str, float, dict[str, str] | None]]:
         key = self._index_key(index)
         client = self.client
-        newest_first = index.startswith(("final:", "name:"))
+        newest_first = index.startswith(("final:", "name:")) or index == "workflows"
         # The page starts after the cursor's own entry, found by its rank (tasks that
         # ended in the same millisecond share a score); an entry gone since (claimed,
         # expired) is passed by its score instead.
@@ -983,6 +985,13 @@ class RedisBackend:
             args=[self.keys.prefix, workflow_id, to_json(record), to_json(nodes)],
         )
         return bool(started == 1)
+
+    @mapped("workflow_nodes")
+    async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
+        try:
+            return cast(dict[str, str], await self.client.hgetall(self.keys.workflow(workflow_id)))
+        except ResponseError:
+            return {}  # a key of the wrong type: no tree to show
 
     @mapped("purge_queue")
     async def purge_queue(

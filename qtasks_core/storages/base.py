@@ -240,6 +240,19 @@ class Storage:
         assert after is not None
         return found, f"{after[0]!r}:{after[1]}"
 
+    async def list_workflows(self, before: str | None, limit: int) -> tuple[list[Task], str | None]:
+        """A page of workflows' own tasks, newest first (see ``QueueTasks.list_workflows``)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
+        rows = await self.backend.index_page("workflows", _parse_cursor(before), limit)
+        found = []
+        for uuid, _score, record in rows:
+            if record is not None and (task := await self.get(uuid, record)) is not None:
+                found.append(task)
+        if len(rows) < limit:
+            return found, None
+        return found, f"{rows[-1][1]!r}:{rows[-1][0]}"
+
     async def abort(self, uuid: str, reason: str) -> AbortResult:
         """Stop ``uuid`` (see ``QueueTasks.abort``); a cancelled record keeps
         ``result_ttl``."""

@@ -271,3 +271,27 @@ def test_a_settled_member_ending_again_starts_nothing_after_it(
     assert len(attempts) == 2  # it ran again
     assert app.get(f"{started.uuid}:r.0.0.1") is None  # the step after it never started
     assert "add1,100" not in t["ran"]
+
+
+def test_workflows_are_listed_and_shown_node_by_node(app: QueueTasks) -> None:
+    t = _register(app)
+    first = app.start_workflow(t["add"].s(1) | group(t["add"].s(2), t["add"].s(3)))
+    second = app.start_workflow(chain(t["add"].s(5)), name="single")
+    page = app.list_workflows(limit=1)
+    assert [w.uuid for w in page.tasks] == [second.uuid] and page.next is not None
+    assert [w.uuid for w in app.list_workflows(before=page.next).tasks] == [first.uuid]
+    view = app.workflow(first.uuid)
+    assert view is not None and view.task.status == "process"
+    shape = [(n.path, n.kind, n.status) for n in view.nodes]
+    assert shape == [
+        ("r", "chain", None),
+        ("r.0", "task", "new"),
+        ("r.1", "group", None),
+        ("r.1.0", "task", "waiting"),
+        ("r.1.1", "task", "waiting"),
+    ]
+    _run(app)
+    view = app.workflow(first.uuid)
+    assert view is not None and view.task.status == "success"
+    assert {n.status for n in view.nodes if n.kind == "task"} == {"success"}
+    assert app.workflow("no-such-workflow") is None

@@ -27,6 +27,14 @@ for field, value in pairs(cjson.decode(ARGV[3])) do
   flat[#flat + 1] = value
 end
 redis.call('HSET', tkey, unpack(flat))
+-- The list of workflows the dashboard pages through, newest first (trimmed as their
+-- records expire, like the task list's indexes).
+local now = now_ms()
+redis.call('ZADD', prefix .. 'workflows', now, wf)
+local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
+if ttl and ttl > 0 and now % 32 == 0 then
+  redis.call('ZREMRANGEBYSCORE', prefix .. 'workflows', '-inf', '(' .. (now - ttl * 1000 * 2))
+end
 -- In slices: unpack has a limit of a few thousand values.
 local hash = {}
 for path, text in pairs(nodes) do
