@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -28,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from .._urls import mask_url
 from .._validate import check_queue
 from ..errors import BackendError, TaskOptionError
-from ..schemas import TaskStatus
+from ..schemas import Task, TaskStatus, WorkflowNode, WorkflowView
 from ..stats import Stats
 from ._security import Guard, Refusal
 from ._throughput import Throughput
@@ -54,18 +55,23 @@ RETRYABLE: Final = frozenset({"error", "cancel"})
 #: Statuses in which a task is aborted on its worker (a queued one has Cancel).
 ABORTABLE: Final = frozenset({"process"})
 
+#: Statuses of a workflow member that will still change (a workflow's page polls
+#: while one is left: members running when a workflow fails finish after it).
+UNSETTLED: Final = frozenset({"new", "retry", "process"})
+#: The path part of a workflow member's uuid (``<workflow>:r.0.1``; ``e``: on_error).
+MEMBER_PATH: Final = re.compile(r"r(\.\d+)*|e")
+
 #: The pages, in the order of the navigation bar: (route name, label).
-#: Workflows (DESIGN.md §8: chain, group, chord) get their entry here, a route in
-#: :func:`create_app` and a page and fragment template, once the app can list them.
 NAV: Final = (
     ("overview", "Overview"),
     ("workers", "Workers"),
     ("tasks", "Tasks"),
+    ("workflows", "Workflows"),
     ("dead", "Dead letters"),
     ("schedules", "Schedules"),
 )
 #: The views with a live fragment (the others: login, refusals).
-LIVE_VIEWS: Final = frozenset(name for name, _ in NAV) | {"task"}
+LIVE_VIEWS: Final = frozenset(name for name, _ in NAV) | {"task", "workflow"}
 
 #: Sent with every page: no caching (the figures are live), no framing (the action
 #: buttons must not be clickjacked), scripts and styles from the dashboard only.
@@ -109,6 +115,17 @@ NOTICES: Final = {
     ),
     "abort-ended": ("warn", "Task {what} had ended already: nothing to abort."),
     "abort-unknown": ("warn", "No task has the id {what}: nothing to abort."),
+    "workflow-abort-cancelled": (
+        "ok",
+        "Workflow {what} aborted: it ended cancel, its queued members are cancelled and "
+        "its running ones asked to stop.",
+    ),
+    "workflow-abort-aborting": (
+        "ok",
+        "Workflow {what} is being aborted: its running members stop at their next heartbeat.",
+    ),
+    "workflow-abort-ended": ("warn", "Workflow {what} had ended already: nothing to abort."),
+    "workflow-abort-unknown": ("warn", "No workflow has the id {what}: nothing to abort."),
 }
 _NOTICE_KEYS: Final = ("done", "what", "count")
 
@@ -140,6 +157,16 @@ def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = 
         Route("/workers", page(dashboard.workers), name="workers"),
         Route("/tasks", page(dashboard.tasks), name="tasks"),
         Route("/task", page(dashboard.task), name="task"),
+        Route("/workflows", page(dashboard.workflows), name="workflows"),
+        # Before the detail route: a POST to /workflows/abort is this action, never a
+        # workflow named "abort".
+        Route(
+            "/workflows/abort",
+            action(dashboard.abort_workflow),
+            methods=["POST"],
+            name="abort_workflow",
+        ),
+        Route("/workflows/{uuid}", page(dashboard.workflow), name="workflow"),
         Route("/dead", page(dashboard.dead), name="dead"),
         Route("/schedules", page(dashboard.schedules), name="schedules"),
         Route("/dead/requeue", action(dashboard.requeue), methods=["POST"], name="requeue"),
@@ -154,6 +181,9 @@ def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = 
     ]
     web = Starlette(routes=routes)
     dashboard.web = web
+    dashboard.path_params = {
+        route.name: tuple(route.param_convertors) for route in routes if isinstance(route, Route)
+    }
     return web
 
 
@@ -166,6 +196,8 @@ class _Dashboard:
         self.guard = Guard(token=token, read_only=read_only)
         self.throughput = Throughput()
         self.web: Starlette | None = None
+        #: Each route's path parameters: :meth:`url` puts these in the path, not the query.
+        self.path_params: dict[str, tuple[str, ...]] = {}
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=True,
@@ -184,9 +216,14 @@ class _Dashboard:
 
     def url(self, request: Request, name: str, /, **query: Any) -> str:
         """The path of route ``name`` under the dashboard's mount point, with ``query``
-        (``None`` values left out)."""
+        (``None`` values left out); a route's path parameters (``/workflows/{uuid}``)
+        are taken from ``query`` into the path."""
         assert self.web is not None
-        path = request.scope.get("root_path", "") + self.web.url_path_for(name)
+        # Quoted: a uuid typed into the address bar may hold "?" or "#".
+        params = {
+            key: quote(str(query.pop(key)), safe="") for key in self.path_params.get(name, ())
+        }
+        path = request.scope.get("root_path", "") + self.web.url_path_for(name, **params)
         given = {k: v for k, v in query.items() if v is not None and v != ""}
         return f"{path}?{urlencode(given)}" if given else path
 
@@ -212,7 +249,9 @@ class _Dashboard:
             url=lambda name, **q: self.url(request, name, **q),
             static=lambda name: self.static(request, name),
             # What the live fragment polls: this page, less the notice of an action.
-            here=self.url(request, view, **query) if view in LIVE_VIEWS else "",
+            here=self.url(request, view, **{**query, **request.path_params})
+            if view in LIVE_VIEWS
+            else "",
             notice=_notice(request),
             poll=POLL,
             statuses=STATUSES,
@@ -357,14 +396,63 @@ class _Dashboard:
             timeline.append(("due", task.eta))
         if task.updated_at != task.created_at or task.status != "new":
             timeline.append((task.status, task.updated_at))
+        # Only on the whole page: the link sits outside the polled fragment.
+        polled = request.headers.get("hx-request") == "true"
         return self.render(
             request,
             "task",
             task=task,
             uuid=uuid,
+            workflow=None if polled else await self._workflow_of(uuid),
             timeline=sorted(timeline, key=lambda item: item[1]),
             cancellable=task.status in CANCELLABLE,
             retryable=task.status in RETRYABLE,
+            abortable=task.status in ABORTABLE,
+        )
+
+    async def _workflow_of(self, uuid: str) -> tuple[Task, str] | None:
+        """The workflow whose member ``uuid`` is, and the member's path in it.
+
+        One read: a member's uuid is ``<workflow>:<path>`` by construction, so a path
+        of the workflow grammar and an existing record before it say enough; reading
+        the workflow's tree to be sure costs one read per member of it.
+        """
+        prefix, sep, path = uuid.partition(":")
+        if not sep or not MEMBER_PATH.fullmatch(path):
+            return None
+        owner = await self.app.get_async(prefix)
+        return None if owner is None else (owner, path)
+
+    async def workflows(self, request: Request) -> Response:
+        before = request.query_params.get("before") or None
+        try:
+            page = await self.app.list_workflows_async(before=before, limit=PAGE_SIZE)
+        except TaskOptionError as exc:
+            raise Refusal(400, str(exc)) from None
+        return self.render(request, "workflows", page=page, first_page=before is None)
+
+    async def _workflow(self, uuid: str) -> WorkflowView:
+        flow = await self.app.workflow_async(uuid)
+        # Any task's id gives a view; a workflow's always has its tree's root.
+        if flow is None or not flow.nodes:
+            raise Refusal(
+                404,
+                f"no workflow has the id {uuid!r}: it never existed, or its record expired "
+                "(ended workflows are kept for the app's result TTL)",
+            )
+        return flow
+
+    async def workflow(self, request: Request) -> Response:
+        uuid = request.path_params["uuid"]
+        flow = await self._workflow(uuid)
+        task = flow.task
+        return self.render(
+            request,
+            "workflow",
+            uuid=uuid,
+            task=task,
+            tree=_tree(flow.nodes),
+            running=task.status == "process" or any(n.status in UNSETTLED for n in flow.nodes),
             abortable=task.status in ABORTABLE,
         )
 
@@ -418,6 +506,12 @@ class _Dashboard:
         uuid = _field(form, "uuid")
         result = await self.app.abort_async(uuid, "aborted from the dashboard")
         return self.back(request, "task", f"abort-{result}", uuid=uuid, what=uuid)
+
+    async def abort_workflow(self, request: Request, form: dict[str, str]) -> Response:
+        uuid = _field(form, "uuid")
+        await self._workflow(uuid)  # a task's id is refused: the task page aborts tasks
+        result = await self.app.abort_async(uuid, "aborted from the dashboard")
+        return self.back(request, "workflow", f"workflow-abort-{result}", uuid=uuid, what=uuid)
 
     async def purge(self, request: Request, form: dict[str, str]) -> Response:
         queue = _field(form, "queue")
@@ -512,6 +606,19 @@ def _safe_next(request: Request) -> str:
     if given.startswith(f"{root}/") and not given.startswith("//") and "\\" not in given:
         return given
     return f"{root}/"
+
+
+def _tree(nodes: list[WorkflowNode]) -> list[dict[str, Any]]:
+    """A workflow's nodes (flat, in path order) as a tree: ``{"node", "children"}``
+    per node, the roots first (``r``, then ``e``, the on_error step)."""
+    items: dict[str, dict[str, Any]] = {}
+    roots: list[dict[str, Any]] = []
+    for node in nodes:
+        item: dict[str, Any] = {"node": node, "children": []}
+        items[node.path] = item
+        parent = items.get(node.path.rpartition(".")[0])
+        (parent["children"] if parent is not None else roots).append(item)
+    return roots
 
 
 def _float(value: object) -> float:

@@ -3,6 +3,7 @@ on a real Redis server (the ``app`` fixture runs each test on both)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from datetime import timedelta
 
@@ -56,7 +57,7 @@ def test_the_overview_shows_queues_per_priority_statuses_and_throughput(app, das
 def test_a_live_fragment_is_the_polled_element_alone(app, dashboard) -> None:
     declare(app)
     browser = dashboard(app)
-    for path in ("/", "/workers", "/tasks?status=new", "/dead", "/schedules"):
+    for path in ("/", "/workers", "/tasks?status=new", "/workflows", "/dead", "/schedules"):
         fragment = browser.get(path, headers={"HX-Request": "true"})
         assert fragment.status_code == 200, path
         assert fragment.text.startswith('<div id="live"'), path
@@ -93,6 +94,10 @@ def test_the_workers_page_lists_a_live_worker_and_its_running_task(app, dashboar
     assert f'data-worker="{worker.id}"' in html
     assert f"/task?uuid={task.uuid}" in html
     assert '<span class="chip">emails</span>' in html
+    beat = re.search(r"<td data-beat[^>]*>([^<]+)</td>", html)
+    assert beat is not None and re.fullmatch(r"\d+ s ago", beat.group(1))
+    version = importlib.metadata.version("qtasks-core")
+    assert f"<td data-version>{version}</td>" in html
 
 
 def test_the_workers_page_says_how_to_start_one_when_none_lives(app, dashboard) -> None:
