@@ -444,6 +444,8 @@ class _Dashboard:
 
     async def workflow(self, request: Request) -> Response:
         uuid = request.path_params["uuid"]
+        # app.workflow reads each member's record: the one view whose reads grow with
+        # what it shows (one per member of this workflow, never one per task stored).
         flow = await self._workflow(uuid)
         task = flow.task
         return self.render(

@@ -227,3 +227,45 @@ def test_requeueing_a_dead_letter_with_its_button_runs_it(browser, live) -> None
     done = producer.wait(task.uuid, timeout=30)
     assert done.status == "success" and done.returning == "survived"
     wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, row), 10, "the row to go away")
+
+
+def test_a_workflow_page_follows_its_steps_without_a_reload(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    from qtasks_core import chain, group
+
+    processes, producer = live
+    browser.get(f"{processes.url}/workflows")
+    if "/login" in browser.current_url:
+        log_in(browser, processes.url)
+    slow = producer.signature("slow", (0.3,))
+    # The last step gets the group's list as its first argument and fails on it: the
+    # page then shows the failed member and its traceback as well.
+    flow = producer.start_workflow(
+        chain(
+            slow,
+            group(producer.signature("slow"), producer.signature("slow")),
+            producer.signature("add", (1,)),
+        ),
+        name="nightly-report",
+    )
+    browser.get(f"{processes.url}/workflows/{flow.uuid}")
+    browser.execute_script("window.qtasksMarker = 'same page'")
+
+    def status(path: str) -> str:
+        return str(
+            browser.execute_script(
+                f"var n = document.querySelector('li[data-node=\"{path}\"] .status');"
+                "return n ? n.textContent : ''"
+            )
+        )
+
+    wait_for(lambda: status("r.2") == "error", 20, "the page to show the last step's end")
+    assert status("r.0") == status("r.1.0") == status("r.1.1") == "success"
+    assert browser.execute_script("return window.qtasksMarker") == "same page"
+    shot(browser, "workflow")
+    browser.get(f"{processes.url}/task?uuid={flow.uuid}:r.2")
+    assert "part of workflow" in browser.find_element(By.CLASS_NAME, "part-of").text
+    shot(browser, "workflow-member")
+    browser.get(f"{processes.url}/workflows")
+    shot(browser, "workflows")

@@ -90,6 +90,7 @@ def test_a_running_workflow_shows_its_tree_and_polls(app, dashboard) -> None:
     assert page.status_code == 200
     html = page.text
     assert "<h1>Workflow <code>" in html and "pipeline" in html
+    assert '<a href="/workflows" aria-current="page">Workflows</a>' in html  # its list
     assert 'hx-trigger="every 2s"' in html and f'hx-get="/workflows/{flow.uuid}"' in html
     assert "chain" in node(html, "r") and "3 steps in order" in node(html, "r")
     first = node(html, "r.0")
