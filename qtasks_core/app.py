@@ -1288,12 +1288,15 @@ class QueueTasks(_Registry):
         task = await self.get_async(uuid)
         if task is None:
             raise TaskOptionError(f"no task {uuid!r} to retry (unknown, or its record expired)")
-        if task.task_name not in self.tasks and (await self.backend.get(uuid) or {}).get(
-            "workflow"
-        ):
+        record = await self.backend.get(uuid) or {}
+        if record.get("workflow"):
             raise TaskOptionError(
-                f"task {uuid} is a workflow: start the workflow again (app.start_workflow), "
-                "or retry its failed member (its uuid is on failed_member)"
+                f"task {uuid} is a workflow: start the workflow again (app.start_workflow)"
+            )
+        if record.get("wf"):
+            raise TaskOptionError(
+                f"task {uuid} is a step of workflow {record['wf']}, which does not resume "
+                "when one step runs again: start the workflow again (app.start_workflow)"
             )
         if task.status not in ("error", "cancel"):
             raise TaskOptionError(

@@ -295,3 +295,14 @@ def test_workflows_are_listed_and_shown_node_by_node(app: QueueTasks) -> None:
     assert view is not None and view.task.status == "success"
     assert {n.status for n in view.nodes if n.kind == "task"} == {"success"}
     assert app.workflow("no-such-workflow") is None
+
+
+def test_retry_refuses_a_workflow_and_its_steps_saying_what_to_do(app: QueueTasks) -> None:
+    t = _register(app)
+    started = app.start_workflow(chain(t["boom"].s(), t["add"].s(1)))
+    _run(app)
+    assert app.wait(started.uuid, timeout=10).status == "error"
+    with pytest.raises(TaskOptionError, match="is a workflow: start the workflow again"):
+        app.retry(started.uuid)
+    with pytest.raises(TaskOptionError, match="is a step of workflow"):
+        app.retry(f"{started.uuid}:r.0")
