@@ -26,10 +26,10 @@ def test_a_chord_and_a_chain_survive_killed_workers(server: RedisServer) -> None
     app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
     keys = Keys.for_app(name)
     client = redis.Redis.from_url(server.url, decode_responses=True)
-    header = [app.signature("wf_part", f"m{i}", i, 0.2) for i in range(MEMBERS)]
-    big = app.start_workflow(chord(header, app.signature("wf_total", "body")))
-    steps = [app.signature("wf_part", "s0", 0, 0.4)]
-    steps += [app.signature("wf_step", f"s{i}", 0.4) for i in range(1, STEPS)]
+    header = [app.signature("wf_part", [f"m{i}", i, 0.2]) for i in range(MEMBERS)]
+    big = app.start_workflow(chord(header, app.signature("wf_total", ["body"])))
+    steps = [app.signature("wf_part", ["s0", 0, 0.4])]
+    steps += [app.signature("wf_step", [f"s{i}", 0.4]) for i in range(1, STEPS)]
     long = app.start_workflow(chain(*steps))
 
     env = env_for(server, name)
