@@ -59,31 +59,43 @@ class TaskExecutor:
         self.result: Any = None
         #: Why the task is being aborted (``app.abort``), once it is.
         self.abort_reason: str | None = None
-        self._inner: asyncio.Future[Any] | None = None
+        #: The asyncio task running the task's code, while it runs; and the one an
+        #: abort cancelled.
+        self._running: asyncio.Task[Any] | None = None
+        self._cancelled: asyncio.Task[Any] | None = None
 
     def abort(self, reason: str) -> None:
         """Stop the task: an async one is cancelled at its next ``await``; a sync one
         (a thread cannot be killed) sees ``ctx.aborted`` and should return. Either way
         it ends ``cancel`` with ``reason``."""
         self.abort_reason = reason
-        if self._inner is not None:
-            self._inner.cancel()
+        if self._running is not None and self._cancelled is None:
+            # The task is suspended inside its own code (this runs on the same loop),
+            # so the cancellation lands there and nowhere else.
+            self._cancelled = self._running
+            self._running.cancel()
 
     async def _abortable(self, awaitable: Any) -> Any:
-        # Its own task, so that an abort cancels the task's code and nothing around it.
-        self._inner = asyncio.ensure_future(awaitable)
+        # No task of its own (a task per run costs a loop turn each way, measured at
+        # a fifth of the throughput): an abort cancels the task running this, and
+        # _aborted takes that one cancellation back.
+        self._running = asyncio.current_task()
         try:
-            return await self._inner
+            return await awaitable
         finally:
-            self._inner = None
+            self._running = None
 
     def _aborted(self, exc: BaseException) -> TaskCancel | None:
         """The cancel an abort turns ``exc`` into; ``None`` if it was not the abort."""
         if self.abort_reason is None:
             return None
         task = asyncio.current_task()
-        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
-            return None  # the worker itself is being cancelled (shutdown): not ours
+        if isinstance(exc, asyncio.CancelledError) and task is not None:
+            ours = 1 if task is self._cancelled else 0
+            if task.cancelling() > ours:
+                return None  # the worker itself is being cancelled (shutdown): not ours
+            if ours:
+                task.uncancel()
         return TaskCancel(self.abort_reason)
 
     def args_info(self, args: list[Any], kw: dict[str, Any]) -> list[ArgMeta]:
