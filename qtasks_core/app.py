@@ -1083,11 +1083,14 @@ class QueueTasks(_Registry):
                 continue
             view = WorkflowNode(path=path, kind=kinds[node["k"]], settle=bool(node.get("s")))
             if node["k"] == "t":
-                member = await self.backend.get(f"{uuid}:{path}")
                 view.task_name = str((node.get("f") or {}).get("task_name", ""))
                 view.uuid = f"{uuid}:{path}"
-                view.status = member.get("status") if member else "waiting"
             nodes.append(view)
+        # Every member's status in one round trip, however large the workflow.
+        members = [n for n in nodes if n.uuid is not None]
+        records = await self.backend.get_many([n.uuid for n in members if n.uuid])
+        for view, member in zip(members, records, strict=True):
+            view.status = member.get("status") if member else "waiting"
         return WorkflowView(task=task, nodes=nodes)
 
     def workflow(self, uuid: str) -> WorkflowView | None:

@@ -179,6 +179,9 @@ class Backend(Protocol):
 
     async def get(self, uuid: str) -> dict[str, str] | None: ...
 
+    async def get_many(self, uuids: Sequence[str]) -> list[dict[str, str] | None]:
+        """:meth:`get` of each of ``uuids``, in one round trip; ``None`` where none."""
+
     async def get_all(self, limit: int) -> list[dict[str, str]]: ...
 
     async def index_page(

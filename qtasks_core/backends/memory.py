@@ -859,6 +859,12 @@ class MemoryBackend:
                     self._unindex(index, uuid)
             return page
 
+    async def get_many(self, uuids: Sequence[str]) -> list[dict[str, str] | None]:
+        with self._lock:
+            self._expire()
+            records = [(u, self._records.get(u)) for u in uuids]
+            return [None if r is None else self._visible(u, r) for u, r in records]
+
     async def get_all(self, limit: int) -> list[dict[str, str]]:
         with self._lock:
             self._expire()

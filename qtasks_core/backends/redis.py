@@ -674,6 +674,23 @@ class RedisBackend:
         record.pop("claim", None)
         return {"uuid": uuid, **record}
 
+    @mapped("get_many")
+    async def get_many(self, uuids: Sequence[str]) -> list[dict[str, str] | None]:
+        if not uuids:
+            return []
+        pipe: Pipeline = self._conn().raw.pipeline(transaction=False)
+        for uuid in uuids:
+            pipe.hgetall(self.keys.task(uuid))
+        out: list[dict[str, str] | None] = []
+        for uuid, raw in zip(uuids, await pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(raw, dict) and raw:
+                record = _decoded(raw)
+                record.pop("claim", None)
+                out.append({"uuid": uuid, **record})
+            else:
+                out.append(None)  # none, or not a hash of ours
+        return out
+
     @mapped("get_all")
     async def get_all(self, limit: int) -> list[dict[str, str]]:
         uuids: list[str] = []
@@ -872,19 +889,7 @@ class RedisBackend:
             else:
                 entries = [(u, sc) for u, sc in entries if sc > score or (sc == score and u > last)]
         entries = entries[:limit]
-        records: list[dict[str, str] | None] = []
-        if entries:
-            pipe: Pipeline = self._conn().raw.pipeline(transaction=False)
-            for uuid, _ in entries:
-                pipe.hgetall(self.keys.task(uuid))
-            replies = await pipe.execute(raise_on_error=False)
-            for (uuid, _), raw in zip(entries, replies, strict=True):
-                if isinstance(raw, dict) and raw:
-                    record = _decoded(raw)
-                    record.pop("claim", None)
-                    records.append({"uuid": uuid, **record})
-                else:
-                    records.append(None)  # expired, deleted, or not a hash of ours
+        records = await self.get_many([uuid for uuid, _ in entries])
         gone = [u for (u, _), r in zip(entries, records, strict=True) if r is None]
         if gone and newest_first:
             await client.zrem(key, *gone)  # expired records: their entries go too
