@@ -260,7 +260,14 @@ async def start(
             model = await app.broker._before(*call)
             _, model, record = await app.storage.prepare_add(f"{workflow_id}:{path}", model)
             nodes[path] = json.dumps(
-                {"k": "t", "f": record, "p": model.priority, "i": node.immutable},
+                {
+                    "k": "t",
+                    "f": record,
+                    "p": model.priority,
+                    "i": node.immutable,
+                    # The result passed in counts too: checked when the step is queued.
+                    "m": app.storage.max_payload,
+                },
                 separators=(",", ":"),
             )
             return

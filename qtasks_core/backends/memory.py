@@ -613,10 +613,24 @@ class MemoryBackend:
         node = state.nodes[path]
         if node["k"] == "t":
             fields = dict(node["f"])
+            uuid = f"{wf}:{path}"
             if given is not None and not node.get("i"):
                 fields["args"] = _with_first(fields.get("args", "[]"), given)
+                size = len(fields["args"].encode()) + len(fields.get("kwargs", "").encode())
+                if node.get("m") and size > node["m"]:
+                    step = {
+                        "wfn": path,
+                        "task_name": fields.get("task_name", ""),
+                        "status": "error",
+                    }
+                    why = (
+                        f"its arguments with the result before it take {size} bytes as JSON, "
+                        f"over max_payload={node['m']}; store large results elsewhere and "
+                        "pass a key"
+                    )
+                    self._wf_fail(wf, uuid, step, why, now)
+                    return
             fields.update(wf=wf, wfn=path)
-            uuid = f"{wf}:{path}"
             if self._write(uuid, fields, int(node["p"]), now) is True:
                 state.live.add(uuid)
         elif node["k"] == "c":
@@ -683,6 +697,12 @@ class MemoryBackend:
             }
             self._wf_node_done(wf, slot, json.dumps(error), now)
             return
+        self._wf_fail(wf, uuid, record, why, now)
+
+    def _wf_fail(self, wf: str, uuid: str, record: dict[str, str], why: str, now: float) -> None:
+        """As lib.lua's ``wf_fail``: the workflow ends error naming the member, its
+        queued members are cancelled, its on_error step queued."""
+        state = self._workflows[wf]
         message = (
             f"workflow member {record['wfn']} ({record.get('task_name')}, {uuid}) ended "
             f"{record.get('status')}" + (f": {why}" if why else "")

@@ -306,3 +306,21 @@ def test_retry_refuses_a_workflow_and_its_steps_saying_what_to_do(app: QueueTask
         app.retry(started.uuid)
     with pytest.raises(TaskOptionError, match="is a step of workflow"):
         app.retry(f"{started.uuid}:r.0")
+
+
+def test_a_result_too_large_for_the_next_step_fails_the_workflow_saying_so(
+    app: QueueTasks,
+) -> None:
+    app.max_payload = 200  # read when the app starts its storage
+    _register(app)
+
+    @app.task(name="big")
+    def big() -> str:
+        return "x" * 500
+
+    started = app.start_workflow(chain(app.signature("big"), app.signature("add", [1])))
+    _run(app)
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "error"
+    assert "over max_payload=200" in (done.traceback or "")
+    assert app.get(f"{started.uuid}:r.1") is None  # never written

@@ -441,17 +441,29 @@ local node_done, wf_fail
 local function start_node(prefix, wf, path, input)
   local node = wf_node(prefix, wf, path)
   if node.k == 't' then
-    local flat = {}
+    local flat, size = {}, nil
     for field, value in pairs(node.f) do
-      if field == 'args' and input and not node.i then value = with_first(value, input) end
+      if field == 'args' and input and not node.i then
+        value = with_first(value, input)
+        size = #value + #(node.f.kwargs or '')
+      end
       flat[#flat + 1] = field
       flat[#flat + 1] = value
+    end
+    local uuid = wf .. ':' .. path
+    if size and node.m and size > node.m then
+      -- The previous step's result made the arguments too large: the workflow ends
+      -- saying so, rather than carry it into a record.
+      wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'},
+              'its arguments with the result before it take ' .. size ..
+              ' bytes as JSON, over max_payload=' .. node.m ..
+              '; store large results elsewhere and pass a key')
+      return
     end
     flat[#flat + 1] = 'wf'
     flat[#flat + 1] = wf
     flat[#flat + 1] = 'wfn'
     flat[#flat + 1] = path
-    local uuid = wf .. ':' .. path
     local fields, queue, due_in, expires_in = split_fields(flat)
     local wake, bad = write_task(prefix, uuid, node.p, fields, queue, due_in, expires_in)
     if bad then
@@ -462,7 +474,9 @@ local function start_node(prefix, wf, path, input)
       return
     end
     if wake then
-      push_token(wake, '1')
+      if push_token(wake, '1') > WAKE_TOKENS_MAX then
+        redis.call('LTRIM', wake, -WAKE_TOKENS_MAX, -1)  -- a large group: as ENQUEUE does
+      end
       redis.call('SADD', wf_key(prefix, wf) .. ':live', uuid)
     end
   elseif node.k == 'c' then
