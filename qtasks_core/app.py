@@ -1288,10 +1288,12 @@ class QueueTasks(_Registry):
         priority); for a task that ended ``error`` or ``cancel``. Returns the new task.
         Raises :class:`TaskOptionError` for an unknown task or one that has not ended.
         """
-        task = await self.get_async(uuid)
-        if task is None:
+        await self.start_async()
+        # One read: the record tells a workflow or a step of one; the task is built from it.
+        record = await self.backend.get(uuid)
+        task = None if record is None else await self.get_async(uuid, _record=record)
+        if record is None or task is None:
             raise TaskOptionError(f"no task {uuid!r} to retry (unknown, or its record expired)")
-        record = await self.backend.get(uuid) or {}
         if record.get("workflow"):
             raise TaskOptionError(
                 f"task {uuid} is a workflow: start the workflow again (app.start_workflow)"

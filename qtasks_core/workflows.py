@@ -73,6 +73,9 @@ class _Runnable:
 
     __slots__ = ()
 
+    def __or__(self, other: Flow) -> Chain:
+        return chain(self, other)  # type: ignore[arg-type]
+
     def _app(self, app: QueueTasks | None) -> QueueTasks:
         if app is not None:
             return app
@@ -125,9 +128,6 @@ class Chain(_Runnable):
 
     steps: tuple[Flow, ...]
 
-    def __or__(self, other: Flow) -> Chain:
-        return chain(self, other)
-
 
 @dataclass(frozen=True, slots=True)
 class Group(_Runnable):
@@ -140,9 +140,6 @@ class Group(_Runnable):
 
     members: tuple[Flow, ...]
     settle: bool = False
-
-    def __or__(self, other: Flow) -> Chain:
-        return chain(self, other)
 
 
 Flow = Signature | Chain | Group

@@ -173,6 +173,22 @@ class MemoryBackend:
         record.pop("eta", None)
         self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
 
+    def _cancel(
+        self, uuid: str, record: dict[str, str], reason: str, now: float, ttl: float | None = None
+    ) -> None:
+        """End a task that never ran ``cancel`` (as lib.lua's ``cancel``): out of its queue
+        and of the delayed tasks, its waiters woken, its record kept ``ttl`` seconds
+        (else its own ``ttl``)."""
+        self._queued.pop(uuid, None)  # its heap entry is skipped when popped
+        self._scheduled.pop(uuid, None)
+        record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
+        self._finals["cancel"] += 1
+        if ttl is None and record.get("ttl"):
+            ttl = float(record["ttl"])
+        if ttl is not None:
+            self._expires[uuid] = now + ttl
+        self._signal_done(uuid)
+
     def _unpark(self, name: str, count: int, now: float) -> None:
         parked = self._parked.get(name, [])
         while count > 0 and parked:
@@ -387,11 +403,11 @@ class MemoryBackend:
         except ValueError:
             expired = False
         if expired:
-            record.update(status="cancel", cancel_reason="expired", updated_at=f"{now:.3f}")
-            self._finals["cancel"] += 1
-            if record.get("ttl"):
-                self._expires[uuid] = now + float(record["ttl"])
-            self._signal_done(uuid)
+            self._cancel(uuid, record, "expired", now)
+            return
+        if "abort" in record:
+            # Aborted while it ran, then handed back or recovered: it does not start again.
+            self._cancel(uuid, record, record["abort"], now)
             return
         name = record["task_name"]
         limit = self._limits.get(name)
@@ -423,14 +439,6 @@ class MemoryBackend:
             if "c" in limit:
                 slots[uuid] = now + lease
                 record["slot"] = "1"
-        if "abort" in record:
-            # Aborted while it ran, then handed back or recovered: it does not start again.
-            record.update(status="cancel", cancel_reason=record["abort"], updated_at=f"{now:.3f}")
-            self._finals["cancel"] += 1
-            if record.get("ttl"):
-                self._expires[uuid] = now + float(record["ttl"])
-            self._signal_done(uuid)
-            return
         attempts = _number(record.get("attempts"), 0) + 1
         token = str(next(self._seq))
         record.update(
@@ -505,14 +513,7 @@ class MemoryBackend:
                 return "unknown"
             status = record.get("status")
             if status in ("new", "retry"):
-                now = time.time()
-                self._scheduled.pop(uuid, None)
-                self._queued.pop(uuid, None)  # the heap entry is skipped when popped
-                record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
-                self._finals["cancel"] += 1
-                if ttl is not None:
-                    self._expires[uuid] = now + ttl
-                self._signal_done(uuid)
+                self._cancel(uuid, record, reason, time.time(), ttl)
                 return "cancelled"
             if status == "process" and record.get("workflow") == "1":
                 self._wf_abort(uuid, reason)
@@ -708,19 +709,7 @@ class MemoryBackend:
             f"{record.get('status')}" + (f": {why}" if why else "")
         )
         self._wf_end(wf, {"status": "error", "traceback": message, "failed_member": uuid}, now)
-        for member in sorted(state.live):
-            queued = self._records.get(member)
-            if queued is not None and queued.get("status") in ("new", "retry"):
-                self._queued.pop(member, None)
-                self._scheduled.pop(member, None)
-                state.live.discard(member)
-                queued.update(
-                    status="cancel", cancel_reason=f"workflow {wf} failed", updated_at=f"{now:.3f}"
-                )
-                self._finals["cancel"] += 1
-                if queued.get("ttl"):
-                    self._expires[member] = now + float(queued["ttl"])
-                self._signal_done(member)
+        self._wf_stop_members(state, f"workflow {wf} failed", now, abort_running=False)
         if "e" in state.nodes:
             info = {
                 "workflow": wf,
@@ -736,21 +725,22 @@ class MemoryBackend:
         now = time.time()
         self._wf_end(wf, {"status": "cancel", "cancel_reason": reason}, now)
         state = self._workflows.get(wf)
-        for member in sorted(state.live if state else ()):
+        if state is not None:
+            self._wf_stop_members(state, reason, now, abort_running=True)
+
+    def _wf_stop_members(
+        self, state: _Workflow, reason: str, now: float, *, abort_running: bool
+    ) -> None:
+        """As lib.lua's ``wf_stop_members``: a workflow that ended early cancels its
+        members still waiting and, with ``abort_running``, asks those running to stop."""
+        for member in sorted(state.live):
             record = self._records.get(member)
             if record is None:
                 continue
             if record.get("status") in ("new", "retry"):
-                assert state is not None
-                self._queued.pop(member, None)
-                self._scheduled.pop(member, None)
                 state.live.discard(member)
-                record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
-                self._finals["cancel"] += 1
-                if record.get("ttl"):
-                    self._expires[member] = now + float(record["ttl"])
-                self._signal_done(member)
-            elif record.get("status") == "process":
+                self._cancel(member, record, reason, now)
+            elif record.get("status") == "process" and abort_running:
                 record["abort"] = reason
 
     @staticmethod

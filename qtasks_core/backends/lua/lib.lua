@@ -518,6 +518,25 @@ node_done = function(prefix, wf, path, result)
   node_done(prefix, wf, parent, '[' .. table.concat(parts, ',') .. ']')
 end
 
+-- A workflow that ended early: its members still queued, delayed or retrying end
+-- cancel with `reason`; with `abort_running`, those running are asked to stop too
+-- (their workers learn it at their next heartbeat), else they finish unheeded.
+local function wf_stop_members(prefix, wf, reason, now, abort_running)
+  local live = wf_key(prefix, wf) .. ':live'
+  for _, member in ipairs(redis.call('SMEMBERS', live)) do
+    local mkey = prefix .. 'task:' .. member
+    local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
+    if r[1] == 'new' or r[1] == 'retry' then
+      redis.call('ZREM', qkey(prefix, r[2]), member)
+      redis.call('ZREM', prefix .. 'scheduled', member)
+      redis.call('SREM', live, member)
+      cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''))
+    elseif r[1] == 'process' and abort_running then
+      redis.call('HSET', mkey, 'abort', reason)
+    end
+  end
+end
+
 -- A member failed (error, a dead letter, cancelled, expired): the workflow ends error
 -- naming it, its members still queued are cancelled (running ones finish; their
 -- results are dropped), and its on_error task (path e, if any) is queued, once: its
@@ -527,17 +546,7 @@ wf_fail = function(prefix, wf, uuid, rec, why)
     'workflow member ' .. (rec.wfn or '?') .. ' (' .. (rec.task_name or '?') .. ', ' .. uuid ..
     ') ended ' .. (rec.status or '?') .. (why ~= '' and (': ' .. why) or ''),
     'failed_member', uuid})
-  local live = wf_key(prefix, wf) .. ':live'
-  for _, member in ipairs(redis.call('SMEMBERS', live)) do
-    local mkey = prefix .. 'task:' .. member
-    local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
-    if r[1] == 'new' or r[1] == 'retry' then
-      redis.call('ZREM', qkey(prefix, r[2]), member)
-      redis.call('ZREM', prefix .. 'scheduled', member)
-      redis.call('SREM', live, member)
-      cancel(prefix, member, mkey, 'workflow ' .. wf .. ' failed', now, tonumber(r[3] or ''))
-    end
-  end
+  wf_stop_members(prefix, wf, 'workflow ' .. wf .. ' failed', now, false)
   if redis.call('HEXISTS', wf_key(prefix, wf), 'e') == 1 then
     start_node(prefix, wf, 'e', cjson.encode({workflow = wf, member = uuid,
       task_name = rec.task_name or '', status = rec.status or '', error = why}))
@@ -584,17 +593,5 @@ end
 -- for a task: their workers learn it at their next heartbeat).
 local function wf_abort(prefix, wf, reason)
   local now = wf_end(prefix, wf, {'status', 'cancel', 'cancel_reason', reason})
-  local live = wf_key(prefix, wf) .. ':live'
-  for _, member in ipairs(redis.call('SMEMBERS', live)) do
-    local mkey = prefix .. 'task:' .. member
-    local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
-    if r[1] == 'new' or r[1] == 'retry' then
-      redis.call('ZREM', qkey(prefix, r[2]), member)
-      redis.call('ZREM', prefix .. 'scheduled', member)
-      redis.call('SREM', live, member)
-      cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''))
-    elseif r[1] == 'process' then
-      redis.call('HSET', mkey, 'abort', reason)
-    end
-  end
+  wf_stop_members(prefix, wf, reason, now, true)
 end
