@@ -285,6 +285,10 @@ class Worker:
                 heartbeat, *([scheduler] if scheduler else []), return_exceptions=True
             )
             await self._quietly(app.global_config.clear_status(self.id))
+            if self._nudges:
+                # The wake-ups stop() sent: finished here, not left pending on a loop
+                # that may close (a pending one is destroyed mid-command).
+                await asyncio.wait(set(self._nudges), timeout=2)
             await lifecycle(lambda: pm.hook.worker_stop(worker=self), "worker_stop")
             self.threads.shutdown(wait=False, cancel_futures=True)
 
