@@ -202,6 +202,8 @@ class Worker:
         Call it from the worker's event loop (``loop.call_soon_threadsafe(worker.stop)``
         from another thread).
         """
+        if self._stopping.is_set():
+            return  # a second call: the first one's wake-up is under way
         self._stopping.set()
         self._nudge()
 

@@ -328,10 +328,20 @@ def test_two_workers_of_one_process_share_the_endpoint(prometheus: Any) -> None:
             for _ in range(4):
                 await app.add_task_async("add", 1, 1, timeout=10)
             port = plugin.port
-            m = await asyncio.to_thread(scrape, port)
             labels = {"app": app.name, "task": "add", "queue": "default", "status": "success"}
-            assert value(m, "qtasks_tasks_total", **labels) == 4
-            assert value(m, "qtasks_workers", app=app.name) == 2
+
+            def counted() -> Samples | None:
+                # A task's count is taken after its result is stored (worker_execute_after),
+                # and a worker is listed after its first heartbeat: both may trail.
+                m = scrape(port)
+                expected = (4, 2)
+                seen = (
+                    value(m, "qtasks_tasks_total", **labels),
+                    value(m, "qtasks_workers", app=app.name),
+                )
+                return m if seen == expected else None
+
+            await asyncio.to_thread(wait_for, counted, 10, "4 tasks counted and 2 workers")
             first.stop()
             await runs[0]
             assert plugin.port == port  # the other worker still runs: still served
@@ -339,6 +349,8 @@ def test_two_workers_of_one_process_share_the_endpoint(prometheus: Any) -> None:
                 value(await asyncio.to_thread(scrape, port), "qtasks_backend_up", app=app.name) == 1
             )
         finally:
+            # Both: a failed check above must end the test, not leave a worker running.
+            first.stop()
             second.stop()
             await asyncio.gather(*runs)
             await app.stop_async()
