@@ -199,6 +199,34 @@ def test_a_finish_repeated_after_a_lost_reply_counts_once(subject: Subject) -> N
     assert run(subject.backend.extend({"a": token}, 30)).lost == []
 
 
+def test_finishes_sent_together_are_each_counted_and_listed(subject: Subject) -> None:
+    # Concurrent finishes go to Redis in one call, which writes the task list's indexes
+    # and the counts once per index: every task must still be in them.
+    b = subject.backend
+    for i in range(30):
+        subject.add(f"t{i}")
+    claimed = {t["uuid"]: t["token"] for t in subject.claim(n=30).tasks}
+    assert len(claimed) == 30
+
+    async def finish_all() -> list[bool]:
+        return await asyncio.gather(
+            *(
+                b.finish(uuid, token, {"status": "error" if i % 3 == 0 else "success"}, 60, None)
+                for i, (uuid, token) in enumerate(claimed.items())
+            )
+        )
+
+    assert run(finish_all()) == [True] * 30
+    assert run(b.stats()).counts == {"error": 10, "success": 20}
+
+    def listed(index: str) -> set[str]:
+        return {uuid for uuid, _, _ in run(b.index_page(index, None, 100))}
+
+    assert listed("final:error") | listed("final:success") == set(claimed)
+    assert len(listed("final:error")) == 10
+    assert listed("name:job") == set(claimed)
+
+
 def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Subject) -> None:
     subject.add("a")
     token = subject.claim().tasks[0]["token"]

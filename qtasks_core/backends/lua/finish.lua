@@ -11,6 +11,8 @@ local err = expect_all({prefix .. 'running', 'zset', prefix .. 'scheduled', 'zse
 if err then return err end
 local now = now_ms()
 local codes = {}
+local ended = {}  -- status -> count: one HINCRBY each for the whole call
+index_begin()
 for i, item in ipairs(cjson.decode(ARGV[2])) do
   local uuid, token, status, ttl, delay, fields = item[1], item[2], item[3], item[4],
                                                     item[5], item[6]
@@ -37,7 +39,7 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
         -- Wakes an idle worker, which then sleeps only until this task is due.
         push_token(wkey(prefix, held[3]), '1')
       else
-        bump(prefix .. 'counts', status)
+        ended[status] = (ended[status] or 0) + 1
         signal_done(prefix, uuid, tkey, ttl)
       end
       code = 1
@@ -47,4 +49,6 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
   end
   codes[i] = code
 end
+index_flush()
+for status, n in pairs(ended) do bump(prefix .. 'counts', status, n) end
 return codes

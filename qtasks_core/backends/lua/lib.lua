@@ -79,9 +79,10 @@ end
 -- Count a task entering a final status. Live statuses (new, process, retry) are read
 -- from the sets themselves, so a corrupt counter can never stop the queue: a counts
 -- key of the wrong type is skipped and a field that is not a number starts again.
-local function bump(counts, status)
-  if failed(redis.pcall('HINCRBY', counts, status, 1)) and key_type(counts) == 'hash' then
-    redis.call('HSET', counts, status, 1)
+local function bump(counts, status, n)
+  n = n or 1
+  if failed(redis.pcall('HINCRBY', counts, status, n)) and key_type(counts) == 'hash' then
+    redis.call('HSET', counts, status, n)
   end
 end
 
@@ -107,19 +108,56 @@ local free_slot
 -- lives as long as the record: entries older than this task's ttl are trimmed now and
 -- then (about one finish in 32), and the reader drops those whose record is gone. An
 -- index of the wrong type is skipped: only the list reads it.
+--
+-- A call that ends many tasks (finish) collects them (index_begin .. index_flush) and
+-- writes one ZADD per index: one per task was most of the server time the indexes
+-- cost. Outside such a call each entry is written at once.
+local index_batch = nil
+
+local function index_add(key, at, uuid, horizon)
+  if not index_batch then
+    redis.pcall('ZADD', key, at, uuid)
+    if horizon then redis.pcall('ZREMRANGEBYSCORE', key, '-inf', horizon) end
+    return
+  end
+  local entry = index_batch[key]
+  if not entry then
+    entry = {}
+    index_batch[key] = entry
+  end
+  entry[#entry + 1] = at
+  entry[#entry + 1] = uuid
+  if horizon then entry.horizon = horizon end
+end
+
+local function index_flush()
+  local batch = index_batch
+  index_batch = nil
+  if not batch then return end
+  for key, entry in pairs(batch) do
+    for i = 1, #entry, 4000 do  -- unpack is bounded by Lua's C stack
+      redis.pcall('ZADD', key, unpack(entry, i, math.min(i + 3999, #entry)))
+    end
+    if entry.horizon then redis.pcall('ZREMRANGEBYSCORE', key, '-inf', entry.horizon) end
+  end
+end
+
+local function index_begin()
+  index_flush()  -- a call that failed half-way left its entries: written now
+  index_batch = {}
+end
+
 local function index_final(prefix, uuid, rec, ttl)
   local status, name = rec.status, rec.task_name
   if not status or not name then return end
   local at = math.floor((tonumber(rec.updated_at) or 0) * 1000)
   if at <= 0 then at = now_ms() end
-  local by_status, by_name = prefix .. 'index:' .. status, prefix .. 'index:name:' .. name
-  redis.pcall('ZADD', by_status, at, uuid)
-  redis.pcall('ZADD', by_name, at, uuid)
+  local horizon = nil
   if ttl and ttl > 0 and at % 32 == 0 then
-    local horizon = '(' .. string.format('%d', at - ttl * 1000)
-    redis.pcall('ZREMRANGEBYSCORE', by_status, '-inf', horizon)
-    redis.pcall('ZREMRANGEBYSCORE', by_name, '-inf', horizon)
+    horizon = '(' .. string.format('%d', at - ttl * 1000)
   end
+  index_add(prefix .. 'index:' .. status, at, uuid, horizon)
+  index_add(prefix .. 'index:name:' .. name, at, uuid, horizon)
 end
 
 -- Wake the waiters of a task that reached its final status: the token carries the
