@@ -312,7 +312,11 @@ def qtasks_state() -> str:
 def run_row(
     row: Row, python: Path, url: str, args: argparse.Namespace, round_no: int, idle: bool
 ) -> dict[str, Any]:
-    workloads = [w for w in row.workloads if idle or w != "idle"]
+    workloads = [
+        w
+        for w in row.workloads
+        if (idle or w != "idle") and (not args.workloads or w in args.workloads)
+    ]
     n = min(args.n, row.n_cap) if row.n_cap else args.n
     label = f"r{round_no}-{slug(row.key)}"
     argv = [
@@ -707,6 +711,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-chart", action="store_true")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the venvs")
     parser.add_argument("--row-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--base",
+        metavar="REV",
+        help="QTasks only, against QTasks at commit REV in the same run (rows alternate "
+        "each round); the x QTasks columns are then the ratios to this checkout",
+    )
+    parser.add_argument(
+        "--workloads",
+        default="",
+        help=f"comma-separated subset of {','.join(ALL)} (default: every row's own)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     parser.add_argument(
         "--from-json",
@@ -720,6 +735,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="QTasks only, with this interpreter (no installs), small sizes, one round",
     )
     args = parser.parse_args(argv)
+    wanted = {w.strip() for w in args.workloads.split(",") if w.strip()}
+    if wanted - set(ALL):
+        parser.error(f"unknown workloads {sorted(wanted - set(ALL))}; known: {', '.join(ALL)}")
+    args.workloads = sorted(wanted)
+    if args.base and args.systems:
+        parser.error("--base runs QTasks against QTasks; leave out --systems")
     if args.smoke:
         args.rounds, args.n, args.sleep_n, args.batch_n = 1, 200, 200, 2000
         args.latency_samples, args.latency_min, args.latency_budget = 30, 10, 3.0
@@ -728,9 +749,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+BASE_VENV = "qtasks_base"
+
+
+def base_row(short: str) -> Row:
+    """The row of QTasks at another commit (``--base``), run by this checkout's driver."""
+    return Row(f"qtasks @{short}", "qtasks_bench", BASE_VENV, group="base")
+
+
+def prepare_base(rev: str) -> Row:
+    """A worktree of ``rev`` under the cache and the spec of its venv (an editable
+    install of that tree): the same driver then measures both commits' code."""
+    try:
+        sha = _git("rev-parse", "--verify", f"{rev}^{{commit}}").decode()
+    except subprocess.CalledProcessError:
+        raise SystemExit(f"--base {rev!r} is not a commit of this repository") from None
+    short = sha[:7]
+    tree = CACHE / "base" / sha
+    if not (tree / "pyproject.toml").exists():
+        shutil.rmtree(tree, ignore_errors=True)
+        _git("worktree", "prune")
+        _git("worktree", "add", "--detach", str(tree), sha)
+    VENV_SPECS[BASE_VENV] = ["-e", str(tree)]
+    return base_row(short)
+
+
 def select_rows(args: argparse.Namespace) -> list[Row]:
     if args.smoke:
         return [r for r in ROWS if r.venv == "qtasks"]
+    if args.base:
+        return [r for r in ROWS if r.key == "qtasks"] + [prepare_base(args.base)]
     if not args.systems:
         return list(ROWS)
     wanted = {w.strip() for w in args.systems.split(",") if w.strip()}
@@ -747,7 +795,9 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.loads(args.from_json.read_text())
         args.smoke = bool(payload["settings"].get("smoke"))
         keys = {run["row"] for run in payload["runs"]}
-        rows = [r for r in ROWS if r.key in keys]
+        bases = [base_row(k.removeprefix("qtasks @")) for k in keys if k.startswith("qtasks @")]
+        known = ROWS + bases
+        rows = [r for r in known if r.key in keys]
         return report(payload, rows, args.out or args.from_json, args)
     started = time.perf_counter()
     rows = select_rows(args)
@@ -784,7 +834,12 @@ def main(argv: list[str] | None = None) -> int:
     with redis_server(binary) as (url, server):
         log(f"{server['name']} {server['version']} at {url} ({binary})")
         for round_no in range(1, args.rounds + 1):
-            shift = (round_no - 1) * len(runnable) // max(args.rounds, 1)
+            if args.rounds >= len(runnable):
+                # Each row leads in turn (two rows: ABAB...), so a drift of the
+                # machine over the run falls on every row alike.
+                shift = (round_no - 1) % max(len(runnable), 1)
+            else:
+                shift = (round_no - 1) * len(runnable) // max(args.rounds, 1)
             order = runnable[shift:] + runnable[:shift]
             idle = round_no <= args.idle_rounds
             for row in order:
@@ -823,6 +878,40 @@ def main(argv: list[str] | None = None) -> int:
     return report(payload, rows, args.out or RESULTS / f"{stem}.json", args)
 
 
+#: (column, workload, field, higher is better) compared by ``--base``.
+VERSUS = [m for m in METRICS if m[0] in ("e2e", "cmds_task", "p50", "p95", "enqueue", "batch")]
+
+
+def versus_base(runs: dict[str, list[dict[str, Any]]], rows: list[Row]) -> str:
+    """This checkout against ``--base``: the ratio of the medians, and of each round's
+    pair (the two rows of one round ran minutes apart, so a drifting machine moves both)."""
+    head = next((r for r in rows if r.key == "qtasks"), None)
+    base = next((r for r in rows if r.group == "base"), None)
+    if head is None or base is None:
+        return ""
+    lines = [
+        f"| this checkout / {base.key} | median ratio | per-round ratios: median, range | better |",
+        "|---|---:|---:|---|",
+    ]
+    for column, workload, name, high in VERSUS:
+        pairs: dict[int, list[float]] = {}
+        for key in (head.key, base.key):
+            for run in runs.get(key, []):
+                value = metric(run, workload, name)
+                if value is not None:
+                    pairs.setdefault(run["round"], []).append(value)
+        both = [(h, b) for h, b in (p for p in pairs.values() if len(p) == 2) if b]
+        if not both:
+            continue
+        medians = statistics.median(h for h, _ in both), statistics.median(b for _, b in both)
+        each = sorted(h / b for h, b in both)
+        lines.append(
+            f"| {column} | {ratio(*medians)} | {statistics.median(each):.2f}x, "
+            f"{each[0]:.2f}x-{each[-1]:.2f}x | {'higher' if high else 'lower'} |"
+        )
+    return "\n".join(lines)
+
+
 def report(payload: dict[str, Any], rows: list[Row], out: Path, args: argparse.Namespace) -> int:
     """Summarize ``payload["runs"]``, print the tables, write JSON, Markdown and chart."""
     runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in rows}
@@ -836,6 +925,9 @@ def report(payload: dict[str, Any], rows: list[Row], out: Path, args: argparse.N
     bar_rows = bars(summaries)
 
     text = table(summaries, payload["settings"]["sleep_n"])
+    against = versus_base(runs, rows)
+    if against:
+        text += "\n\n" + against
     print()
     print(text)
     print()
@@ -847,7 +939,7 @@ def report(payload: dict[str, Any], rows: list[Row], out: Path, args: argparse.N
             "venv": s.row.venv,
             "variant": s.row.variant,
             "group": s.row.group,
-            "pip": VENV_SPECS[s.row.venv],
+            "pip": VENV_SPECS.get(s.row.venv, []),
             "workloads": list(s.row.workloads),
             "n": s.n,
             "medians": s.medians,
