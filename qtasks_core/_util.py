@@ -102,7 +102,14 @@ def dumps_call(args: tuple[Any, ...], kwargs: dict[str, Any], task_name: str) ->
 
 def loads(raw: str | None, default: Any = None) -> Any:
     """Data read back from the backend: JSON only."""
-    return default if not raw else json.loads(raw)
+    if not raw:
+        return default
+    # A task without arguments or extras (most of them) is read without the parser.
+    if raw == "[]":
+        return []
+    if raw == "{}":
+        return {}
+    return json.loads(raw)
 
 
 def task_from_record(record: dict[str, str]) -> Task:

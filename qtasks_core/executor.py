@@ -13,6 +13,7 @@ plugins), the after ones see ``result`` (after ``decode``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -29,6 +30,24 @@ if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
     from .app import QueueTasks
+
+
+def _inspect_kind(func: Callable[..., Any]) -> str:
+    if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        return "generator"
+    return "async" if inspect.iscoroutinefunction(func) else "sync"
+
+
+_cached_kind = functools.lru_cache(maxsize=4096)(_inspect_kind)
+
+
+def _kind(func: Callable[..., Any]) -> str:
+    """How a task function runs: "generator", "async" or "sync" (asked once per
+    function: three inspections per run were a measurable part of a no-op task)."""
+    try:
+        return _cached_kind(func)
+    except TypeError:  # an unhashable callable object
+        return _inspect_kind(func)
 
 
 class TaskExecutor:
@@ -213,7 +232,8 @@ class TaskExecutor:
     async def _run(self, args: list[Any], kw: dict[str, Any]) -> Any:
         func = self.task_func.func
         pm = self.pm
-        if inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func):
+        kind = _kind(func)
+        if kind == "generator":
             results = await self._bounded(self._collect(func, args, kw))
             if self.abort_reason is not None:
                 raise TaskCancel(self.abort_reason)
@@ -222,7 +242,7 @@ class TaskExecutor:
             )
             return results if new is None else list(new)
         try:
-            if inspect.iscoroutinefunction(func):
+            if kind == "async":
                 result = await self._bounded(func(*args, **kw), abortable=True)
             else:
                 result = await self._bounded(self._in_thread(func, *args, **kw))
