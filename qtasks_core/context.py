@@ -147,7 +147,8 @@ class TaskContext:
                 f"set_progress takes a number (a fraction or a count), not {value!r}"
             )
         data = dumps({"value": value, "meta": meta, "at": time.time()}, what="progress meta")
-        return self._bridge(self.app.storage.progress(self.task_uuid, data))
+        token = "" if self._executor is None else self._executor.claim_token
+        return self._bridge(self.app.storage.progress(self.task_uuid, data, token))
 
     def get_config(self, key: str | None = None, name: str = "main") -> QueueConfig | Any:
         """Without ``key``: the app's settings, ``app.config`` (as the original QTasks;

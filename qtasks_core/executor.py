@@ -78,6 +78,9 @@ class TaskExecutor:
         self.result: Any = None
         #: Why the task is being aborted (``app.abort``), once it is.
         self.abort_reason: str | None = None
+        #: The claim this run holds (set by the worker; "" when run without one):
+        #: what the task writes about itself while it runs is fenced by it.
+        self.claim_token = ""
         #: The asyncio task running the task's code, while it runs; and the one an
         #: abort cancelled.
         self._running: asyncio.Task[Any] | None = None

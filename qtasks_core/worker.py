@@ -571,6 +571,7 @@ class Worker:
             executor = executor_cls(
                 task_func, task_broker, app=self.app, pm=pm, threads=self.threads, model=model
             )
+            executor.claim_token = claim.token
             self._executors[task_broker.uuid] = executor
             try:
                 result = await executor.execute()

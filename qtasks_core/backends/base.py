@@ -217,9 +217,10 @@ class Backend(Protocol):
         (its record kept ``ttl`` seconds); a running one is marked, and its worker
         learns it from :meth:`extend`."""
 
-    async def progress(self, uuid: str, data: str) -> bool:
+    async def progress(self, uuid: str, data: str, token: str = "") -> bool:
         """Store a running task's progress (JSON text) and append it to the task's
-        events; ``False`` if the task is not running."""
+        events; ``False`` if the task is not running, or (with ``token``) runs under
+        another claim than ``token``."""
 
     async def watch_start(self, uuid: str) -> str:
         """Mark ``uuid`` watched, so its end is appended to its events too; returns its

@@ -548,11 +548,13 @@ class MemoryBackend:
         if signal is not None:
             signal.fire()
 
-    async def progress(self, uuid: str, data: str) -> bool:
+    async def progress(self, uuid: str, data: str, token: str = "") -> bool:
         with self._lock:
             record = self._records.get(uuid)
             if record is None or record.get("status") != "process":
                 return False
+            if token and record.get("claim") != token:
+                return False  # another claim runs it now (see progress.lua)
             record["progress"] = data
             self._add_event(uuid, "progress", data)
             return True

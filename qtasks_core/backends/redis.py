@@ -586,9 +586,9 @@ class RedisBackend:
         return renewed
 
     @mapped("progress")
-    async def progress(self, uuid: str, data: str) -> bool:
+    async def progress(self, uuid: str, data: str, token: str = "") -> bool:
         done = await _PyFunction(self._conn().raw, _lua.PROGRESS)(
-            keys=[self.keys.queue], args=[self.keys.prefix, uuid, data]
+            keys=[self.keys.queue], args=[self.keys.prefix, uuid, data, token]
         )
         return bool(done == 1)
 

@@ -258,9 +258,10 @@ class Storage:
         ``result_ttl``."""
         return await self.backend.abort(uuid, reason, self.result_ttl)
 
-    async def progress(self, uuid: str, data: str) -> bool:
-        """Store a running task's progress (JSON text; see ``TaskContext.set_progress``)."""
-        return await self.backend.progress(uuid, data)
+    async def progress(self, uuid: str, data: str, token: str = "") -> bool:
+        """Store a running task's progress (JSON text; see ``TaskContext.set_progress``),
+        if ``token`` (when given) is still its claim."""
+        return await self.backend.progress(uuid, data, token)
 
     async def update(self, **kw: Any) -> bool:
         """Set fields of the record ``kw['uuid']``; ``status='cancel'`` also unqueues it."""

@@ -199,6 +199,21 @@ def test_a_finish_repeated_after_a_lost_reply_counts_once(subject: Subject) -> N
     assert run(subject.backend.extend({"a": token}, 30)).lost == []
 
 
+def test_progress_is_written_only_under_the_running_claim(subject: Subject) -> None:
+    b = subject.backend
+    subject.add("a")
+    assert run(b.progress("a", '{"value": 0}')) is False  # queued, not running
+    zombie = subject.claim(lease=0.3, worker="zombie").tasks[0]["token"]
+    assert run(b.progress("a", '{"value": 0.1}', zombie)) is True
+    beating(subject, 0.4, 0.3)  # the zombie stops renewing; its lease runs out
+    live = subject.claim(worker="live").tasks[0]["token"]
+    assert run(b.progress("a", '{"value": 0.5}', live)) is True
+    # The worker that lost the task cannot write over the one that took it over.
+    assert run(b.progress("a", '{"value": 0.9}', zombie)) is False
+    got = run(b.get("a"))
+    assert got is not None and got["progress"] == '{"value": 0.5}'
+
+
 def test_finishes_sent_together_are_each_counted_and_listed(subject: Subject) -> None:
     # Concurrent finishes go to Redis in one call, which writes the task list's indexes
     # and the counts once per index: every task must still be in them.
