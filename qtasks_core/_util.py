@@ -161,5 +161,8 @@ def task_from_record(record: dict[str, str]) -> Task:
         extra={**extra, "malformed": malformed} if malformed else extra,
         progress=field("progress", None, dict) if record.get("progress") else None,
         failed_member=record.get("failed_member") or None,
+        is_workflow=record.get("workflow") == "1",
+        workflow=record.get("wf") or None,
+        workflow_path=record.get("wfn") or None,
     )
     return task

@@ -65,6 +65,12 @@ class Task(BaseModel):
     progress: dict[str, Any] | None = None
     #: A workflow's own task: the member that made it fail.
     failed_member: str | None = None
+    #: Whether this is a workflow's own task (``start_workflow``), not a task's.
+    is_workflow: bool = False
+    #: A workflow's step: the uuid of the workflow it belongs to, and its place in the
+    #: workflow's tree (``r.0.1``; ``e`` for the on_error task).
+    workflow: str | None = None
+    workflow_path: str | None = None
 
     @property
     def is_finished(self) -> bool:

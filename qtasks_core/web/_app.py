@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,8 +57,6 @@ ABORTABLE: Final = frozenset({"process"})
 #: Statuses of a workflow member that will still change (a workflow's page polls
 #: while one is left: members running when a workflow fails finish after it).
 UNSETTLED: Final = frozenset({"new", "retry", "process"})
-#: The path part of a workflow member's uuid (``<workflow>:r.0.1``; ``e``: on_error).
-MEMBER_PATH: Final = re.compile(r"r(\.\d+)*|e")
 
 #: The pages, in the order of the navigation bar: (route name, label).
 NAV: Final = (
@@ -403,25 +400,19 @@ class _Dashboard:
             "task",
             task=task,
             uuid=uuid,
-            workflow=None if polled else await self._workflow_of(uuid),
+            workflow=None if polled else await self._workflow_of(task),
             timeline=sorted(timeline, key=lambda item: item[1]),
             cancellable=task.status in CANCELLABLE,
             retryable=task.status in RETRYABLE,
             abortable=task.status in ABORTABLE,
         )
 
-    async def _workflow_of(self, uuid: str) -> tuple[Task, str] | None:
-        """The workflow whose member ``uuid`` is, and the member's path in it.
-
-        One read: a member's uuid is ``<workflow>:<path>`` by construction, so a path
-        of the workflow grammar and an existing record before it say enough; reading
-        the workflow's tree to be sure costs one read per member of it.
-        """
-        prefix, sep, path = uuid.partition(":")
-        if not sep or not MEMBER_PATH.fullmatch(path):
+    async def _workflow_of(self, task: Task) -> tuple[Task, str] | None:
+        """The workflow ``task`` is a step of (its record says), and the step's path."""
+        if task.workflow is None:
             return None
-        owner = await self.app.get_async(prefix)
-        return None if owner is None else (owner, path)
+        owner = await self.app.get_async(task.workflow)
+        return None if owner is None else (owner, task.workflow_path or "?")
 
     async def workflows(self, request: Request) -> Response:
         before = request.query_params.get("before") or None

@@ -53,6 +53,23 @@ def test_a_chain_passes_each_result_to_the_next_step(app: QueueTasks) -> None:
     assert t["ran"] == ["add1,2", "add3,10", "add13,100"]  # in order, once each
 
 
+def test_a_task_says_whether_it_is_a_workflow_or_a_step_of_one(app: QueueTasks) -> None:
+    t = _register(app)
+    started = app.start_workflow(chain(t["add"].s(1, 2), t["add"].s(10)), on_error=t["add"].si(0))
+    plain = app.add_task("add", 1, 1)
+    _run(app)
+    workflow = app.wait(started.uuid, timeout=10)
+    assert (workflow.is_workflow, workflow.workflow) == (True, None)
+    nodes = app.workflow(started.uuid).nodes
+    steps = [app.get(n.uuid) for n in nodes if n.kind == "task" and n.uuid and n.path != "e"]
+    assert steps and all(s is not None for s in steps)
+    assert {(s.workflow, s.is_workflow) for s in steps if s} == {(started.uuid, False)}
+    assert {s.workflow_path for s in steps if s} == {"r.0", "r.1"}
+    task = app.get(plain.uuid)
+    assert task is not None
+    assert (task.is_workflow, task.workflow, task.workflow_path) == (False, None, None)
+
+
 def test_a_chord_gets_its_groups_results_in_order(app: QueueTasks) -> None:
     t = _register(app)
     flow = chord([t["add"].s(i, i) for i in range(6)], t["pair"].s("sums"))

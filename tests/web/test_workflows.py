@@ -144,7 +144,13 @@ def test_a_members_task_page_links_its_workflow(app, dashboard) -> None:
     assert link is not None and "part of workflow" in link.group(1)
     assert f'href="/workflows/{flow.uuid}"' in link.group(1) and "r.1.0" in link.group(1)
     plain = app.add_task("add", 1, 2)
-    assert "part of workflow" not in browser.get(f"/task?uuid={plain.uuid}").text
+    assert 'class="part-of"' not in browser.get(f"/task?uuid={plain.uuid}").text
+    # The workflow's own task links its steps.
+    own = re.search(
+        r'<p class="part-of"[^>]*>(.*?)</p>', browser.get(f"/task?uuid={flow.uuid}").text, re.S
+    )
+    assert own is not None and f'href="/workflows/{flow.uuid}"' in own.group(1)
+    assert "its steps" in own.group(1)
 
 
 def test_aborting_a_running_workflow_cancels_it(app, dashboard) -> None:
