@@ -894,13 +894,15 @@ def versus_base(runs: dict[str, list[dict[str, Any]]], rows: list[Row]) -> str:
         "|---|---:|---:|---|",
     ]
     for column, workload, name, high in VERSUS:
-        pairs: dict[int, list[float]] = {}
+        by_round: dict[int, dict[str, float]] = {}
         for key in (head.key, base.key):
             for run in runs.get(key, []):
                 value = metric(run, workload, name)
                 if value is not None:
-                    pairs.setdefault(run["round"], []).append(value)
-        both = [(h, b) for h, b in (p for p in pairs.values() if len(p) == 2) if b]
+                    by_round.setdefault(run["round"], {})[key] = value
+        both = [
+            (v[head.key], v[base.key]) for v in by_round.values() if len(v) == 2 and v[base.key]
+        ]
         if not both:
             continue
         medians = statistics.median(h for h, _ in both), statistics.median(b for _, b in both)
