@@ -341,3 +341,55 @@ def test_a_result_too_large_for_the_next_step_fails_the_workflow_saying_so(
     assert done.status == "error"
     assert "over max_payload=200" in (done.traceback or "")
     assert app.get(f"{started.uuid}:r.1") is None  # never written
+
+
+@pytest.mark.parametrize("damage", ["evicted", "wrong type"])
+def test_a_workflow_whose_tree_is_lost_ends_error_naming_it_and_runs_on_error_once(
+    redis_app: QueueTasks, damage: str
+) -> None:
+    app = redis_app
+    t = _register(app)
+    alerts: list[dict[str, Any]] = []
+
+    @app.task(name="alert")
+    def alert(info: dict[str, Any]) -> None:
+        alerts.append(info)
+
+    flow = chain(group(*(t["add"].s(i) for i in range(10))), t["total"].s())
+    started = app.start_workflow(flow, on_error=alert.s())
+    plain = [app.add_task("add", i, 100) for i in range(30)]
+    tree = Keys.for_app(app.name).workflow(started.uuid)
+    raw = redis.Redis.from_url(app.redis_url)
+    raw.delete(tree)
+    if damage == "wrong type":
+        raw.set(tree, "overwritten")
+    _run(app)
+
+    done = app.wait(started.uuid, timeout=10)
+    assert done.status == "error"
+    assert tree in (done.traceback or "")
+    assert ("is gone" if damage == "evicted" else "is a string") in (done.traceback or "")
+    assert len(alerts) == 1 and alerts[0]["workflow"] == started.uuid
+    # The tasks finished beside the members: each ran once and kept its result.
+    assert sorted(t["ran"]).count("total") == 0
+    for task in plain:
+        assert app.get(task.uuid).status == "success"  # type: ignore[union-attr]
+    assert len([r for r in t["ran"] if r.endswith(",100")]) == 30
+    members = [app.get(f"{started.uuid}:r.0.{i}") for i in range(10)]
+    assert all(m is not None and m.status == "success" for m in members)
+
+
+def test_a_refused_start_leaves_no_workflow_behind(redis_app: QueueTasks) -> None:
+    app = redis_app
+    t = _register(app)
+    keys = Keys.for_app(app.name)
+    raw = redis.Redis.from_url(app.redis_url)
+    raw.set(keys.workflows, "overwritten")
+    with pytest.raises(Exception, match="workflows"):
+        app.start_workflow(chain(t["add"].s(1, 2), t["add"].s(10)))
+    assert [k for k in raw.scan_iter(match=keys.prefix + "task:*")] == []
+    assert [k for k in raw.scan_iter(match=keys.prefix + "wf:*")] == []
+    raw.delete(keys.workflows)
+    started = app.start_workflow(chain(t["add"].s(1, 2), t["add"].s(10)))
+    _run(app)
+    assert app.wait(started.uuid, timeout=10).returning == 13

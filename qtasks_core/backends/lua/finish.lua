@@ -13,39 +13,47 @@ local now = now_ms()
 local codes = {}
 local ended = {}  -- status -> count: one HINCRBY each for the whole call
 index_begin()
-for i, item in ipairs(cjson.decode(ARGV[2])) do
-  local uuid, token, status, ttl, delay, fields = item[1], item[2], item[3], item[4],
-                                                    item[5], item[6]
+-- One task's end. Each item is checked before its first write; what a later step
+-- meets (a workflow's tree evicted, a limit key overwritten) is handled there, so a
+-- bad item never fails the call: the items before it are written already, and a task
+-- whose finish failed would run again.
+local function finish_one(uuid, token, status, ttl, delay, fields)
   local tkey = prefix .. 'task:' .. uuid
-  local code = 0
   local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name')
-  if not failed(held) and held[1] == token then
-    if held[2] == 'process' then
-      local flat = {}
-      for field, value in pairs(fields) do
-        flat[#flat + 1] = field
-        flat[#flat + 1] = value
-      end
-      flat[#flat + 1] = 'updated_at'
-      flat[#flat + 1] = stamp(now)
-      redis.call('HSET', tkey, unpack(flat))
-      redis.call('ZREM', prefix .. 'running', uuid)
-      if held[4] then
-        redis.call('HDEL', tkey, 'slot')
-        free_slot(prefix, uuid, held[5], now)
-      end
-      if delay > 0 then
-        redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
-        -- Wakes an idle worker, which then sleeps only until this task is due.
-        push_token(wkey(prefix, held[3]), '1')
-      else
-        ended[status] = (ended[status] or 0) + 1
-        signal_done(prefix, uuid, tkey, ttl)
-      end
-      code = 1
-    else
-      code = 2
-    end
+  if failed(held) or held[1] ~= token then return 0 end
+  if held[2] ~= 'process' then return 2 end
+  local flat = {}
+  for field, value in pairs(fields) do
+    flat[#flat + 1] = field
+    flat[#flat + 1] = value
+  end
+  flat[#flat + 1] = 'updated_at'
+  flat[#flat + 1] = stamp(now)
+  redis.call('HSET', tkey, unpack(flat))
+  redis.call('ZREM', prefix .. 'running', uuid)
+  if held[4] then
+    redis.call('HDEL', tkey, 'slot')
+    free_slot(prefix, uuid, held[5], now)
+  end
+  if delay > 0 then
+    redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
+    -- Wakes an idle worker, which then sleeps only until this task is due.
+    push_token(wkey(prefix, held[3]), '1')
+  else
+    ended[status] = (ended[status] or 0) + 1
+    signal_done(prefix, uuid, tkey, ttl)
+  end
+  return 1
+end
+
+for i, item in ipairs(cjson.decode(ARGV[2])) do
+  local ok, code = pcall(finish_one, item[1], item[2], item[3], item[4], item[5], item[6])
+  if not ok then
+    -- A step after its first write failed: the record says what was written. Told to
+    -- the caller as written (it must not run again), and logged by the server.
+    redis.log(redis.LOG_WARNING, 'qtasks: finishing ' .. tostring(item[1]) .. ': ' ..
+              (type(code) == 'table' and tostring(code.err) or tostring(code)))
+    code = 1
   end
   codes[i] = code
 end

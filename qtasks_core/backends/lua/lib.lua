@@ -447,8 +447,43 @@ end
 
 local function wf_key(prefix, wf) return prefix .. 'wf:' .. wf end
 
+-- The text of an error raised with error() or by redis.call (a table with err).
+local function reason_of(e)
+  if type(e) == 'table' then return tostring(e.err or e[1] or '?') end
+  return tostring(e)
+end
+
+-- A node of a workflow's tree. A tree that is gone (evicted) or broken raises an
+-- error naming the key: member_ended catches it, before the step writes anything of
+-- its own, and ends the workflow with that reason.
 local function wf_node(prefix, wf, path)
-  return cjson.decode(redis.call('HGET', wf_key(prefix, wf), path))
+  local key = wf_key(prefix, wf)
+  local text = redis.pcall('HGET', key, path)
+  if failed(text) then
+    error('its tree ' .. key .. ' is a ' .. key_type(key) .. ', not a hash', 0)
+  end
+  if not text then
+    if key_type(key) == 'none' then
+      error('its tree ' .. key .. ' is gone (evicted or deleted; set maxmemory-policy ' ..
+            'noeviction so that Redis keeps it)', 0)
+    end
+    error('its tree ' .. key .. ' has no node ' .. path, 0)
+  end
+  local ok, node = pcall(cjson.decode, text)
+  if not ok or type(node) ~= 'table' then
+    error('its tree ' .. key .. ' holds a node ' .. path .. ' that is not a JSON object', 0)
+  end
+  return node
+end
+
+-- Track a workflow's members still to end (the set :live): a set of the wrong type is
+-- rebuilt from here on, never failing the step that writes it.
+local function wf_live(prefix, wf, op, uuid)
+  local live = wf_key(prefix, wf) .. ':live'
+  if failed(redis.pcall(op, live, uuid)) then
+    redis.call('DEL', live)
+    redis.call(op, live, uuid)
+  end
 end
 
 -- The args JSON array with `first` put in front.
@@ -474,10 +509,29 @@ local function wf_end(prefix, wf, fields)
   return now
 end
 
-local node_done, wf_fail
+local node_done, wf_fail, start_node
 
-local function start_node(prefix, wf, path, input)
-  local node = wf_node(prefix, wf, path)
+-- Queue a failed workflow's on_error task (path e), once: its uuid is fixed. The node
+-- is read from the tree, else from the copy the workflow's record keeps (field wfe),
+-- so that a workflow whose tree was evicted still runs its on_error.
+local function wf_on_error(prefix, wf, uuid, rec, why)
+  local node = nil
+  local text = redis.pcall('HGET', wf_key(prefix, wf), 'e')
+  if failed(text) or not text then
+    text = redis.pcall('HGET', prefix .. 'task:' .. wf, 'wfe')
+    if failed(text) then text = nil end
+  end
+  if text then
+    local ok, decoded = pcall(cjson.decode, text)
+    if ok and type(decoded) == 'table' and decoded.k == 't' then node = decoded end
+  end
+  if not node then return end
+  start_node(prefix, wf, 'e', cjson.encode({workflow = wf, member = uuid,
+    task_name = rec.task_name or '', status = rec.status or '', error = why}), node)
+end
+
+start_node = function(prefix, wf, path, input, node)
+  node = node or wf_node(prefix, wf, path)
   if node.k == 't' then
     local flat, size = {}, nil
     for field, value in pairs(node.f) do
@@ -515,7 +569,8 @@ local function start_node(prefix, wf, path, input)
       if push_token(wake, '1') > WAKE_TOKENS_MAX then
         redis.call('LTRIM', wake, -WAKE_TOKENS_MAX, -1)  -- a large group: as ENQUEUE does
       end
-      redis.call('SADD', wf_key(prefix, wf) .. ':live', uuid)
+      -- The on_error task is queued once the workflow has ended: nothing to stop.
+      if path ~= 'e' then wf_live(prefix, wf, 'SADD', uuid) end
     end
   elseif node.k == 'c' then
     start_node(prefix, wf, path .. '.0', input)
@@ -561,12 +616,17 @@ end
 -- (their workers learn it at their next heartbeat), else they finish unheeded.
 local function wf_stop_members(prefix, wf, reason, now, abort_running)
   local live = wf_key(prefix, wf) .. ':live'
-  for _, member in ipairs(redis.call('SMEMBERS', live)) do
+  local members = redis.pcall('SMEMBERS', live)
+  if failed(members) then return end  -- a set of the wrong type: nothing known to stop
+  for _, member in ipairs(members) do
     local mkey = prefix .. 'task:' .. member
-    local r = redis.call('HMGET', mkey, 'status', 'queue', 'ttl')
+    local r = redis.pcall('HMGET', mkey, 'status', 'queue', 'ttl')
+    if failed(r) then
+      r = {}
+    end
     if r[1] == 'new' or r[1] == 'retry' then
-      redis.call('ZREM', qkey(prefix, r[2]), member)
-      redis.call('ZREM', prefix .. 'scheduled', member)
+      redis.pcall('ZREM', qkey(prefix, r[2]), member)
+      redis.pcall('ZREM', prefix .. 'scheduled', member)
       redis.call('SREM', live, member)
       cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''))
     elseif r[1] == 'process' and abort_running then
@@ -585,10 +645,7 @@ wf_fail = function(prefix, wf, uuid, rec, why)
     ') ended ' .. (rec.status or '?') .. (why ~= '' and (': ' .. why) or ''),
     'failed_member', uuid})
   wf_stop_members(prefix, wf, 'workflow ' .. wf .. ' failed', now, false)
-  if redis.call('HEXISTS', wf_key(prefix, wf), 'e') == 1 then
-    start_node(prefix, wf, 'e', cjson.encode({workflow = wf, member = uuid,
-      task_name = rec.task_name or '', status = rec.status or '', error = why}))
-  end
+  wf_on_error(prefix, wf, uuid, rec, why)
 end
 
 -- The nearest group above `path` that settles (takes a failed member's error in its
@@ -604,14 +661,20 @@ local function settling(prefix, wf, path)
   end
 end
 
-member_ended = function(prefix, uuid, rec)
-  if not rec.wfn then return end
+-- One member's end, moving its workflow on (see member_ended).
+local function wf_step(prefix, uuid, rec)
   local wf = rec.wf
-  redis.call('SREM', wf_key(prefix, wf) .. ':live', uuid)
-  if redis.call('HGET', prefix .. 'task:' .. wf, 'status') ~= 'process' then return end
+  local key = wf_key(prefix, wf)
+  -- Checked before the first write (HSETNX would make a gone tree a new hash).
+  local kind = key_type(key)
+  if kind ~= 'hash' then
+    error('its tree ' .. key .. (kind == 'none' and
+          ' is gone (evicted or deleted; set maxmemory-policy noeviction so that Redis keeps it)'
+          or (' is a ' .. kind .. ', not a hash')), 0)
+  end
   -- A member counts once: one that ends again (a dead letter requeued and run) must
   -- not start the steps after it a second time.
-  if redis.call('HSETNX', wf_key(prefix, wf), rec.wfn .. '#ended', '1') == 0 then return end
+  if redis.call('HSETNX', key, rec.wfn .. '#ended', '1') == 0 then return end
   if rec.status == 'success' then
     node_done(prefix, wf, rec.wfn, rec.returning or 'null')
     return
@@ -623,6 +686,30 @@ member_ended = function(prefix, uuid, rec)
       uuid = uuid, task_name = rec.task_name or ''}))
   else
     wf_fail(prefix, wf, uuid, rec, why)
+  end
+end
+
+-- A member ended: its workflow moves on. A workflow whose own keys are gone or broken
+-- ends error naming the key (and runs its on_error, once), instead of failing the call
+-- that ended the member: the member's own end stands, the other tasks of that call
+-- complete, and nothing runs again.
+member_ended = function(prefix, uuid, rec)
+  if not rec.wfn then return end
+  local wf = rec.wf
+  wf_live(prefix, wf, 'SREM', uuid)
+  local status = redis.pcall('HGET', prefix .. 'task:' .. wf, 'status')
+  -- A workflow record that is gone or not a hash: there is nothing left to end.
+  if status ~= 'process' then return end
+  local ok, e = pcall(wf_step, prefix, uuid, rec)
+  if ok then return end
+  local why = 'workflow ' .. wf .. ' cannot go on: ' .. reason_of(e)
+  ok, e = pcall(function()
+    local now = wf_end(prefix, wf, {'status', 'error', 'traceback', why, 'failed_member', uuid})
+    wf_stop_members(prefix, wf, why, now, false)
+    wf_on_error(prefix, wf, uuid, rec, why)
+  end)
+  if not ok then
+    redis.log(redis.LOG_WARNING, 'qtasks: ' .. why .. '; ending it failed too: ' .. reason_of(e))
   end
 end
 

@@ -7,7 +7,9 @@ local prefix, wf = ARGV[1], ARGV[2]
 local tkey = prefix .. 'task:' .. wf
 if redis.call('EXISTS', tkey) == 1 then return 0 end
 local nodes = cjson.decode(ARGV[4])
-local checks, seen = {prefix .. 'scheduled', 'zset'}, {}
+-- Every key written below is checked first: a refused start leaves no record behind.
+local checks, seen = {prefix .. 'scheduled', 'zset', prefix .. 'workflows', 'zset',
+                      wf_key(prefix, wf), 'hash', wf_key(prefix, wf) .. ':live', 'set'}, {}
 for _, text in pairs(nodes) do
   local node = cjson.decode(text)
   if node.k == 't' then
@@ -25,6 +27,11 @@ local flat = {}
 for field, value in pairs(cjson.decode(ARGV[3])) do
   flat[#flat + 1] = field
   flat[#flat + 1] = value
+end
+if nodes.e then
+  -- A copy of the on_error node: it still runs if the tree is evicted (wf_on_error).
+  flat[#flat + 1] = 'wfe'
+  flat[#flat + 1] = nodes.e
 end
 redis.call('HSET', tkey, unpack(flat))
 -- The list of workflows the dashboard pages through, newest first (trimmed as their
