@@ -699,3 +699,88 @@ def test_a_batch_with_a_broken_queue_key_writes_nothing(redis_subject: Subject) 
     with pytest.raises(BackendError, match="broken"):
         run(subject.backend.enqueue_many(items))
     assert run(subject.backend.get("ok")) is None
+
+
+def test_limit_keys_of_the_wrong_type_lose_no_task(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    limits = json.dumps({"lim": {"c": 1, "r": 100, "p": 1000}})
+    subject.add("a", task_name="lim")
+    subject.add("b")  # a task without a limit, claimed in the same call
+    subject.add("c", task_name="lim")
+    prefix = subject.keys.prefix
+    raw.set(prefix + "slots:lim", "x")
+    raw.set(prefix + "parked:lim", "x")
+    window = int(time.time() * 1000) // 1000
+    for w in range(window - 1, window + 3):
+        raw.set(prefix + f"rate:lim:{w}", "not a number")
+    claimed = subject.claim(limits=limits)
+    assert sorted(t["uuid"] for t in claimed.tasks) == ["a", "b"]
+    # The bad parked key is set aside alone, naming itself; c waits for a's slot.
+    [letter] = run(subject.backend.dead_letters())
+    assert letter["uuid"] == "parked:lim" and prefix + "parked:lim" in letter["reason"]
+    assert run(subject.backend.get("c"))["status"] == "new"  # type: ignore[index]
+    token = {t["uuid"]: t["token"] for t in claimed.tasks}
+    raw.set(prefix + "slots:lim", "y")  # broken again while a runs: rebuilt at its end
+    assert subject.finish("a", token["a"])
+    assert [t["uuid"] for t in subject.claim(limits=limits).tasks] == ["c"]
+    assert raw.type(prefix + "slots:lim") == b"zset"
+
+
+# -- schedules added at run time -------------------------------------------------------------
+
+
+def test_a_tick_of_a_removed_or_replaced_schedule_writes_nothing(subject: Subject) -> None:
+    b = subject.backend
+    hourly, minutely = '{"every": 3600.0}', '{"every": 60.0}'
+    assert run(b.save_schedule("beat", hourly)) is False
+    assert run(b.tick("beat", None, 1_000, None, None, hourly))[0] == "moved"
+    assert run(b.save_schedule("beat", hourly)) is True  # the same again: nothing changes
+    assert run(b.cursor("beat"))["next"] == "1000"
+    # Replaced: a scheduler still holding the old definition fires nothing, and the new
+    # one starts afresh (its next tick dropped, its last run kept).
+    assert run(b.save_schedule("beat", minutely)) is True
+    assert "next" not in run(b.cursor("beat"))
+    task = ("periodic:beat:500", record(), 0)
+    assert run(b.tick("beat", None, 1_000, 500, task, hourly))[0] == "stale"
+    # Removed: not even the current definition ticks any more.
+    assert run(b.save_schedule("beat", None)) is True
+    assert run(b.tick("beat", None, 1_000, 500, task, minutely))[0] == "stale"
+    assert run(b.get("periodic:beat:500")) is None
+    assert run(b.save_schedule("beat", None)) is False
+    # A schedule declared in code (no definition given) is not checked.
+    assert run(b.tick("beat", None, 1_000, 500, task))[0] == "moved"
+    assert run(b.get("periodic:beat:500")) is not None
+
+
+def test_a_schedule_change_wakes_every_waiter_at_once(subject: Subject) -> None:
+    b = subject.backend
+
+    async def scenario() -> tuple[str, list[str], float, str]:
+        before = await b.wait_schedules("0", 0.01)
+        waiters = [asyncio.ensure_future(b.wait_schedules(before, 10)) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await b.save_schedule("beat", '{"every": 1.0}')
+        woken = await asyncio.gather(*waiters)
+        took = time.monotonic() - started
+        # Nothing newer than the latest change: the wait times out with what it was given.
+        return before, woken, took, await b.wait_schedules(woken[0], 0.05)
+
+    before, woken, took, again = run(scenario())
+    assert len(set(woken)) == 1 and woken[0] != before
+    assert took < 2.0, took
+    assert again == woken[0]
+    # A change made while nobody waited is seen by the next wait, at once.
+    run(b.save_schedule("beat", None))
+    assert run(b.wait_schedules(woken[0], 10)) not in (before, woken[0])
+
+
+def test_a_schedule_changes_key_of_the_wrong_type_is_replaced(redis_subject: Subject) -> None:
+    subject = redis_subject
+    subject.needs_redis().set(subject.keys.schedule_changes, "oops")
+    b = subject.backend
+    assert run(b.wait_schedules("0", 0.05)) == "0"
+    subject.needs_redis().set(subject.keys.schedule_changes, "oops")
+    assert run(b.save_schedule("beat", '{"every": 1.0}')) is False
+    assert run(b.wait_schedules("0", 1)) != "0"

@@ -29,6 +29,14 @@ local err = expect_all(checks)
 if err then return err end
 local now = now_ms()
 local recovered, dead = {}, {}
+-- The limit keys too, before any task is popped: one of the wrong type is rebuilt or
+-- set aside here (see the limits in lib.lua), never met after a pop.
+if limits then
+  for name, _ in pairs(limits) do
+    sound_slots(prefix, name)
+    sound_parked(prefix, name, now)
+  end
+end
 
 -- Delayed tasks (retries) that fell due.
 for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
@@ -80,7 +88,7 @@ end
 -- Claim: each entry is read and checked before it is taken, so a bad one is set aside
 -- alone and the tasks behind it are claimed as usual.
 local out = {}
-local function take(uuid)
+local function take_checked(uuid)
   local tkey = prefix .. 'task:' .. uuid
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
                      'expires', 'queue', 'abort')
@@ -126,7 +134,12 @@ local function take(uuid)
     if limit.r then
       local window = math.floor(now / limit.p)
       local rkey = prefix .. 'rate:' .. r[2] .. ':' .. window
-      local used = redis.call('INCR', rkey)
+      local used = redis.pcall('INCR', rkey)
+      if failed(used) then
+        -- A window key someone overwrote: the window restarts, nothing stops.
+        redis.call('DEL', rkey)
+        used = redis.call('INCR', rkey)
+      end
       if used == 1 then redis.call('PEXPIRE', rkey, limit.p * 2) end
       if used > limit.r then
         redis.call('ZADD', KEYS[3], (window + 1) * limit.p, uuid)  -- the next window
@@ -143,6 +156,17 @@ local function take(uuid)
   redis.call('ZADD', KEYS[2], now + lease, uuid)
   table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
                      tostring(att), r[8] or '{}', r[9] or '', r[11] or '', token})
+end
+
+-- A popped task is never lost: one whose claim fails on data met after the checks
+-- above is set aside with the reason, and the claim goes on.
+local function take(uuid)
+  local ok, e = pcall(take_checked, uuid)
+  if not ok then
+    bury(prefix, uuid, 'could not be claimed: ' ..
+         (type(e) == 'table' and tostring(e.err) or tostring(e)), '', now)
+    table.insert(dead, uuid)
+  end
 end
 
 if only ~= '' then

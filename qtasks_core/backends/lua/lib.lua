@@ -281,7 +281,52 @@ end
 -- in parked:<name>, out of its queue (the tasks behind it are claimed as usual); each
 -- slot freed queues one parked task again: no polling. Over a rate limit, a task
 -- waits in `scheduled` for the next window, like a delayed task.
+--
+-- A limit key of the wrong type (someone SET it) never fails the step that meets it:
+-- a `slots:` key is rebuilt from the running tasks, a `rate:` key restarts its window,
+-- and a `parked:` key is set aside as a dead letter named after it (what it held, and
+-- why), so only the tasks it held are affected.
+local function set_key_aside(prefix, key, want, now)
+  local kind = key_type(key)
+  local held = ''
+  if kind == 'string' then
+    held = redis.call('GET', key)
+  elseif kind == 'hash' then
+    held = cjson.encode(redis.call('HGETALL', key))
+  elseif kind == 'set' then
+    held = cjson.encode(redis.call('SMEMBERS', key))
+  end
+  redis.call('DEL', key)
+  bury(prefix, string.sub(key, #prefix + 1),
+       'the key ' .. key .. ' was a ' .. kind .. ', not a ' .. want .. '; what it held is ' ..
+       'kept here and the key was deleted. Tasks it held as parked (status new) are in ' ..
+       'no queue: send them again', string.sub(held, 1, 2000), now)
+end
+
+local function sound_parked(prefix, name, now)
+  local key = prefix .. 'parked:' .. name
+  local kind = key_type(key)
+  if kind ~= 'none' and kind ~= 'zset' then set_key_aside(prefix, key, 'zset', now) end
+end
+
+-- The slots of a limited name, rebuilt from the running tasks that hold one when the
+-- key is of the wrong type.
+local function sound_slots(prefix, name)
+  local key = prefix .. 'slots:' .. name
+  local kind = key_type(key)
+  if kind == 'none' or kind == 'zset' then return end
+  redis.call('DEL', key)
+  local running = redis.call('ZRANGE', prefix .. 'running', 0, -1, 'WITHSCORES')
+  for i = 1, #running, 2 do
+    local r = redis.pcall('HMGET', prefix .. 'task:' .. running[i], 'slot', 'task_name')
+    if not failed(r) and r[1] and r[2] == name then
+      redis.call('ZADD', key, running[i + 1], running[i])
+    end
+  end
+end
+
 local function unpark(prefix, name, count, now)
+  sound_parked(prefix, name, now)
   local left = count
   while left > 0 do
     local popped = redis.call('ZPOPMIN', prefix .. 'parked:' .. name, 1)
@@ -297,7 +342,9 @@ local function unpark(prefix, name, count, now)
 end
 
 free_slot = function(prefix, uuid, name, now)
-  if name and redis.call('ZREM', prefix .. 'slots:' .. name, uuid) == 1 then
+  if not name then return end
+  sound_slots(prefix, name)
+  if redis.call('ZREM', prefix .. 'slots:' .. name, uuid) == 1 then
     unpark(prefix, name, 1, now)
   end
 end
