@@ -433,6 +433,15 @@ class Worker:
                 renewed = await self.app.broker.extend(claims, self.lease)
                 for uuid in renewed.lost:
                     self._lose(uuid, claims[uuid])
+                    # Another worker runs it now (and its limit slot is that one's): this
+                    # run stops as an abort does, its result discarded by the fence.
+                    executor = self._executors.get(uuid)
+                    if (
+                        executor is not None
+                        and executor.claim_token == claims[uuid]
+                        and executor.abort_reason is None
+                    ):
+                        executor.abort("the lease was lost: the task runs on another worker")
                 for uuid, reason in renewed.aborted.items():
                     executor = self._executors.get(uuid)
                     if executor is not None and executor.abort_reason is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 
 import redis
@@ -13,6 +14,7 @@ from qtasks_core.keys import Keys
 from tests.chaos.test_chaos import env_for, in_flight_of, start_worker
 from tests.conftest import RedisServer
 from tests.integration.apps import sample
+from tests.support import wait_for
 
 
 def _running(app: QueueTasks, name: str) -> int:
@@ -70,4 +72,41 @@ def test_a_rate_limit_holds_over_three_workers(server: RedisServer) -> None:
     ran = sum(sample.executions(client, name).values())
     # 5 s at 20 a second, and one window begun at either end: at most 100 + 20.
     assert 40 <= ran <= 120, ran
+    app.stop()
+
+
+def test_a_paused_worker_loses_its_slots_and_its_runs_stop(server: RedisServer) -> None:
+    """A worker SIGSTOPped past its lease (a zombie) gets its slots taken back; when it
+    resumes, its runs are stopped at its next heartbeat and never complete twice."""
+    name = "limits-zombie"
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    keys = Keys.for_app(name)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    env = env_for(server, name)
+    zombie = start_worker(env, "-c", "4", "--lease", "2")
+    others: list[subprocess.Popen[bytes]] = []
+    try:
+        uuids = [app.add_task("two_async", f"z{i}", 8.0).uuid for i in range(2)]
+        wait_for(lambda: len(in_flight_of(client, keys, zombie.pid)) == 2, timeout=30)
+        zombie.send_signal(signal.SIGSTOP)
+        others = [start_worker(env, "-c", "4", "--lease", "2")]
+        # The slots come back when the lease ends, and the other worker takes them.
+        wait_for(
+            lambda: _running(app, "two_async") == 2 and not in_flight_of(client, keys, zombie.pid),
+            timeout=30,
+        )
+        zombie.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while any(app.get(u).status != "success" for u in uuids):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the limited tasks did not end in 60 s"
+            assert _running(app, "two_async") <= 2
+            time.sleep(0.1)
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+        for worker in [zombie, *others]:
+            worker.send_signal(signal.SIGTERM)
+        for worker in [zombie, *others]:
+            worker.wait(timeout=30)
+    runs = sample.executions(client, name)
+    assert runs == {"z0": 1, "z1": 1}, f"a paused worker's run completed too: {runs}"
     app.stop()

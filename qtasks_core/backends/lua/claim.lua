@@ -114,12 +114,18 @@ local function take_checked(uuid)
     local skey = prefix .. 'slots:' .. r[2]
     if limit.c then
       -- Slots whose lease ran out (a killed worker's) are free: one parked task each.
-      -- One whose task still holds a lease (renewed after an outage) is kept.
+      -- One whose task still holds a lease (renewed after an outage) is kept. A slot
+      -- is fenced like a result: the task whose lease ran out is queued again in the
+      -- same step (its claim ends), so a worker that was only paused cannot renew the
+      -- slot it lost; it learns at its next heartbeat and stops that run.
       local freed = 0
       for _, held in ipairs(redis.call('ZRANGEBYSCORE', skey, '-inf', now, 'LIMIT', 0, 100)) do
         local deadline = tonumber(redis.call('ZSCORE', KEYS[2], held))
         if deadline and deadline > now then
           redis.call('ZADD', skey, deadline, held)
+        elseif deadline and redis.pcall('HGET', prefix .. 'task:' .. held, 'status') == 'process' then
+          redis.call('ZREM', KEYS[2], held)
+          if not requeue(prefix, held, now) then table.insert(dead, held) end
         else
           redis.call('ZREM', skey, held)
           freed = freed + 1

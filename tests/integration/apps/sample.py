@@ -161,6 +161,15 @@ def two_at_a_time(tag: str, seconds: float) -> str:
     return tag
 
 
+@app.task(concurrency_limit=2)
+async def two_async(tag: str, seconds: float) -> str:
+    """At most two run at once; records only a run that completes (an abort cancels it
+    at its sleep)."""
+    await asyncio.sleep(seconds)
+    record(tag)
+    return tag
+
+
 @app.task(rate_limit="20/s")
 def paced(tag: str) -> str:
     """At most 20 of these start a second, across every worker."""
