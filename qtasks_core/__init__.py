@@ -42,7 +42,7 @@ from .plugins import Depends, State
 from .plugins.depends import ScopeEnum
 from .plugins.state import AsyncState
 from .results import AsyncResult, SyncResult
-from .schemas import Task, TaskPage, TaskStatus, TaskStatusEnum
+from .schemas import DeadLetterPage, Task, TaskPage, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
 from .testcase import AsyncTestCase, SyncTestCase, TestConfig
@@ -69,6 +69,7 @@ __all__ = [
     "BackendReadOnlyError",
     "BackendTimeoutError",
     "BackendUnavailableError",
+    "DeadLetterPage",
     "Depends",
     "QTasksError",
     "QueueConfig",

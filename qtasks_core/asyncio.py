@@ -35,7 +35,7 @@ from typing import Any
 from .app import QueueTasks as _SyncQueueTasks
 from .backends.base import RequeueResult
 from .errors import TaskTimeoutError
-from .schemas import Task, TaskPage
+from .schemas import DeadLetterPage, Task, TaskPage
 
 log = logging.getLogger("qtasks.app")
 
@@ -120,6 +120,12 @@ class QueueTasks(_SyncQueueTasks):
     async def dead_letters(self) -> list[dict[str, str]]:  # type: ignore[override]
         """:meth:`~qtasks_core.QueueTasks.dead_letters_async`."""
         return await self.dead_letters_async()
+
+    async def dead_letter_page(  # type: ignore[override]
+        self, *, before: str | None = None, limit: int = 50
+    ) -> DeadLetterPage:
+        """:meth:`~qtasks_core.QueueTasks.dead_letter_page_async`."""
+        return await self.dead_letter_page_async(before=before, limit=limit)
 
     async def requeue_dead(self, uuid: str) -> RequeueResult:  # type: ignore[override]
         """:meth:`~qtasks_core.QueueTasks.requeue_dead_async`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import ipaddress
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -26,6 +28,7 @@ from ._urls import mask_url
 from ._validate import check_queue
 from .app import ENV_REDIS_URL, QueueTasks
 from .errors import BackendError, TaskOptionError
+from .schemas import DeadLetterPage
 
 cli = typer.Typer(
     name="qtasks",
@@ -110,7 +113,7 @@ def _start_or_fail(app: QueueTasks) -> None:
     try:
         app.start()
         app.ping()
-    except (PluginLoadError, BackendError, RuntimeError) as exc:
+    except (PluginLoadError, BackendError, TaskOptionError, RuntimeError) as exc:
         _say_start_failure(app, exc)
 
 
@@ -119,7 +122,7 @@ async def _started_or_fail(app: QueueTasks) -> None:
     try:
         await app.start_async()
         await app.ping_async()
-    except (PluginLoadError, BackendError, RuntimeError) as exc:
+    except (PluginLoadError, BackendError, TaskOptionError, RuntimeError) as exc:
         _say_start_failure(app, exc)
 
 
@@ -425,15 +428,16 @@ def schedules_command(
 
 # -- web -------------------------------------------------------------------------------
 
-#: Hosts that only this machine reaches: anything else exposes the dashboard.
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
 
 @cli.command()
 def web(
     app_path: AppOption,
     host: Annotated[
-        str, typer.Option(help="Address to listen on (loopback by default: this machine only).")
+        str,
+        typer.Option(
+            help="Address to listen on (loopback by default: this machine only). Another "
+            "needs --token, or --insecure-no-auth."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
     read_only: Annotated[
@@ -451,6 +455,23 @@ def web(
         str,
         typer.Option(help="The path prefix a reverse proxy serves the dashboard under (/qtasks)."),
     ] = "",
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Without a token, serve requests to this host name too (repeatable; "
+            "ops.example.com or ops.example.com:8443). Only localhost, 127.0.0.1 and "
+            "[::1] are served otherwise.",
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Listen on a non-loopback --host without a token: anyone who reaches the "
+            "port sees every task's arguments (and may act, unless --read-only).",
+        ),
+    ] = False,
     redis_url: RedisUrlOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
@@ -459,21 +480,36 @@ def web(
         import uvicorn
 
         from .web import create_app
+        from .web._security import checked_hosts, is_loopback
     except ImportError:
         fail("qtasks web needs the 'web' extra: pip install 'qtasks-core[web]'")
     if token is not None and not token.strip():
         fail("--token is empty: give a token, or leave the option out for no login")
     if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
         fail(f"--root-path {root_path!r} must start with '/' and not end with one: /qtasks")
+    exposed = not is_loopback(host) and token is None
+    if exposed and not insecure_no_auth:
+        fail(
+            f"--host {host} without a token lets anyone who reaches the port read every "
+            "task (read-only or not): set a token (--token or QTASKS_WEB_TOKEN), or pass "
+            "--insecure-no-auth"
+        )
+    try:
+        hosts = list(checked_hosts(allowed_host or []))
+    except ValueError as exc:
+        fail(f"--allowed-host: {exc}")
+    if exposed and not _unspecified(host):
+        hosts.append(host)  # the address it listens on is the name it is reached by
     configure_logging(log_level, "text")
     application = load_app(app_path, redis_url)
-    dashboard = create_app(application, read_only=read_only, token=token)
+    dashboard = create_app(application, read_only=read_only, token=token, allowed_hosts=hosts)
     log = logging.getLogger("qtasks.web")
-    if host not in _LOOPBACK and token is None and not read_only:
+    if exposed:
         log.warning(
-            "the dashboard listens on %s without --token or --read-only: anyone who "
-            "reaches this port can cancel tasks and purge queues",
+            "the dashboard listens on %s without a token (--insecure-no-auth): anyone who "
+            "reaches this port sees every task's arguments%s",
             host,
+            "" if read_only else ", and can cancel tasks and purge queues",
         )
     config = uvicorn.Config(
         dashboard,
@@ -506,6 +542,15 @@ def web(
             await application.stop_async()
 
     asyncio.run(run())
+
+
+def _unspecified(host: str) -> bool:
+    """Whether ``host`` is a wildcard address (``0.0.0.0``, ``::``): every interface,
+    none of them a name the dashboard is reached by."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 # -- add -------------------------------------------------------------------------------
@@ -656,9 +701,8 @@ def dead(
     """List dead letters (tasks set aside with their reason), requeue or delete them."""
     application = load_app(app_path, redis_url)
     _start_or_fail(application)
-    letters = application.dead_letters()
     if requeue:
-        wanted = [d["uuid"] for d in letters] if requeue == ["all"] else requeue
+        wanted = _dead_uuids(application) if requeue == ["all"] else requeue
         said = {
             "requeued": "requeued",
             "not-dead": "not requeued: not a dead letter (only dead letters are requeued)",
@@ -667,16 +711,36 @@ def dead(
         for uuid in wanted:
             typer.echo(f"{uuid}: {said[application.requeue_dead(uuid)]}")
     elif delete:
-        wanted = [d["uuid"] for d in letters] if delete == ["all"] else delete
+        wanted = _dead_uuids(application) if delete == ["all"] else delete
         for uuid in wanted:
             gone = application.delete_dead(uuid)
             typer.echo(f"{uuid}: {'deleted' if gone else 'not a dead letter'}")
     else:
-        for letter in letters:
-            typer.echo(f"{letter['uuid']}: {letter.get('reason', '')}")
-        if not letters:
+        listed = False
+        for page in _dead_pages(application):
+            for letter in page.letters:
+                typer.echo(f"{letter['uuid']}: {letter.get('reason', '')}")
+                listed = True
+        if not listed:
             typer.echo("no dead letters")
     application.stop()
+
+
+def _dead_pages(application: QueueTasks) -> Iterator[DeadLetterPage]:
+    """Every page of the app's dead letters, newest first: a long list is printed as it
+    is read, never held whole with its raw messages."""
+    before = None
+    while True:
+        page = application.dead_letter_page(before=before, limit=500)
+        yield page
+        if page.next is None:
+            return
+        before = page.next
+
+
+def _dead_uuids(application: QueueTasks) -> list[str]:
+    """The ids of every dead letter (read before any is requeued or deleted)."""
+    return [letter["uuid"] for page in _dead_pages(application) for letter in page.letters]
 
 
 @cli.command("migrate-keys")

@@ -260,6 +260,18 @@ class TaskPage(BaseModel):
     next: str | None = None
 
 
+class DeadLetterPage(BaseModel):
+    """One page of ``app.dead_letter_page``: dead letters, newest first, how many there
+    are in all, and the cursor of the next page."""
+
+    #: Each a dict of ``uuid``, ``reason``, ``raw`` and ``at`` (seconds, as text).
+    letters: list[dict[str, str]] = Field(default_factory=list)
+    #: Dead letters in all, on every page.
+    total: int = 0
+    #: Pass as ``before=`` for the next page; ``None`` on the last one.
+    next: str | None = None
+
+
 class WorkflowNode(BaseModel):
     """One node of a workflow's tree (``app.workflow(uuid)``)."""
 

@@ -2,16 +2,18 @@
 
 Every page is one Starlette route that renders either the whole page or, for htmx's
 poll (``HX-Request: true``), only its live fragment: one request per view every 2 s,
-each answered from a fixed number of backend reads (never one per task). Actions are
-POSTs of plain HTML forms that redirect back to a page with a notice, so they work
-without JavaScript; :mod:`._security` says what guards them.
+each answered from a fixed number of backend reads (never one per task; every list is
+read a page at a time). A poll sends back the digest of the fragment it holds
+(``X-QTasks-Seen``); when nothing changed the answer is an empty 204, which htmx leaves
+in place. Actions are POSTs of plain HTML forms that redirect back to a page with a
+notice, so they work without JavaScript; :mod:`._security` says what guards them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -20,10 +22,12 @@ from urllib.parse import parse_qsl, quote, urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._urls import mask_url
 from .._validate import check_queue
@@ -41,8 +45,12 @@ __all__ = ["create_app"]
 HERE: Final = Path(__file__).resolve().parent
 #: How often a page's live fragment is fetched again (DESIGN.md: at most every 2 s).
 POLL: Final = "2s"
-#: Tasks per page of the tasks list.
+#: Entries per page of every list (tasks, workflows, dead letters).
 PAGE_SIZE: Final = 50
+#: The header in which htmx's poll sends the digest of the fragment it shows.
+SEEN_HEADER: Final = "X-QTasks-Seen"
+#: Where a fragment's own digest goes, once the fragment is rendered (see ``render``).
+_SEEN_MARK: Final = "qtasks-seen-digest-mark"
 #: Largest action form read; the forms hold a token and an id or a queue name.
 MAX_FORM: Final = 16_384
 #: Statuses in the order a task goes through them.
@@ -131,7 +139,13 @@ View = Callable[[Request], Awaitable[Response]]
 Action = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
 
-def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = None) -> Starlette:
+def create_app(
+    app: QueueTasks,
+    *,
+    read_only: bool = False,
+    token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
+) -> Starlette:
     """The dashboard of ``app`` as an ASGI application, to serve or to mount.
 
     ``qtasks web`` serves it with Uvicorn; under FastAPI or Starlette mount it on a
@@ -142,12 +156,18 @@ def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = 
         event loop).
     :param read_only: refuse every action (requeue, delete, cancel, abort, retry,
         purge) with 403.
-    :param token: require this token to see any page: a login page sets a cookie;
+    :param token: require this token to see any page: a login page sets a cookie
+        (for :data:`~._security.SESSION_MAX_AGE` seconds; wrong tokens are throttled);
         scripts may send ``Authorization: Bearer <token>``. ``None``: no login (keep
         the dashboard on loopback, or behind a proxy that authenticates).
-    :raises ValueError: for an empty token.
+    :param allowed_hosts: without a token only requests to ``localhost``,
+        ``127.0.0.1`` or ``[::1]`` are served (a page of another site cannot reach the
+        dashboard by DNS rebinding); these host names are served too, as the browser's
+        address bar shows them: ``ops.example.com`` (any port) or
+        ``ops.example.com:8443``. Actions must come from a page of one of them.
+    :raises ValueError: for an empty token, or an allowed host that is not a host name.
     """
-    dashboard = _Dashboard(app, read_only=read_only, token=token)
+    dashboard = _Dashboard(app, read_only=read_only, token=token, allowed_hosts=allowed_hosts)
     page, action = dashboard.page, dashboard.action
     routes = [
         Route("/", page(dashboard.overview), name="overview"),
@@ -176,7 +196,7 @@ def create_app(app: QueueTasks, *, read_only: bool = False, token: str | None = 
         Route("/logout", dashboard.logout, methods=["POST"], name="logout"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    web = Starlette(routes=routes)
+    web = Starlette(routes=routes, middleware=[Middleware(_HostCheck, dashboard=dashboard)])
     dashboard.web = web
     dashboard.path_params = {
         route.name: tuple(route.param_convertors) for route in routes if isinstance(route, Route)
@@ -188,9 +208,16 @@ class _Dashboard:
     """The views of one dashboard and what they share: the app, the guard, the
     throughput samples and the templates."""
 
-    def __init__(self, app: QueueTasks, *, read_only: bool, token: str | None) -> None:
+    def __init__(
+        self,
+        app: QueueTasks,
+        *,
+        read_only: bool,
+        token: str | None,
+        allowed_hosts: Iterable[str],
+    ) -> None:
         self.app = app
-        self.guard = Guard(token=token, read_only=read_only)
+        self.guard = Guard(token=token, read_only=read_only, allowed_hosts=allowed_hosts)
         self.throughput = Throughput()
         self.web: Starlette | None = None
         #: Each route's path parameters: :meth:`url` puts these in the path, not the query.
@@ -228,10 +255,11 @@ class _Dashboard:
         return f"{request.scope.get('root_path', '')}/static/{name}?v={self.assets[name]}"
 
     def render(self, request: Request, view: str, *, status: int = 200, **context: Any) -> Response:
-        """The page ``view``, or only its live fragment for htmx's poll."""
+        """The page ``view``, or only its live fragment for htmx's poll (an empty 204
+        when the fragment is the one the poll says it shows)."""
         live = request.headers.get("hx-request") == "true" and view in LIVE_VIEWS
         template = f"{'fragments' if live else 'pages'}/{view}.html"
-        csrf = self.guard.csrf_token(request)
+        secret = self.guard.csrf_secret(request)
         query = {k: v for k, v in request.query_params.items() if k not in _NOTICE_KEYS}
         html = self.env.get_template(template).render(
             view=view,
@@ -242,7 +270,9 @@ class _Dashboard:
             read_only=self.guard.read_only,
             has_token=self.guard.has_token,
             signed_in=self.guard.logged_in(request),
-            csrf=csrf,
+            csrf=self.guard.csrf_token(request, secret),
+            # A page's first poll always gets its fragment: only fragments are digested.
+            seen=_SEEN_MARK if live else "",
             url=lambda name, **q: self.url(request, name, **q),
             static=lambda name: self.static(request, name),
             # What the live fragment polls: this page, less the notice of an action.
@@ -254,8 +284,15 @@ class _Dashboard:
             statuses=STATUSES,
             **context,
         )
+        if live:
+            # The digest of the fragment as rendered, marked in place: the next poll
+            # sends it back, and gets an empty 204 while the fragment would be the same.
+            digest = hashlib.sha256(html.encode()).hexdigest()[:20]
+            if request.headers.get(SEEN_HEADER) == digest and status == 200:
+                return Response(status_code=204, headers=HEADERS)
+            html = html.replace(_SEEN_MARK, digest)
         response = HTMLResponse(html, status_code=status, headers=HEADERS)
-        self.guard.remember(request, response, csrf)
+        self.guard.remember(request, response, secret)
         return response
 
     def refuse(self, request: Request, refusal: Refusal) -> Response:
@@ -264,9 +301,11 @@ class _Dashboard:
             return HTMLResponse(
                 f'<p class="notice warn">{Markup.escape(refusal.message)}</p>',
                 status_code=refusal.status,
-                headers=HEADERS,
+                headers={**HEADERS, **refusal.headers},
             )
-        return self.render(request, "refused", status=refusal.status, message=refusal.message)
+        page = self.render(request, "refused", status=refusal.status, message=refusal.message)
+        page.headers.update(refusal.headers)
+        return page
 
     def page(self, view: View) -> Endpoint:
         """``view`` behind the token, with refusals and backend outages as pages."""
@@ -450,9 +489,12 @@ class _Dashboard:
         )
 
     async def dead(self, request: Request) -> Response:
-        letters = await self.app.dead_letters_async()
-        letters.sort(key=lambda d: _float(d.get("at")), reverse=True)
-        return self.render(request, "dead", letters=letters)
+        before = request.query_params.get("before") or None
+        try:
+            page = await self.app.dead_letter_page_async(before=before, limit=PAGE_SIZE)
+        except TaskOptionError as exc:
+            raise Refusal(400, str(exc)) from None
+        return self.render(request, "dead", page=page, first_page=before is None)
 
     async def schedules(self, request: Request) -> Response:
         rows = []
@@ -523,13 +565,18 @@ class _Dashboard:
             return RedirectResponse(target, status_code=303)
         if request.method == "GET":
             return self.render(request, "login", next=target, wrong=False)
+        client = request.client.host if request.client else "?"
         try:
+            # Before the token is compared: a locked-out guess learns nothing.
+            self.guard.throttle.check(client)
             form = await _read_form(request)
             self.guard.check_same_origin(request, form)
         except Refusal as refusal:
             return self.refuse(request, refusal)
         if not self.guard.token_matches(form.get("token", "")):
+            self.guard.throttle.failed(client)
             return self.render(request, "login", status=401, next=target, wrong=True)
+        self.guard.throttle.succeeded(client)
         response = RedirectResponse(target, status_code=303)
         self.guard.log_in(request, response)
         return response
@@ -543,6 +590,33 @@ class _Dashboard:
         response = RedirectResponse(self.url(request, "login"), status_code=303)
         self.guard.log_out(request, response)
         return response
+
+
+class _HostCheck:
+    """Refuses, before any route, a request sent to a host the dashboard is not served
+    under (``Guard.check_host``): a bare page that names nothing of the app."""
+
+    def __init__(self, app: ASGIApp, dashboard: _Dashboard) -> None:
+        self.app = app
+        self.guard = dashboard.guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Request(scope).headers.get("host", "")
+            try:
+                self.guard.check_host(host)
+            except Refusal as refusal:
+                message = Markup.escape(refusal.message)
+                page = HTMLResponse(
+                    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                    "<title>Refused · QTasks</title></head><body><h1>Not served under "
+                    f'this host name</h1><p id="refusal">{message}</p></body></html>',
+                    status_code=refusal.status,
+                    headers=HEADERS,
+                )
+                await page(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -612,13 +686,6 @@ def _tree(nodes: list[WorkflowNode]) -> list[dict[str, Any]]:
         parent = items.get(node.path.rpartition(".")[0])
         (parent["children"] if parent is not None else roots).append(item)
     return roots
-
-
-def _float(value: object) -> float:
-    try:
-        return float(str(value))
-    except ValueError:
-        return 0.0
 
 
 def _as_datetime(value: object) -> datetime | None:

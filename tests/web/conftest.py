@@ -22,6 +22,9 @@ from qtasks_core import QueueTasks
 from qtasks_core.web import create_app
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_PAGE_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+#: Where the test client says it is: a loopback name, as `qtasks web` serves by default.
+ORIGIN = "http://127.0.0.1:8080"
 
 
 class Browser:
@@ -37,15 +40,13 @@ class Browser:
     def csrf(self, path: str = "/") -> str:
         """The session's CSRF token, as every form of the page carries it."""
         page = self.client.get(path, follow_redirects=True)
-        token = self.client.cookies.get("qtasks_csrf")
-        assert token, f"{path} set no CSRF cookie"
+        assert self.client.cookies.get("qtasks_csrf"), f"{path} set no CSRF cookie"
+        [token] = _PAGE_CSRF.findall(page.text)
         for found in _CSRF.findall(page.text):
-            assert found == token, "a form carries another token than the session's"
+            assert found == token, "a form carries another token than the page's"
         return token
 
-    def post(
-        self, path: str, data: dict[str, str], *, origin: str | None = "http://testserver"
-    ) -> Any:
+    def post(self, path: str, data: dict[str, str], *, origin: str | None = ORIGIN) -> Any:
         headers = {"Origin": origin} if origin is not None else {}
         return self.client.post(path, data=data, headers=headers, follow_redirects=False)
 
@@ -56,11 +57,12 @@ class Browser:
 
 @pytest.fixture
 def dashboard() -> Iterator[Callable[..., Browser]]:
-    """``dashboard(app, read_only=..., token=...)``: a browser on that app's dashboard."""
+    """``dashboard(app, read_only=..., token=...)``: a browser on that app's dashboard,
+    at :data:`ORIGIN` (``base_url=`` for another)."""
     clients: list[TestClient] = []
 
-    def open_dashboard(app: QueueTasks, **options: Any) -> Browser:
-        client = TestClient(create_app(app, **options))
+    def open_dashboard(app: QueueTasks, *, base_url: str = ORIGIN, **options: Any) -> Browser:
+        client = TestClient(create_app(app, **options), base_url=base_url)
         client.__enter__()
         clients.append(client)
         return Browser(client)
@@ -86,3 +88,23 @@ def make_dead_letter(app: QueueTasks, task_name: str, *args: object) -> str:
 
     asyncio.run(bury())
     return task.uuid
+
+
+def make_dead_letters(app: QueueTasks, task_name: str, n: int) -> list[str]:
+    """``n`` dead letters, as :func:`make_dead_letter` makes one, claimed and set aside
+    200 at a time; their ids, oldest first."""
+    tasks = app.add_tasks([(task_name, (i, i)) for i in range(n)])
+
+    async def bury() -> list[str]:
+        buried: list[str] = []
+        while len(buried) < n:
+            claimed = await app.backend.claim(200, "dashboard-test", 30.0, 5)
+            for record in claimed.tasks:
+                reason = f"kept killing its workers (letter {len(buried)})"
+                assert await app.backend.dead_letter(record["uuid"], record["token"], reason, "")
+                buried.append(record["uuid"])
+        return buried
+
+    buried = asyncio.run(bury())
+    assert sorted(buried) == sorted(t.uuid for t in tasks)
+    return buried

@@ -10,7 +10,7 @@ from datetime import timedelta
 from qtasks_core import QueueTasks
 from tests.support import wait_for
 
-from .conftest import make_dead_letter
+from .conftest import make_dead_letter, make_dead_letters
 
 
 def declare(app: QueueTasks) -> None:
@@ -334,3 +334,77 @@ def test_an_action_without_its_field_or_with_a_bad_queue_is_refused(app, dashboa
 
 def test_actions_are_post_only(app, dashboard) -> None:
     assert dashboard(app).get("/queues/purge?queue=default").status_code == 405
+
+
+# -- big lists -------------------------------------------------------------------------
+
+
+def test_two_thousand_dead_letters_are_shown_fifty_a_page_newest_first(app, dashboard) -> None:
+    declare(app)
+    buried = make_dead_letters(app, "add", 2000)
+    browser = dashboard(app)
+    html = browser.get("/dead").text
+    shown = re.findall(r'data-dead="([^"]+)"', html)
+    assert len(shown) == 50
+    assert "2000 dead letters in all, 50 on this page, newest first" in html
+    assert buried[0] not in shown  # the oldest is on the last page
+    seen = set(shown)
+    pages = 1
+    while (older := re.search(r'href="(/dead\?before=[^"]+)" rel="next"', html)) is not None:
+        html = browser.get(older.group(1).replace("&amp;", "&")).text
+        shown = re.findall(r'data-dead="([^"]+)"', html)
+        assert shown and not seen & set(shown), "a page repeats a letter of an earlier one"
+        seen |= set(shown)
+        pages += 1
+        if pages == 3:
+            break
+    assert pages == 3 and len(seen) == 150
+    # A whole walk through the pages, as `qtasks dead` does, meets every letter once.
+    walked: list[dict[str, str]] = []
+    before = None
+    while True:
+        page = app.dead_letter_page(before=before, limit=300)
+        assert page.total == 2000
+        walked += page.letters
+        if page.next is None:
+            break
+        before = page.next
+    assert sorted(d["uuid"] for d in walked) == sorted(buried)
+    times = [float(d["at"]) for d in walked]
+    assert times == sorted(times, reverse=True)  # newest first
+
+
+def test_the_next_page_holds_after_its_cursors_letter_is_requeued(app, dashboard) -> None:
+    declare(app)
+    make_dead_letters(app, "add", 120)
+    newest_first = [d["uuid"] for d in app.dead_letter_page(limit=120).letters]
+    browser = dashboard(app)
+    first = browser.get("/dead").text
+    assert re.findall(r'data-dead="([^"]+)"', first) == newest_first[:50]
+    older = re.search(r'href="(/dead\?before=[^"]+)" rel="next"', first)
+    assert older is not None
+    # The page's last letter, which the Older link starts after, is requeued meanwhile.
+    assert browser.act("/dead/requeue", uuid=newest_first[49]).status_code == 303
+    second = browser.get(older.group(1)).text
+    assert re.findall(r'data-dead="([^"]+)"', second) == newest_first[50:100]
+    assert "119 dead letters in all" in second
+
+
+def test_a_poll_gets_an_empty_answer_while_nothing_changed(app, dashboard) -> None:
+    declare(app)
+    make_dead_letter(app, "add", 1, 2)
+    browser = dashboard(app)
+    poll = {"HX-Request": "true"}
+    first = browser.get("/dead", headers=poll)
+    seen = re.search(r'"X-QTasks-Seen": "(\w+)"', first.text)
+    assert first.status_code == 200 and seen is not None
+    again = browser.get("/dead", headers={**poll, "X-QTasks-Seen": seen.group(1)})
+    assert again.status_code == 204 and again.content == b""
+    uuid = make_dead_letter(app, "add", 3, 4)  # something changed: the fragment comes
+    changed = browser.get("/dead", headers={**poll, "X-QTasks-Seen": seen.group(1)})
+    assert changed.status_code == 200 and f'data-dead="{uuid}"' in changed.text
+
+
+def test_a_bad_page_cursor_is_a_400_that_says_why(app, dashboard) -> None:
+    page = dashboard(app).get("/dead?before=nonsense")
+    assert page.status_code == 400 and "before must be a cursor" in page.text

@@ -1,9 +1,11 @@
-"""What the dashboard refuses: cross-site actions, actions in read-only mode, pages
-without the token; and what it never shows: a Redis password."""
+"""What the dashboard refuses: other host names, cross-site actions, actions in
+read-only mode, pages without the token, guessed tokens; and what it never shows: a
+Redis password."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 from qtasks_core import QueueTasks
 from qtasks_core.cli import cli
 from qtasks_core.web import create_app
+from qtasks_core.web._security import SESSION_MAX_AGE, Guard, LoginThrottle, Refusal
 from qtasks_core.web._throughput import BUCKET, BUCKETS, Throughput
 
 
@@ -21,6 +24,49 @@ def queued(app: QueueTasks) -> str:
         return a + b
 
     return app.add_task("add", 1, 2).uuid
+
+
+# -- host names ------------------------------------------------------------------------
+
+
+def test_without_a_token_only_loopback_names_are_served(app, dashboard) -> None:
+    browser = dashboard(app)
+    for host in ("localhost:8080", "127.0.0.1", "[::1]:9999", "LOCALHOST"):
+        assert browser.get("/", headers={"Host": host}).status_code == 200, host
+    refused = browser.get("/", headers={"Host": "evil.example:8080"})
+    assert refused.status_code == 400
+    assert "not served under the host &#39;evil.example:8080&#39;" in refused.text
+    assert "--allowed-host evil.example" in refused.text
+    assert app.name not in refused.text and "set-cookie" not in refused.headers
+    assert browser.get("/static/htmx.min.js", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_an_allowed_host_is_served_and_its_pages_may_act(app, dashboard, queued) -> None:
+    browser = dashboard(app, allowed_hosts=["ops.example.com"], base_url="http://ops.example.com")
+    assert browser.get("/").status_code == 200
+    answer = browser.post(
+        "/task/cancel", {"uuid": queued, "csrf": browser.csrf()}, origin="http://ops.example.com"
+    )
+    assert answer.status_code == 303
+    assert app.get(queued).status == "cancel"  # type: ignore[union-attr]
+
+
+def test_an_allowed_host_with_a_port_is_served_on_that_port_only(app, dashboard) -> None:
+    browser = dashboard(app, allowed_hosts=["ops.example.com:8443"])
+    assert browser.get("/", headers={"Host": "ops.example.com:8443"}).status_code == 200
+    assert browser.get("/", headers={"Host": "ops.example.com:9000"}).status_code == 400
+
+
+def test_an_allowed_host_that_is_not_a_host_name_is_refused(app) -> None:
+    for bad in ("https://ops.example.com/", "*", "", "ops.example.com:http"):
+        with pytest.raises(ValueError, match="is not a host name"):
+            create_app(app, allowed_hosts=[bad])
+
+
+def test_with_a_token_any_host_name_gets_the_login_page(app, dashboard) -> None:
+    browser = dashboard(app, token="s3cret-token", base_url="https://ops.example.com")
+    page = browser.get("/", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
 
 
 # -- cross-site requests ---------------------------------------------------------------
@@ -55,6 +101,36 @@ def test_an_action_from_another_origin_is_refused(app, dashboard, queued) -> Non
         headers={"Sec-Fetch-Site": "cross-site"},
     )
     assert cross.status_code == 403 and "cross-site" in cross.text
+    assert app.get(queued).status == "new"  # type: ignore[union-attr]
+
+
+def test_an_action_from_an_origin_that_is_not_an_allowed_host_is_refused(
+    app, dashboard, queued
+) -> None:
+    browser = dashboard(app)
+    token = browser.csrf()
+    for origin in ("http://evil.example:8080", "null"):
+        answer = browser.post("/task/cancel", {"uuid": queued, "csrf": token}, origin=origin)
+        assert answer.status_code == 403 and f"comes from {origin}" in answer.text
+    assert app.get(queued).status == "new"  # type: ignore[union-attr]
+
+
+def test_a_form_of_one_host_name_is_refused_under_another(app, dashboard, queued) -> None:
+    browser = dashboard(app)
+    token = browser.csrf()  # from a page of 127.0.0.1:8080
+    cookie = browser.client.cookies["qtasks_csrf"]
+    answer = browser.client.post(
+        "/task/cancel",
+        data={"uuid": queued, "csrf": token},
+        headers={
+            "Host": "localhost:8080",
+            "Origin": "http://localhost:8080",
+            "Cookie": f"qtasks_csrf={cookie}",
+        },
+    )
+    assert answer.status_code == 403 and "does not match this browser session and host" in (
+        answer.text
+    )
     assert app.get(queued).status == "new"  # type: ignore[union-attr]
 
 
@@ -152,6 +228,44 @@ def test_the_login_never_redirects_to_another_site(app, dashboard) -> None:
         assert answer.headers["location"] == "/", target
 
 
+def test_wrong_tokens_are_throttled_then_the_right_one_logs_in(app, dashboard) -> None:
+    browser = dashboard(app, token="s3cret-token")
+    csrf = browser.csrf("/login")
+    for _ in range(LoginThrottle.FREE):
+        assert browser.post("/login", {"csrf": csrf, "token": "guess"}).status_code == 401
+    locked = browser.post("/login", {"csrf": csrf, "token": "guess"})
+    assert locked.status_code == 429 and locked.headers["retry-after"] == "1"
+    assert "too many wrong tokens" in locked.text
+    # Locked out, even the right token is refused: a guess learns nothing meanwhile.
+    assert browser.post("/login", {"csrf": csrf, "token": "s3cret-token"}).status_code == 429
+    time.sleep(1.1)
+    assert browser.post("/login", {"csrf": csrf, "token": "s3cret-token"}).status_code == 303
+
+
+def test_the_lockout_doubles_and_the_throttle_forgets_the_oldest_address() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    for _ in range(LoginThrottle.FREE + 3):
+        throttle.failed("10.0.0.1")
+    with pytest.raises(Refusal, match="Try again in 8 s") as refused:
+        throttle.check("10.0.0.1")
+    assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "8"}
+    for n in range(LoginThrottle.KEEP):  # a flood from many addresses
+        throttle.failed(f"10.1.{n // 256}.{n % 256}")
+    throttle.check("10.0.0.1")  # forgotten: memory stays bounded
+
+
+def test_a_login_lasts_its_max_age(app, dashboard) -> None:
+    browser = dashboard(app, token="s3cret-token")
+    answer = browser.post("/login", {"csrf": browser.csrf("/login"), "token": "s3cret-token"})
+    assert f"Max-Age={SESSION_MAX_AGE}" in answer.headers["set-cookie"]
+    stale = Guard(token="s3cret-token", read_only=False).login_cookie(
+        issued=time.time() - SESSION_MAX_AGE - 60
+    )
+    browser.client.cookies.set("qtasks_auth", stale)
+    assert browser.get("/", follow_redirects=False).status_code == 303
+
+
 def test_a_script_may_send_the_token_as_a_bearer_header(app, dashboard) -> None:
     browser = dashboard(app, token="s3cret-token")
     assert browser.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
@@ -194,7 +308,8 @@ def test_mounted_under_fastapi_its_links_cookies_and_assets_follow_the_mount(app
     from starlette.testclient import TestClient
 
     api = FastAPI()
-    api.mount("/ops/qtasks", create_app(app))
+    # Served under the API's own name (the test client's), which it allows.
+    api.mount("/ops/qtasks", create_app(app, allowed_hosts=["testserver"]))
     with TestClient(api) as client:
         page = client.get("/ops/qtasks/")
         assert page.status_code == 200
@@ -203,7 +318,7 @@ def test_mounted_under_fastapi_its_links_cookies_and_assets_follow_the_mount(app
         assert "Path=/ops/qtasks" in page.headers["set-cookie"]
         script = re.search(r'src="(/ops/qtasks/static/htmx\.min\.js\?v=\w+)"', page.text)
         assert script is not None and client.get(script.group(1)).status_code == 200
-        token = client.cookies["qtasks_csrf"]
+        token = re.search(r'name="csrf-token" content="(\w+)"', page.text).group(1)  # type: ignore[union-attr]
         answer = client.post(
             "/ops/qtasks/task/cancel",
             data={"uuid": queued, "csrf": token},
@@ -222,6 +337,16 @@ def test_qtasks_web_without_the_extra_names_it(monkeypatch) -> None:
     result = CliRunner().invoke(cli, ["web", "-A", "apps.sample:app"])
     assert result.exit_code == 2
     assert "pip install 'qtasks-core[web]'" in result.output
+
+
+def test_qtasks_web_refuses_a_bad_allowed_host() -> None:
+    result = CliRunner().invoke(
+        cli, ["web", "-A", "apps.sample:app", "--allowed-host", "https://ops.example.com/"]
+    )
+    assert result.exit_code == 2
+    assert "--allowed-host: allowed host 'https://ops.example.com/' is not a host name" in (
+        result.output
+    )
 
 
 def test_qtasks_web_refuses_an_empty_token_and_a_bad_root_path() -> None:

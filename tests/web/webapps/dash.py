@@ -31,9 +31,10 @@ def boom() -> None:
 
 @app.task
 def crash_once(key: str) -> str:
-    """Kills its worker on the first delivery (as the OOM killer would), then succeeds:
-    with ``--max-attempts 1`` the next worker sets it aside as a dead letter."""
+    """Kills its worker on its first two deliveries (as the OOM killer would), then
+    succeeds: the first death makes it a suspect, the second, while it ran alone, is
+    its own, and with ``--max-attempts 1`` the next worker sets it aside."""
     client = redis.Redis.from_url(os.environ["QTASKS_REDIS_URL"])
-    if client.set(key, "1", nx=True):
+    if client.incr(key) <= 2:
         os._exit(137)
     return "survived"
