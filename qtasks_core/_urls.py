@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import quote
 
-__all__ = ["mask_url"]
+from .errors import TaskOptionError
+
+__all__ = ["check_url", "mask_url"]
 
 MASK: Final = "***"
 
@@ -31,6 +34,43 @@ _HOSTS: Final = re.compile(r"[A-Za-z0-9._~%\-\[\]:,]*(?=[/?#]|\Z)")
 _QUERY_PASSWORD: Final = re.compile(
     r"([?&;](?:sentinel_)?password=)(.+?)(?=&[A-Za-z_][\w.\-]*=|\Z)", re.IGNORECASE
 )
+
+
+def check_url(url: str) -> str:
+    """``url`` if its user name and password reach Redis as written.
+
+    Raises :class:`~.errors.TaskOptionError`, on one line that names the field and
+    the character, when the userinfo holds a ``/``, ``?`` or ``#`` (a URL parser ends
+    the userinfo there and reads the rest of the password as the path, query or
+    fragment: a wrong host or port, or a raw ``ValueError``), or a ``%`` that begins
+    no ``%XX`` escape; and when a ``#`` follows it (the parser drops what comes after,
+    so a ``?password=`` is cut short). ``@`` and ``:`` need no encoding: the userinfo
+    ends at its last ``@`` and the password at its first ``:``.
+    """
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = _userinfo_end(rest)
+    if at != -1:
+        user, _, password = rest[:at].partition(":")
+        for field, text in (("user name", user), ("password", password)):
+            if bad := _UNENCODED.search(text):
+                char = bad.group()
+                raise TaskOptionError(
+                    f"the {field} in the Redis URL {mask_url(url)} holds an unencoded "
+                    f"{char!r}: percent-encode it ({char!r} as {quote(char, safe='')}), "
+                    f"e.g. with urllib.parse.quote({field.split()[0]}, safe='')"
+                )
+    if "#" in rest[at + 1 :]:
+        raise TaskOptionError(
+            f"the Redis URL {mask_url(url)} holds a '#', where a URL ends (what follows "
+            "is dropped): percent-encode it as %23 in a value such as ?password="
+        )
+    return url
+
+
+#: What must be percent-encoded in a URL's user name or password.
+_UNENCODED: Final = re.compile(r"[/?#]|%(?![0-9A-Fa-f]{2})")
 
 
 def mask_url(url: str) -> str:
@@ -51,13 +91,20 @@ def mask_url(url: str) -> str:
     return scheme + sep + _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", rest)
 
 
-def _mask_userinfo(rest: str) -> str:
-    """``rest`` (the URL after ``scheme://``) with the userinfo's password masked."""
+def _userinfo_end(rest: str) -> int:
+    """The index of the ``@`` that ends the userinfo of ``rest`` (the URL after
+    ``scheme://``), or -1 when it has none."""
     # The last '@' that a host list follows ends the userinfo: an '@' further on (in a
     # query value, say) is not followed by one, and one earlier is part of the password.
     end = len(rest)
     while (at := rest.rfind("@", 0, end)) != -1 and not _HOSTS.match(rest, at + 1):
         end = at
+    return at
+
+
+def _mask_userinfo(rest: str) -> str:
+    """``rest`` (the URL after ``scheme://``) with the userinfo's password masked."""
+    at = _userinfo_end(rest)
     if at == -1:
         return rest
     user, colon, password = rest[:at].partition(":")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from inspect import isawaitable
 from typing import Any, NoReturn, TypeVar
 
 from pydantic_core import PydanticSerializationError, to_json
 
+from ._validate import lone_surrogate
 from .errors import TaskSerializationError
 from .schemas import Task
 
@@ -62,15 +63,58 @@ def _has_non_finite(data: str) -> bool:
     return False
 
 
+#: How deep :func:`_find_surrogate` looks: deeper than any argument anyone writes.
+_SURROGATE_DEPTH = 64
+
+
+def _find_surrogate(value: Any, path: str = "", depth: int = 0) -> str | None:
+    """Where the first lone surrogate in ``value`` is, for an error message (``None``
+    when there is none, or it hides in what is not a str, list, tuple, set or dict).
+
+    Run only once encoding failed, so the common case never walks the value.
+    """
+    if isinstance(value, str):
+        at = lone_surrogate(value)
+        if at is None:
+            return None
+        inside = f" of {path}" if path else ""
+        return f"a lone surrogate {value[at]!r} at position {at}{inside}"
+    if depth >= _SURROGATE_DEPTH:
+        return None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, str) and (at := lone_surrogate(key)) is not None:
+                return f"a lone surrogate {key[at]!r} at position {at} of the key {key!r}" + (
+                    f" in {path}" if path else ""
+                )
+        items = value.items()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _find_surrogate(item, f"{path}[{key!r}]", depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def dumps(value: Any, *, what: str = "value") -> str:
     """Strict JSON text for ``value`` (pydantic models, dates and UUIDs included).
 
     Raises :class:`TaskSerializationError` naming ``what`` when it cannot be encoded
-    or holds NaN or an infinity; nothing is ever pickled.
+    (a lone surrogate is named with its position) or holds NaN or an infinity;
+    nothing is ever pickled.
     """
     try:
         data = to_json(value).decode()
     except (PydanticSerializationError, TypeError, ValueError) as exc:
+        if (surrogate := _find_surrogate(value)) is not None:
+            raise TaskSerializationError(
+                f"{what} holds {surrogate}: it is not valid Unicode and cannot be "
+                "stored as UTF-8; pass valid text"
+            ) from None
         raise TaskSerializationError(
             f"{what} cannot be serialized to JSON: {exc}. Pass JSON-compatible values "
             "(str, int, float, bool, None, list, dict, pydantic models, datetimes)"
@@ -97,6 +141,8 @@ def dumps_call(args: tuple[Any, ...], kwargs: dict[str, Any], task_name: str) ->
         dumps(value, what=f"argument {index} of task {task_name!r} ({type(value).__name__})")
     for name, value in kwargs.items():
         dumps(value, what=f"argument {name!r} of task {task_name!r} ({type(value).__name__})")
+    # Every value encodes alone: the fault is in a name.
+    dumps(kwargs, what=f"a keyword argument name of task {task_name!r}")
     raise TaskSerializationError(f"the arguments of task {task_name!r} cannot be serialized")
 
 

@@ -40,6 +40,22 @@ def _shown(value: object) -> str:
     return _repr.repr(value).replace("\n", "\\n")
 
 
+def lone_surrogate(text: str) -> int | None:
+    """The position of the first lone surrogate in ``text``, or ``None``.
+
+    A lone surrogate (``"\\ud800"``, what ``os.fsdecode`` makes of bytes that are not
+    UTF-8) is a ``str`` that cannot be encoded as UTF-8, so Redis (and JSON) cannot
+    store it.
+    """
+    if text.isascii():  # the common case, without building the encoded bytes
+        return None
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
 def check_app_name(name: object) -> str:
     """``name`` if it is a valid app name: 1 to 128 ASCII letters, digits, ``_ . -``.
 
@@ -109,20 +125,26 @@ QUEUE_NAME_MAX: Final = 128
 _QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
-def check_queue(name: object) -> str:
+def check_queue(name: object, what: str = "queue name") -> str:
     """``name`` if it is a valid queue name: 1 to 128 ASCII letters, digits, ``_ . -``
-    (no spaces, ``:`` or glob characters, which would break the queue's keys)."""
+    (no spaces, ``:`` or glob characters, which would break the queue's keys).
+
+    :param what: the field the name came from, for the error (a schedule's name
+        follows the same rule).
+    """
     if isinstance(name, str) and len(name) <= QUEUE_NAME_MAX and _QUEUE_NAME.fullmatch(name):
         return name
     rule = (
-        "a queue name is 1 to 128 characters: ASCII letters, digits, '_', '.' and '-' "
-        "(it is part of the queue's Redis keys)"
+        f"a {what} is 1 to 128 characters: ASCII letters, digits, '_', '.' and '-' "
+        "(it is part of Redis keys)"
     )
     if isinstance(name, str) and name and len(name) <= QUEUE_NAME_MAX:
         bad = _APP_NAME_CHAR.search(name)
         assert bad is not None
-        raise TaskOptionError(f"queue name {_shown(name)} contains {bad.group()!r}: {rule}")
-    raise TaskOptionError(f"queue name {_shown(name)} is not valid: {rule}")
+        raise TaskOptionError(
+            f"{what} {_shown(name)} contains {bad.group()!r} at position {bad.start()}: {rule}"
+        )
+    raise TaskOptionError(f"{what} {_shown(name)} is not valid: {rule}")
 
 
 def _seconds(value: object, what: str) -> float | None:
@@ -238,9 +260,15 @@ def check_batch_call(call: object, index: int) -> tuple[str, tuple[Any, ...], di
 
 
 def check_unique_key(key: object) -> str:
-    """A ``unique_key``: a non-empty string of at most 512 characters."""
+    """A ``unique_key``: a non-empty string of at most 512 characters, valid as UTF-8
+    (it is part of a Redis key)."""
     if isinstance(key, str) and 0 < len(key) <= 512:
-        return key
+        if (at := lone_surrogate(key)) is None:
+            return key
+        raise TaskOptionError(
+            f"unique_key {_shown(key)} holds a lone surrogate {key[at]!r} at position {at}: "
+            "it is not valid Unicode and cannot be stored; pass valid text"
+        )
     raise TaskOptionError(
         f"unique_key must be a non-empty string of at most 512 characters, got {_shown(key)}"
     )

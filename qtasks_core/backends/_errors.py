@@ -16,7 +16,9 @@ Two calls, for the backends to wrap their Redis calls in::
 Only the errors of the client and its sockets are mapped (redis-py's ``RedisError``,
 ``OSError`` with its ``ConnectionError``/``TimeoutError``, ``EOFError``): a
 ``TypeError`` or ``KeyError`` of our own code stays what it is, and so does
-cancellation. A ``BackendError`` already mapped passes unchanged.
+cancellation. A ``BackendError`` already mapped passes unchanged. A
+``UnicodeEncodeError`` (a lone surrogate the client cannot send) is the caller's
+input, not the backend's failure: it becomes a ``TaskOptionError``.
 
 What arrives, and how it is told apart (redis-py 8.1 with Valkey 9; the lean
 connection in ``_resp.py`` parses error replies with redis-py's own table, so both
@@ -63,6 +65,7 @@ from ..errors import (
     BackendReadOnlyError,
     BackendTimeoutError,
     BackendUnavailableError,
+    TaskOptionError,
 )
 
 __all__ = ["backend_error", "mapped"]
@@ -276,7 +279,8 @@ def _auth(code: str | None, text: str, where: str, command: str | None) -> Backe
         code = code or "ERR"
         message = (
             f"{code}: Redis refused the username or password of the URL, or the user is "
-            f"disabled{where}: check the credentials in the Redis URL"
+            f"disabled{where}: check the credentials in the Redis URL (with special "
+            "characters percent-encoded, '%' as %25)"
         )
     return BackendAuthError(message, code=code, command=command)
 
@@ -336,6 +340,8 @@ class _Mapping:
     ) -> None:
         if isinstance(exc, MAPPED) and not isinstance(exc, BackendError):
             raise backend_error(exc, command=self.command) from exc
+        if isinstance(exc, UnicodeEncodeError):
+            raise _unstorable(exc, self.command) from None
 
     async def __aenter__(self) -> None:
         return None
@@ -362,8 +368,23 @@ class _Mapping:
                 raise
             except MAPPED as exc:
                 raise backend_error(exc, command=command) from exc
+            except UnicodeEncodeError as exc:
+                raise _unstorable(exc, command) from None
 
         return call
+
+
+def _unstorable(exc: UnicodeEncodeError, command: str | None) -> TaskOptionError:
+    """The caller's error for text the client could not encode to send: a lone
+    surrogate. The producer's checks refuse one in every field they know by name,
+    before anything is written; this catches the rest (a task id, a reason)."""
+    where = f" (running {command})" if command else ""
+    # No position: the text encoded may be a key built around the caller's value.
+    char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+    return TaskOptionError(
+        f"a value given{where} holds a lone surrogate {char!r}: it is not valid Unicode "
+        "and cannot be sent to Redis; pass valid text"
+    )
 
 
 _UNNAMED: Final = _Mapping(None)

@@ -242,6 +242,122 @@ def test_an_empty_add_tasks_is_an_empty_list(app: QueueTasks) -> None:
     assert app.add_tasks([]) == []
 
 
+# -- lone surrogates -------------------------------------------------------------------
+# A lone surrogate ("\ud800", what os.fsdecode makes of bytes that are not UTF-8) is a
+# str that Redis and JSON cannot store: refused where it enters, naming where it is.
+
+_SURROGATES: dict[str, tuple[Callable[[QueueTasks], Any], tuple[str, ...]]] = {
+    "task name": (
+        lambda app: app.add_task("half\ud800"),
+        ("task name 'half\\ud800' contains '\\ud800'", "lone surrogate"),
+    ),
+    "queue": (
+        lambda app: app.send_task("x", queue="q\ud800"),
+        ("queue name 'q\\ud800' contains '\\ud800' at position 1",),
+    ),
+    "unique_key": (
+        lambda app: app.send_task("x", unique_key="order-\ud800"),
+        ("unique_key 'order-\\ud800'", "lone surrogate '\\ud800' at position 6"),
+    ),
+    "argument": (
+        lambda app: app.add_task("x", "ok", "bad\udc80"),
+        ("argument 1 of task 'x' (str)", "lone surrogate '\\udc80' at position 3"),
+    ),
+    "nested keyword argument": (
+        lambda app: app.send_task("x", (), {"a": {"b": ["ok", "\udfff"]}}),
+        ("argument 'a' of task 'x' (dict)", "'\\udfff' at position 0 of ['b'][1]"),
+    ),
+    "keyword argument name": (
+        lambda app: app.send_task("x", (), {"n\ud800": 1}),
+        ("keyword argument name of task 'x'", "at position 1 of the key 'n\\ud800'"),
+    ),
+    "add_tasks item": (
+        lambda app: app.add_tasks([("x", (1,)), ("x", ("\ud800",))]),
+        ("argument 0 of task 'x' (str)", "lone surrogate '\\ud800' at position 0"),
+    ),
+    "workflow step": (
+        lambda app: app.start_workflow(app.signature("x", ["\ud800"])),
+        ("argument 0 of task 'x' (str)", "lone surrogate '\\ud800'"),
+    ),
+    "workflow name": (
+        lambda app: app.start_workflow(app.signature("x"), name="wf\ud800"),
+        ("task name 'wf\\ud800' contains '\\ud800'",),
+    ),
+    "schedule name": (
+        lambda app: app.add_schedule("nightly\ud800", "x", every=60),
+        ("schedule name 'nightly\\ud800' contains '\\ud800' at position 7",),
+    ),
+    "schedule argument": (
+        lambda app: app.add_schedule("nightly", "x", every=60, kwargs={"to": "\ud800"}),
+        ("kwargs of schedule 'nightly'", "'\\ud800' at position 0 of ['to']"),
+    ),
+}
+
+
+@pytest.mark.parametrize("call", list(_SURROGATES), ids=list(_SURROGATES))
+def test_a_lone_surrogate_is_refused_naming_where_it_is(app: QueueTasks, call: str) -> None:
+    act, fragments = _SURROGATES[call]
+    with pytest.raises((TaskOptionError, TaskSerializationError)) as info:
+        act(app)
+    assert_one_line(info.value, *fragments)
+    # The message itself is printable: the surrogate is shown as its escape.
+    str(info.value).encode()
+    assert_nothing_written(app)
+    assert app.list_workflows().tasks == []
+    assert app.schedules() == []
+
+
+def test_a_task_returning_a_lone_surrogate_ends_error_and_the_worker_goes_on(
+    app: QueueTasks,
+) -> None:
+    @app.task
+    def listing() -> dict[str, list[str]]:
+        return {"files": ["ok.txt", "caf\udce9.txt"]}
+
+    @app.task
+    def echo(value: int) -> int:
+        return value
+
+    with app.running_worker():
+        task = app.add_task("listing", timeout=10)
+        after = app.add_task("echo", 7, timeout=10)
+    assert task.status == "error"
+    assert task.returning is None
+    assert (
+        "the result of task 'listing' holds a lone surrogate '\\udce9' at position 3 of "
+        "['files'][1]" in (task.traceback or "")
+    )
+    assert after.status == "success" and after.returning == 7
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda app: app.get("\ud800"),
+        lambda app: app.abort("\ud800"),
+        lambda app: app.abort("some-task", "why\ud800"),
+        lambda app: app.remove_schedule("nightly\ud800"),
+    ],
+    ids=["get", "abort", "abort reason", "remove_schedule"],
+)
+def test_a_lone_surrogate_anywhere_else_is_refused_before_it_reaches_redis(
+    redis_app: QueueTasks, call: Callable[[QueueTasks], Any]
+) -> None:
+    # The fields without a check of their own: the Redis client cannot encode the
+    # text, and the backend says so as the caller's error, not as its own failure.
+    with pytest.raises(TaskOptionError) as info:
+        call(redis_app)
+    assert_one_line(info.value, "(running ", ") holds a lone surrogate '\\ud800'")
+
+
+def test_text_outside_the_basic_plane_is_ordinary_text(app: QueueTasks) -> None:
+    # A surrogate pair is no lone surrogate: emoji and rare scripts pass.
+    task = app.send_task("x", ["\U0001f600"], {"k": "\U00020000"}, unique_key="\U0001f600")
+    found = app.get(task.uuid)
+    assert found is not None
+    assert found.args == ("\U0001f600",) and found.kwargs == {"k": "\U00020000"}
+
+
 # -- every entry point -----------------------------------------------------------------
 
 
@@ -441,3 +557,37 @@ def test_mask_url_hides_every_form_of_password(url: str, secrets: list[str], sho
 )
 def test_mask_url_leaves_urls_without_password_unchanged(url: str) -> None:
     assert mask_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "problem"),
+    [
+        (":S3CR#ET", "the password in the Redis URL redis://:***@127.0.0.1:"),
+        (":S3CR/ET", "holds an unencoded '/': percent-encode it ('/' as %2F)"),
+        (":S3CR?ET", "holds an unencoded '?': percent-encode it ('?' as %3F)"),
+        (":S3CR%ET", "holds an unencoded '%': percent-encode it ('%' as %25)"),
+        ("al#ce:S3CRET", "the user name in the Redis URL"),
+    ],
+)
+def test_an_unencoded_character_in_a_url_password_is_a_one_line_error(
+    userinfo: str, problem: str
+) -> None:
+    # Unreachable: had the app parsed the URL some other way and connected, the error
+    # would be the refused connection.
+    url = f"redis://{userinfo}@127.0.0.1:{free_port()}/0"
+    app = QueueTasks(f"url-{os.getpid()}", redis_url=url, load_entry_points=False)
+    with pytest.raises(TaskOptionError) as info:
+        app.add_task("x")
+    assert_one_line(info.value, problem, "percent-encode")
+    assert "S3CR" not in str(info.value)
+    app.stop()
+
+
+def test_a_hash_after_the_host_is_a_one_line_error() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?password=s3#cret"
+    app = QueueTasks(f"url-{os.getpid()}", redis_url=url, load_entry_points=False)
+    with pytest.raises(TaskOptionError) as info:
+        app.add_task("x")
+    assert_one_line(info.value, "holds a '#', where a URL ends", "%23", "?password=***")
+    assert "cret" not in str(info.value)
+    app.stop()
