@@ -63,10 +63,10 @@ from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
 from .keys import DEFAULT_QUEUE
 from .middlewares import check_middlewares
-from .schedules import NAMESPACE as SCHEDULES
 from .schedules import Schedule, ScheduleState, load_runtime
 from .schemas import (
     FINAL_STATUSES,
+    DeadLetterPage,
     Task,
     TaskExecSchema,
     TaskPage,
@@ -606,9 +606,10 @@ class QueueTasks(_Registry):
         priority: int | None = None,
         missed: str = "once",
     ) -> Schedule:
-        """Add (or replace) a schedule at run time, kept in the backend: every worker
-        picks it up within ``schedules.REFRESH`` seconds. A trigger object lives in
-        code: declare it with :meth:`periodic`."""
+        """Add (or replace) a schedule at run time, kept in the backend: every worker's
+        scheduler is woken through the backend and takes it up at once (its first tick
+        is the first after now). A trigger object lives in code: declare it with
+        :meth:`periodic`."""
         if name in self._schedules:
             raise TaskOptionError(
                 f"schedule {name!r} is declared in code (@app.periodic): choose another name"
@@ -618,7 +619,7 @@ class QueueTasks(_Registry):
             args=tuple(args), kwargs=dict(kwargs or {}), missed=missed,  # type: ignore[arg-type]
         )  # fmt: skip
         await self.start_async()
-        await self.backend.config_set(SCHEDULES, name, schedule.to_json())
+        await self.backend.save_schedule(name, schedule.to_json())
         return schedule
 
     def add_schedule(self, name: str, task_name: str, **options: Any) -> Schedule:
@@ -626,14 +627,16 @@ class QueueTasks(_Registry):
         return self._portal.call(self.add_schedule_async(name, task_name, **options))
 
     async def remove_schedule_async(self, name: str) -> bool:
-        """Remove a schedule added at run time; ``False`` if there was none. Its cursor
-        stays: a schedule added again under the name goes on from it."""
+        """Remove a schedule added at run time; ``False`` if there was none. No tick of
+        it is enqueued once this returns, on any worker (the backend refuses a tick of
+        a definition no longer stored), and every scheduler is woken to drop it. A
+        schedule added again under the name starts at its first tick after now."""
         if name in self._schedules:
             raise TaskOptionError(
                 f"schedule {name!r} is declared in code (@app.periodic): remove it there"
             )
         await self.start_async()
-        return await self.backend.config_delete(SCHEDULES, name)
+        return await self.backend.save_schedule(name, None)
 
     def remove_schedule(self, name: str) -> bool:
         """Sync twin of :meth:`remove_schedule_async`."""
@@ -1331,14 +1334,37 @@ class QueueTasks(_Registry):
         return self._portal.call(self.ping_async())
 
     async def dead_letters_async(self) -> list[dict[str, str]]:
-        """Tasks set aside (unreadable messages, tasks that kept killing their workers):
-        each a dict of ``uuid``, ``reason``, ``raw`` and ``at``."""
+        """Every task set aside (unreadable messages, tasks that kept killing their
+        workers), newest first: each a dict of ``uuid``, ``reason``, ``raw`` and ``at``.
+
+        It reads every dead letter with its raw message, however many there are: for a
+        list that may be long, read it a page at a time with :meth:`dead_letter_page_async`.
+        """
         await self.start_async()
         return await self.broker.dead_letters()
 
     def dead_letters(self) -> list[dict[str, str]]:
         """Sync twin of :meth:`dead_letters_async`."""
         return self._portal.call(self.dead_letters_async())
+
+    async def dead_letter_page_async(
+        self, *, before: str | None = None, limit: int = 50
+    ) -> DeadLetterPage:
+        """A page of dead letters, newest first, and how many there are in all: one
+        read of ``limit`` letters and one of the count, however many are stored.
+
+        :param before: the ``next`` of the previous page (a page starts after its last
+            letter even when that letter was requeued or deleted since).
+        :param limit: letters per page, 1 to 1000.
+        :raises TaskOptionError: for a limit out of range or a cursor not returned by
+            this method.
+        """
+        await self.start_async()
+        return await self.broker.dead_letter_page(before, limit)
+
+    def dead_letter_page(self, *, before: str | None = None, limit: int = 50) -> DeadLetterPage:
+        """Sync twin of :meth:`dead_letter_page_async`."""
+        return self._portal.call(self.dead_letter_page_async(before=before, limit=limit))
 
     async def requeue_dead_async(self, uuid: str) -> RequeueResult:
         """Queue the dead letter ``uuid`` again, as a new task under the same id.

@@ -36,6 +36,9 @@ key                   type   holds
 ``config:<name>``     hash   global config values of one namespace (JSON); the namespace
                              ``schedules`` holds the schedules added at run time
 ``schedule:<name>``   hash   a schedule's cursor: ``next`` tick and ``last`` fired (ms)
+``schedules``         stream one entry per change of the schedules added at run time
+                             (the last ``SCHEDULE_CHANGES_MAX``): every scheduler
+                             blocks on it (XREAD), so a change wakes them all at once
 ====================  =====  =========================================================
 """
 
@@ -52,6 +55,11 @@ PRIORITY_MAX: Final = 4095
 DEFAULT_QUEUE: Final = "default"
 #: Wake tokens kept at most; more would only wake workers that find nothing to claim.
 WAKE_TOKENS_MAX: Final = 1000
+#: Entries kept in the ``schedules`` stream: a scheduler reads only what is newer than
+#: the last one it saw, so a few are enough.
+SCHEDULE_CHANGES_MAX: Final = 16
+#: The global-config namespace (``config:<name>``) of the schedules added at run time.
+SCHEDULES_NAMESPACE: Final = "schedules"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +159,11 @@ class Keys:
 
     def schedule(self, name: str) -> str:
         return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedule_changes(self) -> str:
+        """The stream of changes to the schedules added at run time."""
+        return self.prefix + "schedules"
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"

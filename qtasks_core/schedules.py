@@ -16,12 +16,18 @@ policy: ``"once"`` (default) runs the latest of them once, ``"each"`` runs every
 than ``GRACE`` seconds, or half the interval if shorter). Times are the backend
 server's clock (the cursor step refuses a tick it does not see due), so a worker with
 a skewed clock cannot fire early.
+
+Schedules added at run time (``app.add_schedule``) are stored in the backend; each
+change also wakes every scheduler at once (on Redis, an entry in the ``schedules``
+stream their blocking reads wait on), and it reloads them. The cursor step takes the
+definition the scheduler holds and refuses it once it is no longer the stored one, so
+a removed (or replaced) schedule enqueues nothing more, even from a scheduler that has
+not yet heard of the change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -37,6 +43,7 @@ from ._util import dumps, loads
 from ._util import fired as _fire
 from ._validate import check_priority, check_queue, check_task_name
 from .errors import BackendError, TaskOptionError
+from .keys import SCHEDULES_NAMESPACE
 
 if TYPE_CHECKING:
     from .app import QueueTasks
@@ -48,12 +55,15 @@ Missed = Literal["once", "each", "skip"]
 MAX_CATCH_UP = 1000
 #: A tick later than this (seconds) counts as missed under ``missed="skip"``.
 GRACE = 1.0
-#: Longest sleep between looks at the schedules added at run time.
+#: Longest time between two reloads of the schedules added at run time: a change wakes
+#: every scheduler at once; this only bounds a wake-up lost with the backend.
 REFRESH = 30.0
+#: Longest blocking wait for a change (seconds): a read ends with no change after it.
+LISTEN = 20.0
 #: The cursor of a schedule with no tick left.
 NEVER = 2**62
 #: The global-config namespace of the schedules added at run time.
-NAMESPACE = "schedules"
+NAMESPACE = SCHEDULES_NAMESPACE
 
 
 def _ms(moment: datetime) -> int:
@@ -91,7 +101,7 @@ class Schedule:
     missed: Missed = "once"
 
     def __post_init__(self) -> None:
-        check_queue(self.name)  # the same rule: it is part of a Redis key
+        check_queue(self.name, "schedule name")  # the same rule: it is part of a Redis key
         check_task_name(self.task_name)
         given = [k for k in ("cron", "every", "trigger") if getattr(self, k) is not None]
         if len(given) != 1:
@@ -234,8 +244,11 @@ class Scheduler:
         self.app = app
         #: Backend clock minus this process's, in ms, from the last reply.
         self._offset = 0
-        self._runtime: dict[str, Schedule] = {}
+        #: The schedules added at run time, with their definitions as stored.
+        self._runtime: dict[str, tuple[Schedule, str]] = {}
         self._refreshed = -math.inf
+        #: The id of the last change to the schedules added at run time it has heard.
+        self._seen = "0"
 
     def _now(self) -> int:
         return int(time.time() * 1000) + self._offset
@@ -243,11 +256,18 @@ class Scheduler:
     async def _refresh(self) -> None:
         if time.monotonic() - self._refreshed < REFRESH:
             return
-        self._runtime = await load_runtime(self.app)
+        self._runtime = await _stored(self.app)
         self._refreshed = time.monotonic()
 
     def schedules(self) -> dict[str, Schedule]:
-        return {**self._runtime, **self.app._schedules}
+        return {**{n: s for n, (s, _) in self._runtime.items()}, **self.app._schedules}
+
+    def _definition(self, name: str) -> str | None:
+        """The stored definition a tick of ``name`` must still find (``None``: declared
+        in code, which wins over one stored under its name)."""
+        if name in self.app._schedules or name not in self._runtime:
+            return None
+        return self._runtime[name][1]
 
     async def step(self) -> float:
         """Fire every due tick once; returns seconds until the nearest next tick."""
@@ -345,10 +365,15 @@ class Scheduler:
         task = None
         if fired is not None:
             task = await self.app._tick_task(schedule, fired)
-        moved, server_now = await self.app.backend.tick(
-            schedule.name, expected, new_next, fired, task
+        ticked, server_now = await self.app.backend.tick(
+            schedule.name, expected, new_next, fired, task, self._definition(schedule.name)
         )
         self._offset = server_now - int(time.time() * 1000)
+        moved = ticked == "moved"
+        if ticked == "stale":
+            # Removed or replaced since it was loaded (its wake-up may still be on the
+            # way): reload before the next step, which then looks at once.
+            self._refreshed = -math.inf
         if not moved and task is not None:
             self.app._ticking.pop(task[0], None)  # prepared for a tick another took
         if moved and task is not None and fired is not None:
@@ -367,23 +392,73 @@ class Scheduler:
         self, stopping: asyncio.Event, on_error: Callable[[BaseException], Awaitable[float]]
     ) -> None:
         """Fire ticks until ``stopping`` is set; ``on_error`` (an outage) says how long
-        to wait before the next try."""
-        while not stopping.is_set():
-            try:
-                wait = await self.step()
-            except BackendError as exc:
-                wait = await on_error(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=max(wait, 0.001))
+        to wait before the next try.
+
+        Between steps it sleeps until the nearest tick, or until a change to the
+        schedules added at run time wakes it: one blocking read of the backend stays
+        open across steps (:meth:`Backend.wait_schedules`), so a change is heard at
+        once and a tick costs no new read."""
+        stop = asyncio.ensure_future(stopping.wait())
+        listening: asyncio.Task[str] | None = None
+        listen_again = 0.0
+        try:
+            while not stopping.is_set():
+                try:
+                    wait = await self.step()
+                except BackendError as exc:
+                    wait = await on_error(exc)
+                if listening is None and time.monotonic() >= listen_again:
+                    listening = asyncio.ensure_future(
+                        self.app.backend.wait_schedules(self._seen, LISTEN)
+                    )
+                waits: set[asyncio.Future[Any]] = {stop}
+                if listening is not None:
+                    waits.add(listening)
+                await asyncio.wait(
+                    waits, timeout=max(wait, 0.001), return_when=asyncio.FIRST_COMPLETED
+                )
+                if listening is not None and listening.done():
+                    listen_again = await self._heard(listening, on_error)
+                    listening = None
+        finally:
+            stop.cancel()
+            if listening is not None:
+                listening.cancel()
+                await asyncio.wait({listening}, timeout=5)
+
+    async def _heard(
+        self, listening: asyncio.Task[str], on_error: Callable[[BaseException], Awaitable[float]]
+    ) -> float:
+        """Take what a blocking read returned; when (monotonic) to read again."""
+        if listening.cancelled():
+            return time.monotonic() + 1.0  # cut short by its connection's closing
+        try:
+            seen = listening.result()
+        except BackendError as exc:
+            # A failing read backs off (it must not spin) while the ticks go on; the
+            # periodic reload covers what it misses meanwhile.
+            return time.monotonic() + await on_error(exc)
+        except Exception:
+            log.exception("waiting for changes to the schedules failed; retrying in %ss", REFRESH)
+            return time.monotonic() + REFRESH
+        if seen != self._seen:
+            self._seen = seen
+            self._refreshed = -math.inf  # reloaded by the next step, at once
+        return 0.0
 
 
 async def load_runtime(app: QueueTasks) -> dict[str, Schedule]:
     """The schedules added at run time (``app.add_schedule``), from the backend."""
+    return {name: schedule for name, (schedule, _) in (await _stored(app)).items()}
+
+
+async def _stored(app: QueueTasks) -> dict[str, tuple[Schedule, str]]:
+    """The schedules added at run time, each with its definition as stored."""
     stored = await app.backend.config_get_all(NAMESPACE)
     out = {}
     for name, text in stored.items():
         try:
-            out[name] = Schedule.from_json(name, text)
+            out[name] = (Schedule.from_json(name, text), text)
         except (TaskOptionError, TypeError) as exc:
             log.error("schedule %r is stored malformed and is not run: %s", name, exc)
     return out

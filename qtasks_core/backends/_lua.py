@@ -61,6 +61,7 @@ _FUNCTIONS: Final = {
     "probe": True,
     "purge": True,
     "tick": False,
+    "schedule": False,
     "workflow": False,
     "abort": True,
     "progress": True,
@@ -112,6 +113,7 @@ DEAD: Final = function_name("dead")
 PROBE: Final = function_name("probe")
 PURGE: Final = function_name("purge")
 TICK: Final = function_name("tick")
+SCHEDULE: Final = function_name("schedule")
 WORKFLOW: Final = function_name("workflow")
 ABORT: Final = function_name("abort")
 PROGRESS: Final = function_name("progress")

@@ -16,6 +16,7 @@ import pytest
 
 from qtasks_core import QueueTasks, TaskOptionError, TaskSerializationError
 from qtasks_core.schedules import Schedule
+from qtasks_core.stats import Stats
 from qtasks_hooks import hookimpl
 from tests.integration.test_cli import cli, executions, runner, start_worker
 from tests.support import wait_for
@@ -154,6 +155,83 @@ def test_schedules_added_at_run_time_are_listed_and_removed(app: QueueTasks) -> 
     assert [s.schedule.name for s in app.schedules()] == ["weekday-report"]
 
 
+def ticks_and_runs(ledger: list[tuple[float, str]]) -> tuple[list[int], list[float]]:
+    """The ticks (ms, from the uuids) and run times (s) of a ledger of runs."""
+    return [int(u.rsplit(":", 1)[1]) for _, u in ledger], [at for at, _ in ledger]
+
+
+def test_a_schedule_added_or_removed_at_run_time_takes_effect_on_every_worker_at_once(
+    app: QueueTasks,
+) -> None:
+    ledger: list[tuple[float, str]] = []  # outside QTasks: (when it ran, its tick's uuid)
+
+    @app.task(echo=True)
+    def pulse(ctx: Any) -> None:
+        ledger.append((time.time(), ctx.task_uuid))
+
+    with app.running_worker(), app.running_worker():
+        time.sleep(1.5)  # both schedulers loaded what was stored, and sleep
+        added = time.time()
+        app.add_schedule("pulse", "pulse", every=0.5)
+        wait_for(lambda: len(ledger) >= 3, timeout=10, what="three ticks")
+        first_run = ledger[0][0] - added
+        app.remove_schedule("pulse")
+        removed = time.time()
+        time.sleep(2.5)
+    ticks, runs = ticks_and_runs(ledger)
+    # Woken through the backend: not at the next reload, 30 s on.
+    assert first_run < 3.0, first_run
+    # No tick enqueued once the removal returned (the backend refuses it), none run late.
+    assert max(ticks) <= removed * 1000, (ticks, removed)
+    assert max(runs) < removed + 1.5, (runs, removed)
+    assert len(ticks) == len(set(ticks)), "a tick ran twice"
+
+
+def test_a_failing_wait_for_changes_backs_off_and_the_ticks_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from qtasks_core.errors import BackendUnavailableError
+    from qtasks_core.schedules import Scheduler
+
+    app = QueueTasks("periodic-deaf", redis_url="memory://", load_entry_points=False)
+    fired: list[datetime] = []
+
+    class Watch:
+        @hookimpl
+        def schedule_fired(self, tick: datetime) -> None:
+            fired.append(tick)
+
+    app.add_plugin(Watch())
+
+    @app.periodic(every=0.2, name="beat")
+    def beat() -> None: ...
+
+    tries: list[float] = []
+
+    async def away(after: str, timeout: float) -> str:
+        tries.append(time.monotonic())
+        raise BackendUnavailableError("Redis is away")
+
+    async def scenario() -> None:
+        await app.start_async()
+        monkeypatch.setattr(app.backend, "wait_schedules", away)
+        stopping = asyncio.Event()
+
+        async def on_error(exc: BaseException) -> float:
+            return 1.0
+
+        scheduling = asyncio.create_task(Scheduler(app).run(stopping, on_error))
+        await asyncio.sleep(2.5)
+        stopping.set()
+        await scheduling
+
+    asyncio.run(scenario())
+    assert 2 <= len(tries) <= 4, tries  # one try a second, not a spin
+    assert len(fired) >= 8, fired  # the scheduler went on firing
+
+
 # -- as processes --------------------------------------------------------------------------
 
 
@@ -180,6 +258,50 @@ def test_three_worker_processes_one_killed_run_each_tick_once(sample_env: dict[s
     [row] = json.loads(shown.output)
     assert row["name"] == "beat" and row["when"] == "every 1s" and row["last_run"]
     print(f"\nperiodic: {len(ticks)} ticks in 20 s over 3 workers (one killed), none twice")
+
+
+def test_two_worker_processes_take_up_and_drop_a_run_time_schedule_within_a_second(
+    sample_env: dict[str, str],
+) -> None:
+    import redis
+
+    app = QueueTasks(
+        sample_env["QTASKS_TEST_APP"], redis_url=sample_env["QTASKS_REDIS_URL"],
+        load_entry_points=False,
+    )  # fmt: skip
+    ledger = redis.Redis.from_url(sample_env["QTASKS_REDIS_URL"], decode_responses=True)
+    tag = "pulse"
+    workers = [start_worker(sample_env, "-c", "2") for _ in range(2)]
+    try:
+        wait_for(lambda: len(Stats(app).inspect().workers) == 2, timeout=60, what="two workers")
+        time.sleep(1.5)  # both schedulers loaded what was stored, and sleep
+        added = time.time()
+        app.add_schedule("pulse", "noop", every=1, args=(tag,))
+        wait_for(lambda: executions(sample_env).get(tag, 0) >= 3, timeout=15, what="3 ticks")
+        app.remove_schedule("pulse")
+        removed = time.time()
+        time.sleep(3)
+        ticks = [t.uuid for t in app.list_tasks(task_name="noop", limit=100).tasks]
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.communicate(timeout=30)
+        app.stop()
+    # The sample app's ledger, outside QTasks: execution -> "pid@when it ran".
+    ran = [v.split("@") for v in ledger.hgetall(f"{app.name}:ran:{tag}").values()]
+    runs = sorted(float(at) for _, at in ran)
+    first, last = runs[0] - added, runs[-1] - removed
+    print(
+        f"\nrun-time schedule over 2 worker processes: first run {first:.2f} s after "
+        f"add_schedule, last run {last:+.2f} s from remove_schedule returning, {len(runs)} "
+        f"runs in {len({pid for pid, _ in ran})} process(es)"
+    )
+    assert first < 3.0, first  # woken through Redis: not at the next reload, 30 s on
+    assert last < 1.5, last
+    # No tick enqueued once the removal returned (the backend refuses it); none twice.
+    assert len(ticks) == len(runs), (ticks, runs)
+    assert max(int(u.rsplit(":", 1)[1]) for u in ticks) <= removed * 1000, ticks
 
 
 @pytest.mark.parametrize(("missed", "runs"), [("once", 1), ("skip", 0)])
