@@ -184,6 +184,12 @@ class Worker:
         self._nudges: set[asyncio.Task[Any]] = set()
         self._claim_batch = max(1, concurrency // 4)
         self._queue_busy = False
+        #: A suspect (a task a dead worker held) running alone here: nothing is claimed
+        #: beside it, so that if it kills this process, the death is its own.
+        self._solo: str | None = None
+        #: Set when a claim left a suspect queued for a worker that runs nothing else:
+        #: this one stops claiming until its running tasks end (at most a lease).
+        self._isolate_until: float | None = None
         #: Set when the worker stops claiming: results still unwritten by then (the
         #: backend is away) are given up at this loop time; their leases expire and the
         #: tasks run again elsewhere (at-least-once).
@@ -299,8 +305,20 @@ class Worker:
     async def _claim_loop(self, burst: bool) -> None:
         broker = self.app.broker
         backoff = 0.1
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             free = self.concurrency - len(self._active)
+            if self._solo is not None:
+                if self._solo in self._active:
+                    free = 0
+                else:
+                    self._solo = None
+            if self._isolate_until is not None and self._active:
+                if loop.time() < self._isolate_until:
+                    self._slot_freed.clear()
+                    await self._until(self._slot_freed.wait(), self._isolate_until - loop.time())
+                    continue
+                self._isolate_until = None
             if free <= 0:
                 self._slot_freed.clear()
                 await self._until(self._slot_freed.wait(), None)
@@ -312,7 +330,7 @@ class Worker:
                 await self._until(self._slot_freed.wait(), 0.002)
                 free = self.concurrency - len(self._active)
             try:
-                messages, claimed = await broker.claim(self, free)
+                messages, claimed = await broker.claim(self, free, alone=not self._active)
                 backoff = 0.1
                 self._outage.ended()
             except BackendError as exc:
@@ -329,10 +347,21 @@ class Worker:
                 continue
             if messages and log.isEnabledFor(logging.DEBUG):
                 log.debug("claimed %s", ", ".join(f"{m.claim.uuid}#{m.attempts}" for m in messages))
+            self._isolate_until = (
+                loop.time() + self.lease if claimed.suspects and self._active else None
+            )
             for message in messages:
                 uuid = message.claim.uuid
                 self._claims[uuid] = message.claim.token
                 self._active[uuid] = asyncio.create_task(self._run_task(message))
+            for row in claimed.tasks:
+                if row.get("solo"):
+                    self._solo = row["uuid"]
+                    log.warning(
+                        "running task %s alone: it was running when a worker died, and "
+                        "may have killed it",
+                        row["uuid"],
+                    )
             # A full claim means more may be queued: keep batching claims meanwhile.
             self._queue_busy = len(claimed.tasks) >= free
             if self._queue_busy:

@@ -93,7 +93,7 @@ class SentinelURL:
             )
             if v is not None
         }
-        return Sentinel(  # type: ignore[no-untyped-call]
+        return Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             list(self.hosts),
             sentinel_kwargs=sentinel_kwargs or None,
             username=self.username,

@@ -37,8 +37,8 @@ class Claimed:
     """What one claim returned."""
 
     #: Claimed records: uuid, task_name, priority, args, kwargs, created_at, attempts,
-    #: extra, retry, queue (strings, as stored; queue "" for the default) and token
-    #: (the claim's fence).
+    #: extra, retry, queue (strings, as stored; queue "" for the default), token (the
+    #: claim's fence) and solo ("1": a suspect, to run with nothing beside it).
     tasks: list[dict[str, str]] = field(default_factory=list)
     #: Tasks whose worker's lease expired and that went back into the queue.
     recovered: list[str] = field(default_factory=list)
@@ -48,6 +48,8 @@ class Claimed:
     next_due: float | None = None
     #: Seconds until the first lease expires, if any (a dead worker's task to recover).
     next_lease_end: float | None = None
+    #: A suspect (a task a dead worker held) waits for a worker that runs nothing else.
+    suspects: bool = False
 
     @property
     def next_wake(self) -> float | None:
@@ -65,6 +67,11 @@ class Renewed:
     #: Running tasks someone asked to abort: uuid -> reason.
     aborted: dict[str, str] = field(default_factory=dict)
 
+
+#: What :meth:`Backend.tick` did: moved the cursor (and enqueued, if asked); nothing,
+#: the cursor being elsewhere or the tick not due; nothing, the schedule's definition
+#: being no longer the stored one (removed or replaced at run time).
+Ticked = Literal["moved", "lost", "stale"]
 
 #: What :meth:`Backend.abort` did: ended a queued or waiting task; asked the worker
 #: running it to stop; nothing (already final); nothing (no such task).
@@ -132,6 +139,7 @@ class Backend(Protocol):
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         turn: int = 0,
         limits: str = "",
+        alone: bool = False,
     ) -> Claimed:
         """Move due delayed tasks and expired leases back to their queues, then claim
         up to ``n`` tasks of ``queues`` for ``worker_id`` with a lease of ``lease``
@@ -144,7 +152,14 @@ class Backend(Protocol):
         ``limits`` (JSON ``{task_name: {"c": concurrency, "r": count, "p": period ms}}``,
         ``""`` for none): a task over its concurrency waits out of its queue until a
         running one of its name ends (or its lease runs out); over its rate, it waits
-        for the next period like a delayed task. Neither takes a claim."""
+        for the next period like a delayed task. Neither takes a claim.
+
+        Poison: the tasks a dead worker held (its lease ran out) are suspects. A
+        suspect is claimed only with ``alone`` (the worker runs nothing now), and then
+        alone: its row says ``solo`` ``"1"`` and the worker claims nothing more until it
+        ends. Other claims leave it queued and say ``suspects``. A task is set aside
+        after its worker died ``max_attempts`` times while it ran alone; the tasks that
+        ran beside a crash are never counted."""
 
     async def wait_for_work(
         self, timeout: float, worker_id: str = "", queues: Sequence[str] = (DEFAULT_QUEUE,)
@@ -235,8 +250,19 @@ class Backend(Protocol):
     async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
         """Set a claimed task aside with its reason (status ``error``); never retried."""
 
-    async def dead_letters(self) -> list[dict[str, str]]:
-        """Every dead letter: ``uuid``, ``reason``, ``raw``, ``at``."""
+    async def dead_letters(
+        self, after: tuple[float, str] | None = None, limit: int | None = None
+    ) -> list[dict[str, str]]:
+        """Dead letters, newest first: ``uuid``, ``reason``, ``raw`` and ``at`` (when
+        it was set aside, in seconds, as text).
+
+        :param after: ``(at, uuid)`` of the last letter of the previous page; the page
+            starts after it, even when it is gone since (requeued or deleted).
+        :param limit: at most this many. ``None`` reads every dead letter, a read that
+            grows with their number: a page of a list (the dashboard's) gives one."""
+
+    async def dead_count(self) -> int:
+        """How many dead letters there are (one read, whatever their number)."""
 
     async def requeue_dead(self, uuid: str) -> RequeueResult:
         """Queue a dead letter again, as new; nothing else is ever requeued this way."""
@@ -261,12 +287,28 @@ class Backend(Protocol):
         new_next: int,
         fired: int | None,
         task: tuple[str, dict[str, str], int] | None,
-    ) -> tuple[bool, int]:
+        definition: str | None = None,
+    ) -> tuple[Ticked, int]:
         """Move the cursor of ``schedule`` from ``expected`` (``None``: a new cursor) to
         ``new_next`` and, with ``fired``, enqueue ``task`` (``uuid, record, priority``,
-        as :meth:`enqueue`) as that tick's, in one atomic step; nothing is written if
+        as :meth:`enqueue`) as that tick's, in one atomic step. Nothing is written if
         the cursor is elsewhere (another scheduler moved it) or ``fired`` is not due by
-        the backend's clock. Returns whether it moved, and the backend's time (ms)."""
+        the backend's clock (``"lost"``), or if ``definition`` (a schedule added at run
+        time, as the scheduler read it; ``None``: declared in code) is no longer the
+        one :meth:`save_schedule` stored (``"stale"``). Returns what it did, and the
+        backend's time (ms)."""
+
+    async def save_schedule(self, name: str, definition: str | None) -> bool:
+        """Store the ``definition`` (JSON text) of a schedule added at run time, or with
+        ``None`` remove it, and wake every :meth:`wait_schedules`, in one atomic step.
+        A changed definition drops the cursor's next tick (it starts at its first tick
+        after now); the same one stored again changes nothing. Returns whether the
+        name had a definition before."""
+
+    async def wait_schedules(self, after: str, timeout: float) -> str:
+        """Block (no polling) until the schedules added at run time change after the
+        change ``after`` (``"0"``: before any), or ``timeout`` passes; returns the
+        latest change's id (``after`` when none came). Every waiter wakes."""
 
     async def start_workflow(
         self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]

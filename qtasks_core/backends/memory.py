@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import fnmatch
 import heapq
 import itertools
@@ -22,9 +23,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import BackendDataError
-from ..keys import DEFAULT_QUEUE, PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE
+from ..keys import (
+    DEFAULT_QUEUE,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    PRIORITY_SCALE,
+    SCHEDULES_NAMESPACE,
+)
 from ..schemas import TaskStatus
-from .base import FINAL_STATUSES, AbortResult, BackendStats, Claimed, Renewed, RequeueResult
+from .base import (
+    FINAL_STATUSES,
+    AbortResult,
+    BackendStats,
+    Claimed,
+    Renewed,
+    RequeueResult,
+    Ticked,
+)
 
 _KNOWN = frozenset(TaskStatus)
 
@@ -67,6 +82,11 @@ def _number(value: str | None, default: int) -> int:
         return int(float(value or default))
     except ValueError:
         return default
+
+
+def _isolated(out: Claimed) -> bool:
+    """Whether ``out`` holds a suspect, claimed alone: nothing more joins it."""
+    return any(task["solo"] for task in out.tasks)
 
 
 def _unfit(record: dict[str, str] | None) -> str | None:
@@ -144,6 +164,9 @@ class MemoryBackend:
         self._events: dict[str, list[tuple[str, str, str]]] = {}
         self._event_signals: dict[str, _Signal] = {}
         self._event_ids = itertools.count(1)
+        #: Changes to the schedules added at run time, and the schedulers waiting.
+        self._schedule_version = 0
+        self._schedule_changes = _Signal()
 
     async def start(self) -> None:
         return None
@@ -171,6 +194,7 @@ class MemoryBackend:
         record.update(status="new", updated_at=f"{now:.3f}")
         record.pop("claim", None)
         record.pop("eta", None)
+        record.pop("solo", None)
         self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
 
     def _cancel(
@@ -291,21 +315,56 @@ class MemoryBackend:
         new_next: int,
         fired: int | None,
         task: tuple[str, dict[str, str], int] | None,
-    ) -> tuple[bool, int]:
+        definition: str | None = None,
+    ) -> tuple[Ticked, int]:
         with self._lock:
             now = time.time()
             now_ms = int(now * 1000)
+            stored = self._config.get(SCHEDULES_NAMESPACE, {}).get(schedule)
+            if definition is not None and stored != definition:
+                return "stale", now_ms
             cursor = self._cursors.setdefault(schedule, {})
             if cursor.get("next", "") != ("" if expected is None else str(expected)):
-                return False, now_ms
+                return "lost", now_ms
             if fired is not None and task is not None:
                 if fired > now_ms:
-                    return False, now_ms
+                    return "lost", now_ms
                 uuid, record, priority = task
                 self._write(uuid, record, priority, now)
                 cursor["last"] = str(fired)
             cursor["next"] = str(new_next)
-            return True, now_ms
+            return "moved", now_ms
+
+    async def save_schedule(self, name: str, definition: str | None) -> bool:
+        with self._lock:
+            stored = self._config.setdefault(SCHEDULES_NAMESPACE, {})
+            had = stored.get(name)
+            if definition is None:
+                if had is None:
+                    return False
+                del stored[name]
+            elif had == definition:
+                return True
+            else:
+                stored[name] = definition
+                self._cursors.get(name, {}).pop("next", None)
+            self._schedule_version += 1
+            self._schedule_changes.fire()
+            return had is not None
+
+    async def wait_schedules(self, after: str, timeout: float) -> str:
+        with self._lock:
+            if str(self._schedule_version) != after:
+                return str(self._schedule_version)
+            future = self._schedule_changes.add()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, max(timeout, 0.0))
+        finally:
+            with self._lock:
+                self._schedule_changes.discard(future)  # timed out or cancelled
+        with self._lock:
+            return str(self._schedule_version)
 
     async def claim(
         self,
@@ -318,6 +377,7 @@ class MemoryBackend:
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         turn: int = 0,
         limits: str = "",
+        alone: bool = False,
     ) -> Claimed:
         out = Claimed()
         now = time.time()
@@ -341,9 +401,19 @@ class MemoryBackend:
                     self._bury(uuid, f"malformed running task: {bad}", "", now)
                     out.dead.append(uuid)
                 elif record is not None and record["status"] == "process":
-                    attempts = _number(record.get("attempts"), 0)
-                    if max_attempts > 0 and attempts >= max_attempts:
-                        reason = f"set aside after {attempts} deliveries: its worker died each time"
+                    # Poison (see claim.lua): only a death while it ran alone is its own.
+                    deaths = _number(record.get("deaths"), 0)
+                    if "solo" in record:
+                        deaths += 1
+                        record["deaths"] = str(deaths)
+                    else:
+                        record["suspect"] = "1"
+                    if max_attempts > 0 and deaths >= max_attempts:
+                        reason = (
+                            f"set aside after its worker process died {deaths} times while it "
+                            "ran alone (it kills its process: os._exit, a crash or the OOM "
+                            "killer?)"
+                        )
                         self._bury(uuid, reason, "", now)
                         out.dead.append(uuid)
                     else:
@@ -354,24 +424,30 @@ class MemoryBackend:
                 if "c" in limit and self._parked.get(name):
                     held = sum(1 for d in self._slots.get(name, {}).values() if d > now)
                     self._unpark(name, limit["c"] - held, now)
+            skipped: list[str] = []
             if only is not None:
                 if self._queued.pop(only, None) is not None:  # its heap entry is skipped
-                    self._take(only, worker_id, lease, now, out)
+                    self._take(only, worker_id, lease, now, out, None)
             else:
                 # One task from each queue in turn, starting with queues[turn]: as the
                 # Lua claim does.
                 served = list(queues) or [DEFAULT_QUEUE]
                 first = turn % len(served)
                 live = served[first:] + served[:first]
-                while len(out.tasks) < n and live:
+                solo = alone
+                while len(out.tasks) < n and live and not _isolated(out):
                     for name in list(live):
-                        if len(out.tasks) >= n:
+                        if len(out.tasks) >= n or _isolated(out):
                             break
                         popped = self._pop(name)
                         if popped is None:
                             live.remove(name)
                         else:
-                            self._take(popped, worker_id, lease, now, out)
+                            solo = solo and not out.tasks
+                            self._take(popped, worker_id, lease, now, out, skipped, solo)
+            for uuid in skipped:
+                record = self._records[uuid]
+                self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
             if self._scheduled:
                 out.next_due = max(0.0, min(self._scheduled.values()) - now)
             if self._running:
@@ -387,7 +463,19 @@ class MemoryBackend:
                 return uuid
         return None
 
-    def _take(self, uuid: str, worker_id: str, lease: float, now: float, out: Claimed) -> None:
+    def _take(
+        self,
+        uuid: str,
+        worker_id: str,
+        lease: float,
+        now: float,
+        out: Claimed,
+        skipped: list[str] | None,
+        alone: bool = False,
+    ) -> None:
+        """Claim the popped task ``uuid`` into ``out``; a suspect goes into ``skipped``
+        unless this claim can run it ``alone`` (``skipped`` None: eager mode, no
+        isolation)."""
         record = self._records.get(uuid)
         bad = _unfit(record)
         if bad:
@@ -409,6 +497,13 @@ class MemoryBackend:
             # Aborted while it ran, then handed back or recovered: it does not start again.
             self._cancel(uuid, record, record["abort"], now)
             return
+        solo = False
+        if "suspect" in record and skipped is not None:
+            if not alone:
+                skipped.append(uuid)
+                out.suspects = True
+                return
+            solo = True
         name = record["task_name"]
         limit = self._limits.get(name)
         if limit:
@@ -448,6 +543,8 @@ class MemoryBackend:
             claim=token,
             updated_at=f"{now:.3f}",
         )
+        if solo:
+            record["solo"] = "1"
         self._running[uuid] = now + lease
         out.tasks.append(
             {
@@ -462,6 +559,7 @@ class MemoryBackend:
                 "retry": record.get("retry", ""),
                 "queue": record.get("queue", ""),
                 "token": token,
+                "solo": "1" if solo else "",
             }
         )
 
@@ -781,6 +879,10 @@ class MemoryBackend:
             record.update(fields)
             record["updated_at"] = f"{now:.3f}"
             self._running.pop(uuid, None)
+            if record.pop("solo", None) is not None:
+                # A suspect that ran alone and lived: it did not kill its worker.
+                record.pop("suspect", None)
+                record.pop("deaths", None)
             self._free_slot(uuid, record, now)
             if delay is not None:
                 self._scheduled[uuid] = now + delay
@@ -936,9 +1038,19 @@ class MemoryBackend:
             self._bury(uuid, reason, raw, time.time())
             return True
 
-    async def dead_letters(self) -> list[dict[str, str]]:
+    async def dead_letters(
+        self, after: tuple[float, str] | None = None, limit: int | None = None
+    ) -> list[dict[str, str]]:
         with self._lock:
-            return [{**info, "uuid": u} for u, info in self._dead.items()]
+            # Newest first, ties by uuid, as the Redis zset orders them.
+            order = sorted(((float(i["at"]), u) for u, i in self._dead.items()), reverse=True)
+            if after is not None:
+                order = [(at, u) for at, u in order if (at, u) < after]
+            return [{**self._dead[u], "uuid": u} for _, u in order[:limit]]
+
+    async def dead_count(self) -> int:
+        with self._lock:
+            return len(self._dead)
 
     async def requeue_dead(self, uuid: str) -> RequeueResult:
         with self._lock:

@@ -23,9 +23,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._urls import mask_url
+from .._urls import check_url, mask_url
 from ..errors import BackendDataError, BackendPermissionError, TaskOptionError
-from ..keys import DEFAULT_QUEUE, PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, Keys, escape_glob
+from ..keys import (
+    DEFAULT_QUEUE,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    PRIORITY_SCALE,
+    SCHEDULE_CHANGES_MAX,
+    SCHEDULES_NAMESPACE,
+    Keys,
+    escape_glob,
+)
 from . import _lua, _resp
 from ._cluster import ClusterURL, Locator, is_cluster, slot_of, slot_owner_pool
 from ._errors import mapped
@@ -37,6 +46,7 @@ from .base import (
     Claimed,
     Renewed,
     RequeueResult,
+    Ticked,
 )
 
 log = logging.getLogger("qtasks.backend.redis")
@@ -61,6 +71,7 @@ _CLAIM_FIELDS = (
     "retry",
     "queue",
     "token",
+    "solo",
 )
 
 
@@ -209,7 +220,7 @@ class RedisBackend:
     ) -> None:
         """:param lean: run the hot scripts and blocking waits over the lean connection
         (default: whenever the URL allows it); ``False`` keeps redis-py for everything."""
-        self.url = url
+        self.url = check_url(url)
         self.location = mask_url(url)
         try:
             self._sentinel = SentinelURL.parse(url) if is_sentinel(url) else None
@@ -365,8 +376,12 @@ class RedisBackend:
         pipe.scan(0, match=probe, count=1)
         pipe.smembers(probe)
         pipe.execute_command("ASKING")  # refused as a command on a plain server: fine
+        pipe.xread({probe: "0"}, count=1)
         pipe.unlink(probe)
-        names = ("blpop", "blmove", "zcount", "hscan", "scan", "smembers", "asking", "unlink")
+        names = (
+            "blpop", "blmove", "zcount", "hscan", "scan", "smembers", "asking", "xread",
+            "unlink",
+        )  # fmt: skip
         for name, reply in zip(names, await pipe.execute(raise_on_error=False), strict=True):
             if isinstance(reply, NoPermissionError):
                 refused.append(name)
@@ -380,6 +395,31 @@ class RedisBackend:
                 denied=refused[0],
                 rule=rules,
             )
+        await self._warn_if_evicting(conn)
+
+    async def _warn_if_evicting(self, conn: _Conn) -> None:
+        """Warn when the server's ``maxmemory-policy`` lets it evict keys that have no
+        TTL: queues, the records of unfinished tasks and workflows are such keys, and
+        an evicted one loses tasks or stalls a workflow. A ``volatile-*`` policy evicts
+        keys with a TTL only (finished results), which is fine."""
+        try:
+            reply = await conn.client.config_get("maxmemory-policy")
+        except ResponseError as exc:
+            # CONFIG refused by an ACL, or disabled by a managed service: the policy is
+            # the operator's to know, and no reason to refuse to start.
+            log.debug("cannot read the maxmemory-policy of %s: %s", self.location, exc)
+            return
+        policy = reply.get("maxmemory-policy")
+        if not policy or policy == "noeviction" or policy.startswith("volatile-"):
+            return
+        log.warning(
+            "Redis at %s has maxmemory-policy %s: once full, it may evict QTasks' queues, "
+            "task records and workflows, losing tasks; run CONFIG SET maxmemory-policy "
+            "noeviction (and CONFIG REWRITE), or set maxmemory-policy noeviction in "
+            "redis.conf",
+            self.location,
+            policy,
+        )
 
     async def _detect_cluster(self, conn: _Conn) -> _Conn:
         """A ``redis://`` URL of a cluster node: from now on, connect as to a cluster."""
@@ -487,6 +527,7 @@ class RedisBackend:
         queues: Sequence[str] = (DEFAULT_QUEUE,),
         turn: int = 0,
         limits: str = "",
+        alone: bool = False,
     ) -> Claimed:
         k = self.keys
         raw = await self._conn().claim(
@@ -500,15 +541,17 @@ class RedisBackend:
                 only or "",
                 turn,
                 limits,
+                "1" if alone else "",
                 *queues,
             ],
         )
-        rows, recovered, dead, due, lease_end = raw
+        rows, recovered, dead, due, lease_end, suspects = raw
         out = Claimed(
             recovered=[u.decode(errors="replace") for u in recovered],
             dead=[u.decode(errors="replace") for u in dead],
             next_due=float(due) / 1000 if due else None,
             next_lease_end=float(lease_end) / 1000 if lease_end else None,
+            suspects=bool(suspects),
         )
         for row in rows:
             try:
@@ -519,7 +562,8 @@ class RedisBackend:
                 uuid = row[0].decode(errors="replace")
                 reason = f"malformed message: not UTF-8 ({exc})"
                 log.error("task %s set aside: %s", uuid, reason)
-                await self.dead_letter(row[0], row[-1].decode(), reason, repr(row)[:2000])
+                token = row[_CLAIM_FIELDS.index("token")].decode()
+                await self.dead_letter(row[0], token, reason, repr(row)[:2000])
                 out.dead.append(uuid)
         return out
 
@@ -767,21 +811,60 @@ class RedisBackend:
         return bool(done)
 
     @mapped("dead_letters")
-    async def dead_letters(self) -> list[dict[str, str]]:
+    async def dead_letters(
+        self, after: tuple[float, str] | None = None, limit: int | None = None
+    ) -> list[dict[str, str]]:
         client = self._conn().raw
-        uuids = cast(list[bytes], await client.zrange(self.keys.dead, 0, -1))
-        out = []
-        for raw_uuid in uuids:
-            uuid = raw_uuid.decode(errors="replace")
-            try:
-                info = cast(
-                    dict[bytes, bytes],
-                    await client.hgetall(self.keys.prefix.encode() + b"dead:" + raw_uuid),
+        key = self.keys.dead
+        # Newest first (ties by uuid, descending); a page starts after the cursor's own
+        # entry, found by its rank, or, when it is gone since (requeued, deleted), by
+        # its score: the rest of its millisecond, then the older ones.
+        Rows = list[tuple[bytes, float]]
+        try:
+            rank: int | None = None
+            if after is not None:
+                found = await client.zrevrank(key, after[1])
+                rank = found if isinstance(found, int) else None
+            if after is None or rank is not None:
+                start = 0 if rank is None else rank + 1
+                stop = -1 if limit is None else start + limit - 1
+                rows = cast(Rows, await client.zrange(key, start, stop, desc=True, withscores=True))
+            else:
+                bound, last = round(after[0] * 1000), after[1].encode()
+                same = await client.zrange(
+                    key, bound, bound, desc=True, byscore=True, withscores=True
                 )
-            except ResponseError:
-                info = {}
-            out.append({**_decoded(info), "uuid": uuid})
+                older = await client.zrange(
+                    key, f"({bound}", "-inf", desc=True, byscore=True,
+                    offset=None if limit is None else 0, num=limit, withscores=True,
+                )  # fmt: skip
+                rows = [r for r in cast(Rows, same) if r[0] < last] + cast(Rows, older)
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return []  # an index overwritten by hand lists nothing
+            raise
+        entries = [(u, float(sc)) for u, sc in rows][:limit]
+        # One round trip for the page's records, however long the page.
+        pipe: Pipeline = client.pipeline(transaction=False)
+        for raw_uuid, _ in entries:
+            pipe.hgetall(self.keys.prefix.encode() + b"dead:" + raw_uuid)
+        infos = await pipe.execute(raise_on_error=False) if entries else []
+        out = []
+        for (raw_uuid, score), info in zip(entries, infos, strict=True):
+            fields = _decoded(info) if isinstance(info, dict) else {}
+            # ``at`` from the index, which orders the pages (the hash holds the same).
+            uuid = raw_uuid.decode(errors="replace")
+            out.append({**fields, "at": f"{score / 1000:.3f}", "uuid": uuid})
         return out
+
+    @mapped("dead_count")
+    async def dead_count(self) -> int:
+        try:
+            return int(await self.client.zcard(self.keys.dead))
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return 0
+            raise
 
     @mapped("requeue_dead")
     async def requeue_dead(self, uuid: str) -> RequeueResult:
@@ -966,20 +1049,58 @@ class RedisBackend:
         new_next: int,
         fired: int | None,
         task: tuple[str, dict[str, str], int] | None,
-    ) -> tuple[bool, int]:
+        definition: str | None = None,
+    ) -> tuple[Ticked, int]:
         args: list[Any] = [
             self.keys.prefix,
             "" if expected is None else str(expected),
             str(new_next),
             "" if fired is None or task is None else str(fired),
+            schedule,
+            definition or "",
         ]
         if fired is not None and task is not None:
             uuid, record, priority = task
             args += [uuid, priority, *(x for pair in record.items() for x in pair)]
-        moved, now = await _PyFunction(self._conn().raw, _lua.TICK)(
-            keys=[self.keys.schedule(schedule)], args=args
+        code, now = await _PyFunction(self._conn().raw, _lua.TICK)(
+            keys=[self.keys.schedule(schedule), self.keys.config(SCHEDULES_NAMESPACE)], args=args
         )
-        return moved == 1, int(now)
+        ticked: Ticked = "moved" if code == 1 else "stale" if code == -1 else "lost"
+        return ticked, int(now)
+
+    @mapped("save_schedule")
+    async def save_schedule(self, name: str, definition: str | None) -> bool:
+        k = self.keys
+        had = await _PyFunction(self._conn().raw, _lua.SCHEDULE)(
+            keys=[k.config(SCHEDULES_NAMESPACE), k.schedule(name), k.schedule_changes],
+            args=[name, definition or "", SCHEDULE_CHANGES_MAX],
+        )
+        return bool(had == 1)
+
+    @mapped("wait_schedules")
+    async def wait_schedules(self, after: str, timeout: float) -> str:
+        key = self.keys.schedule_changes
+        block = max(1, int(min(max(timeout, 0.001), MAX_BLOCK) * 1000))
+        blocking = self._conn().blocking
+        try:
+            if blocking is not None:
+                reply = await blocking.execute("XREAD", "BLOCK", block, "STREAMS", key, after)
+            else:
+                reply = await self._conn().raw.xread({key: after}, block=block)
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            # The stream only wakes schedulers: one of another type (someone SET it) is
+            # replaced rather than stopping them (the next change writes it anew).
+            log.warning("replacing the schedule changes key of the wrong type: %s", key)
+            if await self.client.type(key) not in ("stream", "none"):
+                await self.client.delete(key)
+            return after
+        if not reply:
+            return after
+        # [[key, [[id, fields], ...]]]: the last entry is the latest change.
+        latest = reply[0][1][-1][0]
+        return latest.decode() if isinstance(latest, bytes) else str(latest)
 
     @mapped("start_workflow")
     async def start_workflow(

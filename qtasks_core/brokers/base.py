@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,13 @@ from .._util import fired, lifecycle, loads
 from ..backends.base import Claim
 from ..errors import BackendError, TaskOptionError
 from ..keys import DEFAULT_QUEUE
-from ..schemas import FinishedModel, Task, TaskPrioritySchema, TaskStatusNewSchema
+from ..schemas import (
+    DeadLetterPage,
+    FinishedModel,
+    Task,
+    TaskPrioritySchema,
+    TaskStatusNewSchema,
+)
 
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
@@ -164,10 +171,12 @@ class Broker:
         )
 
     async def claim(
-        self, worker: Worker, n: int, *, only: str | None = None
+        self, worker: Worker, n: int, *, only: str | None = None, alone: bool = False
     ) -> tuple[list[Message], Claimed]:
         """Claim up to ``n`` tasks for ``worker`` (each with a lease) and read them
-        (``only``: just that queued task, for eager mode).
+        (``only``: just that queued task, for eager mode; ``alone``: the worker runs
+        nothing now, so it may be given a suspect to run alone, see
+        :meth:`Backend.claim <qtasks_core.backends.Backend.claim>`).
 
         A message that cannot be read is set aside as a dead letter; one that a plugin
         fails on in ``broker_add_worker`` ends ``error`` naming the plugin. Either way
@@ -183,6 +192,7 @@ class Broker:
             queues=worker.queues,
             turn=worker.turn,
             limits=worker.limits,
+            alone=alone,
         )
         if claimed.recovered:
             try:
@@ -286,8 +296,22 @@ class Broker:
         return await self.backend.purge_queue(queue, ttl=self.storage.result_ttl)
 
     async def dead_letters(self) -> list[dict[str, str]]:
-        """Tasks set aside (unreadable, or killing their workers): uuid, reason, raw, at."""
+        """Every task set aside (unreadable, or killing their workers), newest first:
+        uuid, reason, raw, at."""
         return await self.backend.dead_letters()
+
+    async def dead_letter_page(self, before: str | None, limit: int) -> DeadLetterPage:
+        """A page of dead letters, newest first, and how many there are in all (see
+        ``QueueTasks.dead_letter_page``)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
+        after = _dead_cursor(before)
+        # One more than asked: a next page is offered only when it holds a letter.
+        letters = await self.backend.dead_letters(after, limit + 1)
+        total = await self.backend.dead_count()
+        more, letters = len(letters) > limit, letters[:limit]
+        cursor = f"{letters[-1]['at']}:{letters[-1]['uuid']}" if more else None
+        return DeadLetterPage(letters=letters, total=total, next=cursor)
 
     async def requeue_dead(self, uuid: str) -> RequeueResult:
         """Queue a dead letter again (only a dead letter: never a queued, running or
@@ -324,3 +348,20 @@ class Broker:
     async def flush_all(self) -> None:
         await fired(self.pm.hook.broker_flush_all(broker=self))
         await self.storage.flush_all()
+
+
+def _dead_cursor(before: str | None) -> tuple[float, str] | None:
+    """A dead-letter page's cursor (``<at>:<uuid>``, as ``dead_letter_page`` returned it
+    in ``next``)."""
+    if before is None:
+        return None
+    at, sep, uuid = str(before).partition(":")
+    try:
+        value = float(at)
+    except ValueError:
+        value = math.nan
+    if not sep or not uuid or not math.isfinite(value):
+        raise TaskOptionError(
+            f"before must be a cursor that dead_letter_page returned as next, not {before!r}"
+        )
+    return value, uuid

@@ -64,6 +64,8 @@ class Subject:
         assert run(self.backend.enqueue(uuid, record(priority=priority, **extra), priority))
 
     def claim(self, n: int = 10, lease: float = 30.0, worker: str = "w1", **kw: Any) -> Any:
+        # As an idle worker claims: a task recovered from a dead worker is given alone.
+        kw.setdefault("alone", True)
         return run(self.backend.claim(n, worker, lease, 5, **kw))
 
     def finish(self, uuid: str, token: str, status: str = "success", **kw: Any) -> bool:
@@ -275,18 +277,55 @@ def test_an_expired_lease_is_recovered_and_the_poison_limit_holds(subject: Subje
     subject.add("a")
 
     def claim() -> Awaitable[Claimed]:
-        return subject.backend.claim(1, "w", 0.3, 5)
+        return subject.backend.claim(1, "w", 0.3, 5, alone=True)
 
     claimed: Claimed | None = run(claim())
-    for attempt in range(1, 6):
+    # The first death is no one's (a worker runs several tasks); each one after it,
+    # the task running alone, is its own: set aside after 5.
+    for attempt in range(1, 7):
         assert claimed is not None
         assert [t["attempts"] for t in claimed.tasks] == [str(attempt)]
+        assert [t["solo"] for t in claimed.tasks] == ["" if attempt == 1 else "1"]
         claimed = beating(subject, 0.4, 0.3, then=claim)
     assert claimed is not None and claimed.tasks == [] and claimed.dead == ["a"]
     got = run(subject.backend.get("a"))
     assert got is not None and got["status"] == "error"
-    assert "5 deliveries" in got["traceback"]
+    assert "died 5 times while it ran alone" in got["traceback"]
     assert [d["uuid"] for d in run(subject.backend.dead_letters())] == ["a"]
+
+
+def test_the_tasks_of_a_dead_worker_run_alone_and_only_their_own_deaths_count(
+    subject: Subject,
+) -> None:
+    for uuid in ("a", "b", "c"):
+        subject.add(uuid)
+    assert len(subject.claim(n=3, lease=0.3).tasks) == 3
+    subject.add("d")
+
+    def claim(alone: bool, n: int = 10) -> Awaitable[Claimed]:
+        return subject.backend.claim(n, "w2", 30, 2, alone=alone)
+
+    # Its worker died: a, b and c are suspects. A worker running something else
+    # leaves them queued (and is told); d, never a suspect, is claimed.
+    busy = beating(subject, 0.4, 0.3, then=lambda: claim(False))
+    assert busy is not None and sorted(busy.recovered) == ["a", "b", "c"]
+    assert [t["uuid"] for t in busy.tasks] == ["d"] and busy.suspects
+    # A worker running nothing gets one suspect, alone, and nothing beside it.
+    first = run(claim(True))
+    assert [(t["uuid"], t["solo"]) for t in first.tasks] == [("a", "1")]
+    assert run(claim(False)).tasks == []
+    # It lived: no longer a suspect. A retry of it later runs with others.
+    assert subject.finish("a", first.tasks[0]["token"], status="retry", delay=0.01)
+    time.sleep(0.05)
+    again = run(claim(True))
+    assert [(t["uuid"], t["solo"]) for t in again.tasks] == [("b", "1")]
+    assert subject.finish("b", again.tasks[0]["token"])
+    rest = run(claim(True))
+    assert [(t["uuid"], t["solo"]) for t in rest.tasks] == [("c", "1")]
+    assert subject.finish("c", rest.tasks[0]["token"])
+    last = run(claim(False))
+    assert [(t["uuid"], t["solo"]) for t in last.tasks] == [("a", "")]
+    assert run(subject.backend.dead_letters()) == []
 
 
 # -- retries, waits, TTLs --------------------------------------------------------------------
@@ -784,3 +823,30 @@ def test_a_schedule_changes_key_of_the_wrong_type_is_replaced(redis_subject: Sub
     subject.needs_redis().set(subject.keys.schedule_changes, "oops")
     assert run(b.save_schedule("beat", '{"every": 1.0}')) is False
     assert run(b.wait_schedules("0", 1)) != "0"
+
+
+def test_dead_letters_are_read_a_page_at_a_time_newest_first(subject: Subject) -> None:
+    b = subject.backend
+    for i in range(30):
+        subject.add(f"d{i:02}")
+    for task in subject.claim(n=30).tasks:
+        assert run(b.dead_letter(task["uuid"], task["token"], "poison", ""))
+    if subject.raw is not None:
+        # Twenty set aside in one millisecond, as one claim that buries many does.
+        tied = {f"d{i:02}": 1_700_000_000_000 for i in range(5, 25)}
+        subject.raw.zadd(subject.keys.dead, tied, xx=True)
+    assert run(b.dead_count()) == 30
+    every = run(b.dead_letters())
+    order = [(float(d["at"]), d["uuid"]) for d in every]
+    assert len(every) == 30 and order == sorted(order, reverse=True)
+    # Pages of 4, each page's last letter deleted before the next page is read: the
+    # next page starts right after it all the same.
+    walked: list[str] = []
+    after: tuple[float, str] | None = None
+    while page := run(b.dead_letters(after, 4)):
+        assert len(page) <= 4
+        walked += [d["uuid"] for d in page]
+        after = (float(page[-1]["at"]), page[-1]["uuid"])
+        assert run(b.delete_dead(page[-1]["uuid"]))
+    assert walked == [d["uuid"] for d in every]
+    assert run(b.dead_count()) == 30 - 8

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from qtasks_core import QueueTasks, hookimpl
+from qtasks_core import QueueTasks, chord, hookimpl
 from qtasks_core.keys import Keys
 from qtasks_hooks import get_plugin_manager
 from tests.conftest import RedisServer
@@ -248,8 +248,7 @@ def test_poison_messages_are_set_aside_and_the_worker_goes_on(server: RedisServe
     good = [app.add_task("noop", f"g{i}") for i in range(20)]
 
     # The killer takes its worker down on every delivery: run workers until it is set
-    # aside (max 2 deliveries), restarting each one that dies. One slot, so that no
-    # good task shares the killer's fate (each death counts as a delivery).
+    # aside (2 deaths while it runs alone), restarting each one that dies.
     deadline = time.monotonic() + 90
     worker = start_worker(env, "-c", "1", "--lease", "1", "--max-attempts", "2")
     try:
@@ -272,12 +271,56 @@ def test_poison_messages_are_set_aside_and_the_worker_goes_on(server: RedisServe
     assert "malformed message" in dead["bad-created"]
     assert "not UTF-8" in dead["not-utf8"]
     assert "no task_name" in dead["no-name"]
-    assert "worker died each time" in dead[killer.uuid]
-    assert app.get(killer.uuid).attempts == 2
+    # Its first death ran beside no one's fault; the next two, alone, were its own.
+    assert "died 2 times while it ran alone" in dead[killer.uuid]
+    assert app.get(killer.uuid).attempts == 3
     unknown = app.get("unknown-task")
     assert unknown.status == "error" and "no task named 'does_not_exist'" in unknown.traceback
     for uuid in ("bad-json", "kwargs-list", "not-utf8"):
         assert app.get(uuid).status == "error"
+    app.stop()
+
+
+def test_a_task_that_kills_its_process_is_told_apart_from_its_neighbours(
+    server: RedisServer,
+) -> None:
+    """Four tasks at a time, one of them ``os._exit`` (as the OOM killer would): the
+    killer and a chord member that kills are set aside, never a task that ran beside
+    them, and the chord names the member that really failed."""
+    name = "chaos-poison-neighbours"
+    env = env_for(server, name)
+    app = QueueTasks(name, redis_url=server.url, load_entry_points=False)
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    neighbours = [app.add_task("sleepy", f"n{i}", 0.4) for i in range(12)]
+    killer = app.add_task("die")
+    header = [app.signature("wf_part", [f"m{i}", i, 0.3]) for i in range(3)]
+    header.append(app.signature("die", []))
+    flow = app.start_workflow(chord(header, app.signature("wf_total", ["body"])))
+    args = ("-c", "4", "--lease", "1", "--max-attempts", "2")
+    worker = start_worker(env, *args)
+    deaths = 0
+    deadline = time.monotonic() + 120
+    try:
+        while app.get(killer.uuid).status != "error" or app.get(flow.uuid).status == "process":
+            assert time.monotonic() < deadline, "the killers were not set aside in 120 s"
+            if worker.poll() is not None:
+                deaths += 1
+                worker = start_worker(env, *args)
+            time.sleep(0.1)
+        for task in neighbours:
+            assert app.wait(task.uuid, timeout=60).status == "success"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+    member = f"{flow.uuid}:r.0.3"
+    assert {d["uuid"] for d in app.dead_letters()} == {killer.uuid, member}
+    done = app.get(flow.uuid)
+    assert done is not None and done.status == "error" and done.failed_member == member
+    for i in range(3):
+        assert app.get(f"{flow.uuid}:r.0.{i}").status == "success"  # type: ignore[union-attr]
+    runs = sample.executions(client, name)
+    assert all(runs.get(f"n{i}", 0) >= 1 for i in range(12))
+    print(f"\npoison among neighbours: {deaths} worker deaths, 2 killers set aside, 0 neighbours")
     app.stop()
 
 

@@ -86,13 +86,15 @@ def test_a_paused_worker_loses_its_slots_and_its_runs_stop(server: RedisServer) 
     zombie = start_worker(env, "-c", "4", "--lease", "2")
     others: list[subprocess.Popen[bytes]] = []
     try:
-        uuids = [app.add_task("two_async", f"z{i}", 8.0).uuid for i in range(2)]
+        uuids = [app.add_task("two_async", f"z{i}", 6.0).uuid for i in range(2)]
         wait_for(lambda: len(in_flight_of(client, keys, zombie.pid)) == 2, timeout=30)
         zombie.send_signal(signal.SIGSTOP)
         others = [start_worker(env, "-c", "4", "--lease", "2")]
-        # The slots come back when the lease ends, and the other worker takes them.
+        # The slots come back when the lease ends, and the other worker takes them (one
+        # at a time: a task whose worker went silent may have killed it, so it runs
+        # alone).
         wait_for(
-            lambda: _running(app, "two_async") == 2 and not in_flight_of(client, keys, zombie.pid),
+            lambda: _running(app, "two_async") >= 1 and not in_flight_of(client, keys, zombie.pid),
             timeout=30,
         )
         zombie.send_signal(signal.SIGCONT)

@@ -4,19 +4,29 @@
 -- KEYS: queue, running, scheduled, wake, dead, clock, seq
 -- ARGV: prefix, n, lease_ms, worker_id, max_attempts, only_uuid ('' for any), turn,
 --       limits (JSON {task_name: {c: concurrency, r: count, p: period_ms}}, '' none),
---       then the names of the queues to claim from (none: the default queue). Queues
+--       alone ('1': the worker runs nothing now, and runs a suspect alone if it gets
+--       one), then the names of the queues to claim from (none: the default queue). Queues
 --       take turns one task at a time, starting with the one at index `turn` (mod their
 --       number): a full queue cannot starve the others, and a caller that advances
 --       `turn` on every claim starts each time with the next.
 -- Returns {claimed, recovered, dead, ms until the next due task | '',
---          ms until the first lease ends | ''}; a claimed row is
+--          ms until the first lease ends | '', '1' if a suspect waits for a worker that
+--          runs nothing else | ''}; a claimed row is
 --          {uuid, task_name, priority, args, kwargs, created_at, attempts, extra, retry, queue,
---          token}.
+--          token, '1' if it must run alone | ''}.
+--
+-- Poison: when a worker dies, the tasks it ran are suspects, since any of them may
+-- have killed it (os._exit, a segfault, the OOM killer). A suspect runs alone: it is
+-- claimed only by a worker that runs nothing else, and that worker claims nothing more
+-- until it ends. Only a death while running alone counts against a task, so the task
+-- that kills its process is set aside after max_attempts such deaths, and the tasks
+-- that ran beside it never are.
 local prefix, n, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local wid, maxatt, only, turn = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]) or 0
 local limits = ARGV[8] ~= '' and cjson.decode(ARGV[8]) or nil
+local alone = ARGV[9] == '1'
 local served = {}
-for i = 9, #ARGV do served[#served + 1] = ARGV[i] end
+for i = 10, #ARGV do served[#served + 1] = ARGV[i] end
 if #served == 0 then served = {'default'} end
 -- The indexes that hold tasks must be sound before anything moves; the lists of
 -- tokens, the clock and the sequence are repaired where they are met.
@@ -55,15 +65,24 @@ end
 observe(KEYS[6], KEYS[2], now, lease)
 for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', KEYS[2], uuid)
-  local r, bad = read(prefix .. 'task:' .. uuid, 'attempts')
+  local tkey = prefix .. 'task:' .. uuid
+  local r, bad = read(tkey, 'solo', 'deaths')
   if bad then
     bury(prefix, uuid, 'malformed running task: ' .. bad, '', now)
     table.insert(dead, uuid)
   elseif r[1] == 'process' then
-    local att = tonumber(r[4] or '0') or 0
-    if maxatt > 0 and att >= maxatt then
-      bury(prefix, uuid,
-           'set aside after ' .. att .. ' deliveries: its worker died each time', '', now)
+    local deaths = tonumber(r[5] or '0') or 0
+    if r[4] then
+      -- It ran alone and its worker died: this death is its own.
+      deaths = deaths + 1
+      redis.call('HSET', tkey, 'deaths', deaths)
+    else
+      redis.call('HSET', tkey, 'suspect', '1')
+    end
+    if maxatt > 0 and deaths >= maxatt then
+      bury(prefix, uuid, 'set aside after its worker process died ' .. deaths ..
+           ' times while it ran alone (it kills its process: os._exit, a crash or the ' ..
+           'OOM killer?)', '', now)
       table.insert(dead, uuid)
     elseif requeue(prefix, uuid, now) then
       table.insert(recovered, uuid)
@@ -88,10 +107,13 @@ end
 -- Claim: each entry is read and checked before it is taken, so a bad one is set aside
 -- alone and the tasks behind it are claimed as usual.
 local out = {}
-local function take_checked(uuid)
+local isolated = false  -- a suspect was claimed: nothing more in this claim
+local suspects_wait = false
+local skipped = {}  -- suspects popped by a claim that cannot run them alone
+local function take_checked(uuid, score, qk)
   local tkey = prefix .. 'task:' .. uuid
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
-                     'expires', 'queue', 'abort')
+                     'expires', 'queue', 'abort', 'suspect')
   if bad then
     local raw = ''
     if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
@@ -108,6 +130,17 @@ local function take_checked(uuid)
     -- Aborted while it ran, then handed back or recovered: it does not start again.
     cancel(prefix, uuid, tkey, r[12], now)
     return
+  end
+  local solo = nil
+  if r[13] and only == '' then
+    if not alone or #out > 0 then
+      -- Back where it was, after this claim (it would be popped again): a worker that
+      -- runs nothing else takes it.
+      skipped[#skipped + 1] = {qk, score, uuid}
+      suspects_wait = true
+      return
+    end
+    solo, isolated = '1', true
   end
   local limit = limits and limits[r[2]]
   if limit then
@@ -159,15 +192,16 @@ local function take_checked(uuid)
   redis.call('HSET', tkey, 'status', 'process', 'worker', wid, 'attempts', att,
              'claim', token, 'updated_at', stamp(now))
   if limit and limit.c then redis.call('HSET', tkey, 'slot', '1') end
+  if solo then redis.call('HSET', tkey, 'solo', '1') end
   redis.call('ZADD', KEYS[2], now + lease, uuid)
   table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
-                     tostring(att), r[8] or '{}', r[9] or '', r[11] or '', token})
+                     tostring(att), r[8] or '{}', r[9] or '', r[11] or '', token, solo or ''})
 end
 
 -- A popped task is never lost: one whose claim fails on data met after the checks
 -- above is set aside with the reason, and the claim goes on.
-local function take(uuid)
-  local ok, e = pcall(take_checked, uuid)
+local function take(uuid, score, qk)
+  local ok, e = pcall(take_checked, uuid, score, qk)
   if not ok then
     bury(prefix, uuid, 'could not be claimed: ' ..
          (type(e) == 'table' and tostring(e.err) or tostring(e)), '', now)
@@ -184,25 +218,31 @@ elseif #served == 1 then
   -- Bounded: tasks set aside over a limit are not claims, and a queue full of them
   -- must not hold Redis for long.
   local pops = 0
-  while #out < n and pops < n * 10 + 100 do
+  while #out < n and not isolated and pops < n * 10 + 100 do
     local popped = redis.call('ZPOPMIN', qk, n - #out)
     if #popped == 0 then break end
     pops = pops + #popped / 2
-    for i = 1, #popped, 2 do take(popped[i]) end
+    for i = 1, #popped, 2 do
+      if isolated then
+        redis.call('ZADD', qk, popped[i + 1], popped[i])  -- popped with the suspect: back
+      else
+        take(popped[i], popped[i + 1], qk)
+      end
+    end
   end
 else
   -- One task from each queue in turn, until n are claimed or every queue is empty.
   local live, first = {}, turn % #served
   for i = 0, #served - 1 do live[#live + 1] = qkey(prefix, served[(first + i) % #served + 1]) end
-  while #out < n and #live > 0 do
+  while #out < n and not isolated and #live > 0 do
     local still = {}
     for _, qk in ipairs(live) do
-      if #out >= n then
+      if #out >= n or isolated then
         still[#still + 1] = qk
       else
         local popped = redis.call('ZPOPMIN', qk, 1)
         if #popped > 0 then
-          take(popped[1])
+          take(popped[1], popped[2], qk)
           still[#still + 1] = qk
         end
       end
@@ -210,6 +250,7 @@ else
     live = still
   end
 end
+for _, entry in ipairs(skipped) do redis.call('ZADD', entry[1], entry[2], entry[3]) end
 for _, q in ipairs(served) do
   if redis.call('ZCARD', qkey(prefix, q)) == 0 then redis.call('DEL', wkey(prefix, q)) end
 end
@@ -221,4 +262,5 @@ local function until_first(key)
   if not first then return '' end
   return tostring(math.max(0, (tonumber(first) or now) - now))
 end
-return {out, recovered, dead, until_first(KEYS[3]), until_first(KEYS[2])}
+return {out, recovered, dead, until_first(KEYS[3]), until_first(KEYS[2]),
+        suspects_wait and '1' or ''}

@@ -19,7 +19,8 @@ index_begin()
 -- whose finish failed would run again.
 local function finish_one(uuid, token, status, ttl, delay, fields)
   local tkey = prefix .. 'task:' .. uuid
-  local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name')
+  local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name',
+                           'solo')
   if failed(held) or held[1] ~= token then return 0 end
   if held[2] ~= 'process' then return 2 end
   local flat = {}
@@ -31,6 +32,10 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
   flat[#flat + 1] = stamp(now)
   redis.call('HSET', tkey, unpack(flat))
   redis.call('ZREM', prefix .. 'running', uuid)
+  if held[6] then
+    -- A suspect that ran alone and lived: it did not kill its worker.
+    redis.call('HDEL', tkey, 'suspect', 'solo', 'deaths')
+  end
   if held[4] then
     redis.call('HDEL', tkey, 'slot')
     free_slot(prefix, uuid, held[5], now)

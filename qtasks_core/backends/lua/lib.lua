@@ -270,7 +270,7 @@ local function requeue(prefix, uuid, now)
     return false
   end
   redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now))
-  redis.call('HDEL', tkey, 'claim', 'eta')
+  redis.call('HDEL', tkey, 'claim', 'eta', 'solo')
   push_token(wkey(prefix, r[2]), '1')
   return true
 end
