@@ -302,3 +302,20 @@ def parse_rate_limit(value: object) -> tuple[int, int]:
         f"rate_limit must be a count per second, minute or hour such as '100/m' or "
         f"'20/s', got {_shown(value)}"
     )
+
+
+def page_cursor(before: str | None, returned_by: str) -> tuple[float, str] | None:
+    """A page's cursor (``<score>:<uuid>``, as ``returned_by`` returned it in ``next``),
+    or ``None`` for the first page; anything else is refused naming the call."""
+    if before is None:
+        return None
+    score, sep, uuid = str(before).partition(":")
+    try:
+        value = float(score)
+    except ValueError:
+        value = math.nan
+    if not sep or not uuid or not math.isfinite(value):
+        raise TaskOptionError(
+            f"before must be a cursor that {returned_by} returned as next, not {before!r}"
+        )
+    return value, uuid

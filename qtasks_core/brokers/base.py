@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .._util import fired, lifecycle, loads
+from .._validate import page_cursor
 from ..backends.base import Claim
 from ..errors import BackendError, TaskOptionError
 from ..keys import DEFAULT_QUEUE
@@ -305,7 +305,7 @@ class Broker:
         ``QueueTasks.dead_letter_page``)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
-        after = _dead_cursor(before)
+        after = page_cursor(before, "dead_letter_page")
         # One more than asked: a next page is offered only when it holds a letter.
         letters = await self.backend.dead_letters(after, limit + 1)
         total = await self.backend.dead_count()
@@ -348,20 +348,3 @@ class Broker:
     async def flush_all(self) -> None:
         await fired(self.pm.hook.broker_flush_all(broker=self))
         await self.storage.flush_all()
-
-
-def _dead_cursor(before: str | None) -> tuple[float, str] | None:
-    """A dead-letter page's cursor (``<at>:<uuid>``, as ``dead_letter_page`` returned it
-    in ``next``)."""
-    if before is None:
-        return None
-    at, sep, uuid = str(before).partition(":")
-    try:
-        value = float(at)
-    except ValueError:
-        value = math.nan
-    if not sep or not uuid or not math.isfinite(value):
-        raise TaskOptionError(
-            f"before must be a cursor that dead_letter_page returned as next, not {before!r}"
-        )
-    return value, uuid

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import math
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
-from .._validate import check_priority, check_queue
+from .._validate import check_priority, check_queue, page_cursor
 from ..errors import TaskOptionError
 from ..keys import DEFAULT_QUEUE
 from ..schemas import (
@@ -39,22 +38,6 @@ class UniqueHeld(Exception):
     def __init__(self, uuid: str) -> None:
         super().__init__(uuid)
         self.uuid = uuid
-
-
-def _parse_cursor(before: str | None) -> tuple[float, str] | None:
-    """A page cursor (``<score>:<uuid>``, as ``list_tasks`` returned it)."""
-    if before is None:
-        return None
-    score, sep, uuid = str(before).partition(":")
-    try:
-        value = float(score)
-    except ValueError:
-        value = math.nan
-    if not sep or not uuid or not math.isfinite(value):
-        raise TaskOptionError(
-            f"before must be a cursor that list_tasks returned as next, not {before!r}"
-        )
-    return value, uuid
 
 
 def _printable(text: str) -> str:
@@ -193,7 +176,7 @@ class Storage:
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
-        after = _parse_cursor(before)
+        after = page_cursor(before, "list_tasks")
         if status is None or status in FINAL_STATUSES:
             if task_name is not None:
                 indexes = [f"name:{task_name}"]
@@ -244,7 +227,9 @@ class Storage:
         """A page of workflows' own tasks, newest first (see ``QueueTasks.list_workflows``)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
-        rows = await self.backend.index_page("workflows", _parse_cursor(before), limit)
+        rows = await self.backend.index_page(
+            "workflows", page_cursor(before, "list_workflows"), limit
+        )
         found = []
         for uuid, _score, record in rows:
             if record is not None and (task := await self.get(uuid, record)) is not None:

@@ -454,12 +454,7 @@ class _Dashboard:
         return None if owner is None else (owner, task.workflow_path or "?")
 
     async def workflows(self, request: Request) -> Response:
-        before = request.query_params.get("before") or None
-        try:
-            page = await self.app.list_workflows_async(before=before, limit=PAGE_SIZE)
-        except TaskOptionError as exc:
-            raise Refusal(400, str(exc)) from None
-        return self.render(request, "workflows", page=page, first_page=before is None)
+        return await self._paged(request, "workflows", self.app.list_workflows_async)
 
     async def _workflow(self, uuid: str) -> WorkflowView:
         flow = await self.app.workflow_async(uuid)
@@ -489,12 +484,18 @@ class _Dashboard:
         )
 
     async def dead(self, request: Request) -> Response:
+        return await self._paged(request, "dead", self.app.dead_letter_page_async)
+
+    async def _paged(
+        self, request: Request, view: str, read: Callable[..., Awaitable[Any]]
+    ) -> Response:
+        """A list view of one page, read from the cursor in ``?before=``."""
         before = request.query_params.get("before") or None
         try:
-            page = await self.app.dead_letter_page_async(before=before, limit=PAGE_SIZE)
+            page = await read(before=before, limit=PAGE_SIZE)
         except TaskOptionError as exc:
             raise Refusal(400, str(exc)) from None
-        return self.render(request, "dead", page=page, first_page=before is None)
+        return self.render(request, view, page=page, first_page=before is None)
 
     async def schedules(self, request: Request) -> Response:
         rows = []
