@@ -16,14 +16,16 @@ import functools
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid as uuidlib
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._util import dumps, fired, lifecycle
 from ._validate import check_queue, parse_rate_limit
@@ -111,6 +113,31 @@ def _version() -> str:
         return "unknown"
 
 
+T = TypeVar("T")
+
+
+class _Threads(ThreadPoolExecutor):
+    """The pool of plain-function tasks, counting the calls still running: the thread of
+    a task that was abandoned (aborted, past ``max_time``, its lease lost) runs on, and
+    a suspect must not be run "alone" beside it (see ``Worker._claim_loop``)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.busy = 0
+        self._count = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kw: Any) -> Future[T]:
+        with self._count:
+            self.busy += 1
+        future = super().submit(fn, *args, **kw)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._count:
+            self.busy -= 1
+
+
 class Worker:
     """Runs the tasks of ``app``, up to ``concurrency`` at a time.
 
@@ -165,7 +192,7 @@ class Worker:
         self.max_attempts = max_attempts
         self.grace = grace
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:6]}"
-        self.threads = ThreadPoolExecutor(threads or concurrency, thread_name_prefix="qtasks-task")
+        self.threads = _Threads(threads or concurrency, thread_name_prefix="qtasks-task")
         self.started_at = time.time()
         self.tasks_done = 0
         self._active: dict[str, asyncio.Task[None]] = {}
@@ -190,6 +217,7 @@ class Worker:
         #: Set when a claim left a suspect queued for a worker that runs nothing else:
         #: this one stops claiming until its running tasks end (at most a lease).
         self._isolate_until: float | None = None
+        self._isolations = 0
         #: Set when the worker stops claiming: results still unwritten by then (the
         #: backend is away) are given up at this loop time; their leases expire and the
         #: tasks run again elsewhere (at-least-once).
@@ -313,12 +341,17 @@ class Worker:
                     free = 0
                 else:
                     self._solo = None
-            if self._isolate_until is not None and self._active:
-                if loop.time() < self._isolate_until:
+            if self._isolate_until is not None:
+                if self._active and loop.time() < self._isolate_until:
                     self._slot_freed.clear()
-                    await self._until(self._slot_freed.wait(), self._isolate_until - loop.time())
+                    left = self._isolate_until - loop.time()
+                    await self._until(self._slot_freed.wait(), None if math.isinf(left) else left)
                     continue
                 self._isolate_until = None
+            # Busy: a task runs, or the thread of one that was abandoned (aborted, past
+            # max_time, its lease lost) still does. Only a worker that is not may run a
+            # suspect, which is then alone in its process.
+            busy = bool(self._active) or self.threads.busy > 0
             if free <= 0:
                 self._slot_freed.clear()
                 await self._until(self._slot_freed.wait(), None)
@@ -330,7 +363,7 @@ class Worker:
                 await self._until(self._slot_freed.wait(), 0.002)
                 free = self.concurrency - len(self._active)
             try:
-                messages, claimed = await broker.claim(self, free, alone=not self._active)
+                messages, claimed = await broker.claim(self, free, alone=not busy)
                 backoff = 0.1
                 self._outage.ended()
             except BackendError as exc:
@@ -347,13 +380,22 @@ class Worker:
                 continue
             if messages and log.isEnabledFor(logging.DEBUG):
                 log.debug("claimed %s", ", ".join(f"{m.claim.uuid}#{m.attempts}" for m in messages))
-            self._isolate_until = (
-                loop.time() + self.lease if claimed.suspects and self._active else None
-            )
             for message in messages:
                 uuid = message.claim.uuid
                 self._claims[uuid] = message.claim.token
                 self._active[uuid] = asyncio.create_task(self._run_task(message))
+            if claimed.suspects:
+                # A suspect waits for a worker that runs nothing: this one stops claiming
+                # until it is empty, for a lease at first; when a suspect still waits
+                # after that, until it is empty however long (so the suspect runs on the
+                # first worker that empties, even where every task outlasts a lease).
+                self._isolations += 1
+                span = self.lease if self._isolations == 1 else math.inf
+                self._isolate_until = loop.time() + span
+                if self._active:
+                    continue  # to that wait
+            else:
+                self._isolations = 0
             for row in claimed.tasks:
                 if row.get("solo"):
                     self._solo = row["uuid"]

@@ -84,11 +84,6 @@ def _number(value: str | None, default: int) -> int:
         return default
 
 
-def _isolated(out: Claimed) -> bool:
-    """Whether ``out`` holds a suspect, claimed alone: nothing more joins it."""
-    return any(task["solo"] for task in out.tasks)
-
-
 def _unfit(record: dict[str, str] | None) -> str | None:
     """What is wrong with a record about to be queued again, or ``None`` (the same
     checks as ``lib.lua``'s ``unfit``)."""
@@ -218,7 +213,10 @@ class MemoryBackend:
         while count > 0 and parked:
             uuid = parked.pop(0)
             record = self._records.get(uuid)
-            if record is not None and record.get("status") == "new":
+            bad = _unfit(record)
+            if bad and record is not None:
+                self._bury(uuid, f"malformed parked task: {bad}", "", now)
+            elif record is not None and record.get("status") == "new":
                 self._requeue(uuid, now)
                 count -= 1
 
@@ -424,7 +422,7 @@ class MemoryBackend:
                 if "c" in limit and self._parked.get(name):
                     held = sum(1 for d in self._slots.get(name, {}).values() if d > now)
                     self._unpark(name, limit["c"] - held, now)
-            skipped: list[str] = []
+            skipped: list[tuple[str, int, str]] = []
             if only is not None:
                 if self._queued.pop(only, None) is not None:  # its heap entry is skipped
                     self._take(only, worker_id, lease, now, out, None)
@@ -434,33 +432,41 @@ class MemoryBackend:
                 served = list(queues) or [DEFAULT_QUEUE]
                 first = turn % len(served)
                 live = served[first:] + served[:first]
-                solo = alone
-                while len(out.tasks) < n and live and not _isolated(out):
+                isolated = False  # a suspect was claimed alone: nothing joins it
+                while len(out.tasks) < n and live and not isolated:
                     for name in list(live):
-                        if len(out.tasks) >= n or _isolated(out):
+                        if len(out.tasks) >= n or isolated:
                             break
                         popped = self._pop(name)
                         if popped is None:
                             live.remove(name)
-                        else:
-                            solo = solo and not out.tasks
-                            self._take(popped, worker_id, lease, now, out, skipped, solo)
-            for uuid in skipped:
-                record = self._records[uuid]
-                self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
+                            continue
+                        before = len(skipped)
+                        self._take(
+                            popped[1], worker_id, lease, now, out, skipped, alone and not out.tasks
+                        )
+                        if len(skipped) > before:
+                            skipped[-1] = (name, popped[0], popped[1])
+                        isolated = len(out.tasks) == 1 and out.tasks[0]["solo"] == "1"
+            for name, score, uuid in skipped:
+                # Back where it was, with its place in the queue (as claim.lua does).
+                heapq.heappush(self._queues.setdefault(name, []), (score, uuid))
+                self._queued[uuid] = name
+                self._signal(name).fire()
             if self._scheduled:
                 out.next_due = max(0.0, min(self._scheduled.values()) - now)
             if self._running:
                 out.next_lease_end = max(0.0, min(self._running.values()) - now)
         return out
 
-    def _pop(self, queue: str) -> str | None:
+    def _pop(self, queue: str) -> tuple[int, str] | None:
+        """The first entry of ``queue`` (its score and uuid), taken out of it."""
         heap = self._queues.get(queue)
         while heap:
-            _, uuid = heapq.heappop(heap)
+            score, uuid = heapq.heappop(heap)
             if self._queued.get(uuid) == queue:
                 del self._queued[uuid]
-                return uuid
+                return score, uuid
         return None
 
     def _take(
@@ -470,7 +476,7 @@ class MemoryBackend:
         lease: float,
         now: float,
         out: Claimed,
-        skipped: list[str] | None,
+        skipped: list[tuple[str, int, str]] | None,
         alone: bool = False,
     ) -> None:
         """Claim the popped task ``uuid`` into ``out``; a suspect goes into ``skipped``
@@ -500,7 +506,7 @@ class MemoryBackend:
         solo = False
         if "suspect" in record and skipped is not None:
             if not alone:
-                skipped.append(uuid)
+                skipped.append(("", 0, uuid))  # its queue and place: the caller's
                 out.suspects = True
                 return
             solo = True
@@ -1062,7 +1068,16 @@ class MemoryBackend:
             if _unfit(record):
                 return "no-record"
             assert record is not None
-            for name in ("_done", "traceback", "returning", "worker", "expires", "abort"):
+            for name in (
+                "_done",
+                "traceback",
+                "returning",
+                "worker",
+                "expires",
+                "abort",
+                "suspect",
+                "deaths",
+            ):
                 record.pop(name, None)
             record["attempts"] = "0"
             self._expires.pop(uuid, None)

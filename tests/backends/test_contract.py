@@ -850,3 +850,58 @@ def test_dead_letters_are_read_a_page_at_a_time_newest_first(subject: Subject) -
         assert run(b.delete_dead(page[-1]["uuid"]))
     assert walked == [d["uuid"] for d in every]
     assert run(b.dead_count()) == 30 - 8
+
+
+def _suspect(subject: Subject, uuid: str, **extra: str) -> None:
+    """Make ``uuid`` a suspect: claimed, then its worker silent past the lease."""
+    subject.add(uuid, **extra)
+    assert [t["uuid"] for t in subject.claim(n=1, lease=0.3, alone=False).tasks] == [uuid]
+    beating(subject, 0.4, 0.3)
+
+
+def test_a_suspect_keeps_its_place_and_a_parked_one_does_not_end_the_claim(
+    subject: Subject,
+) -> None:
+    limits = json.dumps({"lim": {"c": 1}})
+    _suspect(subject, "sus")
+    subject.add("y1")
+    subject.add("y2")
+    # A busy worker skips the suspect, which keeps its place ahead of later tasks.
+    busy = subject.claim(n=5, alone=False)
+    assert busy.recovered == ["sus"] and busy.suspects
+    assert [t["uuid"] for t in busy.tasks] == ["y1", "y2"]
+    subject.add("y3")
+    assert [(t["uuid"], t["solo"]) for t in subject.claim(n=5).tasks] == [("sus", "1")]
+    # A suspect of a limited name with its slot taken is parked: the claim goes on.
+    subject.add("holder", task_name="lim")
+    assert [t["uuid"] for t in subject.claim(n=5, limits=limits).tasks] == ["y3", "holder"]
+    _suspect(subject, "lsus", task_name="lim")
+    subject.add("y4")
+    rest = subject.claim(n=5, limits=limits)
+    assert [t["uuid"] for t in rest.tasks] == ["y4"] and rest.recovered == ["lsus"]
+
+
+def test_a_renewal_survives_a_slots_key_of_the_wrong_type(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    limits = json.dumps({"lim": {"c": 2}})
+    subject.add("a", task_name="lim")
+    token = subject.claim(limits=limits).tasks[0]["token"]
+    raw.set(subject.keys.prefix + "slots:lim", "x")
+    assert run(subject.backend.extend({"a": token}, 30)).lost == []
+    assert raw.zscore(subject.keys.prefix + "slots:lim", "a") is not None
+
+
+def test_a_malformed_parked_task_is_set_aside_alone(redis_subject: Subject) -> None:
+    subject = redis_subject
+    raw = subject.needs_redis()
+    limits = json.dumps({"lim": {"c": 1}})
+    for uuid in ("a", "bad", "c"):
+        subject.add(uuid, task_name="lim")
+    claimed = subject.claim(limits=limits)
+    assert [t["uuid"] for t in claimed.tasks] == ["a"]
+    raw.hset(subject.keys.task("bad"), "priority", "high")
+    assert subject.finish("a", claimed.tasks[0]["token"])
+    assert [t["uuid"] for t in subject.claim(limits=limits).tasks] == ["c"]
+    [letter] = run(subject.backend.dead_letters())
+    assert letter["uuid"] == "bad" and "bad priority" in letter["reason"]

@@ -140,7 +140,7 @@ local function take_checked(uuid, score, qk)
       suspects_wait = true
       return
     end
-    solo, isolated = '1', true
+    solo = '1'
   end
   local limit = limits and limits[r[2]]
   if limit then
@@ -157,7 +157,9 @@ local function take_checked(uuid, score, qk)
         if deadline and deadline > now then
           redis.call('ZADD', skey, deadline, held)
         elseif deadline and redis.pcall('HGET', prefix .. 'task:' .. held, 'status') == 'process' then
+          -- Its worker went silent, as in the recovery above: a suspect.
           redis.call('ZREM', KEYS[2], held)
+          redis.call('HSET', prefix .. 'task:' .. held, 'suspect', '1')
           if not requeue(prefix, held, now) then table.insert(dead, held) end
         else
           redis.call('ZREM', skey, held)
@@ -192,7 +194,10 @@ local function take_checked(uuid, score, qk)
   redis.call('HSET', tkey, 'status', 'process', 'worker', wid, 'attempts', att,
              'claim', token, 'updated_at', stamp(now))
   if limit and limit.c then redis.call('HSET', tkey, 'slot', '1') end
-  if solo then redis.call('HSET', tkey, 'solo', '1') end
+  if solo then
+    redis.call('HSET', tkey, 'solo', '1')
+    isolated = true  -- claimed (not parked, not over its rate): nothing joins it
+  end
   redis.call('ZADD', KEYS[2], now + lease, uuid)
   table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
                      tostring(att), r[8] or '{}', r[9] or '', r[11] or '', token, solo or ''})
@@ -250,6 +255,8 @@ else
     live = still
   end
 end
+-- No wake-up is pushed for them: the requeue that made them suspects pushed one each,
+-- and a worker that skipped one waits for its own tasks to end, not for a token.
 for _, entry in ipairs(skipped) do redis.call('ZADD', entry[1], entry[2], entry[3]) end
 for _, q in ipairs(served) do
   if redis.call('ZCARD', qkey(prefix, q)) == 0 then redis.call('DEL', wkey(prefix, q)) end

@@ -20,7 +20,13 @@ for i = 3, #ARGV, 2 do
     table.insert(lost, uuid)
   elseif redis.call('ZSCORE', KEYS[1], uuid) then
     redis.call('ZADD', KEYS[1], now + lease, uuid)
-    if held[3] then redis.call('ZADD', prefix .. 'slots:' .. held[4], now + lease, uuid) end
+    if held[3] then
+      local skey = prefix .. 'slots:' .. held[4]
+      if failed(redis.pcall('ZADD', skey, now + lease, uuid)) then
+        sound_slots(prefix, held[4])  -- overwritten: rebuilt, never failing the renewal
+        redis.call('ZADD', skey, now + lease, uuid)
+      end
+    end
     if held[2] then table.insert(lost, {uuid, held[2]}) end
   end  -- else finished (or waiting for its retry) by this very claim: nothing to renew
 end

@@ -333,8 +333,12 @@ local function unpark(prefix, name, count, now)
     if #popped == 0 then return end
     local uuid = popped[1]
     -- Cancelled or aborted while it waited: it stays ended, and the slot goes on to
-    -- the next one.
-    if redis.pcall('HGET', prefix .. 'task:' .. uuid, 'status') == 'new' then
+    -- the next one. A record that cannot be queued again is set aside alone.
+    local tkey = prefix .. 'task:' .. uuid
+    local bad = unfit(tkey)
+    if bad then
+      bury(prefix, uuid, 'malformed parked task: ' .. bad, '', now)
+    elseif redis.call('HGET', tkey, 'status') == 'new' then
       requeue(prefix, uuid, now)
       left = left - 1
     end

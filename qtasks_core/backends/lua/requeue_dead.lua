@@ -23,7 +23,8 @@ local bad = unfit(tkey)
 if bad then return -1 end
 redis.call('HSET', tkey, 'attempts', 0)
 -- A fresh task: an expiry that has passed would cancel it before it runs.
-redis.call('HDEL', tkey, 'traceback', 'returning', 'worker', 'expires', 'abort')
+redis.call('HDEL', tkey, 'traceback', 'returning', 'worker', 'expires', 'abort', 'suspect',
+           'deaths')
 redis.call('PERSIST', tkey)
 redis.call('DEL', prefix .. 'done:' .. uuid)
 requeue(prefix, uuid, now_ms())
