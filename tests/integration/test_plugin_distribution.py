@@ -147,7 +147,14 @@ def test_a_worker_serves_task_counts_durations_and_the_redis_gauges(
     with metered_worker(venv, env, "--concurrency", "1") as (process, log_path):
         first = scrape_when_up(port, process, log_path)
         assert value(first, "qtasks_backend_up", app=app) == 1
-        assert value(first, "qtasks_workers", app=app) == 1
+
+        # The port is served from worker_start; the worker is listed from its first
+        # heartbeat, which may come a moment later.
+        def listed() -> Samples | None:
+            m = scrape(port)
+            return m if value(m, "qtasks_workers", app=app) == 1 else None
+
+        first = wait_for(listed, what="the worker listed")
         assert value(first, "qtasks_tasks_running", app=app) == 0
         assert value(first, "qtasks_dead_letters", app=app) == 0
         assert not any(name == "qtasks_tasks_total" for name, _ in first)
