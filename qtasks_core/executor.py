@@ -13,6 +13,7 @@ plugins), the after ones see ``result`` (after ``decode``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable
@@ -248,7 +249,8 @@ class TaskExecutor:
             if kind == "async":
                 result = await self._bounded(func(*args, **kw), abortable=True)
             else:
-                result = await self._bounded(self._in_thread(func, *args, **kw))
+                call = functools.partial(func, *args, **kw)
+                result = await self._bounded(self._in_thread(call, contextvars.copy_context()))
         except (Exception, asyncio.CancelledError) as exc:
             cancel = self._aborted(exc)
             if cancel is None:
@@ -289,9 +291,13 @@ class TaskExecutor:
                 "its worker (stop workers with SIGTERM)"
             ) from exc
 
-    async def _in_thread(self, func: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def _in_thread(self, call: Callable[[], Any], context: contextvars.Context) -> Any:
+        """Run ``call`` in the thread pool inside ``context``: a copy of the context the
+        worker's triggers ran in, as ``asyncio.to_thread`` gives (``run_in_executor``
+        alone gives none), so what a plugin set there (a request id, a span) is seen by
+        a plain task and by the tasks it enqueues."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.threads, lambda: func(*args, **kw))
+        return await loop.run_in_executor(self.threads, context.run, call)
 
     async def _collect(
         self, func: Callable[..., Any], args: list[Any], kw: dict[str, Any]
@@ -306,8 +312,12 @@ class TaskExecutor:
             return results
         generator = func(*args, **kw)
         sentinel = object()
+        # One context for the whole run: what the generator sets stays set between
+        # its values.
+        context = contextvars.copy_context()
+        step = functools.partial(next, generator, sentinel)
         while self.abort_reason is None:
-            value = await self._in_thread(next, generator, sentinel)
+            value = await self._in_thread(step, context)
             if value is sentinel:
                 return results
             results.append(await fired(handler(value)) if handler else value)

@@ -94,7 +94,11 @@ def worker_execute_before(
 ) -> TaskStatusProcessSchema | None:
     """A claimed task is about to start; ``model`` is the processing state to be stored.
 
-    Fired in the worker process, once per task run.
+    Fired in the worker process, once per task run, in the context the task then runs
+    in: a ``contextvars`` variable set here (a request id, a span, a logging context) is
+    seen by the task, whether it is async, a plain function (run in a thread with a copy
+    of this context, as ``asyncio.to_thread`` does) or a generator, and by the tasks it
+    enqueues, sync or async.
 
     :param worker: The worker running the task.
     :param task_broker: The claimed task message.
