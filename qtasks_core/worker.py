@@ -25,7 +25,7 @@ import traceback
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._util import dumps, fired, lifecycle
 from ._validate import check_queue, parse_rate_limit
@@ -565,7 +565,8 @@ class Worker:
             except Exception as exc:
                 # A plugin failed on the way in (worker_add, storage_add_process): that
                 # task ends error naming it; the worker goes on.
-                await self.app.storage.fail(claim, message.schema(), exc)
+                failed = await self._failed(None, message.schema(), exc, retry=False)
+                await self.app.storage.fail(claim, message.schema(), failed.traceback)
                 return
             task_func, task_broker, model = await self._execute(task_broker, claim)
             await self._finish(task_func, task_broker, model, claim)
@@ -683,10 +684,13 @@ class Worker:
         *,
         retry: bool = True,
     ) -> TaskStatusErrorSchema:
+        """The error state of a failed attempt, after ``worker_task_error_retry``: fired
+        for every failure (the task's exception, an unknown task name, ``max_time``, a
+        plugin's failure), with ``retryable`` False where no retry may follow (a plugin
+        failed the task, or no task of that name is registered here)."""
         trace = "".join(traceback.format_exception(exc))
         model = TaskStatusErrorSchema(uuid=task_broker.uuid, traceback=trace)
-        if not retry or task_func is None:
-            return model
+        retryable = retry and task_func is not None
         try:
             new = await fired(
                 self.app.pm.hook.worker_task_error_retry(
@@ -697,6 +701,7 @@ class Worker:
                     trace=trace,
                     exc=exc,
                     model=model,
+                    retryable=retryable,
                 )
             )
         except Exception as plugin_exc:
@@ -706,7 +711,13 @@ class Worker:
                 + "\nwhile deciding on a retry:\n"
                 + "".join(traceback.format_exception(plugin_exc)),
             )
-        return model if new is None else new
+        if new is None:
+            return model
+        new = cast(TaskStatusErrorSchema, new)
+        if not retryable and new.status != "error":
+            # Never an endless retry of a failure that is not the task's own.
+            return new.model_copy(update={"status": "error", "retry": None, "retry_delay": 0.0})
+        return new
 
     async def _finish(
         self,
@@ -736,7 +747,8 @@ class Worker:
         except Exception as exc:
             # A plugin raised in broker/storage_remove_finished_task: whatever its type
             # (an OSError of its own included), it fails this task.
-            written = await app.storage.fail(claim, task_broker, exc)
+            failed = await self._failed(task_func, task_broker, exc, retry=False)
+            written = await app.storage.fail(claim, task_broker, failed.traceback)
         else:
             written = await self._write_final(final, claim)
         if not written:

@@ -23,12 +23,13 @@ class RetryPlugin:
     @hookimpl(tryfirst=True)
     def worker_task_error_retry(
         self,
-        task_func: TaskExecSchema,
+        task_func: TaskExecSchema | None,
         task_broker: TaskPrioritySchema,
         exc: BaseException,
         model: TaskStatusErrorSchema,
+        retryable: bool,
     ) -> TaskStatusErrorSchema | None:
-        if not task_func.retry:
+        if not retryable or task_func is None or not task_func.retry:
             return None
         if task_func.retry_on_exc and not isinstance(exc, task_func.retry_on_exc):
             return None

@@ -134,29 +134,42 @@ def worker_run_task_before(
 def worker_task_error_retry(
     worker: Worker,
     broker: Broker,
-    task_func: TaskExecSchema,
+    task_func: TaskExecSchema | None,
     task_broker: TaskPrioritySchema,
     trace: str,
     exc: BaseException,
     model: TaskStatusErrorSchema,
+    retryable: bool,
 ) -> TaskStatusErrorSchema | None:
-    """A task failed; ``model`` is the error state about to be stored.
+    """An attempt of a task failed; ``model`` is the error state about to be stored.
 
-    Fired in the worker process, once per failed run. A retry plugin returns a
-    ``TaskStatusErrorSchema`` with status ``retry`` and its retry fields, to have the task
-    run again after a delay; the built-in retry plugin does so for the ``retry`` and
-    ``retry_on_exc`` task options. ``exc`` and ``model`` are arguments the reference
-    does not have: ``exc`` lets a plugin match the exception type, ``model`` lets the chain
-    pass the replaced state along.
+    Fired in the worker process, once per failed attempt, whatever the cause: the task
+    raised (``max_time`` raises ``TimeoutError`` in it), no task of that name is
+    registered on this worker, or a plugin failed the task (in ``worker_add``,
+    ``storage_add_process``, ``worker_execute_after``, ``worker_remove_finished_task``
+    or the finish triggers). A retry plugin returns a ``TaskStatusErrorSchema`` with
+    status ``retry`` and its retry fields, to have the task run again after a delay.
+
+    Order: the built-in retry plugin (the ``retry`` and ``retry_on_exc`` task options) is
+    ``tryfirst``, so every plain impl runs after it and sees its decision in ``model``:
+    status ``retry`` (with ``retry``, the retries left after this one, and
+    ``retry_delay``) means the task will run again; status ``error`` means it failed
+    for good (retries exhausted, none asked for, or not ``retryable``). An error
+    reporter that wants only final failures checks ``model.status == "error"``. ``exc``
+    and ``model`` are arguments the reference does not have.
 
     :param worker: The worker that ran the task.
     :param broker: The broker the task was claimed from.
-    :param task_func: The registered task: its function and its options.
+    :param task_func: The registered task (its function and options), or ``None`` when
+        no task of that name is registered on this worker.
     :param task_broker: The claimed task message that failed.
     :param trace: The formatted traceback of the failure.
-    :param exc: The exception the task raised.
+    :param exc: The exception raised: the task's own, a ``TaskNotFoundError``, or the
+        plugin's (its note names the plugin and the trigger).
     :param model: The error state about to be stored (status ``error``), or the retry
         state returned by an earlier impl.
+    :param retryable: False where no retry may follow (a plugin failed the task, or its
+        name is unknown here): a ``retry`` returned then is stored as ``error``.
     :return: A ``TaskStatusErrorSchema`` that replaces the state stored; ``None`` keeps the
         current value.
     """

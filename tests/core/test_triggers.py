@@ -1445,6 +1445,53 @@ def test_worker_task_error_retry_chains_after_the_builtin_retry(app: QueueTasks)
     assert [(m.status, m.retry) for m in models] == [("retry", 0), ("error", None)]
 
 
+def test_worker_task_error_retry_fires_for_every_cause_of_failure(app: QueueTasks) -> None:
+    """An unknown task name, a plugin failing the task and max_time fire it too, each
+    saying whether a retry may follow; a retry returned where none may is not kept."""
+    seen: dict[str, tuple[Any, bool, str]] = {}
+
+    class Reporter:
+        @hookimpl
+        def worker_task_error_retry(
+            self, task_broker: Any, task_func: Any, exc: BaseException, retryable: bool
+        ) -> Any:
+            seen[task_broker.task_name] = (task_func, retryable, type(exc).__name__)
+            return TaskStatusErrorSchema(
+                uuid=task_broker.uuid, traceback="reported", status="retry", retry=3
+            )
+
+    class Veto:
+        @hookimpl
+        def worker_execute_after(self, task_broker: Any) -> None:
+            if task_broker.task_name == "vetoed":
+                raise PermissionError("not today")
+
+    @app.task(max_time=0.05)
+    async def slow() -> None:
+        await asyncio.sleep(5)
+
+    @app.task
+    def vetoed() -> int:
+        return 1
+
+    app.add_plugin(Reporter(), name="reporter")
+    app.add_plugin(Veto(), name="veto")
+    with app.running_worker():
+        unknown = app.add_task("nobody_has_it", timeout=10)
+        plugin = app.add_task("vetoed", timeout=10)
+    assert seen["nobody_has_it"] == (None, False, "TaskNotFoundError")
+    assert seen["vetoed"] == (app.tasks["vetoed"], False, "PermissionError")
+    for done in (unknown, plugin):
+        assert done.status == "error" and done.attempts == 1  # its retry was not kept
+    seen.clear()
+    with app.running_worker():
+        timed_out = app.add_task("slow")
+        eventually(lambda: "slow" in seen)
+    assert seen["slow"] == (app.tasks["slow"], True, "TimeoutError")
+    # Retryable: the reporter's retry was kept, so it waits for its next attempt.
+    assert app.get(timed_out.uuid).status == "retry"  # type: ignore[union-attr]
+
+
 def test_worker_remove_finished_task(app: QueueTasks) -> None:
     seen: list[tuple[Any, Any, Any, Any, Any]] = []
 

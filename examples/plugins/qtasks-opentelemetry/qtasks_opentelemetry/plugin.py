@@ -146,7 +146,7 @@ class OpenTelemetryPlugin:
         with self._lock:
             self._consuming[(worker.id, task_broker.uuid)] = span
 
-    @hookimpl(tryfirst=True)  # first: a retry impl's result would end the chain
+    @hookimpl  # an observer: every impl runs, whatever a retry impl before it returned
     def worker_task_error_retry(
         self, worker: Worker, task_broker: TaskPrioritySchema, exc: BaseException
     ) -> None:
