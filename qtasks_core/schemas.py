@@ -61,6 +61,13 @@ class Task(BaseModel):
     eta: datetime | None = None
     #: When a task not started by then ends ``cancel`` (reason ``expired``).
     expires: datetime | None = None
+    #: When the current attempt was queued (a delayed task or a retry: when it fell
+    #: due), when it started and when it ended: times of the Redis server's clock, like
+    #: leases, so the wait in the queue and a run's duration are measured on one clock.
+    #: ``finished_at`` is ``None`` while an attempt runs.
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     #: The last ``ctx.set_progress`` of a running task: ``{"value", "meta", "at"}``.
     progress: dict[str, Any] | None = None
     #: A workflow's own task: the member that made it fail.

@@ -186,7 +186,7 @@ class MemoryBackend:
     def _requeue(self, uuid: str, now: float) -> None:
         record = self._records[uuid]
         self._free_slot(uuid, record, now)
-        record.update(status="new", updated_at=f"{now:.3f}")
+        record.update(status="new", updated_at=f"{now:.3f}", enqueued_at=f"{now:.3f}")
         record.pop("claim", None)
         record.pop("eta", None)
         record.pop("solo", None)
@@ -299,6 +299,7 @@ class MemoryBackend:
             self._scheduled[uuid] = now + due_in
             self._signal(queue).fire()  # an idle worker sleeps until it is due
         else:
+            record["enqueued_at"] = f"{now:.3f}"
             self._push(uuid, priority, queue)
         return True
 
@@ -548,6 +549,8 @@ class MemoryBackend:
             attempts=str(attempts),
             claim=token,
             updated_at=f"{now:.3f}",
+            started_at=f"{now:.3f}",
+            finished_at="",
         )
         if solo:
             record["solo"] = "1"
@@ -883,7 +886,7 @@ class MemoryBackend:
                 return True  # written already by this claim: a repeat changes nothing
             now = time.time()
             record.update(fields)
-            record["updated_at"] = f"{now:.3f}"
+            record["updated_at"] = record["finished_at"] = f"{now:.3f}"
             self._running.pop(uuid, None)
             if record.pop("solo", None) is not None:
                 # A suspect that ran alone and lived: it did not kill its worker.

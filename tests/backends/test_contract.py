@@ -905,3 +905,29 @@ def test_a_malformed_parked_task_is_set_aside_alone(redis_subject: Subject) -> N
     assert [t["uuid"] for t in subject.claim(limits=limits).tasks] == ["c"]
     [letter] = run(subject.backend.dead_letters())
     assert letter["uuid"] == "bad" and "bad priority" in letter["reason"]
+
+
+def test_the_record_keeps_when_an_attempt_was_queued_started_and_ended(subject: Subject) -> None:
+    subject.add("a")
+    queued = run(subject.backend.get("a"))
+    assert queued is not None and float(queued["enqueued_at"]) > 0
+    assert not queued.get("started_at")
+    token = subject.claim().tasks[0]["token"]
+    running = run(subject.backend.get("a"))
+    assert running is not None and not running["finished_at"]
+    assert float(running["started_at"]) >= float(queued["enqueued_at"])
+    time.sleep(0.02)
+    # A retry: it ends this attempt, and the next one is queued when it falls due.
+    assert subject.finish("a", token, status="retry", delay=0.05)
+    retried = run(subject.backend.get("a"))
+    assert retried is not None
+    assert float(retried["finished_at"]) >= float(running["started_at"]) + 0.015
+    time.sleep(0.1)
+    again = subject.claim().tasks[0]
+    second = run(subject.backend.get("a"))
+    assert second is not None and not second["finished_at"]
+    assert float(second["enqueued_at"]) >= float(retried["finished_at"]) + 0.04
+    assert float(second["started_at"]) >= float(second["enqueued_at"])
+    assert subject.finish("a", again["token"])
+    done = run(subject.backend.get("a"))
+    assert done is not None and float(done["finished_at"]) >= float(second["started_at"])

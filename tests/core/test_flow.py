@@ -527,3 +527,18 @@ def test_the_wake_up_list_stays_bounded_without_workers(
     redis_app.add_tasks([("x", (n,)) for n in range(1_100)])
     client = redis.Redis.from_url(redis_url)
     assert client.llen(Keys.for_app(redis_app.name).wake) <= 1_000
+
+
+def test_a_task_tells_how_long_it_waited_and_ran(app: QueueTasks) -> None:
+    @app.task(name="nap")
+    async def nap() -> None:
+        await asyncio.sleep(0.05)
+
+    task = app.add_task("nap")
+    time.sleep(0.03)  # queued a while before any worker takes it
+    with app.running_worker():
+        done = app.wait(task.uuid, timeout=10)
+    assert done.enqueued_at and done.started_at and done.finished_at
+    assert (done.started_at - done.enqueued_at).total_seconds() >= 0.02
+    assert (done.finished_at - done.started_at).total_seconds() >= 0.04
+    assert app.get(task.uuid).finished_at == done.finished_at  # type: ignore[union-attr]

@@ -191,8 +191,9 @@ local function take_checked(uuid, score, qk)
   end
   local att = (tonumber(r[7]) or 0) + 1
   local token = tostring(next_seq(KEYS[7]))
+  -- finished_at is emptied in the same command: a retry's earlier end is not this run's.
   redis.call('HSET', tkey, 'status', 'process', 'worker', wid, 'attempts', att,
-             'claim', token, 'updated_at', stamp(now))
+             'claim', token, 'updated_at', stamp(now), 'started_at', stamp(now), 'finished_at', '')
   if limit and limit.c then redis.call('HSET', tkey, 'slot', '1') end
   if solo then
     redis.call('HSET', tkey, 'solo', '1')

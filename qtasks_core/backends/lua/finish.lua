@@ -30,6 +30,8 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
   end
   flat[#flat + 1] = 'updated_at'
   flat[#flat + 1] = stamp(now)
+  flat[#flat + 1] = 'finished_at'
+  flat[#flat + 1] = stamp(now)
   redis.call('HSET', tkey, unpack(flat))
   redis.call('ZREM', prefix .. 'running', uuid)
   if held[6] then

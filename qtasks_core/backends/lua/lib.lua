@@ -269,7 +269,7 @@ local function requeue(prefix, uuid, now)
          ', not a zset: delete it (DEL ' .. qk .. '), then requeue this dead letter', '', now)
     return false
   end
-  redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now))
+  redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now), 'enqueued_at', stamp(now))
   redis.call('HDEL', tkey, 'claim', 'eta', 'solo')
   push_token(wkey(prefix, r[2]), '1')
   return true
@@ -461,6 +461,10 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
     fields[#fields + 1] = 'eta'
     fields[#fields + 1] = stamp(now + due_in)
   else
+    -- Queued now: when it became due, for a delayed one (requeue).
+    now = now or now_ms()
+    fields[#fields + 1] = 'enqueued_at'
+    fields[#fields + 1] = stamp(now)
     index = qkey(prefix, queue)
     added = redis.pcall('ZADD', index,
                         string.format('%d', tonumber(priority) * SCALE + next_seq(prefix .. 'seq')),
