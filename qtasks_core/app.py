@@ -810,6 +810,10 @@ class QueueTasks(_Registry):
                 args=args,
                 kw=kw,
                 extra=extra,
+                queue=options.get("queue", DEFAULT_QUEUE),
+                delay=options.get("delay"),
+                expires=options.get("expires"),
+                unique_key=options.get("unique_key"),
             )
         )
         if new:

@@ -36,11 +36,17 @@ def qtasks_add_task_before_broker(
     args: tuple[Any, ...],
     kw: dict[str, Any],
     extra: dict[str, Any],
+    queue: str,
+    delay: float | None,
+    expires: float | None,
+    unique_key: str | None,
 ) -> dict[str, Any] | None:
     """A new task is about to be serialized and handed to the broker.
 
     Fired in the producer process, inside ``add_task`` (sync or async), before anything
-    is written.
+    is written. ``queue``, ``delay``, ``expires`` and ``unique_key`` are the call's
+    options, to read (an admission plugin may refuse a task by raising, which reaches
+    the caller); they are arguments the reference does not have.
 
     :param qtasks: The application the task is added to.
     :param broker: The broker that will enqueue the task.
@@ -50,6 +56,12 @@ def qtasks_add_task_before_broker(
     :param args: The positional arguments the task will be called with.
     :param kw: The keyword arguments the task will be called with.
     :param extra: Extra fields stored with the task record; empty until a plugin fills it.
+    :param queue: The queue the task goes to (the call's ``queue=``, else the task's).
+    :param delay: Seconds until the task is due (from ``delay=`` or ``eta=``), or
+        ``None`` for at once.
+    :param expires: Seconds from now after which the task, not started, never runs; or
+        ``None``.
+    :param unique_key: The call's ``unique_key``, or ``None``.
     :return: A dict whose keys, among ``task_name``, ``priority``, ``args``, ``kw`` and
         ``extra``, replace those arguments; an absent or ``None`` key keeps that
         argument. ``None`` keeps the current values.

@@ -156,6 +156,35 @@ def test_qtasks_add_task_before_broker(app: QueueTasks) -> None:
         assert app.wait(added.uuid, timeout=10).returning == 11
 
 
+def test_qtasks_add_task_before_broker_reads_the_calls_options(app: QueueTasks) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    class Admission:
+        @hookimpl
+        def qtasks_add_task_before_broker(
+            self, task_name: str, queue: str, delay: Any, expires: Any, unique_key: Any
+        ) -> None:
+            seen.append((task_name, queue, delay, expires, unique_key))
+            if queue == "closed":
+                raise PermissionError("the closed queue takes no tasks")
+
+    @app.task(queue="mail")
+    def send() -> None: ...
+
+    app.add_plugin(Admission(), name="admission")
+    app.add_task("send")
+    app.send_task("send", queue="bulk", delay=30, expires=60, unique_key="order-1")
+    with pytest.raises(PermissionError, match="closed queue"):
+        app.send_task("send", queue="closed")
+    assert seen == [
+        ("send", "mail", None, None, None),
+        ("send", "bulk", 30, 60, "order-1"),
+        ("send", "closed", None, None, None),
+    ]
+    assert app.list_tasks(status="new", queue="closed", limit=10).tasks == []  # refused
+    assert len(app.list_tasks(status="new", queue="mail", limit=10).tasks) == 1
+
+
 def test_qtasks_add_task_after_broker(app: QueueTasks) -> None:
     seen: list[tuple[Any, Any, Task]] = []
 
