@@ -226,6 +226,8 @@ class _Chain:
             self._set(second, result[1])
         if result[0] is not None or result[1] is not None:
             self.replaced = (self.kwargs[first], self.kwargs[second])
+            for name, compute in rule.refresh:
+                self._set(name, compute(self.kwargs))
 
     def _wrong_shape(self, impl: HookImpl, result: Any, expected: str) -> PluginReturnError:
         return PluginReturnError(

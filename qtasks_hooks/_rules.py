@@ -7,9 +7,9 @@ function; a ``firstresult`` spec without a rule is a bug caught by the meta-test
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -33,6 +33,9 @@ class ReplaceRule:
     kind: Kind
     names: tuple[str, ...]
     shape: Shape = "any"
+    #: Arguments derived from others, computed again after each replacement so the
+    #: next impl never sees them stale: ``(name, compute(current arguments))``.
+    refresh: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = ()
 
 
 def _attach(rule: ReplaceRule) -> Callable[[F], F]:
@@ -53,9 +56,16 @@ def replaces_keys(*names: str) -> Callable[[F], F]:
     return _attach(ReplaceRule("keys", names))
 
 
-def replaces_pair(first: str, second: str) -> Callable[[F], F]:
-    """The impl returns ``(first, second)``; a ``None`` part keeps that argument."""
-    return _attach(ReplaceRule("pair", (first, second)))
+def replaces_pair(
+    first: str,
+    second: str,
+    *,
+    refresh: tuple[tuple[str, Callable[[Mapping[str, Any]], Any]], ...] = (),
+) -> Callable[[F], F]:
+    """The impl returns ``(first, second)``; a ``None`` part keeps that argument.
+    ``refresh`` names arguments derived from the pair, computed again after each
+    replacement."""
+    return _attach(ReplaceRule("pair", (first, second), refresh=refresh))
 
 
 def rule_of(spec_function: object) -> ReplaceRule | None:

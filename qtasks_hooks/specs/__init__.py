@@ -52,8 +52,8 @@ SPEC_MODULES: Final[tuple[ModuleType, ...]] = (
     stats,
 )
 
-#: Spec modules beyond the 52 triggers of the reference (``../shared/TRIGGERS.md``),
-#: added after :data:`SPEC_MODULES`.
+#: Spec modules beyond the original's 52 triggers (``docs/TRIGGERS.md``), added after
+#: :data:`SPEC_MODULES`.
 EXTENSION_MODULES: Final[tuple[ModuleType, ...]] = (schedule,)
 
 __all__ = ["EXTENSION_MODULES", "SPEC_MODULES"]

@@ -102,9 +102,14 @@ def storage_add(
 @hookspec(firstresult=True)
 @replaces_value("result", shape="model_or_none")
 def storage_get(storage: Storage, result: Task | None) -> Task | None:
-    """A task's record was read by its uuid.
+    """A task's record was read.
 
-    Fired in every process that reads a task (a producer calling ``app.get``).
+    Fired in the process that reads it, on the one path every read of a task takes:
+    ``app.get``, ``app.wait`` and ``add_task(timeout=)`` (from the final record the
+    waiter was woken with), each task of an ``app.list_tasks`` or ``app.list_workflows``
+    page, a workflow's view, the dashboard and the command line. A plugin that turns a
+    stored value back (decrypts a result, loads one stored elsewhere) does it here, once,
+    for all of them; ``broker_get`` and ``qtasks_get`` fire after it on ``app.get``.
 
     :param storage: The storage the record was read from.
     :param result: The task read, or ``None`` when no task has that uuid.

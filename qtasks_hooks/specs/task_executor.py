@@ -6,6 +6,7 @@ loop, during the run of one task.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from qtasks_hooks._markers import hookspec
@@ -22,8 +23,13 @@ if TYPE_CHECKING:
 # -------------------------------------------------------------------------
 
 
+def _args_info(values: Mapping[str, Any]) -> Any:
+    """``args_info`` for the arguments as replaced so far."""
+    return values["task_executor"].args_info(list(values["args"]), dict(values["kw"]))
+
+
 @hookspec(firstresult=True)
-@replaces_pair("args", "kw")
+@replaces_pair("args", "kw", refresh=(("args_info", _args_info),))
 def task_executor_args_replace(
     task_executor: TaskExecutor,
     args: list[Any],
@@ -39,7 +45,8 @@ def task_executor_args_replace(
     :param kw: The keyword arguments the function will be called with.
     :param args_info: One ``ArgMeta`` per parameter of the task function (name, position,
         annotation and the value bound to it), for plugins that convert or inject
-        arguments.
+        arguments; computed again after an earlier impl replaced ``args`` or ``kw``, so
+        it describes the values this impl receives.
     :return: A 2-tuple ``(args, kw)`` that replaces both arguments; a ``None`` part keeps
         that argument. ``None`` keeps the current values.
     """

@@ -740,6 +740,33 @@ def test_task_executor_args_replace(app: QueueTasks) -> None:
     assert [m.annotation for m in info] in (["int", "int"], [int, int])
 
 
+def test_task_executor_args_replace_gives_args_info_for_the_replaced_arguments(
+    app: QueueTasks,
+) -> None:
+    seen: list[list[tuple[str, Any]]] = []
+
+    class Doubler:
+        @hookimpl(tryfirst=True)
+        def task_executor_args_replace(self, args: list[Any]) -> Any:
+            return ([a * 2 for a in args], None)
+
+    class Reader:
+        @hookimpl
+        def task_executor_args_replace(self, args_info: Any) -> None:
+            seen.append([(m.name, m.value) for m in args_info])
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    app.add_plugin(Doubler(), name="doubler")
+    app.add_plugin(Reader(), name="reader")
+    with app.running_worker():
+        done = app.add_task("add", 1, 5, timeout=10)
+    assert done.returning == 12
+    assert seen == [[("a", 2), ("b", 10)]]  # what the function gets, not what was sent
+
+
 def test_task_executor_middlewares_execute(app: QueueTasks) -> None:
     order: list[str] = []
     seen: list[Any] = []
