@@ -21,6 +21,7 @@ from ..schemas import (
     TaskPrioritySchema,
     TaskStatusNewSchema,
 )
+from ..storages.base import UniqueHeld
 
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
@@ -48,6 +49,19 @@ class Message:
     def schema(self) -> TaskPrioritySchema:
         """The task as the worker's triggers see it (``task_broker``)."""
         return task_schema(self.values, self.attempts, self.retry, self.extra, self.queue)
+
+
+def _why_not_added(exc: BaseException) -> str:
+    """``broker_add_failed``'s reason for ``exc``."""
+    if isinstance(exc, UniqueHeld):
+        return "unique_key held"
+    if isinstance(exc, BackendError):
+        return "backend error"
+    if any(note.startswith("raised by plugin ") for note in getattr(exc, "__notes__", ())):
+        return "plugin"
+    if isinstance(exc, TaskOptionError) and "max_payload" in str(exc):
+        return "payload too large"
+    return "refused"
 
 
 def _usable(message: Message) -> None:
@@ -112,7 +126,11 @@ class Broker:
         """Queue a task; returns its uuid and the model written. ``options``: the
         model's ``queue``, ``delay`` and ``expires``."""
         model = await self._before(task_name, priority, args, kw, extra, options)
-        uuid, model = await self.storage.add(str(uuidlib.uuid4()), model)
+        try:
+            uuid, model = await self.storage.add(str(uuidlib.uuid4()), model)
+        except Exception as exc:
+            await self._failed([model], exc)
+            raise
         await fired(self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model))
         return uuid, model
 
@@ -123,13 +141,44 @@ class Broker:
         ],
     ) -> list[tuple[str, TaskStatusNewSchema]]:
         """:meth:`add` for a batch of ``(task_name, priority, args, kw, extra, options)``."""
-        models = [await self._before(*call) for call in calls]
-        added = await self.storage.add_many([(str(uuidlib.uuid4()), m) for m in models])
+        models: list[TaskStatusNewSchema] = []
+        try:
+            for call in calls:
+                models.append(await self._before(*call))
+        except Exception as exc:
+            # The one that failed was reported by _before; the batch adds none of these.
+            await self._failed(models, exc)
+            raise
+        try:
+            added = await self.storage.add_many([(str(uuidlib.uuid4()), m) for m in models])
+        except Exception as exc:
+            await self._failed(models, exc)
+            raise
         for _, model in added:
             await fired(
                 self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model)
             )
         return added
+
+    async def _failed(self, models: list[TaskStatusNewSchema], exc: Exception) -> None:
+        """Fire ``broker_add_failed`` for each task an enqueue did not add; a plugin
+        failing there is logged, and the caller gets the enqueue's own outcome."""
+        holder = exc.uuid if isinstance(exc, UniqueHeld) else None
+        reason = _why_not_added(exc)
+        for model in models:
+            try:
+                await fired(
+                    self.pm.hook.broker_add_failed(
+                        broker=self,
+                        storage=self.storage,
+                        model=model,
+                        reason=reason,
+                        error=exc,
+                        holder=holder,
+                    )
+                )
+            except Exception:
+                log.exception("a plugin failed in trigger broker_add_failed; going on")
 
     async def _before(
         self,
@@ -148,9 +197,13 @@ class Broker:
             extra=extra or {},
             **(options or {}),
         )
-        new = await fired(
-            self.pm.hook.broker_add_before(broker=self, storage=self.storage, model=model)
-        )
+        try:
+            new = await fired(
+                self.pm.hook.broker_add_before(broker=self, storage=self.storage, model=model)
+            )
+        except Exception as exc:
+            await self._failed([model], exc)
+            raise
         return model if new is None else new
 
     async def get(self, uuid: str, record: dict[str, str] | None = None) -> Task | None:

@@ -31,6 +31,7 @@ from qtasks_core import (
     TaskPluginTriggerError,
     hookimpl,
 )
+from qtasks_core.errors import TaskOptionError
 from qtasks_core.schemas import (
     ArgMeta,
     TaskPrioritySchema,
@@ -183,6 +184,44 @@ def test_qtasks_add_task_before_broker_reads_the_calls_options(app: QueueTasks) 
     ]
     assert app.list_tasks(status="new", queue="closed", limit=10).tasks == []  # refused
     assert len(app.list_tasks(status="new", queue="mail", limit=10).tasks) == 1
+
+
+def test_broker_add_failed_says_why_a_task_was_not_added(app: QueueTasks) -> None:
+    seen: list[tuple[str, str, Any]] = []
+
+    class Admission:
+        @hookimpl
+        def broker_add_failed(self, model: Any, reason: str, error: Any, holder: Any) -> None:
+            seen.append((model.task_name, reason, holder))
+
+    class Veto:
+        @hookimpl
+        def broker_add_before(self, model: Any) -> None:
+            if model.kwargs.get("veto"):
+                raise PermissionError("vetoed")
+
+    @app.task
+    def job(data: str = "", veto: bool = False) -> None: ...
+
+    app.add_plugin(Admission(), name="admission")
+    app.add_plugin(Veto(), name="veto")
+    first = app.send_task("job", unique_key="once")
+    again = app.send_task("job", unique_key="once")
+    assert again.uuid == first.uuid  # the holder is the answer, no error
+    app.max_payload = app.storage.max_payload = 100
+    with pytest.raises(TaskOptionError, match="max_payload"):
+        app.add_task("job", "x" * 200)
+    with pytest.raises(PermissionError):
+        app.add_task("job", veto=True)
+    with pytest.raises(TaskOptionError, match="206 bytes"):  # the batch: all or nothing
+        app.add_tasks([("job", (), {}), ("job", ("y" * 200,), {})])
+    assert seen == [
+        ("job", "unique_key held", first.uuid),
+        ("job", "payload too large", None),
+        ("job", "plugin", None),
+        ("job", "payload too large", None),
+        ("job", "payload too large", None),
+    ]
 
 
 def test_qtasks_add_task_after_broker(app: QueueTasks) -> None:
