@@ -75,7 +75,7 @@ def _read(name: str) -> str:
 
 _BODIES: Final = {name: _read(name) for name in _FUNCTIONS}
 #: The first lines of every function.
-_GUARD: Final = "local moving = unsettled(KEYS[1])\nif moving then return moving end\n"
+_GUARD: Final = "clock = nil\nlocal moving = unsettled(KEYS[1])\nif moving then return moving end\n"
 _CODE: Final = _CONSTANTS + _read("lib") + _GUARD + "".join(_BODIES.values())
 VERSION: Final = hashlib.sha1(_CODE.encode()).hexdigest()[:12]
 LIBRARY_NAME: Final = f"qtasks_{VERSION}"

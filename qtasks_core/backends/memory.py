@@ -738,6 +738,13 @@ class MemoryBackend:
                         f"over max_payload={node['m']}; store large results elsewhere and "
                         "pass a key"
                     )
+                    if path == "e":
+                        # An ended workflow's on_error: not queued, and said so (as
+                        # lib.lua's start_node), never ended twice.
+                        own = self._records.get(wf)
+                        if own is not None and "traceback" in own:
+                            own["traceback"] += f"\non_error was not queued: {why}"
+                        return
                     self._wf_fail(wf, uuid, step, why, now)
                     return
             fields.update(wf=wf, wfn=path)

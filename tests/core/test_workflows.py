@@ -393,3 +393,25 @@ def test_a_refused_start_leaves_no_workflow_behind(redis_app: QueueTasks) -> Non
     started = app.start_workflow(chain(t["add"].s(1, 2), t["add"].s(10)))
     _run(app)
     assert app.wait(started.uuid, timeout=10).returning == 13
+
+
+def test_an_on_error_too_large_to_queue_is_said_and_the_workflow_ends_once(
+    app: QueueTasks,
+) -> None:
+    app.max_payload = 300
+    t = _register(app)
+
+    @app.task(name="loud")
+    def loud() -> None:
+        raise ValueError("x" * 500)  # its traceback alone is over max_payload
+
+    started = app.start_workflow(app.signature("loud"), on_error=t["add"].s())
+    _run(app)
+    app.wait(started.uuid, timeout=10)
+    done = app.get(started.uuid)
+    assert done is not None and done.status == "error"
+    assert (done.traceback or "").count("ended error") == 1
+    assert "on_error was not queued" in (done.traceback or "")
+    assert app.get(f"{started.uuid}:e") is None
+    counts = asyncio.run(app.backend.stats()).counts
+    assert counts.get("error") == 2  # the member and the workflow, each once

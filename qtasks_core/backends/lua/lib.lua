@@ -10,9 +10,16 @@
 -- put in front of this file by _lua.py from keys.py and schemas.py: one definition for
 -- Python and Lua.
 
+-- Read once per call (a call is one atomic step: one moment), then reused: a batch of
+-- enqueues or finishes costs one TIME, not one per task. Every function resets it
+-- first (see _lua.py).
+local clock = nil
+
 local function now_ms()
+  if clock then return clock end
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return clock
 end
 
 local function stamp(ms)
@@ -599,12 +606,23 @@ start_node = function(prefix, wf, path, input, node)
     end
     local uuid = wf .. ':' .. path
     if size and node.m and size > node.m then
+      local why = 'its arguments with the result before it take ' .. size ..
+                  ' bytes as JSON, over max_payload=' .. node.m ..
+                  '; store large results elsewhere and pass a key'
+      if path == 'e' then
+        -- The on_error task of a workflow that has ended already: not queued, and the
+        -- workflow's record says why (ending it a second time would count it twice).
+        local tkey = prefix .. 'task:' .. wf
+        local trace = redis.pcall('HGET', tkey, 'traceback')
+        if type(trace) == 'string' then
+          redis.pcall('HSET', tkey, 'traceback', trace .. '\non_error was not queued: ' .. why)
+        end
+        return
+      end
       -- The previous step's result made the arguments too large: the workflow ends
       -- saying so, rather than carry it into a record.
       wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'},
-              'its arguments with the result before it take ' .. size ..
-              ' bytes as JSON, over max_payload=' .. node.m ..
-              '; store large results elsewhere and pass a key')
+              why)
       return
     end
     flat[#flat + 1] = 'wf'
