@@ -321,5 +321,7 @@ class TaskExecutor:
             if value is sentinel:
                 return results
             results.append(await fired(handler(value)) if handler else value)
-        generator.close()
+        # In its thread and its context, as its steps ran: its cleanup may reset what it
+        # set, and may block.
+        await self._in_thread(generator.close, context)
         return results

@@ -565,7 +565,8 @@ class Worker:
             except Exception as exc:
                 # A plugin failed on the way in (worker_add, storage_add_process): that
                 # task ends error naming it; the worker goes on.
-                failed = await self._failed(None, message.schema(), exc, retry=False)
+                task_func = self.app.tasks.get(message.values["task_name"])
+                failed = await self._failed(task_func, message.schema(), exc, retry=False)
                 await self.app.storage.fail(claim, message.schema(), failed.traceback)
                 return
             task_func, task_broker, model = await self._execute(task_broker, claim)
@@ -673,7 +674,7 @@ class Worker:
                 )
             )
         except Exception as exc:
-            final = await self._failed(task_func, task_broker, exc, retry=False)
+            final = await self._failed(task_func, task_broker, exc, retry=False, earlier=final)
         return task_func, task_broker, final
 
     async def _failed(
@@ -683,12 +684,20 @@ class Worker:
         exc: BaseException,
         *,
         retry: bool = True,
+        earlier: FinishedModel | None = None,
     ) -> TaskStatusErrorSchema:
         """The error state of a failed attempt, after ``worker_task_error_retry``: fired
-        for every failure (the task's exception, an unknown task name, ``max_time``, a
-        plugin's failure), with ``retryable`` False where no retry may follow (a plugin
-        failed the task, or no task of that name is registered here)."""
+        once per attempt, whatever the failure (the task's exception, an unknown task
+        name, ``max_time``, a plugin's failure), with ``retryable`` False where no retry
+        may follow (a plugin failed the task, or no task of that name is registered
+        here). A plugin failing after the attempt had failed already (``earlier``, an
+        error state reported then) adds its traceback to that state, whose decision
+        (retry or not) stands as reported, and fires nothing again."""
         trace = "".join(traceback.format_exception(exc))
+        if isinstance(earlier, TaskStatusErrorSchema):
+            return earlier.model_copy(
+                update={"traceback": earlier.traceback + "\nthen a plugin failed:\n" + trace}
+            )
         model = TaskStatusErrorSchema(uuid=task_broker.uuid, traceback=trace)
         retryable = retry and task_func is not None
         try:
@@ -741,13 +750,13 @@ class Worker:
                 task_broker = new.get("task_broker", task_broker)
                 model = new.get("model", model)
         except Exception as exc:
-            model = await self._failed(task_func, task_broker, exc, retry=False)
+            model = await self._failed(task_func, task_broker, exc, retry=False, earlier=model)
         try:
             final = await app.broker.finish_triggers(task_broker, model)
         except Exception as exc:
             # A plugin raised in broker/storage_remove_finished_task: whatever its type
             # (an OSError of its own included), it fails this task.
-            failed = await self._failed(task_func, task_broker, exc, retry=False)
+            failed = await self._failed(task_func, task_broker, exc, retry=False, earlier=model)
             written = await app.storage.fail(claim, task_broker, failed.traceback)
         else:
             written = await self._write_final(final, claim)

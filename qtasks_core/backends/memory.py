@@ -183,13 +183,13 @@ class MemoryBackend:
         # must not take a wake-up meant for another's.
         self._signal(queue).fire()
 
-    def _requeue(self, uuid: str, now: float) -> None:
+    def _requeue(self, uuid: str, now: float, queued_at: float | None = None) -> None:
         record = self._records[uuid]
         self._free_slot(uuid, record, now)
-        record.update(status="new", updated_at=f"{now:.3f}", enqueued_at=f"{now:.3f}")
-        record.pop("claim", None)
-        record.pop("eta", None)
-        record.pop("solo", None)
+        queued = now if queued_at is None else min(queued_at, now)
+        record.update(status="new", updated_at=f"{now:.3f}", enqueued_at=f"{queued:.3f}")
+        for name in ("claim", "eta", "solo", "started_at", "finished_at"):
+            record.pop(name, None)
         self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
 
     def _cancel(
@@ -383,7 +383,7 @@ class MemoryBackend:
         with self._lock:
             self._limits = json.loads(limits) if limits else {}
             self._expire()
-            for uuid in [u for u, due in self._scheduled.items() if due <= now]:
+            for uuid, due in [(u, d) for u, d in self._scheduled.items() if d <= now]:
                 del self._scheduled[uuid]
                 record = self._records.get(uuid)
                 bad = _unfit(record)
@@ -391,7 +391,7 @@ class MemoryBackend:
                     self._bury(uuid, f"malformed delayed task: {bad}", "", now)
                     out.dead.append(uuid)
                 elif record is not None and record["status"] in ("retry", "new"):
-                    self._requeue(uuid, now)
+                    self._requeue(uuid, now, queued_at=due)  # queued as of falling due
             for uuid in [u for u, dl in self._running.items() if dl <= now]:
                 del self._running[uuid]
                 record = self._records.get(uuid)

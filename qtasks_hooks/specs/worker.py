@@ -147,7 +147,9 @@ def worker_task_error_retry(
     raised (``max_time`` raises ``TimeoutError`` in it), no task of that name is
     registered on this worker, or a plugin failed the task (in ``worker_add``,
     ``storage_add_process``, ``worker_execute_after``, ``worker_remove_finished_task``
-    or the finish triggers). A retry plugin returns a ``TaskStatusErrorSchema`` with
+    or the finish triggers). A plugin failing after an attempt that had failed already
+    fires nothing more: its traceback is added to that attempt's error, whose decision
+    (retry or not) stands. A retry plugin returns a ``TaskStatusErrorSchema`` with
     status ``retry`` and its retry fields, to have the task run again after a delay.
 
     Order: the built-in retry plugin (the ``retry`` and ``retry_on_exc`` task options) is

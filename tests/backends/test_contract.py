@@ -927,7 +927,8 @@ def test_the_record_keeps_when_an_attempt_was_queued_started_and_ended(subject: 
     second = run(subject.backend.get("a"))
     assert second is not None and not second["finished_at"]
     assert float(second["enqueued_at"]) >= float(retried["finished_at"]) + 0.04
-    assert float(second["started_at"]) >= float(second["enqueued_at"])
+    # Queued as of when it fell due, not of the claim that moved it: it waited since.
+    assert float(second["started_at"]) >= float(second["enqueued_at"]) + 0.03
     assert subject.finish("a", again["token"])
     done = run(subject.backend.get("a"))
     assert done is not None and float(done["finished_at"]) >= float(second["started_at"])

@@ -1588,6 +1588,35 @@ def test_worker_task_error_retry_fires_for_every_cause_of_failure(app: QueueTask
     assert app.get(timed_out.uuid).status == "retry"  # type: ignore[union-attr]
 
 
+def test_worker_task_error_retry_fires_once_per_attempt(app: QueueTasks) -> None:
+    """A task that raises, then a plugin failing after it: one report per attempt, and
+    the task's own error kept beside the plugin's."""
+    reports: list[tuple[str, bool, str]] = []
+
+    class Reporter:
+        @hookimpl
+        def worker_task_error_retry(self, exc: BaseException, retryable: bool, model: Any) -> None:
+            reports.append((type(exc).__name__, retryable, model.status))
+
+    class Broken:
+        @hookimpl
+        def worker_execute_after(self) -> None:
+            raise PermissionError("audit store is down")
+
+    @app.task(retry=2, retry_backoff=0.01)
+    def boom() -> None:
+        raise ValueError("task's own")
+
+    app.add_plugin(Reporter(), name="reporter")
+    app.add_plugin(Broken(), name="broken")
+    with app.running_worker():
+        done = app.add_task("boom", timeout=10)
+    # Each attempt reported once, and what was reported holds: two retries, then the end.
+    assert reports == [("ValueError", True, "retry")] * 2 + [("ValueError", True, "error")]
+    assert done.status == "error" and done.attempts == 3
+    assert "task's own" in (done.traceback or "") and "audit store" in (done.traceback or "")
+
+
 def test_worker_remove_finished_task(app: QueueTasks) -> None:
     seen: list[tuple[Any, Any, Any, Any, Any]] = []
 

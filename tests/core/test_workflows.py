@@ -415,3 +415,21 @@ def test_an_on_error_too_large_to_queue_is_said_and_the_workflow_ends_once(
     assert app.get(f"{started.uuid}:e") is None
     counts = asyncio.run(app.backend.stats()).counts
     assert counts.get("error") == 2  # the member and the workflow, each once
+
+
+def test_an_on_error_whose_queue_key_is_broken_is_said_and_ends_the_workflow_once(
+    redis_app: QueueTasks,
+) -> None:
+    app = redis_app
+    t = _register(app)
+    raw = redis.Redis.from_url(app.redis_url)
+    started = app.start_workflow(t["boom"].s(), on_error=app.signature("add", [1], queue="alerts"))
+    raw.set(Keys.for_app(app.name).queue_of("alerts"), "overwritten")
+    _run(app)
+    app.wait(started.uuid, timeout=10)
+    done = app.get(started.uuid)
+    assert done is not None and done.status == "error"
+    assert (done.traceback or "").count("ended error") == 1
+    assert "on_error was not queued" in (done.traceback or "")
+    counts = asyncio.run(app.backend.stats()).counts
+    assert counts.get("error") == 2  # the member and the workflow, each once

@@ -48,15 +48,17 @@ if limits then
   end
 end
 
--- Delayed tasks (retries) that fell due.
-for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)) do
+-- Delayed tasks (retries) that fell due: queued as of the moment they fell due.
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
+for d = 1, #due, 2 do
+  local uuid, due_at = due[d], math.min(tonumber(due[d + 1]) or now, now)
   redis.call('ZREM', KEYS[3], uuid)
   local r, bad = read(prefix .. 'task:' .. uuid)
   if bad then
     bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now)
     table.insert(dead, uuid)
   elseif r[1] == 'retry' or r[1] == 'new' then  -- a retry, or a task sent with a delay
-    if not requeue(prefix, uuid, now) then table.insert(dead, uuid) end
+    if not requeue(prefix, uuid, now, due_at) then table.insert(dead, uuid) end
   end
 end
 

@@ -261,7 +261,7 @@ end
 -- longer finish it.
 -- Returns false when the task's queue key holds another type: the task is then set
 -- aside (a dead letter naming the key), never dropped between two indexes.
-local function requeue(prefix, uuid, now)
+local function requeue(prefix, uuid, now, queued_at)
   local tkey = prefix .. 'task:' .. uuid
   local r = redis.call('HMGET', tkey, 'priority', 'queue', 'slot', 'task_name')
   if r[3] then
@@ -276,8 +276,10 @@ local function requeue(prefix, uuid, now)
          ', not a zset: delete it (DEL ' .. qk .. '), then requeue this dead letter', '', now)
     return false
   end
-  redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now), 'enqueued_at', stamp(now))
-  redis.call('HDEL', tkey, 'claim', 'eta', 'solo')
+  redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now),
+             'enqueued_at', stamp(queued_at or now))
+  -- The attempt before (if any) is over: its start and end are not this one's.
+  redis.call('HDEL', tkey, 'claim', 'eta', 'solo', 'started_at', 'finished_at')
   push_token(wkey(prefix, r[2]), '1')
   return true
 end
@@ -632,10 +634,20 @@ start_node = function(prefix, wf, path, input, node)
     local fields, queue, due_in, expires_in = split_fields(flat)
     local wake, bad = write_task(prefix, uuid, node.p, fields, queue, due_in, expires_in)
     if bad then
+      local why = 'its step could not be queued: ' .. tostring(bad.err)
+      if path == 'e' then
+        -- The workflow has ended already: its record says why its on_error is missing.
+        local tkey = prefix .. 'task:' .. wf
+        local trace = redis.pcall('HGET', tkey, 'traceback')
+        if type(trace) == 'string' then
+          redis.pcall('HSET', tkey, 'traceback', trace .. '\non_error was not queued: ' .. why)
+        end
+        return
+      end
       -- Its queue key holds another type (checked at the start, broken since): the
       -- workflow ends error naming it rather than wait for a step never written.
       wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'},
-              'its step could not be queued: ' .. tostring(bad.err))
+              why)
       return
     end
     if wake then
