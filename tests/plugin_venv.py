@@ -1,9 +1,8 @@
 """Plugin distributions installed by pip into a fresh virtual environment, as users get them.
 
 One environment per test session holds QTasks and every plugin distribution of
-``examples/plugins/`` (the metrics and the tracing plugin side by side, as a user who
-installs both has them); the modules that test them share it through
-:func:`plugin_venv`.
+``examples/plugins/`` and ``tests/plugins/`` (side by side, as a user who installs
+several has them); the modules that test them share it through :func:`plugin_venv`.
 
 Speed (the machine has 2 cores and CI a budget): the environment is made
 ``--without-pip`` (0.1 s instead of 3 s of ``ensurepip``) and the test runner's own pip
@@ -35,8 +34,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = ROOT / "examples" / "plugins"
+#: Plugins that users commonly write, each a distribution of its own, that test the
+#: contract end to end (each inert until configured, as the plugin guide asks).
+TEST_PLUGINS = ROOT / "tests" / "plugins"
 #: The plugin distributions the shared environment holds.
-DISTRIBUTIONS = ("qtasks-prometheus", "qtasks-opentelemetry")
+DISTRIBUTIONS = (
+    "qtasks-prometheus",
+    "qtasks-opentelemetry",
+    "qtasks-request-id",
+    "qtasks-error-reporter",
+)
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 
 
@@ -93,7 +100,8 @@ def copy_sources(base: Path, distributions: tuple[str, ...]) -> list[Path]:
         shutil.copytree(ROOT / package, core / package, ignore=COPY_IGNORE)
     sources = [core]
     for name in distributions:
-        shutil.copytree(PLUGINS / name, base / "src" / name, ignore=COPY_IGNORE)
+        source = PLUGINS / name if (PLUGINS / name).exists() else TEST_PLUGINS / name
+        shutil.copytree(source, base / "src" / name, ignore=COPY_IGNORE)
         sources.append(base / "src" / name)
     return sources
 
