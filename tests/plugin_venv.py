@@ -43,6 +43,8 @@ DISTRIBUTIONS = (
     "qtasks-opentelemetry",
     "qtasks-request-id",
     "qtasks-error-reporter",
+    "qtasks-admission",
+    "qtasks-offload",
 )
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 

@@ -30,7 +30,9 @@ def _worker(
     return worker_process(venv, "apps.contract:app", HERE, env, "-c", "4", log_name=f"{name}.log")
 
 
-def _producer(venv: Venv, redis_url: str, name: str, script: str) -> dict[str, object]:
+def _producer(
+    venv: Venv, redis_url: str, name: str, script: str, **extra: str
+) -> dict[str, object]:
     """Run ``script`` in the venv's Python (where the plugins are installed): it enqueues
     with ``app`` and prints one JSON object."""
     code = (
@@ -38,7 +40,7 @@ def _producer(venv: Venv, redis_url: str, name: str, script: str) -> dict[str, o
         "from qtasks_core import QueueTasks\n"
         f"app = QueueTasks({name!r}, redis_url={redis_url!r})\n" + script
     )
-    out = venv.run("-c", code)
+    out = venv.run("-c", code, env={**venv.env, **extra})
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -101,3 +103,85 @@ def test_an_unconfigured_error_reporter_changes_nothing(venv: Venv, redis_url: s
             "print(json.dumps({'status': app.add_task('async_leaf', timeout=30).status}))\n",
         )
     assert done == {"status": "success"}
+
+
+def test_admission_refuses_by_queue_and_delay_and_logs_what_was_not_added(
+    venv: Venv, redis_url: str, tmp_path: Path
+) -> None:
+    name = f"contract-adm-{os.getpid()}"
+    log = tmp_path / "admission.jsonl"
+    rules = {
+        "QTASKS_CLOSED_QUEUES": "closed",
+        "QTASKS_MAX_DELAY": "60",
+        "QTASKS_ADMISSION_LOG": str(log),
+    }
+    seen = _producer(
+        venv,
+        redis_url,
+        name,
+        "def outcome(**options):\n"
+        "    try:\n"
+        "        return app.send_task('async_leaf', **options).status\n"
+        "    except Exception as exc:\n"
+        "        return type(exc).__name__\n"
+        "first = app.send_task('async_leaf', unique_key='k')\n"
+        "out = {\n"
+        "    'closed': outcome(queue='closed'),\n"
+        "    'far': outcome(delay=3600),\n"
+        "    'near': outcome(delay=1),\n"
+        "    'held': outcome(unique_key='k'),\n"
+        "    'holder': first.uuid,\n"
+        "}\n"
+        "print(json.dumps(out))\n",
+        **rules,
+    )
+    assert {k: seen[k] for k in ("closed", "far", "near", "held")} == {
+        "closed": "Refused",  # refused before anything was written: the caller's error
+        "far": "Refused",
+        "near": "new",
+        "held": "new",  # the holder is the answer
+    }
+    # What passed the before-triggers and was not added is logged with its reason.
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines == [{"task": "async_leaf", "reason": "unique_key held", "holder": seen["holder"]}]
+
+
+def test_large_results_are_offloaded_and_every_read_loads_them_back(
+    venv: Venv, redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    from qtasks_core.keys import Keys
+
+    name = f"contract-off-{os.getpid()}"
+    folder = tmp_path / "results"
+    folder.mkdir()
+    config = {"QTASKS_OFFLOAD_DIR": str(folder), "QTASKS_OFFLOAD_OVER": "500"}
+    with _worker(venv, redis_url, name, **config):
+        seen = _producer(
+            venv,
+            redis_url,
+            name,
+            "waited = app.add_task('big', 1000, timeout=30)\n"
+            "small = app.add_task('big', 3, timeout=30)\n"
+            "listed = {t.uuid: t.returning for t in app.list_tasks(status='success').tasks}\n"
+            "print(json.dumps({\n"
+            "    'uuid': waited.uuid,\n"
+            "    'waited': waited.returning == list(range(1000)),\n"
+            "    'got': app.get(waited.uuid).returning == list(range(1000)),\n"
+            "    'listed': listed[waited.uuid] == list(range(1000)),\n"
+            "    'small': small.returning,\n"
+            "}))\n",
+            **config,
+        )
+    assert {k: seen[k] for k in ("waited", "got", "listed", "small")} == {
+        "waited": True,
+        "got": True,
+        "listed": True,
+        "small": [0, 1, 2],
+    }
+    stored = redis.Redis.from_url(redis_url).hget(
+        Keys.for_app(name).task(str(seen["uuid"])), "returning"
+    )
+    assert stored is not None and b"qtasks-offload:" in stored and len(stored) < 100
+    assert len(list(folder.iterdir())) == 1

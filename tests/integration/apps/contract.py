@@ -38,3 +38,8 @@ def generator() -> Iterator[str | None]:
 @app.task(retry=1, retry_backoff=0.1)
 def flaky() -> None:
     raise ConnectionError("down: one retry, then error")
+
+
+@app.task
+def big(n: int) -> list[int]:
+    return list(range(n))
