@@ -395,6 +395,19 @@ def test_a_refused_start_leaves_no_workflow_behind(redis_app: QueueTasks) -> Non
     assert app.wait(started.uuid, timeout=10).returning == 13
 
 
+def _assert_ended_once_without_on_error(app: QueueTasks, uuid: str) -> None:
+    """The workflow ended error once, its record saying why its on_error is missing."""
+    _run(app)
+    app.wait(uuid, timeout=10)
+    done = app.get(uuid)
+    assert done is not None and done.status == "error"
+    assert (done.traceback or "").count("ended error") == 1
+    assert "on_error was not queued" in (done.traceback or "")
+    assert app.get(f"{uuid}:e") is None
+    counts = asyncio.run(app.backend.stats()).counts
+    assert counts.get("error") == 2  # the member and the workflow, each once
+
+
 def test_an_on_error_too_large_to_queue_is_said_and_the_workflow_ends_once(
     app: QueueTasks,
 ) -> None:
@@ -406,15 +419,7 @@ def test_an_on_error_too_large_to_queue_is_said_and_the_workflow_ends_once(
         raise ValueError("x" * 500)  # its traceback alone is over max_payload
 
     started = app.start_workflow(app.signature("loud"), on_error=t["add"].s())
-    _run(app)
-    app.wait(started.uuid, timeout=10)
-    done = app.get(started.uuid)
-    assert done is not None and done.status == "error"
-    assert (done.traceback or "").count("ended error") == 1
-    assert "on_error was not queued" in (done.traceback or "")
-    assert app.get(f"{started.uuid}:e") is None
-    counts = asyncio.run(app.backend.stats()).counts
-    assert counts.get("error") == 2  # the member and the workflow, each once
+    _assert_ended_once_without_on_error(app, started.uuid)
 
 
 def test_an_on_error_whose_queue_key_is_broken_is_said_and_ends_the_workflow_once(
@@ -425,11 +430,4 @@ def test_an_on_error_whose_queue_key_is_broken_is_said_and_ends_the_workflow_onc
     raw = redis.Redis.from_url(app.redis_url)
     started = app.start_workflow(t["boom"].s(), on_error=app.signature("add", [1], queue="alerts"))
     raw.set(Keys.for_app(app.name).queue_of("alerts"), "overwritten")
-    _run(app)
-    app.wait(started.uuid, timeout=10)
-    done = app.get(started.uuid)
-    assert done is not None and done.status == "error"
-    assert (done.traceback or "").count("ended error") == 1
-    assert "on_error was not queued" in (done.traceback or "")
-    counts = asyncio.run(app.backend.stats()).counts
-    assert counts.get("error") == 2  # the member and the workflow, each once
+    _assert_ended_once_without_on_error(app, started.uuid)
