@@ -215,7 +215,8 @@ class Worker:
         #: beside it, so that if it kills this process, the death is its own.
         self._solo: str | None = None
         #: Set when a claim left a suspect queued for a worker that runs nothing else:
-        #: this one stops claiming until its running tasks end (at most a lease).
+        #: this one stops claiming until its running tasks end (a lease at first, then
+        #: however long: ``_isolations`` counts the claims in a row that met one).
         self._isolate_until: float | None = None
         self._isolations = 0
         #: Set when the worker stops claiming: results still unwritten by then (the
@@ -506,18 +507,12 @@ class Worker:
                     self._lose(uuid, claims[uuid])
                     # Another worker runs it now (and its limit slot is that one's): this
                     # run stops as an abort does, its result discarded by the fence.
-                    executor = self._executors.get(uuid)
-                    if (
-                        executor is not None
-                        and executor.claim_token == claims[uuid]
-                        and executor.abort_reason is None
-                    ):
-                        executor.abort("the lease was lost: the task runs on another worker")
+                    self._stop_run(
+                        uuid, claims[uuid], "the lease was lost: the task runs on another worker"
+                    )
                 for uuid, reason in renewed.aborted.items():
-                    executor = self._executors.get(uuid)
-                    if executor is not None and executor.abort_reason is None:
+                    if self._stop_run(uuid, claims[uuid], reason):
                         log.info("aborting task %s: %s", uuid, reason or "(no reason given)")
-                        executor.abort(reason)
                 # The liveness record (a plugin trigger and a write) must never hold up
                 # the next renewal: bounded by the beat.
                 await asyncio.wait_for(
@@ -602,6 +597,15 @@ class Worker:
         )
         _, priority = await self.app.storage.add_process(process, task.priority, message.claim)
         return task if priority == task.priority else task.model_copy(update={"priority": priority})
+
+    def _stop_run(self, uuid: str, token: str, reason: str) -> bool:
+        """Abort the run of ``uuid`` under claim ``token``, if its code runs here and is
+        not stopping already; whether it was told."""
+        executor = self._executors.get(uuid)
+        if executor is None or executor.claim_token != token or executor.abort_reason is not None:
+            return False
+        executor.abort(reason)
+        return True
 
     def _lose(self, uuid: str, token: str) -> None:
         """The lease of claim ``token`` on ``uuid`` ran out and another worker claimed

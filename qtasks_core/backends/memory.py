@@ -442,12 +442,11 @@ class MemoryBackend:
                         if popped is None:
                             live.remove(name)
                             continue
-                        before = len(skipped)
+                        score, uuid = popped
                         self._take(
-                            popped[1], worker_id, lease, now, out, skipped, alone and not out.tasks
-                        )
-                        if len(skipped) > before:
-                            skipped[-1] = (name, popped[0], popped[1])
+                            uuid, worker_id, lease, now, out, skipped, alone and not out.tasks,
+                            place=(name, score),
+                        )  # fmt: skip
                         isolated = len(out.tasks) == 1 and out.tasks[0]["solo"] == "1"
             for name, score, uuid in skipped:
                 # Back where it was, with its place in the queue (as claim.lua does).
@@ -479,10 +478,11 @@ class MemoryBackend:
         out: Claimed,
         skipped: list[tuple[str, int, str]] | None,
         alone: bool = False,
+        place: tuple[str, int] = ("", 0),
     ) -> None:
         """Claim the popped task ``uuid`` into ``out``; a suspect goes into ``skipped``
-        unless this claim can run it ``alone`` (``skipped`` None: eager mode, no
-        isolation)."""
+        with its ``place`` (queue and score) unless this claim can run it ``alone``
+        (``skipped`` None: eager mode, no isolation)."""
         record = self._records.get(uuid)
         bad = _unfit(record)
         if bad:
@@ -507,7 +507,7 @@ class MemoryBackend:
         solo = False
         if "suspect" in record and skipped is not None:
             if not alone:
-                skipped.append(("", 0, uuid))  # its queue and place: the caller's
+                skipped.append((*place, uuid))
                 out.suspects = True
                 return
             solo = True

@@ -62,36 +62,44 @@ for d = 1, #due, 2 do
   end
 end
 
--- Leases that ran out: the worker died (or stopped renewing). Checked after the outage
--- clock, which first grants every lease a full lease when no worker could reach Redis.
-observe(KEYS[6], KEYS[2], now, lease)
-for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
+-- A task whose lease ran out: its worker died (or stopped renewing). Queued again as a
+-- suspect, or set aside after max_attempts deaths while it ran alone (see Poison,
+-- above). Used by the recovery below and when a claim frees such a task's slot.
+local function recover(uuid)
   redis.call('ZREM', KEYS[2], uuid)
   local tkey = prefix .. 'task:' .. uuid
   local r, bad = read(tkey, 'solo', 'deaths')
   if bad then
     bury(prefix, uuid, 'malformed running task: ' .. bad, '', now)
     table.insert(dead, uuid)
-  elseif r[1] == 'process' then
-    local deaths = tonumber(r[5] or '0') or 0
-    if r[4] then
-      -- It ran alone and its worker died: this death is its own.
-      deaths = deaths + 1
-      redis.call('HSET', tkey, 'deaths', deaths)
-    else
-      redis.call('HSET', tkey, 'suspect', '1')
-    end
-    if maxatt > 0 and deaths >= maxatt then
-      bury(prefix, uuid, 'set aside after its worker process died ' .. deaths ..
-           ' times while it ran alone (it kills its process: os._exit, a crash or the ' ..
-           'OOM killer?)', '', now)
-      table.insert(dead, uuid)
-    elseif requeue(prefix, uuid, now) then
-      table.insert(recovered, uuid)
-    else
-      table.insert(dead, uuid)
-    end
+    return
   end
+  if r[1] ~= 'process' then return end
+  local deaths = tonumber(r[5] or '0') or 0
+  if r[4] then
+    -- It ran alone and its worker died: this death is its own.
+    deaths = deaths + 1
+    redis.call('HSET', tkey, 'deaths', deaths)
+  else
+    redis.call('HSET', tkey, 'suspect', '1')
+  end
+  if maxatt > 0 and deaths >= maxatt then
+    bury(prefix, uuid, 'set aside after its worker process died ' .. deaths ..
+         ' times while it ran alone (it kills its process: os._exit, a crash or the ' ..
+         'OOM killer?)', '', now)
+    table.insert(dead, uuid)
+  elseif requeue(prefix, uuid, now) then
+    table.insert(recovered, uuid)
+  else
+    table.insert(dead, uuid)
+  end
+end
+
+-- Leases that ran out. Checked after the outage clock, which first grants every lease
+-- a full lease when no worker could reach Redis.
+observe(KEYS[6], KEYS[2], now, lease)
+for _, uuid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)) do
+  recover(uuid)
 end
 
 -- Parked tasks of a limited name with slots free (the task a freed slot queued again
@@ -158,14 +166,11 @@ local function take_checked(uuid, score, qk)
         local deadline = tonumber(redis.call('ZSCORE', KEYS[2], held))
         if deadline and deadline > now then
           redis.call('ZADD', skey, deadline, held)
-        elseif deadline and redis.pcall('HGET', prefix .. 'task:' .. held, 'status') == 'process' then
-          -- Its worker went silent, as in the recovery above: a suspect.
-          redis.call('ZREM', KEYS[2], held)
-          redis.call('HSET', prefix .. 'task:' .. held, 'suspect', '1')
-          if not requeue(prefix, held, now) then table.insert(dead, held) end
         else
-          redis.call('ZREM', skey, held)
-          freed = freed + 1
+          -- Past the recovery's bound above, its task is recovered here (its slot
+          -- freed with its claim); a slot whose task is gone is freed alone.
+          if deadline then recover(held) end
+          if redis.call('ZREM', skey, held) == 1 then freed = freed + 1 end
         end
       end
       if freed > 0 then unpark(prefix, r[2], freed, now) end
@@ -211,8 +216,7 @@ end
 local function take(uuid, score, qk)
   local ok, e = pcall(take_checked, uuid, score, qk)
   if not ok then
-    bury(prefix, uuid, 'could not be claimed: ' ..
-         (type(e) == 'table' and tostring(e.err) or tostring(e)), '', now)
+    bury(prefix, uuid, 'could not be claimed: ' .. reason_of(e), '', now)
     table.insert(dead, uuid)
   end
 end

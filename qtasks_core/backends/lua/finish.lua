@@ -58,8 +58,7 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
   if not ok then
     -- A step after its first write failed: the record says what was written. Told to
     -- the caller as written (it must not run again), and logged by the server.
-    redis.log(redis.LOG_WARNING, 'qtasks: finishing ' .. tostring(item[1]) .. ': ' ..
-              (type(code) == 'table' and tostring(code.err) or tostring(code)))
+    redis.log(redis.LOG_WARNING, 'qtasks: finishing ' .. tostring(item[1]) .. ': ' .. reason_of(code))
     code = 1
   end
   codes[i] = code

@@ -54,6 +54,12 @@ local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end
 
+-- The text of an error raised with error() or by redis.call (a table with err).
+local function reason_of(e)
+  if type(e) == 'table' then return tostring(e.err or e[1] or '?') end
+  return tostring(e)
+end
+
 -- Run first by every function (see _lua.py): on a cluster node whose slot of this app
 -- is migrating, a key that is not here is refused ("non local key"), so a key that
 -- never exists tells, before any write, that the app's keys are split between two
@@ -335,10 +341,14 @@ local function sound_slots(prefix, name)
 end
 
 local function unpark(prefix, name, count, now)
-  sound_parked(prefix, name, now)
+  local key = prefix .. 'parked:' .. name
   local left = count
   while left > 0 do
-    local popped = redis.call('ZPOPMIN', prefix .. 'parked:' .. name, 1)
+    local popped = redis.pcall('ZPOPMIN', key, 1)
+    if failed(popped) then
+      sound_parked(prefix, name, now)  -- overwritten: set aside, and so now empty
+      return
+    end
     if #popped == 0 then return end
     local uuid = popped[1]
     -- Cancelled or aborted while it waited: it stays ended, and the slot goes on to
@@ -356,10 +366,13 @@ end
 
 free_slot = function(prefix, uuid, name, now)
   if not name then return end
-  sound_slots(prefix, name)
-  if redis.call('ZREM', prefix .. 'slots:' .. name, uuid) == 1 then
-    unpark(prefix, name, 1, now)
+  local key = prefix .. 'slots:' .. name
+  local removed = redis.pcall('ZREM', key, uuid)
+  if failed(removed) then
+    sound_slots(prefix, name)  -- overwritten: rebuilt, then freed as usual
+    removed = redis.call('ZREM', key, uuid)
   end
+  if removed == 1 then unpark(prefix, name, 1, now) end
 end
 
 -- End a task that was never started: status cancel with its reason; waiters wake.
@@ -511,12 +524,6 @@ end
 
 local function wf_key(prefix, wf) return prefix .. 'wf:' .. wf end
 
--- The text of an error raised with error() or by redis.call (a table with err).
-local function reason_of(e)
-  if type(e) == 'table' then return tostring(e.err or e[1] or '?') end
-  return tostring(e)
-end
-
 -- A node of a workflow's tree. A tree that is gone (evicted) or broken raises an
 -- error naming the key: member_ended catches it, before the step writes anything of
 -- its own, and ends the workflow with that reason.
@@ -594,6 +601,21 @@ local function wf_on_error(prefix, wf, uuid, rec, why)
     task_name = rec.task_name or '', status = rec.status or '', error = why}), node)
 end
 
+-- A step that cannot be queued (`why`): its workflow ends error naming it. The on_error
+-- step comes after the workflow ended: then the workflow's record says why it is
+-- missing, and the workflow is not ended a second time (it would be counted twice).
+local function step_unqueued(prefix, wf, uuid, path, node, why)
+  if path ~= 'e' then
+    wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'}, why)
+    return
+  end
+  local tkey = prefix .. 'task:' .. wf
+  local trace = redis.pcall('HGET', tkey, 'traceback')
+  if type(trace) == 'string' then
+    redis.pcall('HSET', tkey, 'traceback', trace .. '\non_error was not queued: ' .. why)
+  end
+end
+
 start_node = function(prefix, wf, path, input, node)
   node = node or wf_node(prefix, wf, path)
   if node.k == 't' then
@@ -608,23 +630,12 @@ start_node = function(prefix, wf, path, input, node)
     end
     local uuid = wf .. ':' .. path
     if size and node.m and size > node.m then
-      local why = 'its arguments with the result before it take ' .. size ..
-                  ' bytes as JSON, over max_payload=' .. node.m ..
-                  '; store large results elsewhere and pass a key'
-      if path == 'e' then
-        -- The on_error task of a workflow that has ended already: not queued, and the
-        -- workflow's record says why (ending it a second time would count it twice).
-        local tkey = prefix .. 'task:' .. wf
-        local trace = redis.pcall('HGET', tkey, 'traceback')
-        if type(trace) == 'string' then
-          redis.pcall('HSET', tkey, 'traceback', trace .. '\non_error was not queued: ' .. why)
-        end
-        return
-      end
       -- The previous step's result made the arguments too large: the workflow ends
       -- saying so, rather than carry it into a record.
-      wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'},
-              why)
+      step_unqueued(prefix, wf, uuid, path, node,
+                    'its arguments with the result before it take ' .. size ..
+                    ' bytes as JSON, over max_payload=' .. node.m ..
+                    '; store large results elsewhere and pass a key')
       return
     end
     flat[#flat + 1] = 'wf'
@@ -634,20 +645,10 @@ start_node = function(prefix, wf, path, input, node)
     local fields, queue, due_in, expires_in = split_fields(flat)
     local wake, bad = write_task(prefix, uuid, node.p, fields, queue, due_in, expires_in)
     if bad then
-      local why = 'its step could not be queued: ' .. tostring(bad.err)
-      if path == 'e' then
-        -- The workflow has ended already: its record says why its on_error is missing.
-        local tkey = prefix .. 'task:' .. wf
-        local trace = redis.pcall('HGET', tkey, 'traceback')
-        if type(trace) == 'string' then
-          redis.pcall('HSET', tkey, 'traceback', trace .. '\non_error was not queued: ' .. why)
-        end
-        return
-      end
       -- Its queue key holds another type (checked at the start, broken since): the
       -- workflow ends error naming it rather than wait for a step never written.
-      wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'},
-              why)
+      step_unqueued(prefix, wf, uuid, path, node,
+                    'its step could not be queued: ' .. tostring(bad.err))
       return
     end
     if wake then
