@@ -61,12 +61,13 @@ from .brokers import Broker
 from .config import LOGGERS, QueueConfig, set_level
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
-from .keys import DEFAULT_QUEUE
+from .keys import DEFAULT_QUEUE, EVENTS_MAX
 from .middlewares import check_middlewares
 from .schedules import Schedule, ScheduleState, load_runtime
 from .schemas import (
     FINAL_STATUSES,
     DeadLetterPage,
+    StatusChange,
     Task,
     TaskExecSchema,
     TaskPage,
@@ -356,6 +357,11 @@ class QueueTasks(_Registry):
         ``$QTASKS_PLUGINS`` / ``$QTASKS_DISABLE_PLUGINS``).
     :param max_payload: largest accepted size of a task's JSON arguments, in bytes.
     :param broker_url: the original QTasks' name for ``redis_url``.
+    :param events: append every status change of every task to the app's capped event
+        stream, which :meth:`events` and ``qtasks events`` read from any process. The
+        ``storage_status_changed`` trigger fires either way.
+    :param events_max: entries the event stream keeps (about: trimmed with ``MAXLEN
+        ~``); older ones are dropped.
     """
 
     _current: QueueTasks | None = None
@@ -375,8 +381,16 @@ class QueueTasks(_Registry):
         builtin_plugins: bool = True,
         broker_url: str | None = None,
         config: QueueConfig | None = None,
+        events: bool = True,
+        events_max: int = EVENTS_MAX,
     ) -> None:
         self.name = check_app_name(name)
+        if isinstance(events_max, bool) or not isinstance(events_max, int) or events_max < 1:
+            raise TaskOptionError(
+                f"events_max is a whole number of entries >= 1, got {events_max!r} "
+                "(events=False keeps no stream)"
+            )
+        self.events_max = events_max if events else 0
         if broker_url is not None and redis_url is not None and broker_url != redis_url:
             raise TaskOptionError(
                 "give the Redis URL once: broker_url= (the original QTasks' name) and "
@@ -489,7 +503,12 @@ class QueueTasks(_Registry):
     def _build(self) -> tuple[Broker, Storage, GlobalConfig]:
         if self._components is None:
             storage = Storage(
-                self.backend, self.pm, result_ttl=self.result_ttl, max_payload=self.max_payload
+                self.backend,
+                self.pm,
+                result_ttl=self.result_ttl,
+                max_payload=self.max_payload,
+                events_max=self.events_max,
+                step_written=self._step_written,
             )
             self._components = (
                 Broker(self.backend, storage, self.pm),
@@ -856,6 +875,28 @@ class QueueTasks(_Registry):
             self.pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
         )
         return task
+
+    async def _step_written(self, uuid: str) -> None:
+        """The after-enqueue triggers of a workflow step the backend wrote in a call of
+        this process: the same triggers, in the same order, as for ``add_task``."""
+        task = await self.storage.get(uuid)
+        if task is None:
+            return  # gone already (ended and expired): nothing to tell
+        model = TaskStatusNewSchema(
+            task_name=task.task_name,
+            priority=task.priority,
+            args=task.args,
+            kwargs=task.kwargs,
+            created_at=task.created_at.timestamp(),
+            extra=task.extra,
+            queue=task.queue,
+        )
+        await fired(
+            self.pm.hook.broker_add_after(broker=self.broker, storage=self.storage, model=model)
+        )
+        await fired(
+            self.pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
+        )
 
     async def _run_eagerly(self, uuid: str) -> Task:
         from .worker import Worker
@@ -1289,6 +1330,52 @@ class QueueTasks(_Registry):
 
         while (task := self._portal.call(step())) is not None:
             yield task
+
+    async def events_async(
+        self, after: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[StatusChange]:
+        """Every task's status changes, as any process of the app makes them, from the
+        app's event stream (see ``events=``): from now on, or after the stream id
+        ``after`` (``"0"``: from the oldest kept; each change carries its ``id``, so a
+        reader that stops can go on where it was).
+
+        :param timeout: stop after this many seconds without a change (``None``: wait
+            for ever).
+        :raises TaskOptionError: the app keeps no stream (``events=False``).
+        """
+        if not self.events_max:
+            raise TaskOptionError(
+                "this app keeps no event stream (events=False): create it with "
+                "events=True, or implement storage_status_changed in a plugin"
+            )
+        await self.start_async()
+        storage = self.storage
+        cursor = after if after is not None else await storage.events_last()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            wait = 20.0 if deadline is None else deadline - loop.time()
+            if wait <= 0:
+                return
+            changes = await storage.events(cursor, wait)
+            for change in changes:
+                yield change
+            if changes:
+                cursor = changes[-1].id or cursor
+                if deadline is not None:
+                    deadline = loop.time() + timeout  # type: ignore[operator]
+
+    def events(
+        self, after: str | None = None, timeout: float | None = None
+    ) -> Iterator[StatusChange]:
+        """Sync twin of :meth:`events_async`."""
+        changes = self.events_async(after, timeout)
+
+        async def step() -> StatusChange | None:
+            return await anext(changes, None)
+
+        while (change := self._portal.call(step())) is not None:
+            yield change
 
     async def retry_async(self, uuid: str) -> Task:
         """Send the task ``uuid`` again as a new task (same name, arguments, queue and

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -363,6 +364,48 @@ def stats(
         if not watch:
             return
         time.sleep(watch)
+
+
+@cli.command()
+def events(
+    app_path: AppOption,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    after: Annotated[
+        str | None,
+        typer.Option(help="Start after this stream id ('0': from the oldest kept)."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop after N seconds without a change.")
+    ] = None,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Every task's status changes, live, as any process of the app makes them."""
+    from .errors import QTasksError
+
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    try:
+        for change in application.events(after=after, timeout=timeout):
+            if as_json:
+                typer.echo(json.dumps(change.to_dict()))
+            else:
+                typer.echo(_change_line(change))
+    except QTasksError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    application.stop()
+
+
+def _change_line(change: Any) -> str:
+    at = datetime.fromtimestamp(change.at, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+    reason = f" ({change.reason})" if change.reason else ""
+    queue = "" if change.queue == "default" else f" queue {change.queue}"
+    worker = f" on {change.worker}" if change.worker and change.status == "process" else ""
+    return (
+        f"{at} {change.uuid} {change.task_name}{queue}: {change.previous or '-'} -> "
+        f"{change.status}{reason} attempt {change.attempt}{worker}"
+    )
 
 
 def _print_stats(s: Any) -> None:

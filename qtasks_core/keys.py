@@ -39,6 +39,9 @@ key                   type   holds
 ``schedules``         stream one entry per change of the schedules added at run time
                              (the last ``SCHEDULE_CHANGES_MAX``): every scheduler
                              blocks on it (XREAD), so a change wakes them all at once
+``changes``           stream every task's status changes, capped (``events_max``):
+                             uuid, task_name, queue, previous, status, reason, at,
+                             attempt, worker; ``app.events()`` and ``qtasks events``
 ====================  =====  =========================================================
 """
 
@@ -58,6 +61,8 @@ WAKE_TOKENS_MAX: Final = 1000
 #: Entries kept in the ``schedules`` stream: a scheduler reads only what is newer than
 #: the last one it saw, so a few are enough.
 SCHEDULE_CHANGES_MAX: Final = 16
+#: Entries kept in the ``changes`` stream by default (about; trimmed with ``MAXLEN ~``).
+EVENTS_MAX: Final = 10_000
 #: The global-config namespace (``config:<name>``) of the schedules added at run time.
 SCHEDULES_NAMESPACE: Final = "schedules"
 
@@ -164,6 +169,11 @@ class Keys:
     def schedule_changes(self) -> str:
         """The stream of changes to the schedules added at run time."""
         return self.prefix + "schedules"
+
+    @property
+    def changes(self) -> str:
+        """The capped stream of every task's status changes (``app.events()``)."""
+        return self.prefix + "changes"
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"

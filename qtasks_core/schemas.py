@@ -8,7 +8,8 @@ a claimed task as a worker runs it; ``TaskExecSchema`` is a registered task.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -25,6 +26,71 @@ class TaskStatus(StrEnum):
     ERROR = "error"
     CANCEL = "cancel"
     RETRY = "retry"
+
+
+#: The statuses a :class:`StatusChange` names beyond :class:`TaskStatus`: a task that
+#: waits for its due time (sent with a delay, or over a rate limit), one parked over a
+#: concurrency limit, a dead letter, and a dead letter deleted.
+CHANGE_STATUSES = frozenset({*TaskStatus, "delayed", "parked", "dead", "deleted"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One transition of a task, as ``storage_status_changed`` and ``app.events()``
+    hand it over: told once, after the change is durable, by the process whose call
+    made it. Read the whole task with ``storage.get(change.uuid)``.
+
+    A dataclass, not a pydantic model: one is built for every transition of every
+    task, on the hot path.
+    """
+
+    uuid: str
+    task_name: str
+    #: The queue it was sent to (``"default"``).
+    queue: str
+    #: The status before: ``None`` for a task just written.
+    previous: str | None
+    #: A :class:`TaskStatus` value, or ``"delayed"``, ``"parked"``, ``"dead"`` (set
+    #: aside as a dead letter; its record reads ``error``) or ``"deleted"`` (a dead
+    #: letter deleted).
+    status: str
+    #: Why, in a word, where the status alone does not say: ``"expired"``,
+    #: ``"aborted"``, ``"cancelled"``, ``"purged"``, ``"lease_expired"``,
+    #: ``"released"``, ``"requeued"``, ``"poison"``, ``"malformed"``,
+    #: ``"rate_limit"``, ``"concurrency_limit"``, ``"workflow_failed"``, the exception
+    #: type of an error or a retry; else ``None``.
+    reason: str | None
+    #: When, in seconds since the epoch, on the Redis server's clock.
+    at: float
+    #: The attempt it is at (0 before its first run).
+    attempt: int
+    #: The worker that ran it last, if any.
+    worker: str | None
+    #: Its id on the app's event stream (``app.events()``); ``None`` when handed to
+    #: ``storage_status_changed``.
+    id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[str], id: str | None = None) -> StatusChange:
+        """A change from the 9 strings a backend reports: uuid, task_name, queue,
+        previous, status, reason, at (ms), attempt, worker (``""`` for none)."""
+        uuid, name, queue, previous, status, reason, at, attempt, worker = row
+        return cls(
+            uuid,
+            name,
+            queue or "default",
+            previous or None,
+            status,
+            reason or None,
+            int(at or 0) / 1000,
+            int(attempt) if attempt.isdigit() else 0,
+            worker or None,
+            id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The change as JSON-ready data (``qtasks events --json``)."""
+        return {f: getattr(self, f) for f in self.__slots__}
 
 
 #: The original QTasks' name for :class:`TaskStatus`.

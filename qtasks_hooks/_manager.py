@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -74,6 +75,16 @@ class PluginManager(pluggy.PluginManager):
         # working on top of the chained caller.
         self._chained = ChainedCaller(self._rules)
         self._inner_hookexec = self._chained  # type: ignore[assignment]
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch_registrations(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every registration and unregistration: a component
+        that does work only when a trigger has impls (the status changes) keeps up."""
+        self._watchers.append(callback)
+
+    def _registrations_changed(self) -> None:
+        for callback in self._watchers:
+            callback()
 
     def add_hookspecs(self, module_or_class: ModuleType | type) -> None:
         """Add specs; a ``firstresult`` spec must declare how its return replaces."""
@@ -115,12 +126,14 @@ class PluginManager(pluggy.PluginManager):
                         "wrapper; QTasks triggers chain plain impls only (use "
                         "tryfirst/trylast to order them)"
                     )
+        self._registrations_changed()
         return plugin_name
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any | None:
         """Unregister a plugin (by object or name); its impls are never called again."""
         removed = super().unregister(plugin, name)
         self._chained.invokers.clear()
+        self._registrations_changed()
         return removed
 
     def note_entry_point(

@@ -52,6 +52,7 @@ local KNOWN = {_table(TaskStatus)}
 _FUNCTIONS: Final = {
     "enqueue": False,
     "requeue_dead": False,
+    "delete_dead": True,
     "claim": True,
     "extend": True,
     "finish": True,
@@ -73,10 +74,19 @@ def _read(name: str) -> str:
     return _FOLDER.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
+#: How each function is registered: its body runs as a function of its own, so that its
+#: replies (``return`` anywhere in it) pass through feed_end, which adds the call's
+#: status changes when asked (see ``changed`` in ``lua/lib.lua``).
+_CALLBACK: Final = (
+    "callback=function(KEYS, ARGV)\nfeed_begin(ARGV)\n"
+    "return feed_end((function()\n{guard}{body}\nend)())\nend"
+)
+
+
 _BODIES: Final = {name: _read(name) for name in _FUNCTIONS}
 #: The first lines of every function.
 _GUARD: Final = "clock = nil\nlocal moving = unsettled(KEYS[1])\nif moving then return moving end\n"
-_CODE: Final = _CONSTANTS + _read("lib") + _GUARD + "".join(_BODIES.values())
+_CODE: Final = _CONSTANTS + _read("lib") + _GUARD + _CALLBACK + "".join(_BODIES.values())
 VERSION: Final = hashlib.sha1(_CODE.encode()).hexdigest()[:12]
 LIBRARY_NAME: Final = f"qtasks_{VERSION}"
 
@@ -88,10 +98,20 @@ def function_name(name: str) -> str:
 
 def _register(name: str, allow_oom: bool) -> str:
     flags = "{'allow-oom'}" if allow_oom else "{}"
+    callback = _CALLBACK.format(guard=_GUARD, body=_BODIES[name])
     return (
         f"redis.register_function{{function_name='{function_name(name)}', flags={flags}, "
-        f"callback=function(KEYS, ARGV)\n{_GUARD}{_BODIES[name]}\nend}}\n"
+        f"{callback}}}\n"
     )
+
+
+def changes_marker(reply: bool, events_max: int) -> str | None:
+    """The last argument that asks a function for its status changes: back with the
+    reply (``reply``), and/or onto the app's event stream of ``events_max`` entries;
+    ``None`` when neither is wanted (no marker: nothing is collected)."""
+    if not reply and events_max <= 0:
+        return None
+    return f"\x01changes:{'r' if reply else '-'}{max(events_max, 0)}"
 
 
 #: The library's source, for ``FUNCTION LOAD``.
@@ -104,6 +124,7 @@ LIBRARY: Final = (
 
 ENQUEUE: Final = function_name("enqueue")
 REQUEUE_DEAD: Final = function_name("requeue_dead")
+DELETE_DEAD: Final = function_name("delete_dead")
 CLAIM: Final = function_name("claim")
 EXTEND: Final = function_name("extend")
 FINISH: Final = function_name("finish")

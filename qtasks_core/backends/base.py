@@ -16,10 +16,17 @@ from typing import Any, Literal, Protocol
 
 from ..keys import DEFAULT_QUEUE
 from ..schemas import FINAL_STATUSES as FINAL_STATUSES
+from ..schemas import StatusChange
 
 #: What :meth:`Backend.requeue_dead` did: requeued; not a dead letter (queued, running,
 #: finished or unknown: never requeued); a dead letter without a record to run.
 RequeueResult = Literal["requeued", "not-dead", "no-record"]
+
+
+class ChangeSink(Protocol):
+    """Takes the status changes of one backend call (see :meth:`Backend.set_feed`)."""
+
+    async def __call__(self, changes: list[StatusChange], /) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +253,24 @@ class Backend(Protocol):
         ``(id, kind, data)`` with kind ``progress`` (data: the progress JSON) or
         ``final`` (data: the final record as JSON); blocks up to ``timeout`` seconds
         (no polling) while there are none."""
+
+    def set_feed(self, sink: ChangeSink | None, events_max: int) -> None:
+        """Where the status changes this process makes go: each call that changes a
+        status awaits ``sink`` with its changes (as :class:`StatusChange`, in order,
+        after they are durable), and ``events_max`` > 0 also appends them to the app's
+        capped event stream (about that many kept), in the same atomic step. With no
+        sink and no stream, nothing is collected: the calls cost what they did."""
+
+    async def status_events(
+        self, after: str, timeout: float, count: int = 100
+    ) -> list[StatusChange]:
+        """Changes on the app's event stream after the id ``after`` (``"0"``: from the
+        oldest kept), at most ``count``; blocks up to ``timeout`` seconds (no polling)
+        while there are none. Each carries its stream ``id``."""
+
+    async def status_events_last(self) -> str:
+        """The id of the latest entry of the event stream (``"0-0"``: none), where
+        reading "from now on" starts."""
 
     async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
         """Set a claimed task aside with its reason (status ``error``); never retried."""

@@ -14,12 +14,13 @@ import fnmatch
 import heapq
 import itertools
 import json
+import logging
 import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import BackendDataError
@@ -30,11 +31,12 @@ from ..keys import (
     PRIORITY_SCALE,
     SCHEDULES_NAMESPACE,
 )
-from ..schemas import TaskStatus
+from ..schemas import StatusChange, TaskStatus
 from .base import (
     FINAL_STATUSES,
     AbortResult,
     BackendStats,
+    ChangeSink,
     Claimed,
     Renewed,
     RequeueResult,
@@ -42,6 +44,8 @@ from .base import (
 )
 
 _KNOWN = frozenset(TaskStatus)
+
+log = logging.getLogger("qtasks.backend")
 
 
 class _Signal:
@@ -103,6 +107,24 @@ def _unfit(record: dict[str, str] | None) -> str | None:
     return None
 
 
+def _finish_reason(status: str, fields: dict[str, str], aborted: bool) -> str:
+    """The reason a finish's change names (as finish.lua): a cancel says whether it was
+    aborted; an error or a retry, its exception type (``error`` is "Type: message")."""
+    if status == "cancel":
+        return "aborted" if aborted else "cancelled"
+    error = fields.get("error")
+    if error is None:
+        return ""
+    kind, colon, _ = error.partition(":")
+    return kind.strip() if colon else error
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    """A stream id (``"ms-seq"``; ``"ms"`` reads as ``ms-0``) as a comparable pair."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _with_first(args: str, first: str) -> str:
     """The JSON array ``args`` with the JSON value ``first`` put in front."""
     return f"[{first}]" if args in ("[]", "") else f"[{first},{args[1:]}"
@@ -162,6 +184,17 @@ class MemoryBackend:
         #: Changes to the schedules added at run time, and the schedulers waiting.
         self._schedule_version = 0
         self._schedule_changes = _Signal()
+        #: Status changes (set_feed). `_feed` is the one check a status write pays while
+        #: neither a sink nor a stream is set. The sink's changes wait in `_pending`
+        #: until the call that made them ends; the stream (ids as Redis gives them,
+        #: kept as comparable pairs) takes each change in the step that made it.
+        self._feed = False
+        self._sink: ChangeSink | None = None
+        self._events_max = 0
+        self._pending: list[StatusChange] = []
+        self._stream: deque[tuple[tuple[int, int], StatusChange]] = deque(maxlen=0)
+        self._stream_last = (0, 0)
+        self._stream_signal = _Signal()
 
     async def start(self) -> None:
         return None
@@ -171,6 +204,115 @@ class MemoryBackend:
 
     async def ping(self) -> bool:
         return True
+
+    # -- status changes (as lib.lua's ``changed``) -------------------------------------------
+
+    def set_feed(self, sink: ChangeSink | None, events_max: int) -> None:
+        """Send each call's status changes to ``sink`` and keep the last ``events_max``
+        on the stream :meth:`status_events` reads; neither: nothing is collected."""
+        with self._lock:
+            self._sink = sink
+            self._events_max = max(0, events_max)
+            self._feed = sink is not None or self._events_max > 0
+            self._stream = deque(self._stream, maxlen=self._events_max)
+
+    async def status_events(
+        self, after: str, timeout: float, count: int = 100
+    ) -> list[StatusChange]:
+        """Changes on the stream after the id ``after`` (``"0"``: from the oldest kept),
+        at most ``count``; waits up to ``timeout`` seconds for one when there are none."""
+        seen = _stream_id(after)
+        with self._lock:
+            found = self._stream_after(seen, count)
+            if found:
+                return found
+            future = self._stream_signal.add()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, max(timeout, 0.0))
+        finally:
+            with self._lock:
+                self._stream_signal.discard(future)  # timed out or cancelled
+        with self._lock:
+            return self._stream_after(seen, count)
+
+    def _stream_after(self, seen: tuple[int, int], count: int) -> list[StatusChange]:
+        start = bisect.bisect_right(self._stream, seen, key=lambda entry: entry[0])
+        return [change for _, change in itertools.islice(self._stream, start, start + count)]
+
+    async def status_events_last(self) -> str:
+        """The id of the newest change on the stream (``"0-0"``: none)."""
+        with self._lock:
+            if not self._stream:
+                return "0-0"
+            ms, seq = self._stream[-1][0]
+            return f"{ms}-{seq}"
+
+    def _note(
+        self,
+        uuid: str,
+        previous: str,
+        status: str,
+        reason: str,
+        now: float,
+        attempt: str | None = None,
+        worker: str | None = None,
+    ) -> None:
+        """One status change, under the lock; callers check ``_feed`` first. The name,
+        queue, attempt and worker are the record's as just written (unless given)."""
+        record = self._records.get(uuid) or {}
+        change = StatusChange.from_row(
+            (
+                uuid,
+                record.get("task_name", ""),
+                record.get("queue", ""),
+                previous,
+                status,
+                reason,
+                str(int(now * 1000)),
+                record.get("attempts", "") if attempt is None else attempt,
+                record.get("worker", "") if worker is None else worker,
+            )
+        )
+        if self._sink is not None:
+            self._pending.append(change)
+        if self._events_max > 0:
+            # Ids as XADD makes them: the clock's ms, a sequence within one ms, never
+            # going back when the clock does.
+            ms = int(time.time() * 1000)
+            last_ms, seq = self._stream_last
+            key = self._stream_last = (ms, 0) if ms > last_ms else (last_ms, seq + 1)
+            self._stream.append((key, replace(change, id=f"{key[0]}-{key[1]}")))
+            self._stream_signal.fire()
+
+    def _drain(self) -> list[StatusChange]:
+        """The changes the ending call noted, for its sink; under the lock (another
+        call's changes must not join them)."""
+        changes, self._pending = self._pending, []
+        return changes
+
+    async def _tell(self, changes: list[StatusChange]) -> None:
+        """Hand a call's changes to the sink, outside the lock."""
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            await sink(changes)
+        except Exception:
+            # The changes are made already: a failing sink must not fail the call.
+            log.exception("the status change sink failed (%d changes)", len(changes))
+
+    def _waiting_as(self, uuid: str, record: dict[str, str]) -> str:
+        """The status a change names for a task leaving its wait: one of status new
+        waits delayed, parked over a limit, or in its queue. Before it is unqueued."""
+        status = record.get("status", "")
+        if status != "new":
+            return status
+        if uuid in self._scheduled:
+            return "delayed"
+        if uuid in self._parked.get(record.get("task_name", ""), ()):
+            return "parked"
+        return "new"
 
     def _signal(self, queue: str) -> _Signal:
         return self._work.setdefault(queue, _Signal())
@@ -183,24 +325,39 @@ class MemoryBackend:
         # must not take a wake-up meant for another's.
         self._signal(queue).fire()
 
-    def _requeue(self, uuid: str, now: float, queued_at: float | None = None) -> None:
+    def _requeue(
+        self, uuid: str, now: float, previous: str, why: str, queued_at: float | None = None
+    ) -> None:
+        """Queue a checked task again (as lib.lua's ``requeue``); its change names
+        ``previous`` and ``why``."""
         record = self._records[uuid]
         self._free_slot(uuid, record, now)
         queued = now if queued_at is None else min(queued_at, now)
         record.update(status="new", updated_at=f"{now:.3f}", enqueued_at=f"{queued:.3f}")
         for name in ("claim", "eta", "solo", "started_at", "finished_at"):
             record.pop(name, None)
+        if self._feed:
+            self._note(uuid, previous, "new", why, now)
         self._push(uuid, int(float(record["priority"])), record.get("queue", DEFAULT_QUEUE))
 
     def _cancel(
-        self, uuid: str, record: dict[str, str], reason: str, now: float, ttl: float | None = None
+        self,
+        uuid: str,
+        record: dict[str, str],
+        reason: str,
+        now: float,
+        why: str,
+        ttl: float | None = None,
     ) -> None:
         """End a task that never ran ``cancel`` (as lib.lua's ``cancel``): out of its queue
         and of the delayed tasks, its waiters woken, its record kept ``ttl`` seconds
-        (else its own ``ttl``)."""
+        (else its own ``ttl``). Its change says ``why`` (``reason`` is the record's)."""
+        previous = self._waiting_as(uuid, record) if self._feed else ""
         self._queued.pop(uuid, None)  # its heap entry is skipped when popped
         self._scheduled.pop(uuid, None)
         record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
+        if self._feed:
+            self._note(uuid, previous, "cancel", why, now)
         self._finals["cancel"] += 1
         if ttl is None and record.get("ttl"):
             ttl = float(record["ttl"])
@@ -217,7 +374,7 @@ class MemoryBackend:
             if bad and record is not None:
                 self._bury(uuid, f"malformed parked task: {bad}", "", now)
             elif record is not None and record.get("status") == "new":
-                self._requeue(uuid, now)
+                self._requeue(uuid, now, "parked", "")
                 count -= 1
 
     def _free_slot(self, uuid: str, record: dict[str, str], now: float) -> None:
@@ -239,22 +396,33 @@ class MemoryBackend:
         record = self._records.get(uuid)
         return record if record is not None and record.get("claim") == token else None
 
-    def _bury(self, uuid: str, reason: str, raw: str, now: float) -> None:
+    def _bury(self, uuid: str, reason: str, raw: str, now: float, why: str = "malformed") -> None:
+        """Set a task aside as a dead letter (as lib.lua's ``bury``); its change says
+        ``why``."""
         self._dead[uuid] = {"reason": reason, "raw": raw, "at": f"{now:.3f}"}
         self._running.pop(uuid, None)
         record = self._records.get(uuid)
         if record is not None:
+            previous = record.get("status", "")
             self._free_slot(uuid, record, now)
             record.update(status="error", traceback=reason, updated_at=f"{now:.3f}")
             record.pop("claim", None)
+            if self._feed:
+                self._note(uuid, previous, "dead", why, now)
             self._finals["error"] += 1
             # Kept without a TTL: a dead letter stays until it is requeued or deleted.
             self._expires.pop(uuid, None)
             self._signal_done(uuid)
+        elif self._feed:
+            self._note(uuid, "", "dead", why, now)
 
     async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
         with self._lock:
-            return self._write(uuid, record, priority, time.time())
+            written = self._write(uuid, record, priority, time.time())
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return written
 
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         written = 0
@@ -262,6 +430,9 @@ class MemoryBackend:
             now = time.time()
             for uuid, given, priority in items:
                 written += self._write(uuid, given, priority, now) is True
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
         return written
 
     def _unique_holder(self, key: str, now: float) -> str | None:
@@ -301,6 +472,9 @@ class MemoryBackend:
         else:
             record["enqueued_at"] = f"{now:.3f}"
             self._push(uuid, priority, queue)
+        if self._feed:
+            # Not yet run, by no worker (as write_task says it, whatever the fields).
+            self._note(uuid, "", "delayed" if due_in > 0 else "new", "", now, "0", "")
         return True
 
     async def cursor(self, schedule: str) -> dict[str, str]:
@@ -332,7 +506,10 @@ class MemoryBackend:
                 self._write(uuid, record, priority, now)
                 cursor["last"] = str(fired)
             cursor["next"] = str(new_next)
-            return "moved", now_ms
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return "moved", now_ms
 
     async def save_schedule(self, name: str, definition: str | None) -> bool:
         with self._lock:
@@ -391,7 +568,10 @@ class MemoryBackend:
                     self._bury(uuid, f"malformed delayed task: {bad}", "", now)
                     out.dead.append(uuid)
                 elif record is not None and record["status"] in ("retry", "new"):
-                    self._requeue(uuid, now, queued_at=due)  # queued as of falling due
+                    # A retry, or a task sent with a delay (or over a rate limit); queued
+                    # as of falling due.
+                    previous = "retry" if record["status"] == "retry" else "delayed"
+                    self._requeue(uuid, now, previous, "", queued_at=due)
             for uuid in [u for u, dl in self._running.items() if dl <= now]:
                 del self._running[uuid]
                 record = self._records.get(uuid)
@@ -413,10 +593,10 @@ class MemoryBackend:
                             "ran alone (it kills its process: os._exit, a crash or the OOM "
                             "killer?)"
                         )
-                        self._bury(uuid, reason, "", now)
+                        self._bury(uuid, reason, "", now, "poison")
                         out.dead.append(uuid)
                     else:
-                        self._requeue(uuid, now)
+                        self._requeue(uuid, now, "process", "lease_expired")
                         out.recovered.append(uuid)
             for name, limit in self._limits.items():
                 # Parked tasks with slots free: queued again (see claim.lua).
@@ -457,6 +637,9 @@ class MemoryBackend:
                 out.next_due = max(0.0, min(self._scheduled.values()) - now)
             if self._running:
                 out.next_lease_end = max(0.0, min(self._running.values()) - now)
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
         return out
 
     def _pop(self, queue: str) -> tuple[int, str] | None:
@@ -498,11 +681,11 @@ class MemoryBackend:
         except ValueError:
             expired = False
         if expired:
-            self._cancel(uuid, record, "expired", now)
+            self._cancel(uuid, record, "expired", now, "expired")
             return
         if "abort" in record:
             # Aborted while it ran, then handed back or recovered: it does not start again.
-            self._cancel(uuid, record, record["abort"], now)
+            self._cancel(uuid, record, record["abort"], now, "aborted")
             return
         solo = False
         if "suspect" in record and skipped is not None:
@@ -529,6 +712,8 @@ class MemoryBackend:
                 self._unpark(name, len(freed), now)
                 if len(slots) >= limit["c"]:
                     self._parked.setdefault(name, []).append(uuid)
+                    if self._feed:
+                        self._note(uuid, "new", "parked", "concurrency_limit", now)
                     return
             if "r" in limit:
                 window = int(now * 1000) // limit["p"]
@@ -537,6 +722,8 @@ class MemoryBackend:
                     del self._rates[key]
                 if used > limit["r"]:
                     self._scheduled[uuid] = (window + 1) * limit["p"] / 1000
+                    if self._feed:
+                        self._note(uuid, "new", "delayed", "rate_limit", now)
                     return
             if "c" in limit:
                 slots[uuid] = now + lease
@@ -555,6 +742,8 @@ class MemoryBackend:
         if solo:
             record["solo"] = "1"
         self._running[uuid] = now + lease
+        if self._feed:
+            self._note(uuid, "new", "process", "", now)
         out.tasks.append(
             {
                 "uuid": uuid,
@@ -619,16 +808,20 @@ class MemoryBackend:
             if record is None:
                 return "unknown"
             status = record.get("status")
+            result: AbortResult = "ended"
             if status in ("new", "retry"):
-                self._cancel(uuid, record, reason, time.time(), ttl)
-                return "cancelled"
-            if status == "process" and record.get("workflow") == "1":
+                self._cancel(uuid, record, reason, time.time(), "aborted", ttl)
+                result = "cancelled"
+            elif status == "process" and record.get("workflow") == "1":
                 self._wf_abort(uuid, reason)
-                return "cancelled"
-            if status == "process":
-                record["abort"] = reason
-                return "aborting"
-            return "ended"
+                result = "cancelled"
+            elif status == "process":
+                record["abort"] = reason  # no change yet: its finish will say aborted
+                result = "aborting"
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return result
 
     def _signal_done(self, uuid: str) -> None:
         record = self._records.get(uuid, {})
@@ -711,12 +904,18 @@ class MemoryBackend:
         with self._lock:
             if workflow_id in self._records:
                 return False
+            now = time.time()
             self._records[workflow_id] = dict(record)
+            if self._feed:
+                self._note(workflow_id, "", "process", "", now)
             self._workflows[workflow_id] = _Workflow(
                 {path: json.loads(text) for path, text in nodes.items()}
             )
-            self._wf_start(workflow_id, "r", None, time.time())
-            return True
+            self._wf_start(workflow_id, "r", None, now)
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return True
 
     def _wf_start(self, wf: str, path: str, given: str | None, now: float) -> None:
         state = self._workflows[wf]
@@ -761,7 +960,7 @@ class MemoryBackend:
 
     def _wf_node_done(self, wf: str, path: str, result: str, now: float) -> None:
         if path == "r":
-            self._wf_end(wf, {"status": "success", "returning": result}, now)
+            self._wf_end(wf, {"status": "success", "returning": result}, now, "")
             return
         state = self._workflows[wf]
         parent, _, index = path.rpartition(".")
@@ -781,9 +980,11 @@ class MemoryBackend:
             joined = "[" + ",".join(results[j] for j in range(up["n"])) + "]"
             self._wf_node_done(wf, parent, joined, now)
 
-    def _wf_end(self, wf: str, fields: dict[str, str], now: float) -> None:
+    def _wf_end(self, wf: str, fields: dict[str, str], now: float, why: str) -> None:
         record = self._records[wf]
         record.update(fields, updated_at=f"{now:.3f}")
+        if self._feed:
+            self._note(wf, "process", fields["status"], why, now)
         self._finals[fields["status"]] += 1
         if record.get("ttl"):
             self._expires[wf] = now + float(record["ttl"])
@@ -824,7 +1025,12 @@ class MemoryBackend:
             f"workflow member {record['wfn']} ({record.get('task_name')}, {uuid}) ended "
             f"{record.get('status')}" + (f": {why}" if why else "")
         )
-        self._wf_end(wf, {"status": "error", "traceback": message, "failed_member": uuid}, now)
+        self._wf_end(
+            wf,
+            {"status": "error", "traceback": message, "failed_member": uuid},
+            now,
+            "member_failed",
+        )
         self._wf_stop_members(state, f"workflow {wf} failed", now, abort_running=False)
         if "e" in state.nodes:
             info = {
@@ -839,7 +1045,7 @@ class MemoryBackend:
     def _wf_abort(self, wf: str, reason: str) -> None:
         """As lib.lua's ``wf_abort``; under the lock."""
         now = time.time()
-        self._wf_end(wf, {"status": "cancel", "cancel_reason": reason}, now)
+        self._wf_end(wf, {"status": "cancel", "cancel_reason": reason}, now, "aborted")
         state = self._workflows.get(wf)
         if state is not None:
             self._wf_stop_members(state, reason, now, abort_running=True)
@@ -855,7 +1061,8 @@ class MemoryBackend:
                 continue
             if record.get("status") in ("new", "retry"):
                 state.live.discard(member)
-                self._cancel(member, record, reason, now)
+                why = "aborted" if abort_running else "workflow_failed"
+                self._cancel(member, record, reason, now, why)
             elif record.get("status") == "process" and abort_running:
                 record["abort"] = reason
 
@@ -892,6 +1099,7 @@ class MemoryBackend:
             if record["status"] != "process":
                 return True  # written already by this claim: a repeat changes nothing
             now = time.time()
+            aborted = self._feed and "abort" in record
             record.update(fields)
             record["updated_at"] = record["finished_at"] = f"{now:.3f}"
             self._running.pop(uuid, None)
@@ -900,6 +1108,11 @@ class MemoryBackend:
                 record.pop("suspect", None)
                 record.pop("deaths", None)
             self._free_slot(uuid, record, now)
+            if self._feed:
+                # After the slot's parked task is queued again, as finish.lua tells it.
+                status = fields.get("status", "")
+                reason = _finish_reason(status, fields, aborted)
+                self._note(uuid, "process", status, reason, now)
             if delay is not None:
                 self._scheduled[uuid] = now + delay
                 self._signal(record.get("queue", DEFAULT_QUEUE)).fire()
@@ -908,6 +1121,9 @@ class MemoryBackend:
                 if ttl is not None:
                     self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
         return True
 
     async def release(self, claims: dict[str, str]) -> list[str]:
@@ -924,8 +1140,11 @@ class MemoryBackend:
                 ):
                     # Handed back unrun: this delivery does not count towards the limit.
                     record["attempts"] = str(max(0, _number(record.get("attempts"), 1) - 1))
-                    self._requeue(uuid, now)
+                    self._requeue(uuid, now, "process", "released")
                     out.append(uuid)
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
         return out
 
     async def get(self, uuid: str) -> dict[str, str] | None:
@@ -1031,28 +1250,39 @@ class MemoryBackend:
             record = self._records.get(uuid)
             if record is None or (token is not None and record.get("claim") != token):
                 return False
+            now = time.time()
+            previous = ""
             if status == "cancel":
                 if record["status"] not in ("new", "retry"):
                     return False
+                previous = self._waiting_as(uuid, record) if self._feed else ""
                 self._scheduled.pop(uuid, None)
                 self._queued.pop(uuid, None)  # the heap entry is skipped when popped
             record.update(fields)
             if "updated_at" not in fields:
-                record["updated_at"] = f"{time.time():.3f}"
+                record["updated_at"] = f"{now:.3f}"
             if status == "cancel":
+                if self._feed:
+                    self._note(uuid, previous, "cancel", "cancelled", now)
                 self._finals["cancel"] += 1
                 if ttl is not None:
-                    self._expires[uuid] = time.time() + ttl
+                    self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
-            return True
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return True
 
     async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
         with self._lock:
             record = self._holds(uuid, token)
             if record is None or record["status"] != "process":
                 return False
-            self._bury(uuid, reason, raw, time.time())
-            return True
+            self._bury(uuid, reason, raw, time.time(), "malformed")
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return True
 
     async def dead_letters(
         self, after: tuple[float, str] | None = None, limit: int | None = None
@@ -1091,13 +1321,23 @@ class MemoryBackend:
                 record.pop(name, None)
             record["attempts"] = "0"
             self._expires.pop(uuid, None)
-            self._requeue(uuid, time.time())
+            self._requeue(uuid, time.time(), "dead", "requeued")
             del self._dead[uuid]
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
         return "requeued"
 
     async def delete_dead(self, uuid: str) -> bool:
         with self._lock:
-            return self._dead.pop(uuid, None) is not None
+            if self._dead.pop(uuid, None) is None:
+                return False
+            if self._feed:
+                self._note(uuid, "dead", "deleted", "", time.time())
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return True
 
     async def migrate_keys(self) -> tuple[int, list[str]]:
         return 0, []  # nothing outlives the process: no keys of an older version
@@ -1155,6 +1395,7 @@ class MemoryBackend:
             self._rates.clear()
             self._workflows.clear()
             self._events.clear()
+            self._stream.clear()  # the app's keys, the stream among them, are gone
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None
@@ -1166,12 +1407,17 @@ class MemoryBackend:
                 del self._queued[uuid]
                 record = self._records[uuid]
                 record.update(status="cancel", cancel_reason=reason, updated_at=f"{now:.3f}")
+                if self._feed:
+                    self._note(uuid, "new", "cancel", "purged", now)
                 self._finals["cancel"] += 1
                 if ttl is not None:
                     self._expires[uuid] = now + ttl
                 self._signal_done(uuid)
             self._queues.pop(queue, None)
-            return len(purged)
+            changes = self._pending and self._drain()
+        if changes:
+            await self._tell(changes)
+        return len(purged)
 
     async def delete_finished(self) -> int:
         with self._lock:

@@ -35,6 +35,7 @@ from ..keys import (
     Keys,
     escape_glob,
 )
+from ..schemas import StatusChange
 from . import _lua, _resp
 from ._cluster import ClusterURL, Locator, is_cluster, slot_of, slot_owner_pool
 from ._errors import mapped
@@ -43,6 +44,7 @@ from .base import (
     FINAL_STATUSES,
     AbortResult,
     BackendStats,
+    ChangeSink,
     Claimed,
     Renewed,
     RequeueResult,
@@ -86,6 +88,22 @@ ACL_RULE: Final = (
     "+zremrangebyscore "
     "+rpush +ltrim +blpop +blmove +sadd +srem +smembers +xadd +xread +asking +cluster|slots"
 )
+
+
+_CHANGE_FIELDS: Final = (
+    b"uuid", b"task_name", b"queue", b"previous", b"status", b"reason", b"at", b"attempt",
+    b"worker",
+)  # fmt: skip
+
+
+def _change_of(entry_id: bytes | str, values: Any) -> StatusChange:
+    """A change read from the event stream: its fields (a dict, or the flat list the
+    lean connection reads) and its id."""
+    if not isinstance(values, dict):
+        values = dict(zip(values[::2], values[1::2], strict=True))
+    row = [values.get(f, b"").decode(errors="replace") for f in _CHANGE_FIELDS]
+    ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return StatusChange.from_row(row, ident)
 
 
 def _decoded(raw: dict[bytes, bytes]) -> dict[str, str]:
@@ -174,6 +192,33 @@ class _PyFunction:
             return await call(self.name, len(keys), *keys, *args)
 
 
+class _Fed:
+    """A function that may change statuses, called with the backend's changes marker
+    (see :meth:`RedisBackend.set_feed`): the changes it reports go to the sink before
+    the caller gets the reply, so its triggers have fired when the call returns."""
+
+    __slots__ = ("backend", "script")
+
+    def __init__(self, backend: RedisBackend, script: Script) -> None:
+        self.backend = backend
+        self.script = script
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        marker = self.backend._marker
+        if marker is None:
+            return await self.script(keys=keys, args=args)
+        reply = await self.script(keys=keys, args=[*args, marker])
+        sink = self.backend._sink
+        if marker[9] != "r" or sink is None:
+            return reply  # only the stream was asked for: the reply is as it was
+        out, rows = reply
+        if rows:
+            await sink(
+                [StatusChange.from_row([v.decode(errors="replace") for v in row]) for row in rows]
+            )
+        return out
+
+
 async def _close_conn(conn: _Conn) -> None:
     await conn.client.aclose()
     await conn.raw.aclose()
@@ -238,6 +283,9 @@ class RedisBackend:
             weakref.WeakKeyDictionary()
         )
         self._last: tuple[asyncio.AbstractEventLoop, _Conn] | None = None
+        self._sink: ChangeSink | None = None
+        self._marker: str | None = None
+        self.events_max = 0
 
     # -- connections -------------------------------------------------------------------
 
@@ -307,7 +355,10 @@ class RedisBackend:
                     return _resp.LeanFunction(lean, name, _lua.LIBRARY)
                 return _PyFunction(raw, name)
 
-            enqueue = hot(_lua.ENQUEUE)
+            def fed(script: Script) -> Script:
+                return _Fed(self, script)
+
+            enqueue = fed(hot(_lua.ENQUEUE))
             conn = _Conn(
                 client,
                 raw,
@@ -324,13 +375,13 @@ class RedisBackend:
                 ),
                 enqueue,
                 _Coalescer(self._sender(enqueue)),
-                hot(_lua.CLAIM),
+                fed(hot(_lua.CLAIM)),
                 hot(_lua.EXTEND),
-                _Coalescer(self._finisher(hot(_lua.FINISH))),
-                _PyFunction(raw, _lua.RELEASE),
-                _PyFunction(raw, _lua.UPDATE),
-                _PyFunction(raw, _lua.REQUEUE_DEAD),
-                _PyFunction(raw, _lua.DEAD),
+                _Coalescer(self._finisher(fed(hot(_lua.FINISH)))),
+                fed(_PyFunction(raw, _lua.RELEASE)),
+                fed(_PyFunction(raw, _lua.UPDATE)),
+                fed(_PyFunction(raw, _lua.REQUEUE_DEAD)),
+                fed(_PyFunction(raw, _lua.DEAD)),
                 _PyFunction(raw, _lua.PROBE),
             )
             self._conns[loop] = conn
@@ -341,6 +392,51 @@ class RedisBackend:
     def client(self) -> aioredis.Redis:
         """The client of the running event loop."""
         return self._conn().client
+
+    def _fed(self, name: str) -> Script:
+        """Function ``name`` of the library, through redis-py, reporting its changes."""
+        return _Fed(self, _PyFunction(self._conn().raw, name))
+
+    # -- status changes ------------------------------------------------------------------
+
+    def set_feed(self, sink: ChangeSink | None, events_max: int) -> None:
+        self._sink = sink
+        self.events_max = max(0, events_max)
+        self._marker = _lua.changes_marker(sink is not None, self.events_max)
+
+    @mapped("status_events")
+    async def status_events(
+        self, after: str, timeout: float, count: int = 100
+    ) -> list[StatusChange]:
+        key = self.keys.changes
+        block = max(1, int(min(max(timeout, 0.001), MAX_BLOCK) * 1000))
+        blocking = self._conn().blocking
+        try:
+            if blocking is not None:
+                reply = await blocking.execute(
+                    "XREAD", "COUNT", count, "BLOCK", block, "STREAMS", key, after
+                )
+            else:
+                reply = await self._conn().raw.xread({key: after}, count=count, block=block)
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return []  # overwritten by hand: the next change writes it anew
+            raise
+        out: list[StatusChange] = []
+        for _stream, entries in reply or []:
+            for entry_id, values in entries:
+                out.append(_change_of(entry_id, values))
+        return out
+
+    @mapped("status_events_last")
+    async def status_events_last(self) -> str:
+        try:
+            last = await self._conn().raw.xrevrange(self.keys.changes, count=1)
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return "0-0"
+            raise
+        return cast(bytes, last[0][0]).decode() if last else "0-0"
 
     @mapped("start")
     async def start(self) -> None:
@@ -665,7 +761,7 @@ class RedisBackend:
 
     @mapped("abort")
     async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:
-        done = await _PyFunction(self._conn().raw, _lua.ABORT)(
+        done = await self._fed(_lua.ABORT)(
             keys=[self.keys.queue],
             args=[self.keys.prefix, uuid, reason, "" if ttl is None else int(ttl)],
         )
@@ -873,11 +969,10 @@ class RedisBackend:
 
     @mapped("delete_dead")
     async def delete_dead(self, uuid: str) -> bool:
-        pipe: Pipeline = self.client.pipeline(transaction=True)
-        pipe.zrem(self.keys.dead, uuid)
-        pipe.delete(self.keys.dead_letter(uuid))
-        removed, _ = await pipe.execute()
-        return bool(removed)
+        removed = await self._fed(_lua.DELETE_DEAD)(
+            keys=[self.keys.dead], args=[self.keys.prefix, uuid]
+        )
+        return bool(removed == 1)
 
     @mapped("migrate_keys")
     async def migrate_keys(self) -> tuple[int, list[str]]:
@@ -1062,7 +1157,7 @@ class RedisBackend:
         if fired is not None and task is not None:
             uuid, record, priority = task
             args += [uuid, priority, *(x for pair in record.items() for x in pair)]
-        code, now = await _PyFunction(self._conn().raw, _lua.TICK)(
+        code, now = await self._fed(_lua.TICK)(
             keys=[self.keys.schedule(schedule), self.keys.config(SCHEDULES_NAMESPACE)], args=args
         )
         ticked: Ticked = "moved" if code == 1 else "stale" if code == -1 else "lost"
@@ -1106,7 +1201,7 @@ class RedisBackend:
     async def start_workflow(
         self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
     ) -> bool:
-        started = await _PyFunction(self._conn().raw, _lua.WORKFLOW)(
+        started = await self._fed(_lua.WORKFLOW)(
             keys=[self.keys.queue],
             args=[self.keys.prefix, workflow_id, to_json(record), to_json(nodes)],
         )
@@ -1123,7 +1218,7 @@ class RedisBackend:
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None
     ) -> int:
-        purge = _PyFunction(self._conn().raw, _lua.PURGE)
+        purge = self._fed(_lua.PURGE)
         key = self.keys.queue_of(queue)
         total = 0
         # A batch per call: a long queue never holds Redis for long.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import traceback
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from inspect import isawaitable
+from typing import TYPE_CHECKING, Any, Final
 
 from .._util import dumps, dumps_call, fired, lifecycle, task_from_record
 from .._validate import check_priority, check_queue, page_cursor
@@ -13,6 +16,7 @@ from ..keys import DEFAULT_QUEUE
 from ..schemas import (
     FINAL_STATUSES,
     FinishedModel,
+    StatusChange,
     Task,
     TaskPrioritySchema,
     TaskStatus,
@@ -40,6 +44,19 @@ class UniqueHeld(Exception):
         self.uuid = uuid
 
 
+#: The uuid of a workflow's step: ``<workflow id>:<path in its tree>`` (see workflows.py).
+_WORKFLOW_STEP: Final = re.compile(r"[0-9a-f-]{36}:(?:r(?:\.\d+)*|e)")
+
+
+def error_line(trace: str) -> str:
+    """The exception's ``Type: message`` line of a traceback: its last unindented
+    line (the exception that ended the chain), at most 1,000 characters."""
+    for line in reversed(trace.splitlines()):
+        if line and not line[0].isspace():
+            return line[:1000]
+    return ""
+
+
 def _printable(text: str) -> str:
     """Free text (a traceback) that JSON can carry: a lone surrogate (a file name read
     with ``os.listdir``) is written as its escape instead of failing the write."""
@@ -57,11 +74,76 @@ class Storage:
         *,
         result_ttl: float | None,
         max_payload: int = 1_048_576,
+        events_max: int = 0,
+        step_written: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """:param events_max: entries kept on the app's event stream (about; 0: no
+            stream).
+        :param step_written: called with the uuid of each workflow step the backend
+            wrote in a call of this process (a workflow's first steps, the step after
+            one that ended), to fire the after-enqueue triggers for it."""
         self.backend = backend
         self.pm = pm
         self.result_ttl = result_ttl
         self.max_payload = max_payload
+        self.events_max = events_max
+        self.step_written = step_written
+        self._refresh_feed()
+        pm.watch_registrations(self._refresh_feed)
+
+    def _refresh_feed(self) -> None:
+        # The changes come back from the backend only while a plugin listens: a
+        # trigger nobody implements costs nothing per task. In pluggy's call order.
+        hook = self.pm.hook
+        impls = hook.storage_status_changed.get_hookimpls()
+        self._listeners = [(i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls)]
+        # The steps a workflow writes in Redis are told by their changes too.
+        self._steps = self.step_written is not None and bool(
+            hook.broker_add_after.get_hookimpls()
+            or hook.qtasks_add_task_after_broker.get_hookimpls()
+        )
+        wanted = bool(impls) or self._steps
+        self.backend.set_feed(self._status_changed if wanted else None, self.events_max)
+
+    async def _status_changed(self, changes: list[StatusChange]) -> None:
+        """Fire ``storage_status_changed`` for each change of one backend call.
+
+        Each impl is called on its own, as pluggy would call it: the change is made,
+        so an impl that fails is logged and the impls after it still hear of it (one
+        broken audit plugin must not blind a metrics plugin)."""
+        for change in changes:
+            given = {"storage": self, "change": change}
+            for function, names, plugin in self._listeners:
+                try:
+                    result = function(*[given[name] for name in names])
+                    if isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception(
+                        "plugin %s failed in storage_status_changed for task %s (%s -> %s); "
+                        "going on",
+                        plugin,
+                        change.uuid,
+                        change.previous,
+                        change.status,
+                    )
+            if (
+                self._steps
+                and change.previous is None
+                and change.status in ("new", "delayed")
+                and _WORKFLOW_STEP.fullmatch(change.uuid)
+            ):
+                assert self.step_written is not None
+                await self.step_written(change.uuid)
+
+    async def events(self, after: str, timeout: float, count: int = 100) -> list[StatusChange]:
+        """Status changes on the app's event stream after the id ``after`` (see
+        :meth:`Backend.status_events`)."""
+        return await self.backend.status_events(after, timeout, count)
+
+    async def events_last(self) -> str:
+        """The id of the newest entry on the app's event stream (``"0-0"``: none)."""
+        return await self.backend.status_events_last()
 
     async def start(self) -> None:
         await lifecycle(lambda: self.pm.hook.storage_start(storage=self), "storage_start")
@@ -318,6 +400,7 @@ class Storage:
             fields["returning"] = dumps(getattr(model, "returning", None), what="task result")
         elif model.status in ("error", "retry"):
             fields["traceback"] = _printable(getattr(model, "traceback", ""))
+            fields["error"] = error_line(fields["traceback"])
             if model.status == "retry":
                 fields["retry"] = str(getattr(model, "retry", 0) or 0)
                 delay = float(getattr(model, "retry_delay", 0.0))

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from qtasks_hooks.specs import (
     broker,
+    changes,
     enqueue,
     global_config,
     qtasks,
@@ -55,6 +56,6 @@ SPEC_MODULES: Final[tuple[ModuleType, ...]] = (
 
 #: Spec modules beyond the original's 52 triggers (``docs/TRIGGERS.md``), added after
 #: :data:`SPEC_MODULES`.
-EXTENSION_MODULES: Final[tuple[ModuleType, ...]] = (schedule, enqueue)
+EXTENSION_MODULES: Final[tuple[ModuleType, ...]] = (schedule, enqueue, changes)
 
 __all__ = ["EXTENSION_MODULES", "SPEC_MODULES"]

@@ -92,7 +92,11 @@ def broker_add_before(
 def broker_add_after(broker: Broker, storage: Storage, model: TaskStatusNewSchema) -> None:
     """A new task's record and queue entry were written, atomically.
 
-    Fired in the producer process, inside ``add_task``.
+    Fired in the producer process, inside ``add_task`` (for each task of a batch, and
+    a periodic tick's task in the scheduler that enqueued it). A workflow's step is
+    written by the backend when its turn comes: fired then, in the process whose call
+    wrote it (``start_workflow``'s for the first steps, the worker's that finished the
+    step before for the others), from the record as written.
 
     :param broker: The broker that enqueued the task.
     :param storage: The storage the record was written to.

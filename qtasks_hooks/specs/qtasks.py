@@ -72,7 +72,9 @@ def qtasks_add_task_before_broker(
 def qtasks_add_task_after_broker(qtasks: QueueTasks, broker: Broker, task: Task) -> None:
     """The broker accepted a new task: its record and queue entry were written atomically.
 
-    Fired in the producer process, inside ``add_task``, before it returns.
+    Fired in the producer process, inside ``add_task``, before it returns; after
+    ``broker_add_after``. For a workflow's step: in the process whose call wrote it, as
+    ``broker_add_after`` says.
 
     :param qtasks: The application the task was added to.
     :param broker: The broker that enqueued the task.

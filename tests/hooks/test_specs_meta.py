@@ -44,7 +44,12 @@ def test_hookspecs_are_exactly_the_reference_triggers() -> None:
     # The extensions (schedule_*) come on top, and never rename or drop one of the 52.
     assert set(spec_functions()) - extension_names() == names
     assert not extension_names() & names
-    assert extension_names() == {"schedule_fired", "schedule_missed", "broker_add_failed"}
+    assert extension_names() == {
+        "schedule_fired",
+        "schedule_missed",
+        "broker_add_failed",
+        "storage_status_changed",
+    }
 
 
 def test_the_project_copy_of_the_reference_is_present() -> None:

@@ -15,8 +15,9 @@ local err = expect_all({qk, 'zset', prefix .. 'scheduled', 'zset'})
 if err then return err end
 if r[1] == 'new' or r[1] == 'retry' then
   redis.call('ZREM', qk, uuid)
-  redis.call('ZREM', prefix .. 'scheduled', uuid)
-  cancel(prefix, uuid, tkey, reason, now_ms(), ttl)
+  local delayed = redis.call('ZREM', prefix .. 'scheduled', uuid) == 1
+  cancel(prefix, uuid, tkey, reason, now_ms(), ttl, waiting_as(prefix, uuid, r[1], delayed),
+         'aborted')
   return 'cancelled'
 end
 if r[1] == 'process' then

@@ -55,10 +55,12 @@ for d = 1, #due, 2 do
   redis.call('ZREM', KEYS[3], uuid)
   local r, bad = read(prefix .. 'task:' .. uuid)
   if bad then
-    bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now)
+    bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now, 'malformed')
     table.insert(dead, uuid)
   elseif r[1] == 'retry' or r[1] == 'new' then  -- a retry, or a task sent with a delay
-    if not requeue(prefix, uuid, now, due_at) then table.insert(dead, uuid) end
+    if not requeue(prefix, uuid, now, due_at, r[1] == 'retry' and 'retry' or 'delayed', '') then
+      table.insert(dead, uuid)
+    end
   end
 end
 
@@ -86,9 +88,9 @@ local function recover(uuid)
   if maxatt > 0 and deaths >= maxatt then
     bury(prefix, uuid, 'set aside after its worker process died ' .. deaths ..
          ' times while it ran alone (it kills its process: os._exit, a crash or the ' ..
-         'OOM killer?)', '', now)
+         'OOM killer?)', '', now, 'poison')
     table.insert(dead, uuid)
-  elseif requeue(prefix, uuid, now) then
+  elseif requeue(prefix, uuid, now, nil, 'process', 'lease_expired') then
     table.insert(recovered, uuid)
   else
     table.insert(dead, uuid)
@@ -133,12 +135,12 @@ local function take_checked(uuid, score, qk)
   end
   if r[1] ~= 'new' then return end  -- cancelled or finished meanwhile: not to be run
   if r[10] and tonumber(r[10]) and tonumber(r[10]) * 1000 <= now then
-    cancel(prefix, uuid, tkey, 'expired', now)  -- not started in time: never runs
+    cancel(prefix, uuid, tkey, 'expired', now, nil, 'new', 'expired')  -- never runs
     return
   end
   if r[12] then
     -- Aborted while it ran, then handed back or recovered: it does not start again.
-    cancel(prefix, uuid, tkey, r[12], now)
+    cancel(prefix, uuid, tkey, r[12], now, nil, 'new', 'aborted')
     return
   end
   local solo = nil
@@ -176,6 +178,7 @@ local function take_checked(uuid, score, qk)
       if freed > 0 then unpark(prefix, r[2], freed, now) end
       if redis.call('ZCARD', skey) >= limit.c then
         redis.call('ZADD', prefix .. 'parked:' .. r[2], now, uuid)
+        changed(prefix, uuid, 'new', 'parked', 'concurrency_limit')
         return
       end
     end
@@ -191,6 +194,7 @@ local function take_checked(uuid, score, qk)
       if used == 1 then redis.call('PEXPIRE', rkey, limit.p * 2) end
       if used > limit.r then
         redis.call('ZADD', KEYS[3], (window + 1) * limit.p, uuid)  -- the next window
+        changed(prefix, uuid, 'new', 'delayed', 'rate_limit')
         return
       end
     end
@@ -207,6 +211,7 @@ local function take_checked(uuid, score, qk)
     isolated = true  -- claimed (not parked, not over its rate): nothing joins it
   end
   redis.call('ZADD', KEYS[2], now + lease, uuid)
+  changed(prefix, uuid, 'new', 'process', '', r[2], r[11], att, wid)
   table.insert(out, {uuid, r[2], r[3], r[4] or '[]', r[5] or '{}', r[6] or '0',
                      tostring(att), r[8] or '{}', r[9] or '', r[11] or '', token, solo or ''})
 end
@@ -216,7 +221,7 @@ end
 local function take(uuid, score, qk)
   local ok, e = pcall(take_checked, uuid, score, qk)
   if not ok then
-    bury(prefix, uuid, 'could not be claimed: ' .. reason_of(e), '', now)
+    bury(prefix, uuid, 'could not be claimed: ' .. reason_of(e), '', now, 'claim_failed')
     table.insert(dead, uuid)
   end
 end

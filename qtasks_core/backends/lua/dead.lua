@@ -10,5 +10,5 @@ local held = redis.pcall('HMGET', tkey, 'claim', 'status')
 if failed(held) or held[1] ~= token or held[2] ~= 'process' then
   return 0
 end
-bury(prefix, uuid, ARGV[4], ARGV[5], now_ms())
+bury(prefix, uuid, ARGV[4], ARGV[5], now_ms(), 'malformed')
 return 1

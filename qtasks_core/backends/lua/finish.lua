@@ -20,7 +20,7 @@ index_begin()
 local function finish_one(uuid, token, status, ttl, delay, fields)
   local tkey = prefix .. 'task:' .. uuid
   local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name',
-                           'solo')
+                           'solo', 'attempts', 'worker', 'abort')
   if failed(held) or held[1] ~= token then return 0 end
   if held[2] ~= 'process' then return 2 end
   local flat = {}
@@ -41,6 +41,16 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
   if held[4] then
     redis.call('HDEL', tkey, 'slot')
     free_slot(prefix, uuid, held[5], now)
+  end
+  if feed then
+    -- An error's reason is its exception type: `error` holds "Type: message".
+    local why = ''
+    if status == 'cancel' then
+      why = held[9] and 'aborted' or 'cancelled'
+    elseif fields.error then
+      why = string.match(fields.error, '^%s*([^:]-)%s*:') or fields.error
+    end
+    changed(prefix, uuid, 'process', status, why, held[5], held[3], held[7], held[8])
   end
   if delay > 0 then
     redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)

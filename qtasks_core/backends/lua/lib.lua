@@ -73,6 +73,63 @@ local function unsettled(key)
   return nil
 end
 
+-- Status changes (storage_status_changed, app.events()). Every step that moves a task
+-- from one status to another tells it to changed(), in order. The caller says what it
+-- wants with a last ARGV marker, taken off before the function reads ARGV (see
+-- _lua.py): '\1changes:' then 'r' (the changes come back with the reply, for the
+-- triggers of the caller's process) or '-', then the capped length of the app's stream
+-- (0: none). Without the marker nothing is collected or read. The stream entry is
+-- written in the same atomic step as the change: no change is lost or told twice.
+local feed = nil
+
+local function feed_begin(argv)
+  feed = nil
+  local last = argv[#argv]
+  if type(last) == 'string' and string.sub(last, 1, 9) == '\1changes:' then
+    argv[#argv] = nil
+    feed = {ret = string.sub(last, 10, 10) == 'r', max = tonumber(string.sub(last, 11)) or 0,
+            list = {}}
+  end
+end
+
+-- The reply, with the call's changes when they were asked for: {reply, changes}. An
+-- error reply passes as it is (they are returned before any write).
+local function feed_end(reply)
+  local f = feed
+  feed = nil
+  if not f or not f.ret then return reply end
+  if type(reply) == 'table' and reply.err then return reply end
+  if reply == nil then reply = false end
+  return {reply, f.list}
+end
+
+-- `name`, `queue`, `attempt` and `worker` are read from the record (after the write)
+-- unless the caller has them at hand.
+local function changed(prefix, uuid, previous, status, reason, name, queue, attempt, worker)
+  if not feed then return end
+  if not name then
+    local r = redis.pcall('HMGET', prefix .. 'task:' .. uuid, 'task_name', 'queue', 'attempts',
+                          'worker')
+    if type(r) ~= 'table' or r.err then r = {} end
+    name, queue, attempt, worker = r[1], r[2], r[3], r[4]
+  end
+  local c = {uuid, name or '', queue or '', previous or '', status, reason or '',
+             string.format('%d', now_ms()), tostring(attempt or ''), worker or ''}
+  if feed.ret then feed.list[#feed.list + 1] = c end
+  if feed.max > 0 then
+    local key = prefix .. 'changes'
+    local args = {'XADD', key, 'MAXLEN', '~', feed.max, '*', 'uuid', c[1], 'task_name', c[2],
+                  'queue', c[3], 'previous', c[4], 'status', c[5], 'reason', c[6], 'at', c[7],
+                  'attempt', c[8], 'worker', c[9]}
+    local added = redis.pcall(unpack(args))
+    if type(added) == 'table' and added.err and redis.call('TYPE', key)['ok'] ~= 'stream' then
+      -- Someone overwrote the stream: replaced, never failing the step it reports.
+      redis.call('DEL', key)
+      redis.pcall(unpack(args))
+    end
+  end
+end
+
 -- The next FIFO sequence number. A value that is not a number (someone SET it) is
 -- replaced: ordering within a priority restarts, nothing stops.
 local function next_seq(seq)
@@ -203,8 +260,9 @@ local function signal_done(prefix, uuid, tkey, ttl)
 end
 
 -- Set a task aside as a dead letter with its reason. A record that is a hash ends
--- `error` (its waiters wake); anything else under its key is left as found.
-local function bury(prefix, uuid, reason, raw, now)
+-- `error` (its waiters wake); anything else under its key is left as found. `why` is
+-- the change's reason in a word (default: malformed).
+local function bury(prefix, uuid, reason, raw, now, why)
   local tkey = prefix .. 'task:' .. uuid
   local lkey = prefix .. 'dead:' .. uuid
   if key_type(lkey) ~= 'hash' then redis.call('DEL', lkey) end
@@ -216,13 +274,16 @@ local function bury(prefix, uuid, reason, raw, now)
   redis.call('HSET', lkey, 'reason', reason, 'raw', raw or '', 'at', stamp(now))
   redis.call('ZREM', prefix .. 'running', uuid)
   if key_type(tkey) == 'hash' then
-    local slot = redis.call('HMGET', tkey, 'slot', 'task_name')
+    local slot = redis.call('HMGET', tkey, 'slot', 'task_name', 'status')
     if slot[1] then free_slot(prefix, uuid, slot[2], now) end
     redis.call('HSET', tkey, 'status', 'error', 'traceback', reason, 'updated_at', stamp(now))
     redis.call('HDEL', tkey, 'claim')
+    changed(prefix, uuid, slot[3], 'dead', why or 'malformed')
     bump(prefix .. 'counts', 'error')
     -- Kept without a TTL: a dead letter stays until it is requeued or deleted.
     signal_done(prefix, uuid, tkey, nil)
+  else
+    changed(prefix, uuid, '', 'dead', why or 'malformed', '', '', '', '')
   end
 end
 
@@ -267,7 +328,8 @@ end
 -- longer finish it.
 -- Returns false when the task's queue key holds another type: the task is then set
 -- aside (a dead letter naming the key), never dropped between two indexes.
-local function requeue(prefix, uuid, now, queued_at)
+-- `previous` and `why` describe the change (see changed).
+local function requeue(prefix, uuid, now, queued_at, previous, why)
   local tkey = prefix .. 'task:' .. uuid
   local r = redis.call('HMGET', tkey, 'priority', 'queue', 'slot', 'task_name')
   if r[3] then
@@ -279,13 +341,15 @@ local function requeue(prefix, uuid, now, queued_at)
   local n = next_seq(prefix .. 'seq')
   if failed(redis.pcall('ZADD', qk, string.format('%d', tonumber(r[1]) * SCALE + n), uuid)) then
     bury(prefix, uuid, 'its queue key ' .. qk .. ' is a ' .. key_type(qk) ..
-         ', not a zset: delete it (DEL ' .. qk .. '), then requeue this dead letter', '', now)
+         ', not a zset: delete it (DEL ' .. qk .. '), then requeue this dead letter', '', now,
+         'corrupt_key')
     return false
   end
   redis.call('HSET', tkey, 'status', 'new', 'updated_at', stamp(now),
              'enqueued_at', stamp(queued_at or now))
   -- The attempt before (if any) is over: its start and end are not this one's.
   redis.call('HDEL', tkey, 'claim', 'eta', 'solo', 'started_at', 'finished_at')
+  changed(prefix, uuid, previous, 'new', why)
   push_token(wkey(prefix, r[2]), '1')
   return true
 end
@@ -315,7 +379,7 @@ local function set_key_aside(prefix, key, want, now)
   bury(prefix, string.sub(key, #prefix + 1),
        'the key ' .. key .. ' was a ' .. kind .. ', not a ' .. want .. '; what it held is ' ..
        'kept here and the key was deleted. Tasks it held as parked (status new) are in ' ..
-       'no queue: send them again', string.sub(held, 1, 2000), now)
+       'no queue: send them again', string.sub(held, 1, 2000), now, 'corrupt_key')
 end
 
 local function sound_parked(prefix, name, now)
@@ -358,7 +422,7 @@ local function unpark(prefix, name, count, now)
     if bad then
       bury(prefix, uuid, 'malformed parked task: ' .. bad, '', now)
     elseif redis.call('HGET', tkey, 'status') == 'new' then
-      requeue(prefix, uuid, now)
+      requeue(prefix, uuid, now, nil, 'parked', '')
       left = left - 1
     end
   end
@@ -375,12 +439,29 @@ free_slot = function(prefix, uuid, name, now)
   if removed == 1 then unpark(prefix, name, 1, now) end
 end
 
+-- What a task of status `status`, taken out of its queue to end, was waiting as: a
+-- `new` one was delayed (`delayed`: it was in `scheduled`) or parked over a limit.
+local function waiting_as(prefix, uuid, status, delayed)
+  if status ~= 'new' then return status end
+  if delayed then return 'delayed' end
+  if feed then
+    local name = redis.pcall('HGET', prefix .. 'task:' .. uuid, 'task_name')
+    if type(name) == 'string' and
+       type(redis.pcall('ZSCORE', prefix .. 'parked:' .. name, uuid)) == 'string' then
+      return 'parked'
+    end
+  end
+  return 'new'
+end
+
 -- End a task that was never started: status cancel with its reason; waiters wake.
 -- Its record expires after `ttl` seconds if given, else after its own `ttl` field.
-local function cancel(prefix, uuid, tkey, reason, now, ttl)
+-- `previous` and `why` describe the change (see changed).
+local function cancel(prefix, uuid, tkey, reason, now, ttl, previous, why)
   redis.call('HSET', tkey, 'status', 'cancel', 'cancel_reason', reason,
              'updated_at', stamp(now))
   redis.call('HDEL', tkey, 'claim')
+  changed(prefix, uuid, previous, 'cancel', why)
   bump(prefix .. 'counts', 'cancel')
   ttl = ttl or tonumber(redis.call('HGET', tkey, 'ttl') or '')
   signal_done(prefix, uuid, tkey, ttl)
@@ -497,6 +578,14 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
                                   ', expected a zset: delete it')
   end
   redis.call('HSET', tkey, unpack(fields))
+  if feed then
+    local name = ''
+    for j = 1, #fields, 2 do
+      if fields[j] == 'task_name' then name = fields[j + 1] end
+    end
+    changed(prefix, uuid, '', index == prefix .. 'scheduled' and 'delayed' or 'new', '', name,
+            queue or '', '0', '')
+  end
   if unique_key then
     -- No expiry while the task lives: the step that ends it lets the key go (or keeps
     -- it until unique_until); a holder whose record is gone frees it (unique_holder).
@@ -563,13 +652,14 @@ local function with_first(args, first)
   return '[' .. first .. ',' .. string.sub(args, 2)
 end
 
-local function wf_end(prefix, wf, fields)
+local function wf_end(prefix, wf, fields, why)
   local tkey = prefix .. 'task:' .. wf
   local now = now_ms()
   fields[#fields + 1] = 'updated_at'
   fields[#fields + 1] = stamp(now)
   redis.call('HSET', tkey, unpack(fields))
   local status = fields[2]
+  changed(prefix, wf, 'process', status, why)
   bump(prefix .. 'counts', status)
   local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
   signal_done(prefix, wf, tkey, ttl)
@@ -670,7 +760,7 @@ end
 
 node_done = function(prefix, wf, path, result)
   if path == 'r' then
-    wf_end(prefix, wf, {'status', 'success', 'returning', result})
+    wf_end(prefix, wf, {'status', 'success', 'returning', result}, '')
     return
   end
   local parent, idx = string.match(path, '^(.*)%.(%d+)$')
@@ -712,9 +802,11 @@ local function wf_stop_members(prefix, wf, reason, now, abort_running)
     end
     if r[1] == 'new' or r[1] == 'retry' then
       redis.pcall('ZREM', qkey(prefix, r[2]), member)
-      redis.pcall('ZREM', prefix .. 'scheduled', member)
+      local delayed = redis.pcall('ZREM', prefix .. 'scheduled', member) == 1
       redis.call('SREM', live, member)
-      cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''))
+      cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''),
+             waiting_as(prefix, member, r[1], delayed),
+             abort_running and 'aborted' or 'workflow_failed')
     elseif r[1] == 'process' and abort_running then
       redis.call('HSET', mkey, 'abort', reason)
     end
@@ -729,7 +821,7 @@ wf_fail = function(prefix, wf, uuid, rec, why)
   local now = wf_end(prefix, wf, {'status', 'error', 'traceback',
     'workflow member ' .. (rec.wfn or '?') .. ' (' .. (rec.task_name or '?') .. ', ' .. uuid ..
     ') ended ' .. (rec.status or '?') .. (why ~= '' and (': ' .. why) or ''),
-    'failed_member', uuid})
+    'failed_member', uuid}, 'member_failed')
   wf_stop_members(prefix, wf, 'workflow ' .. wf .. ' failed', now, false)
   wf_on_error(prefix, wf, uuid, rec, why)
 end
@@ -790,7 +882,8 @@ member_ended = function(prefix, uuid, rec)
   if ok then return end
   local why = 'workflow ' .. wf .. ' cannot go on: ' .. reason_of(e)
   ok, e = pcall(function()
-    local now = wf_end(prefix, wf, {'status', 'error', 'traceback', why, 'failed_member', uuid})
+    local now = wf_end(prefix, wf, {'status', 'error', 'traceback', why, 'failed_member', uuid},
+                       'workflow_broken')
     wf_stop_members(prefix, wf, why, now, false)
     wf_on_error(prefix, wf, uuid, rec, why)
   end)
@@ -803,6 +896,6 @@ end
 -- queued members are cancelled and its running ones asked to stop (as app.abort does
 -- for a task: their workers learn it at their next heartbeat).
 local function wf_abort(prefix, wf, reason)
-  local now = wf_end(prefix, wf, {'status', 'cancel', 'cancel_reason', reason})
+  local now = wf_end(prefix, wf, {'status', 'cancel', 'cancel_reason', reason}, 'aborted')
   wf_stop_members(prefix, wf, reason, now, true)
 end

@@ -16,7 +16,7 @@ for i = 1, #popped, 2 do
   local tkey = prefix .. 'task:' .. uuid
   local status = redis.pcall('HGET', tkey, 'status')
   if status == 'new' then
-    cancel(prefix, uuid, tkey, reason, now, ttl)
+    cancel(prefix, uuid, tkey, reason, now, ttl, 'new', 'purged')
     done = done + 1
   end
 end

@@ -17,7 +17,7 @@ for i = 2, #ARGV, 2 do
     -- Handed back unrun: this delivery does not count towards the poison limit.
     local att = tonumber(redis.call('HGET', tkey, 'attempts') or '1') or 1
     redis.call('HSET', tkey, 'attempts', math.max(0, att - 1))
-    requeue(prefix, uuid, now)
+    requeue(prefix, uuid, now, nil, 'process', 'released')
     table.insert(out, uuid)
   end
 end

@@ -27,7 +27,7 @@ redis.call('HDEL', tkey, 'traceback', 'returning', 'worker', 'expires', 'abort',
            'deaths')
 redis.call('PERSIST', tkey)
 redis.call('DEL', prefix .. 'done:' .. uuid)
-requeue(prefix, uuid, now_ms())
+requeue(prefix, uuid, now_ms(), nil, 'dead', 'requeued')
 redis.call('ZREM', prefix .. 'dead', uuid)
 redis.call('DEL', prefix .. 'dead:' .. uuid)
 return 1

@@ -24,13 +24,15 @@ end
 if status == 'cancel' then
   if prev ~= 'new' and prev ~= 'retry' then return 0 end
   redis.call('ZREM', qk, uuid)
-  redis.call('ZREM', prefix .. 'scheduled', uuid)
+  local delayed = redis.call('ZREM', prefix .. 'scheduled', uuid) == 1
+  prev = waiting_as(prefix, uuid, prev, delayed)
 end
 redis.call('HSET', tkey, unpack(ARGV, 5))
 if not has_stamp then
   redis.call('HSET', tkey, 'updated_at', stamp(now_ms()))
 end
 if status == 'cancel' then
+  changed(prefix, uuid, prev, 'cancel', 'cancelled')
   bump(prefix .. 'counts', 'cancel')
   signal_done(prefix, uuid, tkey, ttl)
 end

@@ -34,6 +34,7 @@ if nodes.e then
   flat[#flat + 1] = nodes.e
 end
 redis.call('HSET', tkey, unpack(flat))
+changed(prefix, wf, '', 'process', '')
 -- The list of workflows the dashboard pages through, newest first (trimmed as their
 -- records expire, like the task list's indexes).
 local now = now_ms()
