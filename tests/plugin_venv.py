@@ -45,6 +45,8 @@ DISTRIBUTIONS = (
     "qtasks-error-reporter",
     "qtasks-admission",
     "qtasks-offload",
+    "qtasks-audit-log",
+    "qtasks-timing",
 )
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 

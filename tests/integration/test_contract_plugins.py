@@ -185,3 +185,85 @@ def test_large_results_are_offloaded_and_every_read_loads_them_back(
     )
     assert stored is not None and b"qtasks-offload:" in stored and len(stored) < 100
     assert len(list(folder.iterdir())) == 1
+
+
+def test_the_audit_log_sees_every_transition_in_the_process_that_made_it(
+    venv: Venv, redis_url: str, tmp_path: Path
+) -> None:
+    from qtasks_core import QueueTasks
+
+    name = f"contract-audit-{os.getpid()}"
+    log = tmp_path / "audit.jsonl"
+    with _worker(venv, redis_url, name, QTASKS_AUDIT_LOG=str(log)) as (worker, _):
+        seen = _producer(
+            venv,
+            redis_url,
+            name,
+            "done = app.add_task('async_leaf', timeout=30)\n"
+            "flaky = app.add_task('flaky', timeout=30)\n"
+            "later = app.send_task('async_leaf', delay=60)\n"
+            "app.cancel(later.uuid, 'changed my mind')\n"
+            "print(json.dumps({'done': done.uuid, 'flaky': flaky.uuid, 'later': later.uuid,\n"
+            "                  'pid': os.getpid()}))\n",
+            QTASKS_AUDIT_LOG=str(log),
+        )
+        worker_pid = worker.pid
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    # Each process appends after its own call returns, so lines of two processes may
+    # land out of order in the file: compared per task as sets, and the order is taken
+    # from the event stream, which holds them as Redis made them.
+    steps: dict[str, list[tuple[object, ...]]] = {}
+    for r in lines:
+        who = "producer" if r["pid"] == seen["pid"] else "worker" if r["pid"] == worker_pid else "?"
+        steps.setdefault(r["uuid"], []).append((r["previous"], r["status"], r["reason"], who))
+    expected: dict[str, list[tuple[object, ...]]] = {
+        str(seen["done"]): [
+            (None, "new", None, "producer"),
+            ("new", "process", None, "worker"),
+            ("process", "success", None, "worker"),
+        ],
+        str(seen["flaky"]): [
+            (None, "new", None, "producer"),
+            ("new", "process", None, "worker"),
+            ("process", "retry", "ConnectionError", "worker"),
+            ("retry", "new", None, "worker"),  # fell due: met by the worker's claim
+            ("new", "process", None, "worker"),
+            ("process", "error", "ConnectionError", "worker"),
+        ],
+        str(seen["later"]): [
+            (None, "delayed", None, "producer"),
+            ("delayed", "cancel", "cancelled", "producer"),
+        ],
+    }
+    assert {u: sorted(map(repr, s)) for u, s in steps.items()} == {
+        u: sorted(map(repr, s)) for u, s in expected.items()
+    }
+    # Another process reads the same changes from the app's event stream, in order.
+    reader = QueueTasks(name, redis_url=redis_url, load_entry_points=False)
+    streamed: dict[str, list[tuple[object, ...]]] = {}
+    for c in reader.events(after="0", timeout=0.5):
+        streamed.setdefault(c.uuid, []).append((c.previous, c.status, c.reason))
+    reader.stop()
+    assert streamed == {u: [step[:3] for step in s] for u, s in expected.items()}
+
+
+def test_timing_reads_the_server_clock_times_of_each_run(
+    venv: Venv, redis_url: str, tmp_path: Path
+) -> None:
+    name = f"contract-timing-{os.getpid()}"
+    log = tmp_path / "timing.jsonl"
+    with _worker(venv, redis_url, name, QTASKS_TIMING_LOG=str(log)):
+        _producer(
+            venv,
+            redis_url,
+            name,
+            "out = [app.add_task('nap', s, timeout=30).status for s in (0.0, 0.3)]\n"
+            "print(json.dumps(out))\n",
+        )
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 2)
+    lines = sorted(
+        (json.loads(line) for line in log.read_text().splitlines()), key=lambda r: r["ran"]
+    )
+    assert [r["status"] for r in lines] == ["success", "success"]
+    assert 0 <= lines[0]["ran"] < 0.25 and 0.29 <= lines[1]["ran"] < 5
+    assert all(0 <= r["waited"] < 5 for r in lines)

@@ -43,3 +43,10 @@ def flaky() -> None:
 @app.task
 def big(n: int) -> list[int]:
     return list(range(n))
+
+
+@app.task
+async def nap(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
