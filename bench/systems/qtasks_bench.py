@@ -8,6 +8,7 @@ Worker: ``python -m qtasks_core worker -A qtasks_bench:app [-c N]`` with
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from datetime import UTC, datetime
@@ -53,7 +54,12 @@ def make_noop_plugin_class() -> type:
 
 NoopPlugin = make_noop_plugin_class()
 
-app = QueueTasks("bench", os.environ.get("BENCH_REDIS_URL"), load_entry_points=False)
+# BENCH_EVENTS=0 runs without the app's event stream (the cost of the stream, measured
+# against the default); a checkout older than the stream has no such option.
+_options = {}
+if "events" in inspect.signature(QueueTasks).parameters:
+    _options["events"] = os.environ.get("BENCH_EVENTS", "1") != "0"
+app = QueueTasks("bench", os.environ.get("BENCH_REDIS_URL"), load_entry_points=False, **_options)
 for index in range(PLUGIN_COUNT.get(variant(), 0)):
     app.add_plugin(NoopPlugin(), name=f"bench.noop{index + 1}")
 
