@@ -865,7 +865,7 @@ class QueueTasks(_Registry):
             ),
             extra=model.extra,
             queue=model.queue,
-            # As this process's clock sees them; the backend keeps its own.
+            # From the server's created_at; the backend keeps its own (the same).
             eta=created_at + timedelta(seconds=model.delay) if model.delay else None,
             expires=(
                 created_at + timedelta(seconds=model.expires) if model.expires is not None else None

@@ -111,6 +111,8 @@ class Task(BaseModel):
     task_name: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: When it was written, on the Redis server's clock (as every time of the record;
+    #: ``add_tasks``' own copies carry this process's clock).
     created_at: datetime
     updated_at: datetime
     returning: Any = None

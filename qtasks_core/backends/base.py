@@ -118,12 +118,15 @@ class Backend(Protocol):
 
     async def ping(self) -> bool: ...
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
-        """Write the record and queue the task, atomically, in one round trip. A uuid
-        that already has a record is left alone (``False``): an enqueue retried after a
-        lost reply adds nothing. A ``unique_key`` field held by another task (queued or
-        running, or within its ``unique_for`` ms) writes nothing and returns the uuid
-        of that task.
+    async def enqueue(
+        self, uuid: str, record: dict[str, str], priority: int
+    ) -> float | Literal[False] | str:
+        """Write the record and queue the task, atomically, in one round trip; returns
+        when it was written (seconds, on the backend's clock), which the record keeps as
+        its ``created_at``. A uuid that already has a record is left alone (``False``):
+        an enqueue retried after a lost reply adds nothing. A ``unique_key`` field held
+        by another task (queued or running, or within its ``unique_for`` ms) writes
+        nothing and returns the uuid of that task.
 
         Record fields the backend reads: ``queue`` (absent: the default queue);
         ``due_in`` (milliseconds: the task waits that long, then is queued; stored as

@@ -21,7 +21,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import BackendDataError
 from ..keys import (
@@ -416,13 +416,19 @@ class MemoryBackend:
         elif self._feed:
             self._note(uuid, "", "dead", why, now)
 
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
+    async def enqueue(
+        self, uuid: str, record: dict[str, str], priority: int
+    ) -> float | Literal[False] | str:
         with self._lock:
-            written = self._write(uuid, record, priority, time.time())
+            now = time.time()
+            written = self._write(uuid, record, priority, now)
             changes = self._pending and self._drain()
         if changes:
             await self._tell(changes)
-        return written
+        if isinstance(written, str):
+            return written
+        # At the precision the record keeps: the caller's copy reads the same.
+        return float(f"{now:.6f}") if written else False
 
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
         written = 0
@@ -463,6 +469,8 @@ class MemoryBackend:
         if "expires_in" in record:
             expires = now + float(record.pop("expires_in") or 0) / 1000
             record["expires"] = f"{expires:.3f}"
+        # Created on the backend's clock, like every other time of the record.
+        record["created_at"] = record["updated_at"] = f"{now:.6f}"
         self._records[uuid] = record
         queue = record.get("queue", DEFAULT_QUEUE)
         if due_in > 0:

@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import redis.asyncio as aioredis
 from pydantic_core import to_json
@@ -566,13 +566,13 @@ class RedisBackend:
 
     # -- the task flow -----------------------------------------------------------------
 
-    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool | bytes]]]:
+    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[int | bytes]]]:
         prefix = self.keys.prefix
         # Every call names one key of the app: a cluster routes the call by it (all the
         # app's keys share its slot).
         keys = [self.keys.queue]
 
-        async def send(items: list[Any]) -> list[bool | bytes]:
+        async def send(items: list[Any]) -> list[int | bytes]:
             if len(items) == 1:
                 # One task, the common case of a caller adding tasks one at a time: flat
                 # arguments spare the script the JSON decoding and table building.
@@ -581,8 +581,9 @@ class RedisBackend:
                 written = await script(keys=keys, args=[prefix, uuid, priority, *flat])
             else:
                 written = await script(keys=keys, args=[prefix, to_json(items)])
-            # 1 written, 0 there already, or the uuid of the task holding its unique_key.
-            return [flag if isinstance(flag, bytes) else flag == 1 for flag in written]
+            # When it was written (ms), 0 there already, or the uuid of the task holding
+            # its unique_key.
+            return cast(list[int | bytes], written)
 
         return send
 
@@ -597,10 +598,14 @@ class RedisBackend:
         return send
 
     @mapped("enqueue")
-    async def enqueue(self, uuid: str, record: dict[str, str], priority: int) -> bool | str:
+    async def enqueue(
+        self, uuid: str, record: dict[str, str], priority: int
+    ) -> float | Literal[False] | str:
         written = await self._conn().enqueue([uuid, priority, record])
         # A task holding the record's unique_key: its uuid (bytes off the wire).
-        return written.decode(errors="replace") if isinstance(written, bytes) else bool(written)
+        if isinstance(written, bytes):
+            return written.decode(errors="replace")
+        return written / 1000 if written else False
 
     @mapped("enqueue_many")
     async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
@@ -609,7 +614,7 @@ class RedisBackend:
             keys=[self.keys.queue],
             args=[self.keys.prefix, to_json([[u, p, r] for u, r, p in items])],
         )
-        return sum(written)
+        return sum(1 for flag in written if flag != 0)
 
     @mapped("claim")
     async def claim(

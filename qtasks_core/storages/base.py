@@ -160,6 +160,9 @@ class Storage:
         written = await self.backend.enqueue(uuid, record, task_status.priority)
         if isinstance(written, str):
             raise UniqueHeld(written)
+        if written:
+            # Created on the backend's clock, as the record says.
+            task_status.created_at = task_status.updated_at = written
         return uuid, task_status
 
     async def add_many(

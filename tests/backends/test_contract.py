@@ -118,7 +118,11 @@ def redis_subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
 
 def test_an_enqueue_repeated_with_the_same_uuid_adds_nothing(subject: Subject) -> None:
     b = subject.backend
-    assert run(b.enqueue("a", record(), 0)) is True
+    before = time.time()
+    written = run(b.enqueue("a", record(), 0))
+    # When it was written, on the backend's clock: the record's created_at.
+    assert isinstance(written, float) and before - 5 < written < time.time() + 5
+    assert float(run(b.get("a"))["created_at"]) == written  # type: ignore[index]
     # The retry of an enqueue whose reply was lost: the task must not run twice.
     assert run(b.enqueue("a", record(name="other"), 0)) is False
     assert run(b.enqueue_many([("a", record(), 0), ("b", record(), 0)])) == 1

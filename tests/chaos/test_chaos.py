@@ -101,8 +101,11 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(
 ) -> None:
     n = int(os.environ.get("QTASKS_CHAOS_N", "2000"))
     name = "chaos-kill"
-    env = env_for(server, name, transport)
-    app = QueueTasks(name, redis_url=server.url + transport, load_entry_points=False)
+    # Every change of every task stays on the stream (about 3.2 per task here).
+    env = {**env_for(server, name, transport), "QTASKS_TEST_EVENTS_MAX": str(n * 10)}
+    app = QueueTasks(
+        name, redis_url=server.url + transport, load_entry_points=False, events_max=n * 10
+    )
     keys = Keys.for_app(name)
     client = redis.Redis.from_url(server.url, decode_responses=True)
     tags = [f"c{i}" for i in range(n)]
@@ -166,9 +169,21 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(
         f"ran twice without a killed worker: {forensics}; kills: {killed}; "
         f"restart at {restarted_at}"
     )
+    # The audit stream: one terminal change per task (a run cut short by a kill ends
+    # nothing; its task is queued again, and only those held by a killed worker are).
+    ended: dict[str, int] = {}
+    requeued: set[str] = set()
+    for change in app.events(after="0", timeout=1.0):
+        if change.status in ("success", "error", "cancel", "dead"):
+            ended[change.uuid] = ended.get(change.uuid, 0) + 1
+        if change.reason == "lease_expired":
+            requeued.add(change.uuid)
+    assert ended == dict.fromkeys(uuids, 1)
+    assert requeued <= in_flight
     print(
         f"\nchaos: {n} tasks, {kills} kills, {restarts} Redis restart(s), "
-        f"{len(in_flight)} in flight on killed workers, {len(twice)} ran twice"
+        f"{len(in_flight)} in flight on killed workers, {len(twice)} ran twice, "
+        f"{len(requeued)} queued again after their worker died"
     )
     app.stop()
 

@@ -7,9 +7,10 @@
 --       task waits until then) and expires_in (ms from now: not started by then, it
 --       ends cancel 'expired'), both turned into times of the server's clock (eta,
 --       expires) and not stored as given.
--- Returns 1 or 0 per task: written, or skipped because its uuid already has a record
--- (an enqueue retried after a lost reply must not add the task a second time); or the
--- uuid of the task that holds the task's unique_key (nothing written).
+-- Returns per task: the server time (ms) it was written at, its created_at; or 0,
+-- skipped because its uuid already has a record (an enqueue retried after a lost reply
+-- must not add the task a second time); or the uuid of the task that holds the task's
+-- unique_key (nothing written).
 local prefix = ARGV[1]
 
 -- Each task as {uuid, priority, fields to store, queue, due_in, expires_in}.
@@ -62,7 +63,7 @@ for i, task in ipairs(tasks) do
   written[i] = holder or 0
   if wake then
     woken[wake] = push_token(wake, '1')
-    written[i] = 1
+    written[i] = now_ms()  -- its created_at: the caller's copy of the task says so too
   end
 end
 -- Wake tokens past the number of workers only wake workers that find nothing to claim.

@@ -577,6 +577,12 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
     return nil, redis.error_reply('QTASKS_CORRUPT key ' .. index .. ' is a ' .. key_type(index) ..
                                   ', expected a zset: delete it')
   end
+  -- Created on the server's clock, like every other time of the record (the caller's
+  -- own, sent with the fields, is overwritten: the last value of a field wins).
+  fields[#fields + 1] = 'created_at'
+  fields[#fields + 1] = stamp(now)
+  fields[#fields + 1] = 'updated_at'
+  fields[#fields + 1] = stamp(now)
   redis.call('HSET', tkey, unpack(fields))
   if feed then
     local name = ''

@@ -11,7 +11,11 @@ import redis
 
 from qtasks_core import QueueTasks
 
-app = QueueTasks(os.environ.get("QTASKS_TEST_APP", "sample"))
+# A chaos run reads every task's changes back from the event stream: long enough.
+app = QueueTasks(
+    os.environ.get("QTASKS_TEST_APP", "sample"),
+    events_max=int(os.environ.get("QTASKS_TEST_EVENTS_MAX", "10000")),
+)
 
 _client: redis.Redis | None = None
 
