@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from qtasks_core import BackendError, QueueTasks, TaskOptionError
+from qtasks_core import BackendError, QueueTasks, TaskOptionError, hookimpl
 from qtasks_core.stats import Stats
 from tests.chaos.test_chaos import start_worker
 from tests.cluster_support import Cluster
@@ -114,6 +114,14 @@ def test_a_plain_url_of_a_cluster_node_is_used_as_the_cluster(cluster: Any) -> N
     name = cluster.app_names("cluster-plain", 3)[1]
     elsewhere = next(n for n in cluster.primaries if n is not cluster.owner(name))
     app = QueueTasks(name, redis_url=elsewhere.url, load_entry_points=False)
+    changes: list[Any] = []
+
+    class Audit:
+        @hookimpl
+        def storage_status_changed(self, change: Any) -> None:
+            changes.append((change.uuid, change.previous, change.status))
+
+    app.add_plugin(Audit())
 
     @app.task
     def add(a: int, b: int) -> int:
@@ -123,6 +131,12 @@ def test_a_plain_url_of_a_cluster_node_is_used_as_the_cluster(cluster: Any) -> N
     with app.running_worker(concurrency=4):
         assert [app.wait(u, timeout=30).returning for u in uuids] == [i + 1 for i in range(20)]
     assert Stats(app).inspect().status_counts["success"] == 20
+    # Every change told once, and the event stream (in the app's slot) holds the same.
+    run = [(None, "new"), ("new", "process"), ("process", "success")]
+    for uuid in uuids:
+        assert [c[1:] for c in changes if c[0] == uuid] == run
+    streamed = [(c.uuid, c.previous, c.status) for c in app.events(after="0", timeout=0.5)]
+    assert sorted(map(repr, streamed)) == sorted(map(repr, changes))
     # Written where the cluster keeps the app's slot, not on the node of the URL.
     assert cluster.clients[cluster.owner(name).port].exists(f"qtasks:{{{name}}}:counts")
     app.stop()
