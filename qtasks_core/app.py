@@ -61,8 +61,9 @@ from .brokers import Broker
 from .config import LOGGERS, QueueConfig, set_level
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
-from .keys import DEFAULT_QUEUE, EVENTS_MAX
+from .keys import EVENTS_MAX
 from .middlewares import check_middlewares
+from .producer import Call, Producer
 from .schedules import Schedule, ScheduleState, load_runtime
 from .schemas import (
     FINAL_STATUSES,
@@ -71,7 +72,6 @@ from .schemas import (
     Task,
     TaskExecSchema,
     TaskPage,
-    TaskStatusNewSchema,
     WorkflowNode,
     WorkflowView,
 )
@@ -91,9 +91,6 @@ ENV_REDIS_URL = "QTASKS_REDIS_URL"
 #: Tasks of one add_tasks call in flight at once (their writes share pipelines).
 _BATCH = 1000
 
-#: One task ready for the broker: name, priority, args, kwargs, extra, and the
-#: model's queue/delay/expires.
-_Call = tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any], dict[str, Any]]
 
 _TASK_OPTIONS = {
     "queue",
@@ -434,8 +431,8 @@ class QueueTasks(_Registry):
         #: Schedules declared in code (``@app.periodic``); those added at run time live
         #: in the backend.
         self._schedules: dict[str, Schedule] = {}
-        #: A tick's task model, from its preparation until its enqueue is confirmed.
-        self._ticking: dict[str, TaskStatusNewSchema] = {}
+        #: The one path of every new task (see :mod:`qtasks_core.producer`).
+        self.producer = Producer(self)
         QueueTasks._current = self
 
     # -- settings ----------------------------------------------------------------------
@@ -508,7 +505,7 @@ class QueueTasks(_Registry):
                 result_ttl=self.result_ttl,
                 max_payload=self.max_payload,
                 events_max=self.events_max,
-                step_written=self._step_written,
+                step_written=lambda uuid: self.producer.step_written(uuid),
             )
             self._components = (
                 Broker(self.backend, storage, self.pm),
@@ -694,30 +691,6 @@ class QueueTasks(_Registry):
         """Sync twin of :meth:`schedules_async`."""
         return self._portal.call(self.schedules_async())
 
-    async def _tick_task(self, schedule: Schedule, tick_ms: int) -> tuple[str, dict[str, str], int]:
-        """The task of one tick, through the triggers an enqueue fires before writing;
-        its uuid is the tick's own, so the same tick can never make two tasks."""
-        options = {"queue": schedule.queue} if schedule.queue else {}
-        call = await self._before_broker(
-            schedule.task_name, schedule.args, dict(schedule.kwargs), schedule.priority, options
-        )
-        model = await self.broker._before(*call)
-        uuid, model, record = await self.storage.prepare_add(
-            f"periodic:{schedule.name}:{tick_ms}", model
-        )
-        self._ticking[uuid] = model
-        return uuid, record, model.priority
-
-    async def _tick_done(self, uuid: str) -> None:
-        """The after-enqueue triggers of a tick this scheduler enqueued (only it)."""
-        model = self._ticking.pop(uuid, None)
-        if model is None:
-            return
-        await fired(
-            self.pm.hook.broker_add_after(broker=self.broker, storage=self.storage, model=model)
-        )
-        await self._after_broker(uuid, model)
-
     # -- producing ---------------------------------------------------------------------
 
     async def send_task_async(
@@ -780,9 +753,9 @@ class QueueTasks(_Registry):
                     "then; raise app.config.result_ttl or shorten unique_for"
                 )
         await self.start_async()
-        call = await self._before_broker(task_name, call_args, call_kwargs, priority, options)
+        call = await self.producer.call(task_name, call_args, call_kwargs, priority, options)
         try:
-            uuid, model = await self.broker.add(*call)
+            task = await self.producer.add(call)
         except UniqueHeld as held:
             # Another task holds the key: that task is the answer, as it is now.
             existing = await self.get_async(held.uuid)
@@ -792,111 +765,11 @@ class QueueTasks(_Registry):
                     "is gone; send again"
                 ) from None
             return existing
-        task = await self._after_broker(uuid, model)
         if self.eager:
-            return await self._run_eagerly(uuid)
+            return await self._run_eagerly(task.uuid)
         if timeout is not None:
-            return await self.wait_async(uuid, timeout)
+            return await self.wait_async(task.uuid, timeout)
         return task
-
-    async def _before_broker(
-        self,
-        task_name: str,
-        args: tuple[Any, ...],
-        kw: dict[str, Any],
-        priority: int | None,
-        options: dict[str, Any] | None = None,
-    ) -> _Call:
-        """Resolve the priority and queue and fire ``qtasks_add_task_before_broker``."""
-        spec = self.tasks.get(task_name)
-        options = dict(options or {})
-        if "queue" not in options and spec is not None and spec.queue != DEFAULT_QUEUE:
-            options["queue"] = spec.queue
-        if priority is None:
-            # A priority given to @app.task wins; else the setting, read now so that a
-            # change of app.config applies to the next task.
-            if spec is not None and "priority" in spec.model_fields_set:
-                priority = spec.priority
-            else:
-                priority = self._config.task_default_priority
-        extra: dict[str, Any] = {}
-        new = await fired(
-            self.pm.hook.qtasks_add_task_before_broker(
-                qtasks=self,
-                broker=self.broker,
-                task_name=task_name,
-                priority=priority,
-                args=args,
-                kw=kw,
-                extra=extra,
-                queue=options.get("queue", DEFAULT_QUEUE),
-                delay=options.get("delay"),
-                expires=options.get("expires"),
-                unique_key=options.get("unique_key"),
-            )
-        )
-        if new:
-            # A plugin's replacements meet the rules the caller's values met.
-            task_name = check_task_name(new.get("task_name", task_name))
-            priority = new.get("priority", priority)
-            args = tuple(new.get("args", args))
-            kw = dict(new.get("kw", kw))
-            extra = dict(new.get("extra", extra))
-        # Checked here, after the trigger, also when the caller gave none: the task's
-        # own default or a plugin may have set it.
-        return task_name, check_priority(priority), args, kw, extra, options
-
-    async def _after_broker(self, uuid: str, model: TaskStatusNewSchema) -> Task:
-        """The caller's view of a task just written; fires ``qtasks_add_task_after_broker``."""
-        # Validating (pydantic-core, in Rust) is faster here than model_construct.
-        created_at = datetime.fromtimestamp(model.created_at, tz=UTC)
-        task = Task(
-            status="new",
-            uuid=uuid,
-            priority=model.priority,
-            task_name=model.task_name,
-            args=model.args,
-            kwargs=model.kwargs,
-            created_at=created_at,
-            updated_at=(
-                created_at
-                if model.updated_at == model.created_at
-                else datetime.fromtimestamp(model.updated_at, tz=UTC)
-            ),
-            extra=model.extra,
-            queue=model.queue,
-            # From the server's created_at; the backend keeps its own (the same).
-            eta=created_at + timedelta(seconds=model.delay) if model.delay else None,
-            expires=(
-                created_at + timedelta(seconds=model.expires) if model.expires is not None else None
-            ),
-        )
-        await fired(
-            self.pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
-        )
-        return task
-
-    async def _step_written(self, uuid: str) -> None:
-        """The after-enqueue triggers of a workflow step the backend wrote in a call of
-        this process: the same triggers, in the same order, as for ``add_task``."""
-        task = await self.storage.get(uuid)
-        if task is None:
-            return  # gone already (ended and expired): nothing to tell
-        model = TaskStatusNewSchema(
-            task_name=task.task_name,
-            priority=task.priority,
-            args=task.args,
-            kwargs=task.kwargs,
-            created_at=task.created_at.timestamp(),
-            extra=task.extra,
-            queue=task.queue,
-        )
-        await fired(
-            self.pm.hook.broker_add_after(broker=self.broker, storage=self.storage, model=model)
-        )
-        await fired(
-            self.pm.hook.qtasks_add_task_after_broker(qtasks=self, broker=self.broker, task=task)
-        )
 
     async def _run_eagerly(self, uuid: str) -> Task:
         from .worker import Worker
@@ -958,7 +831,7 @@ class QueueTasks(_Registry):
         if priority is not None:
             check_priority(priority)
         results: list[Task] = []
-        chunk: list[_Call] = []
+        chunk: list[Call] = []
         # One chunk is written while the next is prepared, so Redis runs the script
         # while this process builds the next records; chunks still go one after the
         # other (in order, and none written after an error).
@@ -969,18 +842,18 @@ class QueueTasks(_Registry):
                 if not self._started:
                     # Started once the first item passed: a bad one connects to nothing.
                     await self.start_async()
-                chunk.append(await self._before_broker(task_name, args, kw, priority))
+                chunk.append(await self.producer.call(task_name, args, kw, priority))
                 if len(chunk) >= _BATCH:
                     if writing is not None:
                         results.extend(await writing)
-                    writing = asyncio.ensure_future(self._add_chunk(chunk))
+                    writing = asyncio.ensure_future(self.producer.add_many(chunk))
                     chunk = []
                     await asyncio.sleep(0)  # let it send before preparing the next chunk
             if writing is not None:
                 results.extend(await writing)
                 writing = None
             if chunk:
-                results.extend(await self._add_chunk(chunk))
+                results.extend(await self.producer.add_many(chunk))
         except BaseException:
             if writing is not None:
                 # The chunk already sent stays enqueued, as the docstring promises.
@@ -989,10 +862,6 @@ class QueueTasks(_Registry):
         if self.eager:
             return [await self._run_eagerly(task.uuid) for task in results]
         return results
-
-    async def _add_chunk(self, chunk: list[_Call]) -> list[Task]:
-        added = await self.broker.add_many(chunk)
-        return [await self._after_broker(uuid, model) for uuid, model in added]
 
     def add_tasks(
         self,

@@ -40,8 +40,8 @@ key                   type   holds
                              (the last ``SCHEDULE_CHANGES_MAX``): every scheduler
                              blocks on it (XREAD), so a change wakes them all at once
 ``changes``           stream every task's status changes, capped (``events_max``):
-                             uuid, task_name, queue, previous, status, reason, at,
-                             attempt, worker; ``app.events()`` and ``qtasks events``
+                             uuid, task_name, queue, previous, status, reason,
+                             attempt, worker (the id is its time); ``app.events()``
 ====================  =====  =========================================================
 """
 

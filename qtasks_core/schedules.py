@@ -362,9 +362,19 @@ class Scheduler:
     async def _move(
         self, schedule: Schedule, expected: int | None, new_next: int, fired: int | None
     ) -> bool:
-        task = None
+        prepared = None
         if fired is not None:
-            task = await self.app._tick_task(schedule, fired)
+            # Through the triggers of every new task; its uuid is the tick's own, so
+            # the same tick can never make two tasks.
+            producer = self.app.producer
+            options = {"queue": schedule.queue} if schedule.queue else {}
+            call = await producer.call(
+                schedule.task_name, schedule.args, dict(schedule.kwargs), schedule.priority, options
+            )
+            prepared = await producer.prepare(call, f"periodic:{schedule.name}:{fired}")
+        task = (
+            None if prepared is None else (prepared.uuid, prepared.record, prepared.model.priority)
+        )
         ticked, server_now = await self.app.backend.tick(
             schedule.name, expected, new_next, fired, task, self._definition(schedule.name)
         )
@@ -374,16 +384,15 @@ class Scheduler:
             # Removed or replaced since it was loaded (its wake-up may still be on the
             # way): reload before the next step, which then looks at once.
             self._refreshed = -math.inf
-        if not moved and task is not None:
-            self.app._ticking.pop(task[0], None)  # prepared for a tick another took
-        if moved and task is not None and fired is not None:
-            await self.app._tick_done(task[0])
+        if moved and prepared is not None and fired is not None:
+            # Only the scheduler whose tick moved the cursor wrote the task.
+            await self.app.producer.announce(prepared.uuid, prepared.model)
             await _fire(
                 self.app.pm.hook.schedule_fired(
                     scheduler=self,
                     schedule=schedule,
                     tick=_moment(fired, schedule.zone),
-                    uuid=task[0],
+                    uuid=prepared.uuid,
                 )
             )
         return moved

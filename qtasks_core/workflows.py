@@ -251,11 +251,11 @@ async def start(
     async def build(node: Flow, path: str) -> None:
         if isinstance(node, Signature):
             options = {} if node.queue is None else {"queue": node.queue}
-            call = await app._before_broker(
+            call = await app.producer.call(
                 node.task_name, node.args, dict(node.kwargs), node.priority, options
             )
-            model = await app.broker._before(*call)
-            _, model, record = await app.storage.prepare_add(f"{workflow_id}:{path}", model)
+            prepared = await app.producer.prepare(call, f"{workflow_id}:{path}")
+            model, record = prepared.model, prepared.record
             nodes[path] = json.dumps(
                 {
                     "k": "t",

@@ -103,6 +103,7 @@ def _change_of(entry_id: bytes | str, values: Any) -> StatusChange:
         values = dict(zip(values[::2], values[1::2], strict=True))
     row = [values.get(f, b"").decode(errors="replace") for f in _CHANGE_FIELDS]
     ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    row[6] = row[6] or ident.partition("-")[0]  # the entry's time is its id's
     return StatusChange.from_row(row, ident)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid as uuidlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -114,53 +113,7 @@ class Broker:
     async def stop(self) -> None:
         await lifecycle(lambda: self.pm.hook.broker_stop(broker=self), "broker_stop")
 
-    async def add(
-        self,
-        task_name: str,
-        priority: int,
-        args: tuple[Any, ...],
-        kw: dict[str, Any],
-        extra: dict[str, Any] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[str, TaskStatusNewSchema]:
-        """Queue a task; returns its uuid and the model written. ``options``: the
-        model's ``queue``, ``delay`` and ``expires``."""
-        model = await self._before(task_name, priority, args, kw, extra, options)
-        try:
-            uuid, model = await self.storage.add(str(uuidlib.uuid4()), model)
-        except Exception as exc:
-            await self._failed([model], exc)
-            raise
-        await fired(self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model))
-        return uuid, model
-
-    async def add_many(
-        self,
-        calls: list[
-            tuple[str, int, tuple[Any, ...], dict[str, Any], dict[str, Any], dict[str, Any]]
-        ],
-    ) -> list[tuple[str, TaskStatusNewSchema]]:
-        """:meth:`add` for a batch of ``(task_name, priority, args, kw, extra, options)``."""
-        models: list[TaskStatusNewSchema] = []
-        try:
-            for call in calls:
-                models.append(await self._before(*call))
-        except Exception as exc:
-            # The one that failed was reported by _before; the batch adds none of these.
-            await self._failed(models, exc)
-            raise
-        try:
-            added = await self.storage.add_many([(str(uuidlib.uuid4()), m) for m in models])
-        except Exception as exc:
-            await self._failed(models, exc)
-            raise
-        for _, model in added:
-            await fired(
-                self.pm.hook.broker_add_after(broker=self, storage=self.storage, model=model)
-            )
-        return added
-
-    async def _failed(self, models: list[TaskStatusNewSchema], exc: Exception) -> None:
+    async def failed(self, models: list[TaskStatusNewSchema], exc: Exception) -> None:
         """Fire ``broker_add_failed`` for each task an enqueue did not add; a plugin
         failing there is logged, and the caller gets the enqueue's own outcome."""
         holder = exc.uuid if isinstance(exc, UniqueHeld) else None
@@ -180,7 +133,7 @@ class Broker:
             except Exception:
                 log.exception("a plugin failed in trigger broker_add_failed; going on")
 
-    async def _before(
+    async def before(
         self,
         task_name: str,
         priority: int,
@@ -189,6 +142,9 @@ class Broker:
         extra: dict[str, Any] | None,
         options: dict[str, Any] | None = None,
     ) -> TaskStatusNewSchema:
+        """The model of a new task, through ``broker_add_before`` (a plugin raising
+        there is told to ``broker_add_failed``). ``options``: the model's ``queue``,
+        ``delay``, ``expires``, ``unique_key`` and ``unique_for``."""
         model = TaskStatusNewSchema(
             task_name=task_name,
             priority=priority,
@@ -202,7 +158,7 @@ class Broker:
                 self.pm.hook.broker_add_before(broker=self, storage=self.storage, model=model)
             )
         except Exception as exc:
-            await self._failed([model], exc)
+            await self.failed([model], exc)
             raise
         return model if new is None else new
 

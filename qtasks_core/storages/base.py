@@ -151,33 +151,24 @@ class Storage:
     async def stop(self) -> None:
         await lifecycle(lambda: self.pm.hook.storage_stop(storage=self), "storage_stop")
 
-    async def add(
-        self, uuid: str, task_status: TaskStatusNewSchema
-    ) -> tuple[str, TaskStatusNewSchema]:
-        """Write a new task's record and queue it, atomically. With a ``unique_key``
-        that another task holds, nothing is written: :class:`UniqueHeld` names it."""
-        uuid, task_status, record = await self.prepare_add(uuid, task_status)
+    async def write(
+        self, uuid: str, task_status: TaskStatusNewSchema, record: dict[str, str]
+    ) -> None:
+        """Write a prepared task's record and queue it, atomically (see
+        :meth:`prepare_add`). With a ``unique_key`` that another task holds, nothing is
+        written: :class:`UniqueHeld` names it. The model takes the ``created_at`` the
+        backend wrote, on its clock."""
         written = await self.backend.enqueue(uuid, record, task_status.priority)
         if isinstance(written, str):
             raise UniqueHeld(written)
         if written:
-            # Created on the backend's clock, as the record says.
             task_status.created_at = task_status.updated_at = written
-        return uuid, task_status
 
-    async def add_many(
-        self, items: list[tuple[str, TaskStatusNewSchema]]
-    ) -> list[tuple[str, TaskStatusNewSchema]]:
-        """:meth:`add` for a batch: one write for all (each task still atomic)."""
-        for _, status in items:
-            if status.unique_key is not None:
-                raise TaskOptionError(
-                    "unique_key is for one task at a time: send it with send_task, "
-                    "not in a batch (add_tasks)"
-                )
-        prepared = [await self.prepare_add(uuid, status) for uuid, status in items]
-        await self.backend.enqueue_many([(u, r, s.priority) for u, s, r in prepared])
-        return [(uuid, status) for uuid, status, _ in prepared]
+    async def write_many(
+        self, items: list[tuple[str, TaskStatusNewSchema, dict[str, str]]]
+    ) -> None:
+        """:meth:`write` for a batch: one atomic write for all."""
+        await self.backend.enqueue_many([(u, r, s.priority) for u, s, r in items])
 
     async def prepare_add(
         self, uuid: str, task_status: TaskStatusNewSchema

@@ -32,10 +32,11 @@ def broker_add_failed(
     Fired in the producer process (or the worker whose task enqueued it), once per task
     asked for, before the error reaches the caller: in ``add_task`` and ``send_task``,
     and for each task of an ``add_tasks`` batch (a batch is written all or nothing).
-    A workflow's members and a periodic tick's task report here only a plugin refusing
-    them in ``broker_add_before``; the other failures of those paths reach their caller
-    (``start_workflow``) or the scheduler's log. A ``backend error`` means the outcome
-    is unknown to this process: a write whose reply was lost may have been made.
+    A workflow's members and a periodic tick's task report here what refused them in
+    ``broker_add_before`` or ``storage_add`` (a plugin, the payload size); a failed
+    write of those paths reaches their caller (``start_workflow``) or the scheduler's
+    log. A ``backend error`` means the outcome is unknown to this process: a write whose
+    reply was lost may have been made.
 
     :param broker: The broker that was to enqueue the task.
     :param storage: The storage that was to write its record.

@@ -113,19 +113,23 @@ local function changed(prefix, uuid, previous, status, reason, name, queue, atte
     if type(r) ~= 'table' or r.err then r = {} end
     name, queue, attempt, worker = r[1], r[2], r[3], r[4]
   end
-  local c = {uuid, name or '', queue or '', previous or '', status, reason or '',
-             string.format('%d', now_ms()), tostring(attempt or ''), worker or ''}
-  if feed.ret then feed.list[#feed.list + 1] = c end
+  name, queue, previous, reason = name or '', queue or '', previous or '', reason or ''
+  attempt, worker = tostring(attempt or ''), worker or ''
+  if feed.ret then
+    feed.list[#feed.list + 1] = {uuid, name, queue, previous, status, reason,
+                                 string.format('%d', now_ms()), attempt, worker}
+  end
   if feed.max > 0 then
+    -- The entry's id is its time (the server's, in ms): no field of its own.
     local key = prefix .. 'changes'
-    local args = {'XADD', key, 'MAXLEN', '~', feed.max, '*', 'uuid', c[1], 'task_name', c[2],
-                  'queue', c[3], 'previous', c[4], 'status', c[5], 'reason', c[6], 'at', c[7],
-                  'attempt', c[8], 'worker', c[9]}
-    local added = redis.pcall(unpack(args))
-    if type(added) == 'table' and added.err and redis.call('TYPE', key)['ok'] ~= 'stream' then
+    for _ = 1, 2 do
+      local added = redis.pcall('XADD', key, 'MAXLEN', '~', feed.max, '*', 'uuid', uuid,
+                                'task_name', name, 'queue', queue, 'previous', previous,
+                                'status', status, 'reason', reason, 'attempt', attempt,
+                                'worker', worker)
+      if not failed(added) or key_type(key) == 'stream' then break end
       -- Someone overwrote the stream: replaced, never failing the step it reports.
       redis.call('DEL', key)
-      redis.pcall(unpack(args))
     end
   end
 end
