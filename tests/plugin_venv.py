@@ -47,6 +47,7 @@ DISTRIBUTIONS = (
     "qtasks-offload",
     "qtasks-audit-log",
     "qtasks-timing",
+    "qtasks-encryption",
 )
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
 

@@ -267,3 +267,45 @@ def test_timing_reads_the_server_clock_times_of_each_run(
     assert [r["status"] for r in lines] == ["success", "success"]
     assert 0 <= lines[0]["ran"] < 0.25 and 0.29 <= lines[1]["ran"] < 5
     assert all(0 <= r["waited"] < 5 for r in lines)
+
+
+def test_encryption_leaves_no_plaintext_in_redis(venv: Venv, redis_url: str) -> None:
+    import redis
+
+    from qtasks_core.keys import Keys, escape_glob
+
+    name = f"contract-enc-{os.getpid()}"
+    key = {"QTASKS_ENCRYPTION_KEY": "correct horse battery staple"}
+    with _worker(venv, redis_url, name, **key):
+        seen = _producer(
+            venv,
+            redis_url,
+            name,
+            "done = app.add_task('secret_echo', 'attack at dawn', n=3, timeout=30)\n"
+            "got = app.get(done.uuid)\n"
+            "print(json.dumps({'waited': done.returning, 'args': list(got.args),\n"
+            "                  'kwargs': got.kwargs, 'got': got.returning}))\n",
+            **key,
+        )
+    # The worker called the task with the real arguments; every read opens them again.
+    assert seen == {
+        "waited": {"text": "attack at dawn", "n": 3},
+        "args": ["attack at dawn"],
+        "kwargs": {"n": 3},
+        "got": {"text": "attack at dawn", "n": 3},
+    }
+    client = redis.Redis.from_url(redis_url)
+    stored = []
+    for k in client.scan_iter(match=escape_glob(Keys.for_app(name).prefix) + "*"):
+        kind = client.type(k)
+        if kind == b"hash":
+            stored.append(repr(client.hgetall(k)))
+        elif kind == b"list":
+            stored.append(repr(client.lrange(k, 0, -1)))
+        elif kind == b"stream":
+            stored.append(repr(client.xrange(k)))
+        elif kind == b"string":
+            stored.append(repr(client.get(k)))
+    everything = "\n".join(stored)
+    assert "qtasks-enc:" in everything  # the sealed values are there
+    assert "attack at dawn" not in everything and "dawn" not in everything

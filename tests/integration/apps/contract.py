@@ -50,3 +50,8 @@ async def nap(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+@app.task
+def secret_echo(text: str, n: int = 1) -> dict[str, object]:
+    return {"text": text, "n": n}
