@@ -61,7 +61,6 @@ from .brokers import Broker
 from .config import LOGGERS, QueueConfig, set_level
 from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
-from .keys import EVENTS_MAX
 from .middlewares import check_middlewares
 from .producer import Call, Producer
 from .schedules import Schedule, ScheduleState, load_runtime
@@ -354,11 +353,13 @@ class QueueTasks(_Registry):
         ``$QTASKS_PLUGINS`` / ``$QTASKS_DISABLE_PLUGINS``).
     :param max_payload: largest accepted size of a task's JSON arguments, in bytes.
     :param broker_url: the original QTasks' name for ``redis_url``.
-    :param events: append every status change of every task to the app's capped event
-        stream, which :meth:`events` and ``qtasks events`` read from any process. The
-        ``storage_status_changed`` trigger fires either way.
+    :param events: append every status change of every task this process makes to the
+        app's capped event stream, which :meth:`events` and ``qtasks events`` read from
+        any process (default ``$QTASKS_EVENTS``, else off: about 3 stream entries per
+        task cost some 8 % of throughput). The ``storage_status_changed`` trigger fires
+        either way. The same as ``app.config.events``.
     :param events_max: entries the event stream keeps (about: trimmed with ``MAXLEN
-        ~``); older ones are dropped.
+        ~``); default ``$QTASKS_EVENTS_MAX``, else 10,000.
     """
 
     _current: QueueTasks | None = None
@@ -378,16 +379,10 @@ class QueueTasks(_Registry):
         builtin_plugins: bool = True,
         broker_url: str | None = None,
         config: QueueConfig | None = None,
-        events: bool = True,
-        events_max: int = EVENTS_MAX,
+        events: bool | None = None,
+        events_max: int | None = None,
     ) -> None:
         self.name = check_app_name(name)
-        if isinstance(events_max, bool) or not isinstance(events_max, int) or events_max < 1:
-            raise TaskOptionError(
-                f"events_max is a whole number of entries >= 1, got {events_max!r} "
-                "(events=False keeps no stream)"
-            )
-        self.events_max = events_max if events else 0
         if broker_url is not None and redis_url is not None and broker_url != redis_url:
             raise TaskOptionError(
                 "give the Redis URL once: broker_url= (the original QTasks' name) and "
@@ -401,6 +396,11 @@ class QueueTasks(_Registry):
         # ``...``: not given, so $QTASKS_RESULT_TTL (then the default) applies.
         given = {} if result_ttl is ... else {"result_ttl": result_ttl}
         self._config = config if config is not None else QueueConfig(**given)
+        # Given here, they win over the config's (and the environment's) values.
+        if events is not None:
+            self._config.events = events
+        if events_max is not None:
+            self._config.events_max = events_max
         self._config.subscribe(self._setting_changed)
         self._config.apply_logging()
         self.max_payload = max_payload
@@ -456,8 +456,16 @@ class QueueTasks(_Registry):
         each enqueue)."""
         if name == "result_ttl" and self._components is not None:
             self._components[1].result_ttl = value
+        elif name in ("events", "events_max") and self._components is not None:
+            self._components[1].events_max = self.events_max
+            self._components[1].refresh_feed()
         elif name in LOGGERS:
             set_level(name, value)
+
+    @property
+    def events_max(self) -> int:
+        """Entries this process keeps on the app's event stream (0: it writes none)."""
+        return self._config.events_max if self._config.events else 0
 
     # -- declaring ---------------------------------------------------------------------
 
@@ -1203,23 +1211,25 @@ class QueueTasks(_Registry):
     async def events_async(
         self, after: str | None = None, timeout: float | None = None
     ) -> AsyncIterator[StatusChange]:
-        """Every task's status changes, as any process of the app makes them, from the
-        app's event stream (see ``events=``): from now on, or after the stream id
+        """Every task's status changes, as the processes of the app that write the event
+        stream (``events=True``) make them: from now on, or after the stream id
         ``after`` (``"0"``: from the oldest kept; each change carries its ``id``, so a
-        reader that stops can go on where it was).
+        reader that stops can go on where it was). The reader itself needs no
+        ``events=True``; the workers and producers whose changes it shows do.
 
         :param timeout: stop after this many seconds without a change (``None``: wait
             for ever).
-        :raises TaskOptionError: the app keeps no stream (``events=False``).
         """
-        if not self.events_max:
-            raise TaskOptionError(
-                "this app keeps no event stream (events=False): create it with "
-                "events=True, or implement storage_status_changed in a plugin"
-            )
         await self.start_async()
         storage = self.storage
         cursor = after if after is not None else await storage.events_last()
+        if not self.events_max and cursor == "0-0":
+            log.warning(
+                "the event stream of app %s is empty and this process writes none "
+                "(events=False): changes show up once workers or producers run with "
+                "events=True (or QTASKS_EVENTS=1)",
+                self.name,
+            )
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:

@@ -21,6 +21,11 @@ logs_default_level_client  unset (logging left alone)       at once: ``qtasks.ap
                                                             ``.broker``, ``.storage``,
                                                             ``.backend``, ``.embedded``,
                                                             ``.plugins``
+events                     false                            at once: every status change
+                                                            also goes onto the app's
+                                                            event stream (``app.events()``)
+events_max                 10000                            at once: entries the stream
+                                                            keeps (about)
 ========================== ================================ ==============================
 
 The environment is read once, when the app is created (pydantic-settings does the
@@ -41,6 +46,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._validate import check_priority
 from .errors import TaskOptionError
+from .keys import EVENTS_MAX
 
 __all__ = ["REMOVED", "QueueConfig"]
 
@@ -141,6 +147,8 @@ class QueueConfig(BaseSettings):
     result_ttl: float | None = Field(default=86400.0, gt=0)
     logs_default_level_server: int | None = None
     logs_default_level_client: int | None = None
+    events: bool = False
+    events_max: int = Field(default=EVENTS_MAX, ge=1)
 
     _listeners: list[Callable[[str, Any], None]] = PrivateAttr(default_factory=list)
 

@@ -88,10 +88,12 @@ class Storage:
         self.max_payload = max_payload
         self.events_max = events_max
         self.step_written = step_written
-        self._refresh_feed()
-        pm.watch_registrations(self._refresh_feed)
+        self.refresh_feed()
+        pm.watch_registrations(self.refresh_feed)
 
-    def _refresh_feed(self) -> None:
+    def refresh_feed(self) -> None:
+        """Tell the backend what to do with status changes (after a plugin came or
+        went, or the event stream's setting changed)."""
         # The changes come back from the backend only while a plugin listens: a
         # trigger nobody implements costs nothing per task. In pluggy's call order.
         hook = self.pm.hook

@@ -65,7 +65,7 @@ class Fed:
         return [(c.previous, c.status, c.reason) for c in self.take()]
 
     def add(self, uuid: str, name: str = "job", **extra: str) -> None:
-        assert run(self.backend.enqueue(uuid, record(name, **extra), 0)) is True
+        assert isinstance(run(self.backend.enqueue(uuid, record(name, **extra), 0)), float)
 
     def claim(self, n: int = 10, lease: float = 30.0, **kw: Any) -> Any:
         kw.setdefault("alone", True)
@@ -521,7 +521,7 @@ def test_a_failing_sink_is_logged_and_the_change_stands(caplog: pytest.LogCaptur
 
     b.set_feed(broken, 10)
     with caplog.at_level(logging.ERROR, logger="qtasks.backend"):
-        assert run(b.enqueue("a", record(), 0)) is True
+        assert isinstance(run(b.enqueue("a", record(), 0)), float)
     assert "sink" in caplog.text
     assert run(b.get("a")) is not None
     assert [c.uuid for c in run(b.status_events("0", 0))] == ["a"]

@@ -101,10 +101,19 @@ def test_killed_workers_and_a_redis_restart_lose_no_task(
 ) -> None:
     n = int(os.environ.get("QTASKS_CHAOS_N", "2000"))
     name = "chaos-kill"
-    # Every change of every task stays on the stream (about 3.2 per task here).
-    env = {**env_for(server, name, transport), "QTASKS_TEST_EVENTS_MAX": str(n * 10)}
+    # Every change of every task stays on the stream (about 3.2 per task here): the
+    # workers write it, configured by the environment.
+    env = {
+        **env_for(server, name, transport),
+        "QTASKS_EVENTS": "1",
+        "QTASKS_EVENTS_MAX": str(n * 10),
+    }
     app = QueueTasks(
-        name, redis_url=server.url + transport, load_entry_points=False, events_max=n * 10
+        name,
+        redis_url=server.url + transport,
+        load_entry_points=False,
+        events=True,
+        events_max=n * 10,
     )
     keys = Keys.for_app(name)
     client = redis.Redis.from_url(server.url, decode_responses=True)

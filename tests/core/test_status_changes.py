@@ -10,9 +10,12 @@ a test of this file.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
@@ -44,6 +47,22 @@ class Audit:
         for c in self.changes:
             out[c.uuid].append((c.previous, c.status, c.reason))
         return dict(out)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def app(request: pytest.FixtureRequest) -> Iterator[QueueTasks]:
+    """An app on a real Redis server, then on the in-memory backend, writing the event
+    stream (off by default)."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
+    application = QueueTasks(
+        f"changes-{os.getpid()}-{next(_names)}", redis_url=url, load_entry_points=False,
+        events=True,
+    )  # fmt: skip
+    yield application
+    application.stop()
+
+
+_names = itertools.count()
 
 
 @pytest.fixture
@@ -343,8 +362,11 @@ def test_without_a_stream_the_trigger_still_fires(app: QueueTasks) -> None:
     _drain(quiet)
     assert audit.of(before) == RUN[1:]
     assert audit.of(after) == RUN
-    with pytest.raises(Exception, match="events=False"):
-        next(quiet.events(timeout=0.1))
+    assert list(quiet.events(after="0", timeout=0.2)) == []  # nothing written
+    # Turned on at run time: written from then on.
+    quiet.config.events = True
+    later = quiet.add_task("ok").uuid
+    assert [(c.uuid, c.status) for c in quiet.events(after="0", timeout=0.2)] == [(later, "new")]
     quiet.stop()
 
 

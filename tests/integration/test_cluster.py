@@ -113,7 +113,7 @@ def test_two_apps_on_two_shards_carry_on_after_a_primary_fails_over(tmp_path: Pa
 def test_a_plain_url_of_a_cluster_node_is_used_as_the_cluster(cluster: Any) -> None:
     name = cluster.app_names("cluster-plain", 3)[1]
     elsewhere = next(n for n in cluster.primaries if n is not cluster.owner(name))
-    app = QueueTasks(name, redis_url=elsewhere.url, load_entry_points=False)
+    app = QueueTasks(name, redis_url=elsewhere.url, load_entry_points=False, events=True)
     changes: list[Any] = []
 
     class Audit:

@@ -38,7 +38,7 @@ def _producer(
     code = (
         "import json, os\n"
         "from qtasks_core import QueueTasks\n"
-        f"app = QueueTasks({name!r}, redis_url={redis_url!r})\n" + script
+        f"app = QueueTasks({name!r}, redis_url={redis_url!r}, events=True)\n" + script
     )
     out = venv.run("-c", code, env={**venv.env, **extra})
     assert out.returncode == 0, out.stdout + out.stderr

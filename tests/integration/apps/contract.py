@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from qtasks_core import QueueTasks
 
-app = QueueTasks(os.environ["QTASKS_TEST_APP"])
+app = QueueTasks(os.environ["QTASKS_TEST_APP"], events=True)
 
 
 def _request_id() -> str | None:

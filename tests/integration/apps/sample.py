@@ -11,11 +11,7 @@ import redis
 
 from qtasks_core import QueueTasks
 
-# A chaos run reads every task's changes back from the event stream: long enough.
-app = QueueTasks(
-    os.environ.get("QTASKS_TEST_APP", "sample"),
-    events_max=int(os.environ.get("QTASKS_TEST_EVENTS_MAX", "10000")),
-)
+app = QueueTasks(os.environ.get("QTASKS_TEST_APP", "sample"))
 
 _client: redis.Redis | None = None
 
