@@ -118,6 +118,33 @@ def test_abort_from_the_shell(sample_env) -> None:
     app.stop()
 
 
+def test_events_prints_every_change_of_other_processes(sample_env) -> None:
+    env = {**sample_env, "QTASKS_EVENTS": "1"}  # the worker writes the event stream
+    app = QueueTasks(
+        env["QTASKS_TEST_APP"], redis_url=env["QTASKS_REDIS_URL"], load_entry_points=False,
+        events=True,
+    )  # fmt: skip
+    worker = start_worker(env)
+    try:
+        uuid = app.add_task("noop", "hi", timeout=20).uuid
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    app.stop()
+    args = ["events", "-A", "apps.sample:app", "--after", "0", "--timeout", "0.5"]
+    as_json = runner.invoke(cli, [*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    lines = [json.loads(line) for line in as_json.output.splitlines()]
+    assert [(c["previous"], c["status"]) for c in lines if c["uuid"] == uuid] == [
+        (None, "new"),
+        ("new", "process"),
+        ("process", "success"),
+    ]
+    assert all(c["task_name"] == "noop" and c["id"] for c in lines if c["uuid"] == uuid)
+    text = runner.invoke(cli, args)
+    assert f"{uuid} noop: new -> process attempt 1 on " in text.output
+
+
 # -- workers as real processes ---------------------------------------------------------
 
 
