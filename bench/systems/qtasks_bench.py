@@ -54,11 +54,11 @@ def make_noop_plugin_class() -> type:
 
 NoopPlugin = make_noop_plugin_class()
 
-# BENCH_EVENTS=0 runs without the app's event stream (the cost of the stream, measured
-# against the default); a checkout older than the stream has no such option.
+# BENCH_EVENTS=1 (or 0) runs with (or without) the app's event stream, to measure its
+# cost; unset, the app's default. A checkout older than the stream has no such option.
 _options = {}
-if "events" in inspect.signature(QueueTasks).parameters:
-    _options["events"] = os.environ.get("BENCH_EVENTS", "1") != "0"
+if "BENCH_EVENTS" in os.environ and "events" in inspect.signature(QueueTasks).parameters:
+    _options["events"] = os.environ["BENCH_EVENTS"] != "0"
 app = QueueTasks("bench", os.environ.get("BENCH_REDIS_URL"), load_entry_points=False, **_options)
 for index in range(PLUGIN_COUNT.get(variant(), 0)):
     app.add_plugin(NoopPlugin(), name=f"bench.noop{index + 1}")
