@@ -65,6 +65,7 @@ class Producer:
         """Step 1: resolve the priority and queue and fire
         ``qtasks_add_task_before_broker``."""
         app = self.app
+        broker = app._build()[0]
         spec = app.tasks.get(task_name)
         options = dict(options or {})
         if "queue" not in options and spec is not None and spec.queue != DEFAULT_QUEUE:
@@ -75,12 +76,12 @@ class Producer:
             if spec is not None and "priority" in spec.model_fields_set:
                 priority = spec.priority
             else:
-                priority = app.config.task_default_priority
+                priority = app._config.task_default_priority
         extra: dict[str, Any] = {}
         new = await fired(
             app.pm.hook.qtasks_add_task_before_broker(
                 qtasks=app,
-                broker=app.broker,
+                broker=broker,
                 task_name=task_name,
                 priority=priority,
                 args=args,
@@ -105,7 +106,7 @@ class Producer:
 
     async def prepare(self, call: Call, uuid: str | None = None) -> Prepared:
         """Steps 2 and 3 for one task (``uuid``: a fixed one, for a tick or a step)."""
-        broker, storage = self.app.broker, self.app.storage
+        broker, storage, _ = self.app._build()
         model = await broker.before(*call)
         try:
             uuid, model, record = await storage.prepare_add(uuid or str(uuidlib.uuid4()), model)
@@ -117,7 +118,7 @@ class Producer:
     async def prepare_many(self, calls: list[Call]) -> list[Prepared]:
         """Steps 2 and 3 for a batch, written all or nothing: a task refused there
         fails the batch, and each of its tasks is told as not added."""
-        broker, storage = self.app.broker, self.app.storage
+        broker, storage, _ = self.app._build()
         models: list[TaskStatusNewSchema] = []
         try:
             for call in calls:
@@ -146,29 +147,30 @@ class Producer:
         :class:`~qtasks_core.storages.base.UniqueHeld` when another task holds its
         unique key (told to ``broker_add_failed``, nothing written)."""
         prepared = await self.prepare(call)
+        broker, storage, _ = self.app._build()
         try:
-            await self.app.storage.write(prepared.uuid, prepared.model, prepared.record)
+            await storage.write(prepared.uuid, prepared.model, prepared.record)
         except Exception as exc:
-            await self.app.broker.failed([prepared.model], exc)
+            await broker.failed([prepared.model], exc)
             raise
         return await self.announce(prepared.uuid, prepared.model)
 
     async def add_many(self, calls: list[Call]) -> list[Task]:
         """A batch through every step, written in one atomic call."""
         prepared = await self.prepare_many(calls)
+        broker, storage, _ = self.app._build()
         try:
-            await self.app.storage.write_many([(p.uuid, p.model, p.record) for p in prepared])
+            await storage.write_many([(p.uuid, p.model, p.record) for p in prepared])
         except Exception as exc:
-            await self.app.broker.failed([p.model for p in prepared], exc)
+            await broker.failed([p.model for p in prepared], exc)
             raise
         return [await self.announce(p.uuid, p.model) for p in prepared]
 
     async def announce(self, uuid: str, model: TaskStatusNewSchema) -> Task:
         """Step 5: a task was written; returns the caller's view of it."""
         app = self.app
-        await fired(
-            app.pm.hook.broker_add_after(broker=app.broker, storage=app.storage, model=model)
-        )
+        broker, storage, _ = app._build()
+        await fired(app.pm.hook.broker_add_after(broker=broker, storage=storage, model=model))
         # Validating (pydantic-core, in Rust) is faster here than model_construct.
         created_at = datetime.fromtimestamp(model.created_at, tz=UTC)
         task = Task(
@@ -192,15 +194,13 @@ class Producer:
                 created_at + timedelta(seconds=model.expires) if model.expires is not None else None
             ),
         )
-        await fired(
-            app.pm.hook.qtasks_add_task_after_broker(qtasks=app, broker=app.broker, task=task)
-        )
+        await fired(app.pm.hook.qtasks_add_task_after_broker(qtasks=app, broker=broker, task=task))
         return task
 
     async def step_written(self, uuid: str) -> None:
         """Step 5 for a workflow's step the backend wrote in a call of this process,
         from the record as written."""
-        task = await self.app.storage.get(uuid)
+        task = await self.app._build()[1].get(uuid)
         if task is None:
             return  # gone already (ended and expired): nothing to tell
         model = TaskStatusNewSchema(

@@ -237,9 +237,9 @@ class _Conn:
     lean: _resp.RespConnection | None
     #: Connections for the blocking waits of workers and callers, likewise.
     blocking: _resp.BlockingPool | None
-    enqueue_many: Script
+    enqueue_many: _Fed
     enqueue: _Coalescer
-    claim: Script
+    claim: _Fed
     extend: Script
     finish: _Coalescer
     release: Script
@@ -356,7 +356,7 @@ class RedisBackend:
                     return _resp.LeanFunction(lean, name, _lua.LIBRARY)
                 return _PyFunction(raw, name)
 
-            def fed(script: Script) -> Script:
+            def fed(script: Script) -> _Fed:
                 return _Fed(self, script)
 
             enqueue = fed(hot(_lua.ENQUEUE))
@@ -567,13 +567,16 @@ class RedisBackend:
 
     # -- the task flow -----------------------------------------------------------------
 
-    def _sender(self, script: Script) -> Callable[[list[Any]], Awaitable[list[int | bytes]]]:
+    def _sender(self, fed: _Fed) -> Callable[[list[Any]], Awaitable[list[int | bytes]]]:
         prefix = self.keys.prefix
         # Every call names one key of the app: a cluster routes the call by it (all the
         # app's keys share its slot).
         keys = [self.keys.queue]
 
         async def send(items: list[Any]) -> list[int | bytes]:
+            # Without a feed, the function itself: one frame less per enqueue.
+            script = fed.script if self._marker is None else fed
+            written: list[int | bytes]
             if len(items) == 1:
                 # One task, the common case of a caller adding tasks one at a time: flat
                 # arguments spare the script the JSON decoding and table building.
@@ -584,15 +587,16 @@ class RedisBackend:
                 written = await script(keys=keys, args=[prefix, to_json(items)])
             # When it was written (ms), 0 there already, or the uuid of the task holding
             # its unique_key.
-            return cast(list[int | bytes], written)
+            return written
 
         return send
 
-    def _finisher(self, script: Script) -> Callable[[list[Any]], Awaitable[list[bool]]]:
+    def _finisher(self, fed: _Fed) -> Callable[[list[Any]], Awaitable[list[bool]]]:
         prefix = self.keys.prefix
         keys = [self.keys.running]
 
         async def send(items: list[Any]) -> list[bool]:
+            script = fed.script if self._marker is None else fed
             codes = await script(keys=keys, args=[prefix, to_json(items)])
             return [code != 0 for code in codes]
 
@@ -632,7 +636,8 @@ class RedisBackend:
         alone: bool = False,
     ) -> Claimed:
         k = self.keys
-        raw = await self._conn().claim(
+        claim = self._conn().claim
+        raw = await (claim.script if self._marker is None else claim)(
             keys=[k.queue, k.running, k.scheduled, k.wake, k.dead, k.clock, k.seq],
             args=[
                 k.prefix,

@@ -164,7 +164,9 @@ class Storage:
         if isinstance(written, str):
             raise UniqueHeld(written)
         if written:
-            task_status.created_at = task_status.updated_at = written
+            # A float the backend made: set as is, without pydantic's assignment path
+            # (two attribute hooks per enqueue).
+            task_status.__dict__.update(created_at=written, updated_at=written)
 
     async def write_many(
         self, items: list[tuple[str, TaskStatusNewSchema, dict[str, str]]]
