@@ -42,7 +42,7 @@ from .plugins import Depends, State
 from .plugins.depends import ScopeEnum
 from .plugins.state import AsyncState
 from .results import AsyncResult, SyncResult
-from .schemas import DeadLetterPage, Task, TaskPage, TaskStatus, TaskStatusEnum
+from .schemas import DeadLetterPage, StatusChange, Task, TaskPage, TaskStatus, TaskStatusEnum
 from .starter import Starter
 from .stats import Stats
 from .testcase import AsyncTestCase, SyncTestCase, TestConfig
@@ -54,13 +54,6 @@ __all__ = [
     "AsyncRouter",
     "AsyncState",
     "AsyncTestCase",
-    "Chain",
-    "Group",
-    "Signature",
-    "chain",
-    "chord",
-    "group",
-    "signature",
     "BackendAuthError",
     "BackendDataError",
     "BackendError",
@@ -69,21 +62,24 @@ __all__ = [
     "BackendReadOnlyError",
     "BackendTimeoutError",
     "BackendUnavailableError",
+    "Chain",
     "DeadLetterPage",
     "Depends",
+    "Group",
     "QTasksError",
     "QueueConfig",
     "QueueTasks",
     "Router",
     "ScopeEnum",
+    "Signature",
     "Starter",
     "State",
     "Stats",
+    "StatusChange",
     "SyncResult",
     "SyncRouter",
     "SyncTestCase",
     "Task",
-    "TaskPage",
     "TaskCancel",
     "TaskContext",
     "TaskExecutor",
@@ -92,6 +88,7 @@ __all__ = [
     "TaskMiddleware",
     "TaskNotFoundError",
     "TaskOptionError",
+    "TaskPage",
     "TaskPluginTriggerError",
     "TaskSerializationError",
     "TaskStatus",
@@ -99,6 +96,10 @@ __all__ = [
     "TaskTimeoutError",
     "TestConfig",
     "Worker",
+    "chain",
+    "chord",
+    "group",
     "hookimpl",
     "shared_task",
+    "signature",
 ]

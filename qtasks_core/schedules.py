@@ -31,7 +31,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
@@ -470,13 +470,4 @@ async def _stored(app: QueueTasks) -> dict[str, tuple[Schedule, str]]:
             out[name] = (Schedule.from_json(name, text), text)
         except (TaskOptionError, TypeError) as exc:
             log.error("schedule %r is stored malformed and is not run: %s", name, exc)
-    return out
-
-
-def declared(schedules: Iterable[Schedule]) -> dict[str, Schedule]:
-    out: dict[str, Schedule] = {}
-    for schedule in schedules:
-        if schedule.name in out:
-            raise TaskOptionError(f"two schedules are named {schedule.name!r}: give name=")
-        out[schedule.name] = schedule
     return out

@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
+from redis.asyncio.connection import Connection, ConnectionPool
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
-    AskError,
     MovedError,
     NoPermissionError,
     ResponseError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import str_if_bytes
 
@@ -179,13 +178,6 @@ def slot_of(app_keys_prefix: str) -> int:
     return int(key_slot(app_keys_prefix.encode()))
 
 
-def redirect(exc: BaseException) -> Address | None:
-    """The node a ``MOVED`` or ``ASK`` reply points to, else ``None``."""
-    if isinstance(exc, AskError):  # MovedError is an AskError too
-        return (str(exc.host), int(exc.port))
-    return None
-
-
 class _SlotOwnerMixin:
     """A redis-py connection to the primary serving the pool's slot, found anew on
     every (re)connection; ``MOVED`` drops it, so that the retry reconnects there."""
@@ -220,10 +212,6 @@ class _SlotOwnerMixin:
 
 
 class SlotOwnerConnection(_SlotOwnerMixin, Connection):
-    pass
-
-
-class SlotOwnerSSLConnection(_SlotOwnerMixin, SSLConnection):
     pass
 
 
