@@ -63,7 +63,7 @@ from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
 from .middlewares import check_middlewares
 from .producer import Call, Producer
-from .schedules import Schedule, ScheduleState, load_runtime
+from .schedules import Schedule, ScheduleState, ScheduleStore, load_runtime
 from .schemas import (
     FINAL_STATUSES,
     DeadLetterPage,
@@ -419,6 +419,7 @@ class QueueTasks(_Registry):
         #: The embedded server's data folder, when the app runs on it.
         self.embedded_home: str | None = None
         self._components: tuple[Broker, Storage, GlobalConfig] | None = None
+        self._schedule_store: ScheduleStore | None = None
         self._started = False
         self._starting: concurrent.futures.Future[None] | None = None
         self._start_lock = threading.Lock()
@@ -534,6 +535,13 @@ class QueueTasks(_Registry):
     def global_config(self) -> GlobalConfig:
         return self._build()[2]
 
+    @property
+    def schedule_store(self) -> ScheduleStore:
+        """The schedules' part of the engine (definitions, cursors, ticks)."""
+        if self._schedule_store is None:
+            self._schedule_store = ScheduleStore(self.backend)
+        return self._schedule_store
+
     async def start_async(self, worker: Worker | None = None) -> None:
         """Resolve the backend, load entry-point plugins, fire the start triggers.
 
@@ -643,7 +651,7 @@ class QueueTasks(_Registry):
             args=tuple(args), kwargs=dict(kwargs or {}), missed=missed,  # type: ignore[arg-type]
         )  # fmt: skip
         await self.start_async()
-        await self.backend.save_schedule(name, schedule.to_json())
+        await self.schedule_store.save(name, schedule.to_json())
         return schedule
 
     def add_schedule(self, name: str, task_name: str, **options: Any) -> Schedule:
@@ -660,7 +668,7 @@ class QueueTasks(_Registry):
                 f"schedule {name!r} is declared in code (@app.periodic): remove it there"
             )
         await self.start_async()
-        return await self.backend.save_schedule(name, None)
+        return await self.schedule_store.save(name, None)
 
     def remove_schedule(self, name: str) -> bool:
         """Sync twin of :meth:`remove_schedule_async`."""
@@ -673,7 +681,7 @@ class QueueTasks(_Registry):
         runtime = await load_runtime(self)
         out = []
         for schedule in {**runtime, **self._schedules}.values():
-            cursor = await self.backend.cursor(schedule.name)
+            cursor = await self.schedule_store.cursor(schedule.name)
             zone = schedule.zone
 
             def at(value: str | None, zone: Any = zone) -> datetime | None:
@@ -992,7 +1000,7 @@ class QueueTasks(_Registry):
         task = await self.get_async(uuid)
         if task is None:
             return None
-        stored = await self.backend.workflow_nodes(uuid)
+        stored = await self.storage.workflow_nodes(uuid)
         kinds: dict[str, Literal["task", "chain", "group"]] = {
             "t": "task",
             "c": "chain",
@@ -1013,7 +1021,7 @@ class QueueTasks(_Registry):
             nodes.append(view)
         # Every member's status in one round trip, however large the workflow.
         members = [n for n in nodes if n.uuid is not None]
-        records = await self.backend.get_many([n.uuid for n in members if n.uuid])
+        records = await self.storage.records([n.uuid for n in members if n.uuid])
         for view, member in zip(members, records, strict=True):
             view.status = member.get("status") if member else "waiting"
         return WorkflowView(task=task, nodes=nodes)
@@ -1170,7 +1178,7 @@ class QueueTasks(_Registry):
         """
         timeout = check_timeout(timeout)
         await self.start_async()
-        status = await self.backend.watch_start(uuid)
+        status = await self.storage.watch_start(uuid)
         if not status:
             raise TaskOptionError(f"no task {uuid!r} to watch (unknown, or its record expired)")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -1185,7 +1193,8 @@ class QueueTasks(_Registry):
             left = 20.0 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TaskTimeoutError(uuid, timeout or 0.0, await self.get_async(uuid))
-            for event_id, kind, data in await self.backend.events(uuid, after, min(left, 20.0)):
+            events = await self.storage.watch_events(uuid, after, min(left, 20.0))
+            for event_id, kind, data in events:
                 after = event_id
                 if kind == "final":
                     record = json.loads(data)
@@ -1263,7 +1272,7 @@ class QueueTasks(_Registry):
         """
         await self.start_async()
         # One read: the record tells a workflow or a step of one; the task is built from it.
-        record = await self.backend.get(uuid)
+        record = await self.storage.record(uuid)
         task = None if record is None else await self.get_async(uuid, _record=record)
         if record is None or task is None:
             raise TaskOptionError(f"no task {uuid!r} to retry (unknown, or its record expired)")

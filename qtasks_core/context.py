@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: What ``get_component`` hands out: the app's parts a task may use.
-COMPONENTS = ("broker", "storage", "global_config", "backend", "config")
+#: What ``get_component`` hands out: the app's parts a task may use. Not the backend:
+#: the engine is reached through the components, which fire the triggers.
+COMPONENTS = ("broker", "storage", "global_config", "config")
 
 
 class TaskContext:
@@ -159,11 +160,17 @@ class TaskContext:
         return self._bridge(self.app.global_config.get(name, key))
 
     def get_component(self, name: str) -> Any:
-        """A part of the app by name: ``broker``, ``storage``, ``global_config``,
-        ``backend`` or ``config``."""
+        """A part of the app by name: ``broker``, ``storage``, ``global_config`` or
+        ``config``."""
         if name not in COMPONENTS:
+            backend = (
+                " (the backend is not handed to tasks: its operations are the "
+                "components' methods, which fire their triggers)"
+                if name == "backend"
+                else ""
+            )
             raise TaskOptionError(
-                f"get_component({name!r}): no such component; write one of "
+                f"get_component({name!r}): no such component{backend}; write one of "
                 f"{', '.join(map(repr, COMPONENTS))}"
             )
         return getattr(self.app, name)

@@ -47,6 +47,7 @@ from .keys import SCHEDULES_NAMESPACE
 
 if TYPE_CHECKING:
     from .app import QueueTasks
+    from .backends.base import Backend, Ticked
 
 log = logging.getLogger("qtasks.schedules")
 
@@ -237,6 +238,46 @@ class ScheduleState:
     declared_in_code: bool
 
 
+class ScheduleStore:
+    """The schedules' part of the engine: the definitions added at run time, each
+    schedule's cursor and its tick, and the stream of changes that wakes every
+    scheduler. The app and the schedulers reach the backend through it alone."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def save(self, name: str, definition: str | None) -> bool:
+        """Store (or with ``None`` remove) a schedule added at run time and wake every
+        scheduler; whether one was stored under the name before."""
+        return await self.backend.save_schedule(name, definition)
+
+    async def definitions(self) -> dict[str, str]:
+        """The schedules added at run time: name -> definition (JSON), as stored."""
+        return await self.backend.config_get_all(NAMESPACE)
+
+    async def cursor(self, name: str) -> dict[str, str]:
+        """A schedule's cursor: ``next`` tick and ``last`` fired (ms, as text)."""
+        return await self.backend.cursor(name)
+
+    async def tick(
+        self,
+        name: str,
+        expected: int | None,
+        new_next: int,
+        fired: int | None,
+        task: tuple[str, dict[str, str], int] | None,
+        definition: str | None,
+    ) -> tuple[Ticked, int]:
+        """Move the cursor from ``expected`` to ``new_next`` and write the tick's task,
+        as one step (see :meth:`Backend.tick`); what happened and the server's time."""
+        return await self.backend.tick(name, expected, new_next, fired, task, definition)
+
+    async def wait_changes(self, after: str, timeout: float) -> str:
+        """Block until a schedule added at run time changes after the id ``after`` (or
+        ``timeout``); the latest change's id."""
+        return await self.backend.wait_schedules(after, timeout)
+
+
 class Scheduler:
     """Fires the ticks of an app's schedules; one per worker (any number may run)."""
 
@@ -290,7 +331,7 @@ class Scheduler:
     async def _advance(self, schedule: Schedule) -> int | None:
         """Fire what is due of ``schedule``; the tick to look at next (ms), or None if
         it has none."""
-        cursor = await self.app.backend.cursor(schedule.name)
+        cursor = await self.app.schedule_store.cursor(schedule.name)
         expected = int(cursor["next"]) if cursor.get("next", "").isdigit() else None
         if expected is None:
             # A new schedule starts with its first tick after now: no catching up on a
@@ -375,7 +416,7 @@ class Scheduler:
         task = (
             None if prepared is None else (prepared.uuid, prepared.record, prepared.model.priority)
         )
-        ticked, server_now = await self.app.backend.tick(
+        ticked, server_now = await self.app.schedule_store.tick(
             schedule.name, expected, new_next, fired, task, self._definition(schedule.name)
         )
         self._offset = server_now - int(time.time() * 1000)
@@ -418,7 +459,7 @@ class Scheduler:
                     wait = await on_error(exc)
                 if listening is None and time.monotonic() >= listen_again:
                     listening = asyncio.ensure_future(
-                        self.app.backend.wait_schedules(self._seen, LISTEN)
+                        self.app.schedule_store.wait_changes(self._seen, LISTEN)
                     )
                 waits: set[asyncio.Future[Any]] = {stop}
                 if listening is not None:
@@ -463,7 +504,7 @@ async def load_runtime(app: QueueTasks) -> dict[str, Schedule]:
 
 async def _stored(app: QueueTasks) -> dict[str, tuple[Schedule, str]]:
     """The schedules added at run time, each with its definition as stored."""
-    stored = await app.backend.config_get_all(NAMESPACE)
+    stored = await app.schedule_store.definitions()
     out = {}
     for name, text in stored.items():
         try:

@@ -297,5 +297,5 @@ async def start(
     }
     if ttl is not None:
         record["ttl"] = str(max(1, int(ttl)))
-    await app.backend.start_workflow(workflow_id, record, nodes)
+    await app.broker.start_workflow(workflow_id, record, nodes)
     return workflow_id, record

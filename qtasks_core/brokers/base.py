@@ -162,6 +162,13 @@ class Broker:
             raise
         return model if new is None else new
 
+    async def start_workflow(
+        self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
+    ) -> bool:
+        """Write a workflow's record and tree and queue its first steps, atomically;
+        ``False`` if it had started already (a start retried after a lost reply)."""
+        return await self.backend.start_workflow(workflow_id, record, nodes)
+
     async def get(self, uuid: str, record: dict[str, str] | None = None) -> Task | None:
         """The task ``uuid`` (from ``record`` when the caller already holds it)."""
         task = await self.storage.get(uuid, record)

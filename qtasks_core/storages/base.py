@@ -222,6 +222,31 @@ class Storage:
                 record["ttl"] = str(max(1, int(self.result_ttl)))
         return uuid, task_status, record
 
+    async def record(self, uuid: str) -> dict[str, str] | None:
+        """The task's record as stored (no trigger): what the task was sent as, for an
+        operation that decides by its fields (``app.retry``)."""
+        return await self.backend.get(uuid)
+
+    async def records(self, uuids: list[str]) -> list[dict[str, str] | None]:
+        """Many records as stored, in one round trip (``None`` for a missing one)."""
+        return await self.backend.get_many(uuids)
+
+    async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
+        """A workflow's stored tree: path -> node JSON (and its group counters)."""
+        return await self.backend.workflow_nodes(workflow_id)
+
+    async def watch_start(self, uuid: str) -> str:
+        """Mark ``uuid`` watched (its end is streamed to its watchers too); returns its
+        status, ``""`` for no such task."""
+        return await self.backend.watch_start(uuid)
+
+    async def watch_events(
+        self, uuid: str, after: str, timeout: float
+    ) -> list[tuple[str, str, str]]:
+        """A watched task's progress and end after the id ``after``: ``(id, kind,
+        data)``; blocks up to ``timeout`` seconds while there are none."""
+        return await self.backend.events(uuid, after, timeout)
+
     async def get(self, uuid: str, record: dict[str, str] | None = None) -> Task | None:
         """The task ``uuid``, read from the backend unless ``record`` is given (a
         waiter woken with the final record); ``storage_get`` fires either way."""

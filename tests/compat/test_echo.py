@@ -57,16 +57,19 @@ def test_self_ctx_and_self_add_task_in_echo_tasks(app: QueueTasks) -> None:
     assert sync.returning == 40, sync.traceback
 
 
-def test_get_component_names_what_there_is(app: QueueTasks) -> None:
+@pytest.mark.parametrize("name", ["worker", "backend"])
+def test_get_component_names_what_there_is(app: QueueTasks, name: str) -> None:
     @app.task(echo=True)
     async def look(self: Any) -> Any:
-        return self.ctx.get_component("worker")
+        return self.ctx.get_component(name)
 
     with app.running_worker():
         task = app.add_task("look", timeout=10)
     assert task.status == "error"
-    assert "get_component('worker')" in (task.traceback or "")
+    assert f"get_component('{name}')" in (task.traceback or "")
     assert "'broker'" in (task.traceback or "")
+    # The engine itself stays behind the components, whose methods fire the triggers.
+    assert ("not handed to tasks" in (task.traceback or "")) == (name == "backend")
 
 
 def test_extra_task_options_are_the_tasks_extra(app: QueueTasks) -> None:
