@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
 
+from . import _current
 from ._portal import Portal
 from ._util import fired, lifecycle
 from ._validate import (
@@ -362,8 +363,6 @@ class QueueTasks(_Registry):
         ~``); default ``$QTASKS_EVENTS_MAX``, else 10,000.
     """
 
-    _current: QueueTasks | None = None
-
     def __init__(
         self,
         name: str = "QueueTasks",
@@ -434,7 +433,7 @@ class QueueTasks(_Registry):
         self._schedules: dict[str, Schedule] = {}
         #: The one path of every new task (see :mod:`qtasks_core.producer`).
         self.producer = Producer(self)
-        QueueTasks._current = self
+        _current.set_current(self)
 
     # -- settings ----------------------------------------------------------------------
 
@@ -473,7 +472,7 @@ class QueueTasks(_Registry):
     @classmethod
     def current(cls) -> QueueTasks | None:
         """The app created last in this process (what ``shared_task`` handles use)."""
-        return cls._current
+        return _current.current()
 
     def include_router(self, router: Router) -> None:
         """Add a router's tasks to this app."""

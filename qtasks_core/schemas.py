@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import _current
+
 
 class TaskStatus(StrEnum):
     """The statuses a task goes through; ``retry`` waits for its next attempt."""
@@ -174,9 +176,7 @@ def _now() -> float:
 
 
 def _current_app() -> Any:
-    from .app import QueueTasks
-
-    app = QueueTasks.current()
+    app = _current.current()
     if app is None:
         raise RuntimeError("wait_result needs an app: create a QueueTasks first")
     return app

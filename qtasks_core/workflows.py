@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import _current
 from ._validate import check_args, check_kwargs, check_priority, check_queue, check_task_name
 from .errors import TaskOptionError
 
@@ -82,9 +83,7 @@ class _Runnable:
         for sig in _signatures(self):  # type: ignore[arg-type]
             if sig.app is not None:
                 return sig.app
-        from .app import QueueTasks
-
-        current = QueueTasks.current()
+        current = _current.current()
         if current is None:
             raise RuntimeError("this workflow belongs to no app: pass app=, or create the app")
         return current
