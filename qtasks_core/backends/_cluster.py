@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from redis.asyncio.connection import Connection, ConnectionPool
+from redis.asyncio.connection import ConnectionPool
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
@@ -31,6 +31,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import str_if_bytes
+
+from ._redispy import LocatedConnection
 
 SCHEME = "redis+cluster://"
 
@@ -184,21 +186,20 @@ class _SlotOwnerMixin:
 
     host: str
     port: int
-    _reader: Any
 
     def __init__(self, **kwargs: Any) -> None:
         self.locator: Locator = kwargs.pop("locator")
         self.moved_to: Address | None = None
         super().__init__(**kwargs)
 
-    async def _connect(self) -> None:
+    async def locate(self) -> None:
+        # Asked before every (re)connection (LocatedConnection, the redis-py seam).
         # The node that answered MOVED knows who serves the slot now; the cluster's
         # other nodes may not know yet.
         if self.moved_to is not None:
             (self.host, self.port), self.moved_to = self.moved_to, None
         else:
             self.host, self.port = await self.locator.primary()
-        await super()._connect()  # type: ignore[misc]
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -211,7 +212,7 @@ class _SlotOwnerMixin:
             ) from exc
 
 
-class SlotOwnerConnection(_SlotOwnerMixin, Connection):
+class SlotOwnerConnection(_SlotOwnerMixin, LocatedConnection):
     pass
 
 

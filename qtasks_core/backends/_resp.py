@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
-from redis._parsers import BaseParser  # redis-py's error-reply table (redis>=5)
 from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
@@ -45,6 +44,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._redispy import error_from_reply
 
 #: URL options this connection honours; any other keeps the redis-py client.
 _OPTIONS = frozenset({"host", "port", "db", "username", "password", "path", "connection_class"})
@@ -69,7 +70,7 @@ def supports(url: str) -> bool:
 def _error(message: str) -> RedisError:
     """The redis-py exception for an error reply, so callers handle both clients alike
     (e.g. ``ERR max number of clients reached`` is a ``ConnectionError``, retried)."""
-    error: RedisError = BaseParser.parse_error(message)  # type: ignore[no-untyped-call]
+    error = error_from_reply(message)  # redis-py's own table of error codes
     error.from_reply = True  # type: ignore[attr-defined]
     return error
 
