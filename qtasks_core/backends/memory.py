@@ -45,6 +45,11 @@ from .base import (
 
 _KNOWN = frozenset(TaskStatus)
 
+#: How long a task's event stream is kept after its last progress, and after its end
+#: when its record is kept without a TTL (``EXPIRE events:<uuid> 86400`` in
+#: progress.lua and lib.lua's ``signal_done``).
+_EVENTS_TTL = 86400.0
+
 log = logging.getLogger("qtasks.backend")
 
 
@@ -66,6 +71,10 @@ class _Signal:
 
     def discard(self, future: asyncio.Future[None]) -> None:
         self._waiters = [(lp, f) for lp, f in self._waiters if f is not future]
+
+    def idle(self) -> bool:
+        """Whether no one waits on it (it can be let go)."""
+        return not self._waiters
 
     def fire(self, count: int | None = None) -> None:
         woken = self._waiters if count is None else self._waiters[:count]
@@ -148,7 +157,6 @@ class MemoryBackend:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._records: dict[str, dict[str, str]] = {}
-        self._expires: dict[str, float] = {}
         #: One heap per queue; an entry whose uuid is not in _queued (cancelled, or
         #: claimed by uuid) is skipped when popped.
         self._queues: dict[str, list[tuple[int, str]]] = {}
@@ -195,6 +203,24 @@ class MemoryBackend:
         self._stream: deque[tuple[tuple[int, int], StatusChange]] = deque(maxlen=0)
         self._stream_last = (0, 0)
         self._stream_signal = _Signal()
+        #: What expires, as Redis expires it (see _expire_at): per family, the data its
+        #: keys are in, and key -> when it expires. Records ("task"; a task's done token
+        #: is a field of its record), event streams, unique keys let go at unique_until,
+        #: rate windows, worker heartbeats and the trees of ended workflows.
+        self._expiring: dict[str, dict[Any, Any]] = {
+            "task": self._records,
+            "events": self._events,
+            "unique": self._unique,
+            "rate": self._rates,
+            "worker": self._status,
+            "workflow": self._workflows,
+        }
+        self._until: dict[str, dict[Any, float]] = {kind: {} for kind in self._expiring}
+        self._expires: dict[str, float] = self._until["task"]
+        #: (when, family, key), the soonest first: the only entries _expire looks at. An
+        #: entry may be stale (its key renewed, persisted or deleted since): it is
+        #: checked against _until when it falls due.
+        self._deadlines: list[tuple[float, str, Any]] = []
 
     async def start(self) -> None:
         return None
@@ -361,9 +387,7 @@ class MemoryBackend:
         self._finals["cancel"] += 1
         if ttl is None and record.get("ttl"):
             ttl = float(record["ttl"])
-        if ttl is not None:
-            self._expires[uuid] = now + ttl
-        self._signal_done(uuid)
+        self._signal_done(uuid, now, ttl)
 
     def _unpark(self, name: str, count: int, now: float) -> None:
         parked = self._parked.get(name, [])
@@ -385,11 +409,34 @@ class MemoryBackend:
         if self._slots.get(name, {}).pop(uuid, None) is not None:
             self._unpark(name, 1, now)
 
-    def _expire(self) -> None:
-        now = time.time()
-        for uuid in [u for u, at in self._expires.items() if at <= now]:
-            self._records.pop(uuid, None)
-            self._expires.pop(uuid, None)
+    def _expire_at(self, kind: str, key: Any, at: float) -> None:
+        """Let ``key`` of the family ``kind`` expire at ``at`` (as EXPIRE: a later call
+        moves it, either way). A time that only moves on pushes nothing: the key's
+        entry, once due, is pushed back to the new time, so a renewal (a heartbeat, a
+        progress) costs no heap entry."""
+        until = self._until[kind]
+        before = until.get(key)
+        until[key] = at
+        if before is None or at < before:
+            heapq.heappush(self._deadlines, (at, kind, key))
+
+    def _expire(self, now: float | None = None) -> None:
+        """Drop what expired by ``now``, as Redis would have: lazily, at the next call
+        that could see it, looking only at the entries that fell due (never a scan)."""
+        if now is None:
+            now = time.time()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, kind, key = heapq.heappop(deadlines)
+            until = self._until[kind]
+            at = until.get(key)
+            if at is None:
+                continue  # persisted or deleted since
+            if at > now:
+                heapq.heappush(deadlines, (at, kind, key))  # renewed since
+                continue
+            del until[key]
+            self._expiring[kind].pop(key, None)
 
     def _holds(self, uuid: str, token: str) -> dict[str, str] | None:
         """The record, if ``token`` is its current claim."""
@@ -412,7 +459,7 @@ class MemoryBackend:
             self._finals["error"] += 1
             # Kept without a TTL: a dead letter stays until it is requeued or deleted.
             self._expires.pop(uuid, None)
-            self._signal_done(uuid)
+            self._signal_done(uuid, now)
         elif self._feed:
             self._note(uuid, "", "dead", why, now)
 
@@ -421,6 +468,8 @@ class MemoryBackend:
     ) -> float | Literal[False] | str:
         with self._lock:
             now = time.time()
+            if self._deadlines and self._deadlines[0][0] <= now:
+                self._expire(now)  # an expired record's uuid is free again
             written = self._write(uuid, record, priority, now)
             changes = self._pending and self._drain()
         if changes:
@@ -434,6 +483,7 @@ class MemoryBackend:
         written = 0
         with self._lock:
             now = time.time()
+            self._expire(now)
             for uuid, given, priority in items:
                 written += self._write(uuid, given, priority, now) is True
             changes = self._pending and self._drain()
@@ -461,7 +511,9 @@ class MemoryBackend:
             holder = self._unique_holder(record["unique_key"], now)
             if holder is not None and holder != uuid:
                 return holder
+            # No expiry while the task lives (SET drops the TTL of a key let go).
             self._unique[record["unique_key"]] = uuid
+            self._until["unique"].pop(record["unique_key"], None)
             unique_for = float(record.pop("unique_for", 0) or 0) / 1000
             if unique_for > 0:
                 record["unique_until"] = f"{now + unique_for:.3f}"
@@ -501,6 +553,7 @@ class MemoryBackend:
         with self._lock:
             now = time.time()
             now_ms = int(now * 1000)
+            self._expire(now)
             stored = self._config.get(SCHEDULES_NAMESPACE, {}).get(schedule)
             if definition is not None and stored != definition:
                 return "stale", now_ms
@@ -567,7 +620,7 @@ class MemoryBackend:
         now = time.time()
         with self._lock:
             self._limits = json.loads(limits) if limits else {}
-            self._expire()
+            self._expire(now)
             for uuid, due in [(u, d) for u, d in self._scheduled.items() if d <= now]:
                 del self._scheduled[uuid]
                 record = self._records.get(uuid)
@@ -725,9 +778,11 @@ class MemoryBackend:
                     return
             if "r" in limit:
                 window = int(now * 1000) // limit["p"]
-                used = self._rates[(name, window)] = self._rates.get((name, window), 0) + 1
-                for key in [k for k in self._rates if k[0] == name and k[1] < window]:
-                    del self._rates[key]
+                key = (name, window)
+                used = self._rates[key] = self._rates.get(key, 0) + 1
+                if used == 1:
+                    # A window's count expires two windows on (claim.lua's PEXPIRE).
+                    self._expire_at("rate", key, now + limit["p"] * 2 / 1000)
                 if used > limit["r"]:
                     self._scheduled[uuid] = (window + 1) * limit["p"] / 1000
                     if self._feed:
@@ -812,6 +867,7 @@ class MemoryBackend:
 
     async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:
         with self._lock:
+            self._expire()
             record = self._records.get(uuid)
             if record is None:
                 return "unknown"
@@ -831,17 +887,43 @@ class MemoryBackend:
             await self._tell(changes)
         return result
 
-    def _signal_done(self, uuid: str) -> None:
+    def _signal_done(self, uuid: str, now: float, ttl: float | None = None) -> None:
+        """A task reached its final status (as lib.lua's ``signal_done``): its record,
+        done token included, expires in ``ttl`` seconds (``None``: kept), its waiters
+        wake, the task list indexes it, its unique key is let go (or kept until its
+        ``unique_until``), a watched task's end goes onto its event stream, and its
+        workflow moves on."""
         record = self._records.get(uuid, {})
+        if ttl is not None:
+            self._expire_at("task", uuid, now + ttl)
         record["_done"] = "1"
-        at = float(record.get("updated_at") or time.time()) * 1000
+        at = float(record.get("updated_at") or now) * 1000
+        # About one end in 32 (by its ms) trims the indexes of the entries that ended
+        # more than its ttl before it, as index_final: the reader drops the others whose
+        # record is gone.
+        horizon = at - ttl * 1000 if ttl is not None and ttl > 0 and round(at) % 32 == 0 else None
         for index in (f"final:{record.get('status')}", f"name:{record.get('task_name')}"):
             self._unindex(index, uuid)  # a requeued dead letter that ended again moves up
             bisect.insort(self._index.setdefault(index, []), (at, uuid))
             self._index_at.setdefault(index, {})[uuid] = at
+            if horizon is not None:
+                self._trim(index, horizon)
+        unique = record.get("unique_key")
+        if unique is not None and self._unique.get(unique) == uuid:
+            try:
+                until = float(record.get("unique_until") or 0)
+            except ValueError:
+                until = 0.0
+            if until > now:
+                self._expire_at("unique", unique, until)
+            else:
+                del self._unique[unique]
+                self._until["unique"].pop(unique, None)
         if "watched" in record or "progress" in record:
             visible = {k: v for k, v in record.items() if k != "_done"}
             self._add_event(uuid, "final", json.dumps({"uuid": uuid, **visible}))
+            kept = ttl if ttl is not None and ttl > 0 else _EVENTS_TTL
+            self._expire_at("events", uuid, now + kept)
         signal = self._done.pop(uuid, None)
         if signal is not None:
             signal.fire()
@@ -858,6 +940,8 @@ class MemoryBackend:
 
     async def progress(self, uuid: str, data: str, token: str = "") -> bool:
         with self._lock:
+            now = time.time()
+            self._expire(now)
             record = self._records.get(uuid)
             if record is None or record.get("status") != "process":
                 return False
@@ -865,10 +949,12 @@ class MemoryBackend:
                 return False  # another claim runs it now (see progress.lua)
             record["progress"] = data
             self._add_event(uuid, "progress", data)
+            self._expire_at("events", uuid, now + _EVENTS_TTL)
             return True
 
     async def watch_start(self, uuid: str) -> str:
         with self._lock:
+            self._expire()
             record = self._records.get(uuid)
             if record is None:
                 return ""
@@ -879,6 +965,7 @@ class MemoryBackend:
 
     async def events(self, uuid: str, after: str, timeout: float) -> list[tuple[str, str, str]]:
         def newer() -> list[tuple[str, str, str]]:
+            self._expire()
             seen = int(after.partition("-")[0] or 0)
             return [e for e in self._events.get(uuid, []) if int(e[0].partition("-")[0]) > seen]
 
@@ -894,6 +981,8 @@ class MemoryBackend:
                 signal = self._event_signals.get(uuid)
                 if signal is not None:
                     signal.discard(future)
+                    if signal.idle():
+                        del self._event_signals[uuid]
         with self._lock:
             return newer()
 
@@ -901,6 +990,7 @@ class MemoryBackend:
 
     async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
         with self._lock:
+            self._expire()
             state = self._workflows.get(workflow_id)
             if state is None:
                 return {}
@@ -910,9 +1000,10 @@ class MemoryBackend:
         self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
     ) -> bool:
         with self._lock:
+            now = time.time()
+            self._expire(now)
             if workflow_id in self._records:
                 return False
-            now = time.time()
             self._records[workflow_id] = dict(record)
             if self._feed:
                 self._note(workflow_id, "", "process", "", now)
@@ -994,9 +1085,11 @@ class MemoryBackend:
         if self._feed:
             self._note(wf, "process", fields["status"], why, now)
         self._finals[fields["status"]] += 1
-        if record.get("ttl"):
-            self._expires[wf] = now + float(record["ttl"])
-        self._signal_done(wf)
+        ttl = float(record["ttl"]) if record.get("ttl") else None
+        self._signal_done(wf, now, ttl)
+        if ttl is not None:
+            # Its tree goes with it (wf_end expires wf:<id> and its live set).
+            self._expire_at("workflow", wf, now + ttl)
 
     def _member_ended(self, uuid: str, record: dict[str, str]) -> None:
         wf = record["wf"]
@@ -1092,6 +1185,17 @@ class MemoryBackend:
             entries = self._index[index]
             del entries[bisect.bisect_left(entries, (at, uuid))]
 
+    def _trim(self, index: str, horizon: float) -> None:
+        """Drop the entries of ``index`` that ended before ``horizon`` (ms), as
+        ``ZREMRANGEBYSCORE index -inf (horizon``."""
+        entries = self._index[index]
+        cut = bisect.bisect_left(entries, (horizon, ""))
+        if cut:
+            at_of = self._index_at[index]
+            for _, uuid in entries[:cut]:
+                at_of.pop(uuid, None)
+            del entries[:cut]
+
     async def finish(
         self,
         uuid: str,
@@ -1126,9 +1230,7 @@ class MemoryBackend:
                 self._signal(record.get("queue", DEFAULT_QUEUE)).fire()
             else:
                 self._finals[fields["status"]] += 1
-                if ttl is not None:
-                    self._expires[uuid] = now + ttl
-                self._signal_done(uuid)
+                self._signal_done(uuid, now, ttl)
             changes = self._pending and self._drain()
         if changes:
             await self._tell(changes)
@@ -1230,6 +1332,7 @@ class MemoryBackend:
 
     async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
         with self._lock:
+            self._expire()
             record = self._records.get(uuid)
             if record is not None and record.get("_done"):
                 return True
@@ -1242,6 +1345,8 @@ class MemoryBackend:
                 signal = self._done.get(uuid)
                 if signal is not None:
                     signal.discard(future)
+                    if signal.idle():
+                        del self._done[uuid]
             return False
 
     async def update(
@@ -1255,10 +1360,11 @@ class MemoryBackend:
         if status is not None and status != "cancel":
             raise BackendDataError(f"only status cancel can be set this way, not {status}")
         with self._lock:
+            now = time.time()
+            self._expire(now)
             record = self._records.get(uuid)
             if record is None or (token is not None and record.get("claim") != token):
                 return False
-            now = time.time()
             previous = ""
             if status == "cancel":
                 if record["status"] not in ("new", "retry"):
@@ -1273,9 +1379,7 @@ class MemoryBackend:
                 if self._feed:
                     self._note(uuid, previous, "cancel", "cancelled", now)
                 self._finals["cancel"] += 1
-                if ttl is not None:
-                    self._expires[uuid] = now + ttl
-                self._signal_done(uuid)
+                self._signal_done(uuid, now, ttl)
             changes = self._pending and self._drain()
         if changes:
             await self._tell(changes)
@@ -1362,6 +1466,7 @@ class MemoryBackend:
                         queued[priority] = queued.get(priority, 0) + 1
                         depth[priority] = depth.get(priority, 0) + 1
             now = time.time()
+            self._expire(now)
             workers = []
             for status, until in self._status.values():
                 info = json.loads(status)
@@ -1385,7 +1490,6 @@ class MemoryBackend:
     async def flush_all(self) -> None:
         with self._lock:
             self._records.clear()
-            self._expires.clear()
             self._queues.clear()
             self._queued.clear()
             self._running.clear()
@@ -1403,6 +1507,9 @@ class MemoryBackend:
             self._rates.clear()
             self._workflows.clear()
             self._events.clear()
+            for until in self._until.values():
+                until.clear()
+            self._deadlines.clear()
             self._stream.clear()  # the app's keys, the stream among them, are gone
 
     async def purge_queue(
@@ -1418,9 +1525,10 @@ class MemoryBackend:
                 if self._feed:
                     self._note(uuid, "new", "cancel", "purged", now)
                 self._finals["cancel"] += 1
-                if ttl is not None:
-                    self._expires[uuid] = now + ttl
-                self._signal_done(uuid)
+                own = ttl
+                if own is None and record.get("ttl"):
+                    own = float(record["ttl"])  # as lib.lua's cancel: the record's own
+                self._signal_done(uuid, now, own)
             self._queues.pop(queue, None)
             changes = self._pending and self._drain()
         if changes:
@@ -1462,8 +1570,12 @@ class MemoryBackend:
 
     async def set_status(self, worker_id: str, status: str, ttl: float) -> None:
         with self._lock:
-            self._status[worker_id] = (status, time.time() + ttl)
+            until = time.time() + ttl
+            self._status[worker_id] = (status, until)
+            # The heartbeat key's PX: a worker that stops beating is gone from the stats.
+            self._expire_at("worker", worker_id, until)
 
     async def clear_status(self, worker_id: str) -> None:
         with self._lock:
             self._status.pop(worker_id, None)
+            self._until["worker"].pop(worker_id, None)
