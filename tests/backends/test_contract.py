@@ -22,30 +22,10 @@ import redis
 from qtasks_core.backends import Backend, Claimed, MemoryBackend, RedisBackend
 from qtasks_core.errors import BackendError
 from qtasks_core.keys import Keys
+from tests.backends.support import record, run
 
 T = TypeVar("T")
 _names = itertools.count()
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
-
-
-def record(name: str = "job", priority: int = 0, **extra: str) -> dict[str, str]:
-    return {
-        "status": "new",
-        "task_name": name,
-        "priority": str(priority),
-        "args": "[]",
-        "kwargs": "{}",
-        "created_at": f"{time.time():.6f}",
-        "updated_at": f"{time.time():.6f}",
-        "attempts": "0",
-        **extra,
-    }
 
 
 class Subject:

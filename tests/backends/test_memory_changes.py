@@ -11,37 +11,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
 
 from qtasks_core.backends import MemoryBackend
 from qtasks_core.schemas import StatusChange
+from tests.backends.support import record, run
 
 T = TypeVar("T")
 #: (previous, status, reason) of a change, ``None`` where it names none.
 Step = tuple[str | None, str, str | None]
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
-
-
-def record(name: str = "job", **extra: str) -> dict[str, str]:
-    return {
-        "status": "new",
-        "task_name": name,
-        "priority": "0",
-        "args": "[]",
-        "kwargs": "{}",
-        "created_at": f"{time.time():.6f}",
-        "attempts": "0",
-        **extra,
-    }
 
 
 class Fed:

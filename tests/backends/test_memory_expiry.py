@@ -11,40 +11,19 @@ own dicts: in memory there is no ``redis-cli``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
 
 from qtasks_core.backends import MemoryBackend
 from qtasks_core.backends import memory as memory_module
+from tests.backends.support import record, run
 
 T = TypeVar("T")
 
 DAY = 86400.0
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    async def main() -> T:
-        return await awaitable
-
-    return asyncio.run(main())
-
-
-def record(name: str = "job", **extra: str) -> dict[str, str]:
-    return {
-        "status": "new",
-        "task_name": name,
-        "priority": "0",
-        "args": "[]",
-        "kwargs": "{}",
-        "created_at": f"{time.time():.6f}",
-        "attempts": "0",
-        **extra,
-    }
 
 
 class Clock:
