@@ -125,7 +125,9 @@ def broker_update(broker: Broker, kw: dict[str, Any]) -> dict[str, Any] | None:
     """A task's record is about to be updated through the broker.
 
     Fired in every process that updates a task's record through the broker (a producer
-    cancelling a task, or the worker process).
+    cancelling a task, or the worker process), before the update is tried: also for a
+    cancel that is then refused (the task ran already). What was changed is told by
+    ``storage_status_changed``.
 
     :param broker: The broker the update goes through.
     :param kw: ``uuid`` (the task to update) and the fields to set on its record, e.g.

@@ -137,7 +137,9 @@ def storage_update(storage: Storage, kw: dict[str, Any]) -> dict[str, Any] | Non
     """A task's record is about to be updated.
 
     Fired in every process that updates a task's record (a producer cancelling a task, or
-    the worker process).
+    the worker process), before the update is tried: also for a cancel that is then
+    refused (the task ran already). What was changed is told by
+    ``storage_status_changed``.
 
     :param storage: The storage the record lives in.
     :param kw: ``uuid`` (the task to update) and the fields to set on its record, e.g.
