@@ -58,10 +58,10 @@ from ._validate import (
 )
 from .backends import Backend, MemoryBackend, RedisBackend
 from .backends.base import AbortResult, RequeueResult
-from .brokers import Broker
+from .broker import Broker
 from .config import LOGGERS, QueueConfig, set_level
-from .configs import GlobalConfig
 from .errors import TaskOptionError, TaskTimeoutError
+from .global_config import GlobalConfig
 from .middlewares import check_middlewares
 from .producer import Call, Producer
 from .schedules import Schedule, ScheduleState, ScheduleStore, load_runtime
@@ -75,8 +75,7 @@ from .schemas import (
     WorkflowNode,
     WorkflowView,
 )
-from .storages import Storage
-from .storages.base import UniqueHeld
+from .storage import Storage, UniqueHeld
 from .workflows import MAX_MEMBERS, Flow, Signature, signature
 from .workflows import start as start_workflow
 

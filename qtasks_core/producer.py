@@ -144,7 +144,7 @@ class Producer:
 
     async def add(self, call: Call) -> Task:
         """One task through every step (``add_task``, ``send_task``); raises
-        :class:`~qtasks_core.storages.base.UniqueHeld` when another task holds its
+        :class:`~qtasks_core.storage.UniqueHeld` when another task holds its
         unique key (told to ``broker_add_failed``, nothing written)."""
         prepared = await self.prepare(call)
         broker, storage, _ = self.app._build()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._util import dumps, fired, lifecycle
 from ._validate import check_queue, parse_rate_limit
-from .brokers.base import task_schema
+from .broker import task_schema
 from .errors import BackendError, TaskCancel, TaskNotFoundError
 from .executor import TaskExecutor
 from .keys import DEFAULT_QUEUE
@@ -46,7 +46,7 @@ from .schemas import (
 if TYPE_CHECKING:
     from .app import QueueTasks
     from .backends.base import Claim
-    from .brokers.base import Message
+    from .broker import Message
 
 log = logging.getLogger("qtasks.worker")
 

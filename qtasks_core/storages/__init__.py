@@ -1,5 +1,6 @@
-"""Task storage."""
+"""The old home of ``Storage`` (now in ``qtasks_core.storage``), kept so that code
+importing it from here goes on working."""
 
-from .base import Storage
+from ..storage import Storage
 
 __all__ = ["Storage"]

@@ -13,7 +13,7 @@ from qtasks_hooks._markers import hookspec
 from qtasks_hooks._rules import replaces_keys, replaces_value
 
 if TYPE_CHECKING:
-    from qtasks_core.brokers.base import Broker
+    from qtasks_core.broker import Broker
     from qtasks_core.schemas import (
         Task,
         TaskStatusCancelSchema,
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         TaskStatusNewSchema,
         TaskStatusSuccessSchema,
     )
-    from qtasks_core.storages.base import Storage
+    from qtasks_core.storage import Storage
     from qtasks_core.worker import Worker
 
 

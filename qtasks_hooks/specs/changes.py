@@ -18,7 +18,7 @@ from qtasks_hooks._markers import hookspec
 
 if TYPE_CHECKING:
     from qtasks_core.schemas import StatusChange
-    from qtasks_core.storages.base import Storage
+    from qtasks_core.storage import Storage
 
 
 @hookspec

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from qtasks_hooks._markers import hookspec
 
 if TYPE_CHECKING:
-    from qtasks_core.brokers.base import Broker
+    from qtasks_core.broker import Broker
     from qtasks_core.schemas import TaskStatusNewSchema
-    from qtasks_core.storages.base import Storage
+    from qtasks_core.storage import Storage
 
 
 @hookspec

@@ -13,7 +13,7 @@ from qtasks_hooks._markers import hookspec
 from qtasks_hooks._rules import replaces_keys, replaces_value
 
 if TYPE_CHECKING:
-    from qtasks_core.configs.base import GlobalConfig
+    from qtasks_core.global_config import GlobalConfig
 
 
 # -------------------------------------------------------------------------

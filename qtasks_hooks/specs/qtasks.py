@@ -15,8 +15,8 @@ from qtasks_hooks._rules import replaces_keys, replaces_value
 
 if TYPE_CHECKING:
     from qtasks_core.app import QueueTasks
-    from qtasks_core.brokers.base import Broker
-    from qtasks_core.configs.base import GlobalConfig
+    from qtasks_core.broker import Broker
+    from qtasks_core.global_config import GlobalConfig
     from qtasks_core.schemas import Task
     from qtasks_core.starter import Starter
 

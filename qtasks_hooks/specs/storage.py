@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         TaskStatusProcessSchema,
         TaskStatusSuccessSchema,
     )
-    from qtasks_core.storages.base import Storage
+    from qtasks_core.storage import Storage
     from qtasks_core.worker import Worker
 
 

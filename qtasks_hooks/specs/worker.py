@@ -12,7 +12,7 @@ from qtasks_hooks._markers import hookspec
 from qtasks_hooks._rules import replaces_keys, replaces_value
 
 if TYPE_CHECKING:
-    from qtasks_core.brokers.base import Broker
+    from qtasks_core.broker import Broker
     from qtasks_core.schemas import (
         TaskExecSchema,
         TaskPrioritySchema,
