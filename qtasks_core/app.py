@@ -1248,8 +1248,8 @@ class QueueTasks(_Registry):
                 yield change
             if changes:
                 cursor = changes[-1].id or cursor
-                if deadline is not None:
-                    deadline = loop.time() + timeout  # type: ignore[operator]
+                if timeout is not None:
+                    deadline = loop.time() + timeout  # quiet time counts from the last
 
     def events(
         self, after: str | None = None, timeout: float | None = None
