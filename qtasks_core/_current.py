@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
 
-_app: QueueTasks | None = None
+_app: BaseQueueTasks | None = None
 
 
-def set_current(app: QueueTasks) -> None:
+def set_current(app: BaseQueueTasks) -> None:
     """Make ``app`` the current one (each new app does)."""
     global _app
     _app = app
 
 
-def current() -> QueueTasks | None:
+def current() -> BaseQueueTasks | None:
     """The app created last in this process, if any."""
     return _app

@@ -44,12 +44,13 @@ class Portal:
                 self._loop, self._thread = loop, thread
             return self._loop
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], method: str | None = None) -> T:
         """Run ``coro`` on the portal's loop and return its result (blocking).
 
         Refused at once, before anything runs, on a thread that runs an event loop
         (an ``async def``, a notebook): blocking there would stall every other task of
-        that loop. The error names the ``*_async`` twin of the sync method called.
+        that loop. The error names the ``*_async`` twin of the sync method called
+        (``method``, default the caller's name).
 
         The coroutine runs in a copy of the caller's context (:mod:`contextvars`), as it
         would under ``await``: the caller's current OpenTelemetry span, or a request id
@@ -57,7 +58,7 @@ class Portal:
         """
         if asyncio._get_running_loop() is not None:
             coro.close()
-            method = sys._getframe(1).f_code.co_name
+            method = method or sys._getframe(1).f_code.co_name
             raise RuntimeError(
                 f"app.{method}() blocks, and this thread runs an event loop: in async code "
                 f"write `await app.{method}_async(...)` (or use "

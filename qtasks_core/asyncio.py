@@ -1,9 +1,10 @@
 """The async app, for code that lives in an event loop (the original QTasks' async app).
 
 ``from qtasks_core.asyncio import QueueTasks``: the same app, the same implementation,
-only the edge differs (httpx's ``Client``/``AsyncClient`` pairs are the model): its
-``add_task``, ``send_task``, ``add_tasks``, ``get``, ``wait``, ``cancel``, ``ping``,
-``flush_all``, ``stop`` … are coroutines, and a task handle's ``add_task`` too::
+only the edge differs (httpx's ``Client``/``AsyncClient`` pairs are the model): both
+apps are a :class:`~qtasks_core.app.BaseQueueTasks`, and here every operation's plain
+name (``add_task``, ``get``, ``wait``, ``abort``, ``watch``, ``start_workflow``,
+``schedules`` …) is its coroutine, as is a task handle's ``add_task``::
 
     from qtasks_core.asyncio import QueueTasks
 
@@ -32,24 +33,23 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
-from .app import QueueTasks as _SyncQueueTasks
-from .backends.base import RequeueResult
+from .app import BaseQueueTasks
 from .errors import TaskTimeoutError
-from .schemas import DeadLetterPage, Task, TaskPage
+from .schemas import Task
 
 log = logging.getLogger("qtasks.app")
 
 __all__ = ["QueueTasks"]
 
 
-class QueueTasks(_SyncQueueTasks):
-    """A QTasks app whose methods are coroutines; see the module docstring. The
-    ``*_async`` names work as well (they are the same coroutines)."""
+class QueueTasks(BaseQueueTasks):
+    """A QTasks app whose operations are coroutines under their plain names; see the
+    module docstring. The ``*_async`` names work as well (they are the same
+    coroutines)."""
 
-    # The sync app's blocking methods, overridden by coroutines of the same names: the
-    # two apps differ exactly at this edge.
+    # -- the async edge: one line per operation of BaseQueueTasks --------------------
 
-    async def add_task(  # type: ignore[override]
+    async def add_task(
         self,
         task_name: str,
         *args: Any,
@@ -57,100 +57,55 @@ class QueueTasks(_SyncQueueTasks):
         timeout: float | None = None,
         **kwargs: Any,
     ) -> Task | None:
-        """:meth:`~qtasks_core.QueueTasks.add_task_async`, except that a wait
+        """:meth:`~qtasks_core.app.BaseQueueTasks.add_task_async`, except that a wait
         (``timeout``) that runs out returns ``None``, as in the original QTasks."""
         return await _none_on_timeout(
             self.send_task_async(task_name, args, kwargs, priority=priority, timeout=timeout)
         )
 
-    async def send_task(  # type: ignore[override]
+    async def send_task(
         self,
         task_name: str,
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> Task | None:
-        """:meth:`~qtasks_core.QueueTasks.send_task_async` (``priority, timeout, queue,
-        delay, eta, expires``); a wait that runs out returns ``None``, as ``add_task``."""
+        """:meth:`~qtasks_core.app.BaseQueueTasks.send_task_async` (``priority, timeout,
+        queue, delay, eta, expires``); a wait that runs out returns ``None``, as
+        ``add_task``."""
         return await _none_on_timeout(self.send_task_async(task_name, args, kwargs, **options))
 
-    async def add_tasks(  # type: ignore[override]
-        self,
-        calls: Iterable[tuple[str, Iterable[Any], dict[str, Any]] | tuple[str, Iterable[Any]]],
-        *,
-        priority: int | None = None,
-    ) -> list[Task]:
-        """:meth:`~qtasks_core.QueueTasks.add_tasks_async`."""
-        return await self.add_tasks_async(calls, priority=priority)
+    add_tasks = BaseQueueTasks.add_tasks_async
 
-    async def get(self, uuid: str) -> Task | None:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.get_async`."""
-        return await self.get_async(uuid)
+    get = BaseQueueTasks.get_async
+    list_tasks = BaseQueueTasks.list_tasks_async
+    wait = BaseQueueTasks.wait_async
+    watch = BaseQueueTasks.watch_async
+    events = BaseQueueTasks.events_async
 
-    async def wait(self, uuid: str, timeout: float) -> Task:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.wait_async`."""
-        return await self.wait_async(uuid, timeout)
+    cancel = BaseQueueTasks.cancel_async
+    abort = BaseQueueTasks.abort_async
+    retry = BaseQueueTasks.retry_async
+    ping = BaseQueueTasks.ping_async
+    dead_letters = BaseQueueTasks.dead_letters_async
+    dead_letter_page = BaseQueueTasks.dead_letter_page_async
+    requeue_dead = BaseQueueTasks.requeue_dead_async
+    delete_dead = BaseQueueTasks.delete_dead_async
+    purge_queue = BaseQueueTasks.purge_queue_async
+    purge = BaseQueueTasks.purge_async
+    migrate_keys = BaseQueueTasks.migrate_keys_async
+    flush_all = BaseQueueTasks.flush_all_async
 
-    async def cancel(self, uuid: str, reason: str = "") -> bool:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.cancel_async`."""
-        return await self.cancel_async(uuid, reason)
+    start_workflow = BaseQueueTasks.start_workflow_async
+    list_workflows = BaseQueueTasks.list_workflows_async
+    workflow = BaseQueueTasks.workflow_async
 
-    async def ping(self) -> bool:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.ping_async`."""
-        return await self.ping_async()
+    add_schedule = BaseQueueTasks.add_schedule_async
+    remove_schedule = BaseQueueTasks.remove_schedule_async
+    schedules = BaseQueueTasks.schedules_async
 
-    async def flush_all(self) -> None:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.flush_all_async`."""
-        await self.flush_all_async()
-
-    async def list_tasks(  # type: ignore[override]
-        self,
-        *,
-        status: str | None = None,
-        task_name: str | None = None,
-        queue: str | None = None,
-        before: str | None = None,
-        limit: int = 50,
-    ) -> TaskPage:
-        """:meth:`~qtasks_core.QueueTasks.list_tasks_async`."""
-        return await self.list_tasks_async(
-            status=status, task_name=task_name, queue=queue, before=before, limit=limit
-        )
-
-    async def dead_letters(self) -> list[dict[str, str]]:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.dead_letters_async`."""
-        return await self.dead_letters_async()
-
-    async def dead_letter_page(  # type: ignore[override]
-        self, *, before: str | None = None, limit: int = 50
-    ) -> DeadLetterPage:
-        """:meth:`~qtasks_core.QueueTasks.dead_letter_page_async`."""
-        return await self.dead_letter_page_async(before=before, limit=limit)
-
-    async def requeue_dead(self, uuid: str) -> RequeueResult:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.requeue_dead_async`."""
-        return await self.requeue_dead_async(uuid)
-
-    async def delete_dead(self, uuid: str) -> bool:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.delete_dead_async`."""
-        return await self.delete_dead_async(uuid)
-
-    async def purge(self) -> int:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.purge_async`."""
-        return await self.purge_async()
-
-    async def migrate_keys(self) -> tuple[int, list[str]]:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.migrate_keys_async`."""
-        return await self.migrate_keys_async()
-
-    async def start(self) -> None:  # type: ignore[override]
-        """:meth:`~qtasks_core.QueueTasks.start_async`."""
-        await self.start_async()
-
-    async def stop(self) -> None:  # type: ignore[override]
-        """Fire the stop triggers and close this loop's connections
-        (:meth:`~qtasks_core.QueueTasks.stop_async`)."""
-        await self.stop_async()
+    start = BaseQueueTasks.start_async
+    stop = BaseQueueTasks.stop_async
 
 
 async def _none_on_timeout(call: Awaitable[Task]) -> Task | None:

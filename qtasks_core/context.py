@@ -22,7 +22,7 @@ from ._util import dumps
 from .errors import TaskCancel, TaskOptionError, TaskPluginTriggerError
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
     from .config import QueueConfig
     from .executor import TaskExecutor
     from .schemas import Task, TaskExecSchema, TaskPrioritySchema
@@ -39,7 +39,7 @@ class TaskContext:
 
     def __init__(
         self,
-        app: QueueTasks,
+        app: BaseQueueTasks,
         task_func: TaskExecSchema,
         task_broker: TaskPrioritySchema,
         loop: asyncio.AbstractEventLoop,

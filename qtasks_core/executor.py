@@ -30,7 +30,7 @@ from .schemas import ArgMeta, TaskExecSchema, TaskPrioritySchema, TaskStatusProc
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
 
 
 def _inspect_kind(func: Callable[..., Any]) -> str:
@@ -59,7 +59,7 @@ class TaskExecutor:
         task_func: TaskExecSchema,
         task_broker: TaskPrioritySchema,
         *,
-        app: QueueTasks,
+        app: BaseQueueTasks,
         pm: PluginManager,
         threads: Executor | None = None,
         model: TaskStatusProcessSchema | None = None,

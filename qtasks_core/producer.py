@@ -31,7 +31,7 @@ from .keys import DEFAULT_QUEUE
 from .schemas import Task, TaskStatusNewSchema
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
 
 #: A call after ``qtasks_add_task_before_broker``: task_name, priority, args, kw, extra,
 #: options (the model's ``queue``, ``delay``, ``expires``, ``unique_key``, ``unique_for``).
@@ -51,7 +51,7 @@ class Prepared:
 class Producer:
     """Creates tasks for an app: the before-triggers, the write, the after-triggers."""
 
-    def __init__(self, app: QueueTasks) -> None:
+    def __init__(self, app: BaseQueueTasks) -> None:
         self.app = app
 
     async def call(

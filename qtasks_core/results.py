@@ -23,10 +23,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from . import _current
 from .errors import TaskOptionError, TaskTimeoutError
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
     from .schemas import Task
 
 __all__ = ["AsyncResult", "SyncResult"]
@@ -40,7 +41,7 @@ class _Result:
     def __init__(
         self,
         uuid: UUID | str | None = None,
-        app: QueueTasks | None = None,
+        app: BaseQueueTasks | None = None,
         log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
         kind = type(self).__name__
@@ -82,15 +83,15 @@ class SyncResult(_Result):
     def __init__(
         self,
         uuid: UUID | str | None = None,
-        app: QueueTasks | None = None,
+        app: BaseQueueTasks | None = None,
         log: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     ) -> None:
         super().__init__(uuid, app, log)
-        from .asyncio import QueueTasks as AsyncQueueTasks
+        from .app import QueueTasks
 
-        # Its wait is a coroutine: blocking on it here would need a loop of our own
-        # (the original failed with AttributeError on a coroutine).
-        if isinstance(self._app, AsyncQueueTasks):
+        # The async app's wait is a coroutine: blocking on it here would need a loop of
+        # our own (the original failed with AttributeError on a coroutine).
+        if not isinstance(self._app, QueueTasks):
             raise TaskOptionError(
                 "SyncResult on the async app (qtasks_core.asyncio.QueueTasks): write "
                 "`await AsyncResult(uuid=..., app=app).result(timeout=...)`"
@@ -109,7 +110,7 @@ class SyncResult(_Result):
                 "code write `await AsyncResult(uuid=..., app=app).result(timeout=...)`"
             )
         try:
-            return self._app.wait(self.uuid, timeout)
+            return self._app._portal.call(self._app.wait_async(self.uuid, timeout), "wait")
         except TaskTimeoutError as exc:
             self._ran_out(exc)
             return None
@@ -133,15 +134,15 @@ class AsyncResult(_Result):
             return None
 
 
-def _the_app(app: QueueTasks | None, kind: str) -> QueueTasks:
-    from .app import QueueTasks
+def _the_app(app: BaseQueueTasks | None, kind: str) -> BaseQueueTasks:
+    from .app import BaseQueueTasks
 
     if app is None:
-        current = QueueTasks.current()
+        current = _current.current()
         if current is None:
             raise RuntimeError(f"{kind} needs an app: pass app=, or create a QueueTasks first")
         return current
-    if not isinstance(app, QueueTasks):
+    if not isinstance(app, BaseQueueTasks):
         raise TaskOptionError(
             f"{kind}(app=...) takes a qtasks_core QueueTasks, got {type(app).__name__}"
         )

@@ -31,10 +31,10 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -44,10 +44,14 @@ from ._util import fired as _fire
 from ._validate import check_priority, check_queue, check_task_name
 from .errors import BackendError, TaskOptionError
 from .keys import SCHEDULES_NAMESPACE
+from .wiring import Wiring
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
     from .backends.base import Backend, Ticked
+    from .declare import TaskHandle
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger("qtasks.schedules")
 
@@ -281,7 +285,7 @@ class ScheduleStore:
 class Scheduler:
     """Fires the ticks of an app's schedules; one per worker (any number may run)."""
 
-    def __init__(self, app: QueueTasks) -> None:
+    def __init__(self, app: BaseQueueTasks) -> None:
         self.app = app
         #: Backend clock minus this process's, in ms, from the last reply.
         self._offset = 0
@@ -497,12 +501,12 @@ class Scheduler:
         return 0.0
 
 
-async def load_runtime(app: QueueTasks) -> dict[str, Schedule]:
+async def load_runtime(app: ScheduleOps) -> dict[str, Schedule]:
     """The schedules added at run time (``app.add_schedule``), from the backend."""
     return {name: schedule for name, (schedule, _) in (await _stored(app)).items()}
 
 
-async def _stored(app: QueueTasks) -> dict[str, tuple[Schedule, str]]:
+async def _stored(app: ScheduleOps) -> dict[str, tuple[Schedule, str]]:
     """The schedules added at run time, each with its definition as stored."""
     stored = await app.schedule_store.definitions()
     out = {}
@@ -512,3 +516,128 @@ async def _stored(app: QueueTasks) -> dict[str, tuple[Schedule, str]]:
         except (TaskOptionError, TypeError) as exc:
             log.error("schedule %r is stored malformed and is not run: %s", name, exc)
     return out
+
+
+class ScheduleOps(Wiring):
+    """The app's periodic tasks: declared in code, added and removed at run time, and
+    listed with their last and next runs (every operation has its sync twin on
+    ``qtasks_core.QueueTasks``)."""
+
+    @property
+    def schedule_store(self) -> ScheduleStore:
+        """The schedules' part of the engine (definitions, cursors, ticks)."""
+        if self._schedule_store is None:
+            self._schedule_store = ScheduleStore(self.backend)
+        return self._schedule_store
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        every: float | timedelta | None = None,
+        trigger: Any = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        name: str | None = None,
+        missed: str = "once",
+        **task_options: Any,
+    ) -> Callable[[F], TaskHandle]:
+        """Register a task that runs on a schedule: ``@app.periodic(cron="*/5 * * * *",
+        tz="Europe/Berlin")`` or ``@app.periodic(every=30)`` (see
+        :class:`~qtasks_core.schedules.Schedule`). Every worker runs the scheduler;
+        each tick is enqueued exactly once however many run. ``task_options`` go to
+        ``@app.task``; ``name`` names the schedule (default: the task's name)."""
+
+        when = {
+            "cron": cron, "tz": tz, "every": every, "queue": queue, "priority": priority,
+            "args": tuple(args), "kwargs": dict(kwargs or {}), "missed": missed,
+        }  # fmt: skip
+
+        def register(f: F) -> TaskHandle:
+            handle = self.task(f, **task_options) if task_options else self.task(f)
+            schedule = Schedule(
+                name or handle.name,
+                handle.name,
+                trigger=trigger,
+                **when,  # type: ignore[arg-type]
+            )
+            if schedule.name in self._schedules:
+                raise TaskOptionError(f"two schedules are named {schedule.name!r}: give name=")
+            self._schedules[schedule.name] = schedule
+            return handle
+
+        return register
+
+    async def add_schedule_async(
+        self,
+        name: str,
+        task_name: str,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        every: float | timedelta | None = None,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        missed: str = "once",
+    ) -> Schedule:
+        """Add (or replace) a schedule at run time, kept in the backend: every worker's
+        scheduler is woken through the backend and takes it up at once (its first tick
+        is the first after now). A trigger object lives in code: declare it with
+        :meth:`periodic`."""
+        if name in self._schedules:
+            raise TaskOptionError(
+                f"schedule {name!r} is declared in code (@app.periodic): choose another name"
+            )
+        schedule = Schedule(
+            name, task_name, cron=cron, tz=tz, every=every, queue=queue, priority=priority,
+            args=tuple(args), kwargs=dict(kwargs or {}), missed=missed,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await self.start_async()
+        await self.schedule_store.save(name, schedule.to_json())
+        return schedule
+
+    async def remove_schedule_async(self, name: str) -> bool:
+        """Remove a schedule added at run time; ``False`` if there was none. No tick of
+        it is enqueued once this returns, on any worker (the backend refuses a tick of
+        a definition no longer stored), and every scheduler is woken to drop it. A
+        schedule added again under the name starts at its first tick after now."""
+        if name in self._schedules:
+            raise TaskOptionError(
+                f"schedule {name!r} is declared in code (@app.periodic): remove it there"
+            )
+        await self.start_async()
+        return await self.schedule_store.save(name, None)
+
+    async def schedules_async(self) -> list[ScheduleState]:
+        """Every schedule, declared in code or added at run time, with its last and
+        next run."""
+        await self.start_async()
+        runtime = await load_runtime(self)
+        out = []
+        for schedule in {**runtime, **self._schedules}.values():
+            cursor = await self.schedule_store.cursor(schedule.name)
+            zone = schedule.zone
+
+            def at(value: str | None, zone: Any = zone) -> datetime | None:
+                if not value or not value.isdigit() or int(value) >= 2**62:
+                    return None
+                return datetime.fromtimestamp(int(value) / 1000, tz=zone)
+
+            next_ms = cursor.get("next")
+            if not next_ms:
+                first = schedule.next_after(int(datetime.now(UTC).timestamp() * 1000))
+                next_ms = None if first is None else str(first)
+            out.append(
+                ScheduleState(
+                    schedule=schedule,
+                    last_run=at(cursor.get("last")),
+                    next_run=at(next_ms),
+                    declared_in_code=schedule.name in self._schedules,
+                )
+            )
+        return sorted(out, key=lambda s: s.schedule.name)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ._util import lifecycle
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
     from .worker import Worker
 
 log = logging.getLogger("qtasks.starter")
@@ -25,7 +25,7 @@ log = logging.getLogger("qtasks.starter")
 class Starter:
     """Owns the process: the event loop, the signals, the worker's life."""
 
-    def __init__(self, app: QueueTasks, worker: Worker, *, burst: bool = False) -> None:
+    def __init__(self, app: BaseQueueTasks, worker: Worker, *, burst: bool = False) -> None:
         self.app = app
         self.worker = worker
         self.burst = burst

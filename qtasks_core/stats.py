@@ -8,13 +8,13 @@ from ._util import fired
 from .schemas import InspectStats, WorkerInfo
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
 
 
 class Stats:
     """Runtime figures of an app: queue lengths by priority, tasks by status, workers."""
 
-    def __init__(self, app: QueueTasks) -> None:
+    def __init__(self, app: BaseQueueTasks) -> None:
         self.app = app
 
     async def inspect_async(self) -> InspectStats:

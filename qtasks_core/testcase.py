@@ -47,7 +47,7 @@ from uuid import UUID
 from .errors import TaskOptionError
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks, QueueTasks
     from .asyncio import QueueTasks as AsyncQueueTasks
     from .config import QueueConfig
     from .schemas import Task
@@ -131,7 +131,7 @@ def _mode(config: TestConfig) -> _Mode:
 class _TestCase:
     """What both cases share: the chosen setup, the background worker, the checks."""
 
-    def __init__(self, app: QueueTasks, name: str | None = None) -> None:
+    def __init__(self, app: BaseQueueTasks, name: str | None = None) -> None:
         self._check_app(app)
         self.app = app
         #: The original's project name for its stub components; kept for reading.
@@ -332,7 +332,7 @@ class AsyncTestCase(_TestCase):
         await self.app.stop()
 
 
-def _move_to_memory(app: QueueTasks, config: TestConfig) -> None:
+def _move_to_memory(app: BaseQueueTasks, config: TestConfig) -> None:
     """Put ``app`` on the in-memory backend, as the original replaced its broker."""
     before = app.redis_url
     app.redis_url = "memory://"

@@ -44,7 +44,7 @@ from .schemas import (
 )
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
+    from .app import BaseQueueTasks
     from .backends.base import Claim
     from .broker import Message
 
@@ -161,7 +161,7 @@ class Worker:
 
     def __init__(
         self,
-        app: QueueTasks,
+        app: BaseQueueTasks,
         *,
         concurrency: int = 16,
         threads: int | None = None,

@@ -26,17 +26,25 @@ import dataclasses
 import json
 import time
 import uuid as uuid_module
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _current
-from ._validate import check_args, check_kwargs, check_priority, check_queue, check_task_name
+from ._validate import (
+    check_args,
+    check_kwargs,
+    check_priority,
+    check_queue,
+    check_task_name,
+    check_timeout,
+)
 from .errors import TaskOptionError
+from .reading import ReadOps
+from .schemas import Task, TaskPage, WorkflowNode, WorkflowView
 
 if TYPE_CHECKING:
-    from .app import QueueTasks
-    from .schemas import Task
+    from .app import BaseQueueTasks
 
 #: Members of one workflow at most: its tree is written in one atomic call.
 MAX_MEMBERS = 10_000
@@ -55,7 +63,7 @@ class Signature:
     #: Takes no result from the step before.
     immutable: bool = False
     #: The app its task handle belongs to (``flow.add_task()`` sends it there).
-    app: QueueTasks | None = field(default=None, compare=False, repr=False)
+    app: BaseQueueTasks | None = field(default=None, compare=False, repr=False)
 
     def set(self, *, priority: int | None = None, queue: str | None = None) -> Signature:
         """The same call with another ``priority`` or ``queue``."""
@@ -77,7 +85,7 @@ class _Runnable:
     def __or__(self, other: Flow) -> Chain:
         return chain(self, other)  # type: ignore[arg-type]
 
-    def _app(self, app: QueueTasks | None) -> QueueTasks:
+    def _app(self, app: BaseQueueTasks | None) -> BaseQueueTasks:
         if app is not None:
             return app
         for sig in _signatures(self):  # type: ignore[arg-type]
@@ -91,23 +99,21 @@ class _Runnable:
     def add_task(
         self,
         *,
-        app: QueueTasks | None = None,
+        app: BaseQueueTasks | None = None,
         timeout: float | None = None,
         on_error: Signature | None = None,
         name: str = "workflow",
     ) -> Task:
-        """Start this workflow (see :meth:`QueueTasks.start_workflow`)."""
-        return self._app(app).start_workflow(
-            self,  # type: ignore[arg-type]
-            timeout=timeout,
-            on_error=on_error,
-            name=name,
-        )
+        """Start this workflow (see :meth:`QueueTasks.start_workflow`); on an app of
+        :mod:`qtasks_core.asyncio` this returns the coroutine to await."""
+        # The app's own edge: blocking on QueueTasks, a coroutine on the asyncio app's.
+        start_workflow: Callable[..., Task] = self._app(app)._edge("start_workflow")
+        return start_workflow(self, timeout=timeout, on_error=on_error, name=name)
 
     async def add_task_async(
         self,
         *,
-        app: QueueTasks | None = None,
+        app: BaseQueueTasks | None = None,
         timeout: float | None = None,
         on_error: Signature | None = None,
         name: str = "workflow",
@@ -194,7 +200,7 @@ def signature(
     *,
     queue: str | None = None,
     priority: int | None = None,
-    app: QueueTasks | None = None,
+    app: BaseQueueTasks | None = None,
 ) -> Signature:
     """A call of ``task_name`` as a step of a workflow (``handle.s(*args, **kwargs)``
     is the short form)."""
@@ -225,7 +231,7 @@ def _count(flow: Flow) -> int:
 
 
 async def start(
-    app: QueueTasks,
+    app: BaseQueueTasks,
     flow: Flow,
     *,
     name: str,
@@ -298,3 +304,112 @@ async def start(
         record["ttl"] = str(max(1, int(ttl)))
     await app.broker.start_workflow(workflow_id, record, nodes)
     return workflow_id, record
+
+
+def _path_order(path: str) -> tuple[int, ...]:
+    """A workflow path (``r.0.10``) in tree order: r.0.2 before r.0.10; ``e`` last."""
+    if path == "e":
+        return (1,)
+    return (0, *(int(part) for part in path.split(".")[1:] if part.isdigit()))
+
+
+class WorkflowOps(ReadOps):
+    """The app's workflows: start, list and read them (every operation has its sync
+    twin on ``qtasks_core.QueueTasks``)."""
+
+    def signature(
+        self,
+        task_name: str,
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> Signature:
+        """A call of ``task_name`` as a step of a workflow (``handle.s(...)`` is the
+        short form)."""
+        return signature(task_name, args, kwargs, queue=queue, priority=priority, app=self._whole)
+
+    async def start_workflow_async(
+        self,
+        flow: Flow,
+        *,
+        name: str = "workflow",
+        timeout: float | None = None,
+        on_error: Signature | None = None,
+    ) -> Task:
+        """Start a chain, group or chord (:mod:`qtasks_core.workflows`); returns the
+        workflow's own task: ``process`` until it ends ``success`` with the last step's
+        result as ``returning`` (a group's: the list of its members' results), or
+        ``error`` naming the member that failed. Wait for it like any task
+        (``app.wait(task.uuid, timeout)``, or ``timeout=`` here). ``on_error``: a
+        signature run once if the workflow fails, given ``{"workflow", "member",
+        "task_name", "status", "error"}`` as its first argument.
+
+        The workflow and its first tasks are written at once; the backend then starts
+        each next step in the same atomic step that writes a member's final status.
+        """
+        check_task_name(name)
+        timeout = check_timeout(timeout)
+        await self.start_async()
+        uuid, _ = await start(
+            self._whole, flow, name=name, ttl=self.storage.result_ttl, on_error=on_error
+        )
+        if self.eager:
+            await self._run_workflow_eagerly(uuid)
+        if timeout is not None or self.eager:
+            return await self.wait_async(uuid, timeout if timeout is not None else 0.1)
+        task = await self.get_async(uuid)
+        assert task is not None
+        return task
+
+    async def list_workflows_async(self, *, before: str | None = None, limit: int = 50) -> TaskPage:
+        """A page of workflows (their own tasks), newest first: running and ended, for
+        as long as their records are kept. ``before``: the ``next`` of the previous
+        page."""
+        await self.start_async()
+        tasks, cursor = await self.storage.list_workflows(before, limit)
+        return TaskPage(tasks=tasks, next=cursor)
+
+    async def workflow_async(self, uuid: str) -> WorkflowView | None:
+        """The workflow ``uuid``: its own task and its tree with each member's status
+        (``waiting`` for a step whose turn has not come); ``None`` if there is no such
+        workflow (or it expired)."""
+        task = await self.get_async(uuid)
+        if task is None or not task.is_workflow:
+            return None
+        stored = await self.storage.workflow_nodes(uuid)
+        kinds: dict[str, Literal["task", "chain", "group"]] = {
+            "t": "task",
+            "c": "chain",
+            "g": "group",
+        }
+        nodes = []
+        for path in sorted((p for p in stored if "#" not in p), key=_path_order):
+            try:
+                node = json.loads(stored[path])
+            except ValueError:
+                continue
+            if not isinstance(node, dict) or node.get("k") not in kinds:
+                continue
+            view = WorkflowNode(path=path, kind=kinds[node["k"]], settle=bool(node.get("s")))
+            if node["k"] == "t":
+                view.task_name = str((node.get("f") or {}).get("task_name", ""))
+                view.uuid = f"{uuid}:{path}"
+            nodes.append(view)
+        # Every member's status in one round trip, however large the workflow.
+        members = [n for n in nodes if n.uuid is not None]
+        records = await self.storage.records([n.uuid for n in members if n.uuid])
+        for view, member in zip(members, records, strict=True):
+            view.status = member.get("status") if member else "waiting"
+        return WorkflowView(task=task, nodes=nodes)
+
+    async def _run_workflow_eagerly(self, uuid: str) -> None:
+        from .worker import Worker
+
+        # Every member as it is queued, until the workflow has ended.
+        for _ in range(MAX_MEMBERS):
+            task = await self.get_async(uuid)
+            if task is None or task.status != "process":
+                return
+            await Worker(self._whole, concurrency=1).run(burst=True)
