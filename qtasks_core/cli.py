@@ -2,11 +2,16 @@
 
 Every error a user can cause (an app path that does not import, a Redis that does
 not answer, a bad option) is printed as one line on stderr with exit status 2.
+
+``qtasks --help`` must answer at once: this module imports typer and nothing heavy
+(no app, no pydantic, no Redis client, no asyncio); each command imports what it
+uses when it runs.
 """
 
-from __future__ import annotations
-
-import asyncio
+# No ``from __future__ import annotations`` here: typer reads the annotations of every
+# command to build the CLI, and string annotations are compiled and evaluated one by
+# one (about 40 ms of each ``--help``). Names imported for type checking only are
+# quoted instead.
 import importlib
 import ipaddress
 import json
@@ -18,28 +23,47 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
+from typer.core import TyperCommand
 
-from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
-
-from . import embedded
 from ._urls import mask_url
-from ._validate import check_queue
-from .app import ENV_REDIS_URL, QueueTasks
 from .errors import BackendError, TaskOptionError
-from .schemas import DeadLetterPage
 
+if TYPE_CHECKING:
+    from .app import QueueTasks
+    from .schemas import DeadLetterPage
+
+#: The app's ``ENV_REDIS_URL``, repeated here: importing it from the app would load the
+#: app, pydantic and redis-py to print help (a test keeps the two equal).
+ENV_REDIS_URL: Final = "QTASKS_REDIS_URL"
+
+# Plain help and usage errors (rich_markup_mode=None): typer's rich rendering imports
+# rich for about 0.2 s, more than the rest of `qtasks --help` together.
 cli = typer.Typer(
     name="qtasks",
     help="QTasks: run workers, inspect queues, enqueue tasks, manage plugins.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-server_cli = typer.Typer(help="The embedded Valkey server (used when no Redis URL is set).")
+server_cli = typer.Typer(
+    help="The embedded Valkey server (used when no Redis URL is set).",
+    rich_markup_mode=None,
+)
 cli.add_typer(server_cli, name="server")
+
+
+class _Command(TyperCommand):
+    """A command listed in help with the whole first sentence of its docstring."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        # Plain help cuts each command's sentence to the terminal's width with "...";
+        # the listing wraps long lines itself, so nothing needs cutting.
+        return super().get_short_help_str(limit=len(self.help or ""))
+
 
 AppOption = Annotated[
     str, typer.Option("--app", "-A", help="The app: 'module:attribute' or 'module:factory()'.")
@@ -56,7 +80,7 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def load_app(path: str, redis_url: str | None = None) -> QueueTasks:
+def load_app(path: str, redis_url: str | None = None) -> "QueueTasks":
     """Import ``module:attr`` (or ``module:factory()``) with the current directory on
     ``sys.path``; a Redis URL given on the command line wins over the app's own."""
     if ":" not in path:
@@ -74,6 +98,8 @@ def load_app(path: str, redis_url: str | None = None) -> QueueTasks:
     if target is None:
         fail(f"module {module_name!r} has no attribute {name!r} (from --app {path})")
     app = target() if call else target
+    from .app import QueueTasks
+
     if not isinstance(app, QueueTasks):
         fail(f"--app {path} is a {type(app).__name__}, not a QueueTasks app")
     if redis_url:
@@ -109,8 +135,10 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(data)
 
 
-def _start_or_fail(app: QueueTasks) -> None:
+def _start_or_fail(app: "QueueTasks") -> None:
     """Start the app, or exit with the reason on one line."""
+    from qtasks_hooks import PluginLoadError
+
     try:
         app.start()
         app.ping()
@@ -118,8 +146,10 @@ def _start_or_fail(app: QueueTasks) -> None:
         _say_start_failure(app, exc)
 
 
-async def _started_or_fail(app: QueueTasks) -> None:
+async def _started_or_fail(app: "QueueTasks") -> None:
     """:func:`_start_or_fail` on the caller's event loop (the worker's)."""
+    from qtasks_hooks import PluginLoadError
+
     try:
         await app.start_async()
         await app.ping_async()
@@ -127,7 +157,7 @@ async def _started_or_fail(app: QueueTasks) -> None:
         _say_start_failure(app, exc)
 
 
-def _say_start_failure(app: QueueTasks, exc: Exception) -> NoReturn:
+def _say_start_failure(app: "QueueTasks", exc: Exception) -> NoReturn:
     if isinstance(exc, BackendError):
         doing = "cannot reach" if exc.retryable else "cannot use"
         fail(f"{doing} Redis at {app.backend.location}: {exc}")
@@ -137,8 +167,10 @@ def _say_start_failure(app: QueueTasks, exc: Exception) -> NoReturn:
 # -- worker ----------------------------------------------------------------------------
 
 
-@cli.command()
-@cli.command("run", help="The original QTasks' name for `qtasks worker` (same options).")
+@cli.command(cls=_Command)
+@cli.command(
+    cls=_Command, name="run", help="The original QTasks' name for `qtasks worker` (same options)."
+)
 def worker(
     app_path: AppOption,
     concurrency: Annotated[
@@ -196,6 +228,8 @@ def worker(
         raise typer.Exit(_supervise(processes, burst))
     served = None
     if queues is not None:
+        from ._validate import check_queue
+
         served = [q.strip() for q in queues.split(",") if q.strip()]
         try:
             for name in served:
@@ -213,6 +247,8 @@ def worker(
         queues=served,
         schedules=schedules,
     )
+    import asyncio
+
     from .starter import Starter
 
     async def run() -> None:
@@ -231,7 +267,7 @@ def worker(
     os._exit(0)
 
 
-def _banner(app: QueueTasks, runner: Any) -> None:
+def _banner(app: "QueueTasks", runner: Any) -> None:
     plugins = [info.name for info in app.pm.plugin_infos()]
     backend = app.backend.location
     if app.embedded_home:
@@ -296,7 +332,7 @@ def _supervise(n: int, burst: bool) -> int:
 # -- plugins ---------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     check: Annotated[bool, typer.Option(help="Load and validate; exit 2 on any error.")] = False,
@@ -308,6 +344,8 @@ def plugins(
     ] = None,
 ) -> None:
     """List the plugins QTasks loads: entry points (and an app's own), with their triggers."""
+    from qtasks_hooks import PluginLoadError, get_plugin_manager, load_plugins
+
     if app_path:
         pm = load_app(app_path).pm
     else:
@@ -338,7 +376,7 @@ def plugins(
 # -- stats -----------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def stats(
     app_path: AppOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -366,7 +404,7 @@ def stats(
         time.sleep(watch)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def events(
     app_path: AppOption,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
@@ -428,7 +466,7 @@ def _print_stats(s: Any) -> None:
     typer.echo("registered tasks: " + (", ".join(t["name"] for t in s.tasks) or "none"))
 
 
-@cli.command("schedules")
+@cli.command(cls=_Command, name="schedules")
 def schedules_command(
     app_path: AppOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -472,7 +510,7 @@ def schedules_command(
 # -- web -------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def web(
     app_path: AppOption,
     host: Annotated[
@@ -519,6 +557,8 @@ def web(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the dashboard: queues, workers, tasks, dead letters, schedules, live."""
+    import asyncio
+
     try:
         import uvicorn
 
@@ -599,7 +639,7 @@ def _unspecified(host: str) -> bool:
 # -- add -------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def add(
     app_path: AppOption,
     task: Annotated[str, typer.Argument(help="The task's name.")],
@@ -646,7 +686,7 @@ def add(
         raise typer.Exit(1)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def abort(
     app_path: AppOption,
     uuid: Annotated[str, typer.Argument(help="The task's id.")],
@@ -678,7 +718,7 @@ def abort(
 # -- maintenance -----------------------------------------------------------------------
 
 
-def _confirmed(app_path: str, redis_url: str | None, yes: bool, question: str) -> QueueTasks:
+def _confirmed(app_path: str, redis_url: str | None, yes: bool, question: str) -> "QueueTasks":
     """The started app, once the user said yes to ``question`` (``{}``: the app name)."""
     application = load_app(app_path, redis_url)
     _start_or_fail(application)
@@ -687,7 +727,7 @@ def _confirmed(app_path: str, redis_url: str | None, yes: bool, question: str) -
     return application
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def purge(
     app_path: AppOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
@@ -700,6 +740,8 @@ def purge(
     """Delete finished task records (success, error, cancel) now; or, with --queue,
     empty one queue."""
     if queue is not None:
+        from ._validate import check_queue
+
         try:
             check_queue(queue)
         except TaskOptionError as exc:
@@ -717,7 +759,7 @@ def purge(
     application.stop()
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def flush(
     app_path: AppOption,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
@@ -730,7 +772,7 @@ def flush(
     application.stop()
 
 
-@cli.command("dead")
+@cli.command(cls=_Command, name="dead")
 def dead(
     app_path: AppOption,
     requeue: Annotated[
@@ -769,7 +811,7 @@ def dead(
     application.stop()
 
 
-def _dead_pages(application: QueueTasks) -> Iterator[DeadLetterPage]:
+def _dead_pages(application: "QueueTasks") -> "Iterator[DeadLetterPage]":
     """Every page of the app's dead letters, newest first: a long list is printed as it
     is read, never held whole with its raw messages."""
     before = None
@@ -781,12 +823,12 @@ def _dead_pages(application: QueueTasks) -> Iterator[DeadLetterPage]:
         before = page.next
 
 
-def _dead_uuids(application: QueueTasks) -> list[str]:
+def _dead_uuids(application: "QueueTasks") -> list[str]:
     """The ids of every dead letter (read before any is requeued or deleted)."""
     return [letter["uuid"] for page in _dead_pages(application) for letter in page.letters]
 
 
-@cli.command("migrate-keys")
+@cli.command(cls=_Command, name="migrate-keys")
 def migrate_keys(app_path: AppOption, redis_url: RedisUrlOption = None) -> None:
     """Move the app's keys from the names of QTasks < 0.2 to today's (stop old workers
     first)."""
@@ -806,9 +848,11 @@ def migrate_keys(app_path: AppOption, redis_url: RedisUrlOption = None) -> None:
 # -- the embedded server ---------------------------------------------------------------
 
 
-@server_cli.command("start")
+@server_cli.command(cls=_Command, name="start")
 def server_start() -> None:
     """Start the embedded server (data under ./.qtasks or $QTASKS_HOME)."""
+    from . import embedded
+
     try:
         url = embedded.ensure_server()
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
@@ -816,9 +860,11 @@ def server_start() -> None:
     typer.echo(f"embedded server running at {mask_url(url)} (data in {embedded.home()})")
 
 
-@server_cli.command("status")
+@server_cli.command(cls=_Command, name="status")
 def server_status() -> None:
     """Say whether the embedded server runs, and where."""
+    from . import embedded
+
     url = embedded.status()
     if url is None:
         typer.echo(f"embedded server not running (data folder {embedded.home()})")
@@ -826,9 +872,11 @@ def server_status() -> None:
     typer.echo(f"embedded server running at {mask_url(url)} (data in {embedded.home()})")
 
 
-@server_cli.command("stop")
+@server_cli.command(cls=_Command, name="stop")
 def server_stop() -> None:
     """Stop the embedded server; its data stays."""
+    from . import embedded
+
     if embedded.stop_server():
         typer.echo("embedded server stopped")
     else:

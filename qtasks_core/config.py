@@ -28,9 +28,10 @@ events_max                 10000                            at once: entries the
                                                             keeps (about)
 ========================== ================================ ==============================
 
-The environment is read once, when the app is created (pydantic-settings does the
-parsing). A setting of the original that no longer exists is refused, as an attribute
-or as a variable, with what replaced it (:data:`REMOVED`); so is a misspelled one.
+The environment is read once, when the app is created: ``QTASKS_<SETTING>`` in any case,
+its value validated as the setting's type, the word ``none`` standing for no value. A
+setting of the original that no longer exists is refused, as an attribute or as a
+variable, with what replaced it (:data:`REMOVED`); so is a misspelled one.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Final
 
-from pydantic import Field, PrivateAttr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from ._validate import check_priority
 from .errors import TaskOptionError
@@ -123,7 +123,7 @@ def _removed(name: str, where: str) -> TaskOptionError:
     )
 
 
-class QueueConfig(BaseSettings):
+class QueueConfig(BaseModel):
     """The app's settings (``app.config``); see the module docstring.
 
     :param task_default_priority: the priority of tasks declared without one (lower
@@ -136,12 +136,10 @@ class QueueConfig(BaseSettings):
         caller-side loggers (see :data:`LOGGERS`); ``None`` leaves logging alone.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        validate_assignment=True,
-        extra="forbid",
-        env_parse_none_str="none",
-    )
+    # A plain model that reads its variables itself (_from_environment): the
+    # pydantic-settings package it used to be cost ~0.1 s of every app's import (dotenv,
+    # argparse and every source provider) for six flat fields.
+    model_config = ConfigDict(validate_assignment=True, validate_default=True, extra="forbid")
 
     task_default_priority: int = 0
     result_ttl: float | None = Field(default=86400.0, gt=0)
@@ -156,7 +154,7 @@ class QueueConfig(BaseSettings):
         for name in values:
             self._check_name(name, f"QueueConfig({name}=...)")
         _check_environment()
-        super().__init__(**values)
+        super().__init__(**{**_from_environment(), **values})
 
     @field_validator("task_default_priority")
     @classmethod
@@ -226,9 +224,21 @@ def set_level(setting: str, level: int | None) -> None:
         logging.getLogger(logger).setLevel(logging.NOTSET if level is None else level)
 
 
+def _from_environment() -> dict[str, Any]:
+    """The settings set by ``QTASKS_<SETTING>`` variables (in any case), as the text the
+    fields validate (``"none"``: ``None``); values given in code win over these."""
+    variables = {f"{ENV_PREFIX}{name}".upper(): name for name in QueueConfig.model_fields}
+    found: dict[str, Any] = {}
+    for variable, value in os.environ.items():
+        name = variables.get(variable.upper())
+        if name is not None:
+            found[name] = None if value == "none" else value
+    return found
+
+
 def _check_environment() -> None:
     """Refuse a removed or misspelled setting found among the ``QTASKS_*`` variables:
-    pydantic-settings reads the known names only, so these would be ignored."""
+    only the known names are read, so these would be ignored."""
     known = [name.upper() for name in QueueConfig.model_fields]
     for variable in os.environ:
         if not variable.upper().startswith(ENV_PREFIX):

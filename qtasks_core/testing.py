@@ -30,16 +30,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .app import QueueTasks
+if TYPE_CHECKING:
+    # pytest loads this plugin in every session of every project that has QTasks
+    # installed: the app (pydantic, redis-py) loads when a fixture is used, not before.
+    from .app import QueueTasks
 
 
 @pytest.fixture
 def qtasks_memory_app() -> Iterator[QueueTasks]:
     """An app on the in-memory backend (no server), without entry-point plugins."""
+    from .app import QueueTasks
+
     app = QueueTasks("qtasks-test", redis_url="memory://", load_entry_points=False)
     yield app
     app.stop()

@@ -18,7 +18,6 @@ Rules (DESIGN.md §3):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from inspect import isawaitable
 from operator import itemgetter
@@ -121,6 +120,11 @@ class _Chain:
         return None if self.replaced is _UNSET else self.replaced
 
     def _go_async(self, impl: HookImpl, pending: Awaitable[Any], index: int) -> Any:
+        # Imported here, where an async impl has answered (and so asyncio is loaded
+        # already, or the call fails): a plugin module that imports the markers does
+        # not pay for asyncio.
+        import asyncio
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from importlib.metadata import EntryPoint, entry_points
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import pluggy
 
 from ._errors import PluginLoadError
 from ._manager import PluginManager
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP: Final = "qtasks.plugins"
 ENV_ALLOW: Final = "QTASKS_PLUGINS"
@@ -44,6 +46,10 @@ def selected_entry_points(
     else:
         allowed = None
     blocked = set(block) | _names(os.environ.get(ENV_BLOCK, ""))
+    # Imported here: importlib.metadata brings email, zipfile and csv (tens of ms),
+    # which a process that only imports the markers or shows help never needs.
+    from importlib.metadata import entry_points
+
     found = {ep.name: ep for ep in entry_points(group=group)}
     return [
         found[name]
