@@ -98,10 +98,17 @@ def load_app(path: str, redis_url: str | None = None) -> "QueueTasks":
     if target is None:
         fail(f"module {module_name!r} has no attribute {name!r} (from --app {path})")
     app = target() if call else target
-    from .app import QueueTasks
+    from .app import BaseQueueTasks, QueueTasks
 
-    if not isinstance(app, QueueTasks):
+    if not isinstance(app, BaseQueueTasks):
         fail(f"--app {path} is a {type(app).__name__}, not a QueueTasks app")
+    if not isinstance(app, QueueTasks):
+        # An app of qtasks_core.asyncio, whose operations are coroutines: the commands
+        # block, so they see the same app (its tasks, plugins, settings and connections
+        # are one state) through the sync edge.
+        blocking = QueueTasks.__new__(QueueTasks)
+        blocking.__dict__ = app.__dict__
+        app = blocking
     if redis_url:
         app.redis_url = redis_url
     return app

@@ -1,7 +1,7 @@
 """The chained caller: how ``pm.hook.<trigger>(...)`` runs a trigger's impls.
 
 Installed by :class:`qtasks_hooks.PluginManager` in place of pluggy's ``_multicall``.
-Rules (DESIGN.md §3):
+Rules:
 
 - impls run in pluggy's order (``tryfirst`` … ``trylast``; among plain impls the last
   registered runs first);

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 HERE: Final = Path(__file__).resolve().parent
-#: How often a page's live fragment is fetched again (DESIGN.md: at most every 2 s).
+#: How often a page's live fragment is fetched again: fresh enough to watch, light on
+#: Redis.
 POLL: Final = "2s"
 #: Entries per page of every list (tasks, workflows, dead letters).
 PAGE_SIZE: Final = 50

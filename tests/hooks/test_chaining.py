@@ -1,4 +1,5 @@
-"""The chaining rules of DESIGN.md §3, one test each, on a small spec module."""
+"""The chaining rules of the chained caller (qtasks_hooks._caller), one test each, on a
+small spec module."""
 
 from __future__ import annotations
 

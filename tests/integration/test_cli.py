@@ -105,6 +105,30 @@ def test_add_waits_and_prints_the_result_and_stats_shows_it(sample_env) -> None:
     assert json.loads(stats.output)["status_counts"]["success"] >= 1
 
 
+def test_the_commands_run_an_app_of_qtasks_core_asyncio(sample_env) -> None:
+    """Its operations are coroutines; the shell's commands block on the same app."""
+    app = producer(sample_env)
+    queued = app.send_task("echo", ["later"], delay=60).uuid
+    aborted = runner.invoke(cli, ["abort", "-A", "apps.sample_async:app", queued])
+    assert aborted.exit_code == 0, aborted.output
+    assert app.get(queued).status == "cancel"  # type: ignore[union-attr]
+    added = runner.invoke(cli, ["add", "-A", "apps.sample_async:app", "echo", "now"])
+    assert added.exit_code == 0, added.output
+    uuid = json.loads(added.output)["uuid"]
+    worker = subprocess.run(
+        [sys.executable, "-m", "qtasks_core", "worker", "-A", "apps.sample_async:app", "--burst"],
+        env=sample_env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    done = app.get(uuid)
+    assert done is not None and (done.status, done.returning) == ("success", "now")
+    app.stop()
+
+
 def test_abort_from_the_shell(sample_env) -> None:
     app = producer(sample_env)
     queued = app.send_task("noop", ["never"], delay=60).uuid
