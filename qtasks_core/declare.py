@@ -34,6 +34,7 @@ _TASK_OPTIONS = {
     "retry",
     "retry_on_exc",
     "retry_backoff",
+    "retry_jitter",
     "decode",
     "tags",
     "description",
@@ -175,7 +176,7 @@ class Registry:
         """Register a task, bare (``@app.task``) or with options (``@app.task(retry=3)``).
 
         Options: ``name, queue, priority, echo, max_time, retry, retry_on_exc,
-        retry_backoff, decode, tags, description, generate_handler, executor,
+        retry_backoff, retry_jitter, decode, tags, description, generate_handler, executor,
         middlewares_before, middlewares_after``. Any other keyword is kept, as in the
         original QTasks, in the task's ``extra`` dict (``handle.extra``, ``ctx.extra``),
         except a near miss of an option's name, refused as a typo.

@@ -282,6 +282,9 @@ class TaskExecSchema(BaseModel):
     retry: int | None = None
     retry_on_exc: tuple[type[BaseException], ...] | None = None
     retry_backoff: float = 1.0
+    #: Draw each retry's delay between half the backoff and all of it (see
+    #: :mod:`qtasks_core.plugins.retry`).
+    retry_jitter: bool = True
     decode: Callable[[Any], Any] | None = None
     tags: tuple[str, ...] = ()
     description: str | None = None

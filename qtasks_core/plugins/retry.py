@@ -1,13 +1,19 @@
-"""Retries: ``@app.task(retry=N, retry_on_exc=(...), retry_backoff=s)``.
+"""Retries: ``@app.task(retry=N, retry_on_exc=(...), retry_backoff=s, retry_jitter=True)``.
 
 A failed task whose retries are not used up is stored with status ``retry`` and waits
 in the backend (not in worker memory) for ``retry_backoff * 2**k`` seconds (capped at
 one hour) before it is queued again under the same uuid, so a caller waiting on that
 uuid sees the final state. After ``N`` retries (``N + 1`` attempts) it ends ``error``.
+
+With ``retry_jitter`` (the default, as in Celery) the wait is drawn between half of
+that and all of it: tasks that failed together (a database restart) come back spread
+out instead of as one herd, and each still waits at least half its backoff.
+``retry_jitter=False`` keeps the exact delays.
 """
 
 from __future__ import annotations
 
+import random
 from typing import Final
 
 from qtasks_hooks import hookimpl
@@ -38,4 +44,6 @@ class RetryPlugin:
             return None
         done = task_func.retry - left
         delay = min(task_func.retry_backoff * 2**done, MAX_DELAY)
+        if task_func.retry_jitter:
+            delay = random.uniform(delay / 2, delay)
         return model.model_copy(update={"status": "retry", "retry": left - 1, "retry_delay": delay})

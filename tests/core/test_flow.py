@@ -307,7 +307,7 @@ def test_ctx_plugin_error_goes_through_the_trigger_error_trigger(app: QueueTasks
 def test_retries_with_backoff_end_in_error_after_n_plus_one_attempts(app: QueueTasks) -> None:
     attempts: list[float] = []
 
-    @app.task(retry=2, retry_backoff=0.05)
+    @app.task(retry=2, retry_backoff=0.05, retry_jitter=False)
     def flaky() -> None:
         attempts.append(time.monotonic())
         raise ConnectionError("still down")
@@ -320,6 +320,33 @@ def test_retries_with_backoff_end_in_error_after_n_plus_one_attempts(app: QueueT
     # Backoff doubles: >= 0.05 s, then >= 0.1 s.
     assert attempts[1] - attempts[0] >= 0.04
     assert attempts[2] - attempts[1] >= 0.09
+
+
+def test_retry_delays_are_jittered_between_half_and_all_of_the_backoff() -> None:
+    """Tasks that failed together come back spread out, each after at least half its
+    backoff; retry_jitter=False keeps the exact doubling."""
+    from qtasks_core.plugins.retry import RetryPlugin
+    from qtasks_core.schemas import TaskExecSchema, TaskPrioritySchema, TaskStatusErrorSchema
+
+    def delays(jitter: bool, done: int) -> list[float]:
+        spec = TaskExecSchema(
+            name="t", func=lambda: None, retry=5, retry_backoff=2.0, retry_jitter=jitter
+        )
+        queued = TaskPrioritySchema(
+            uuid="u", task_name="t", priority=0, created_at=0.0, retry=5 - done
+        )
+        error = TaskStatusErrorSchema(uuid="u", traceback="")
+        out = []
+        for _ in range(200):
+            model = RetryPlugin().worker_task_error_retry(spec, queued, OSError(), error, True)
+            assert model is not None and model.status == "retry"
+            out.append(model.retry_delay)
+        return out
+
+    third = delays(True, 2)  # the third retry: a backoff of 2 * 2**2 = 8 s
+    assert all(4.0 <= d <= 8.0 for d in third)
+    assert len(set(third)) > 100 and min(third) < 5.0 and max(third) > 7.0
+    assert set(delays(False, 2)) == {8.0}
 
 
 def test_retry_on_exc_retries_only_matching_exceptions(app: QueueTasks) -> None:
