@@ -3,95 +3,23 @@
 Each test runs on the in-memory backend, on a real Redis through the lean connection,
 on the same Redis through redis-py only, and over TLS (redis-py), so the Lua functions
 and the Python engine cannot drift apart. Garbage that a user (or a bug) leaves in
-Redis is written with a plain redis-py client, as ``redis-cli`` would.
+Redis is written with a plain redis-py client, as ``redis-cli`` would. The fixtures
+are in ``conftest.py``, what the tests share in ``support.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
-import redis
 
-from qtasks_core.backends import Backend, Claimed, MemoryBackend, RedisBackend
+from qtasks_core.backends import Claimed
 from qtasks_core.errors import BackendError
-from qtasks_core.keys import Keys
-from tests.backends.support import record, run
-
-T = TypeVar("T")
-_names = itertools.count()
-
-
-class Subject:
-    """A backend under test, and raw access to its data for writing garbage."""
-
-    def __init__(self, backend: Backend, raw: redis.Redis | None, keys: Keys) -> None:
-        self.backend = backend
-        self.raw = raw
-        self.keys = keys
-
-    def needs_redis(self) -> redis.Redis:
-        assert self.raw is not None, "use the redis_subject fixture"
-        return self.raw
-
-    def add(self, uuid: str, priority: int = 0, **extra: str) -> None:
-        assert run(self.backend.enqueue(uuid, record(priority=priority, **extra), priority))
-
-    def claim(self, n: int = 10, lease: float = 30.0, worker: str = "w1", **kw: Any) -> Any:
-        # As an idle worker claims: a task recovered from a dead worker is given alone.
-        kw.setdefault("alone", True)
-        return run(self.backend.claim(n, worker, lease, 5, **kw))
-
-    def finish(self, uuid: str, token: str, status: str = "success", **kw: Any) -> bool:
-        fields = {"status": status, "returning": json.dumps(kw.pop("result", None))}
-        return run(self.backend.finish(uuid, token, fields, kw.get("ttl"), kw.get("delay")))
-
-
-def _subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    name = f"contract-{os.getpid()}-{next(_names)}"
-    keys = Keys.for_app(name)
-    if request.param == "memory":
-        yield Subject(MemoryBackend(), None, keys)
-        return
-    if request.param == "redis-tls":
-        from tests.tls_support import tls_url
-
-        url = tls_url(*request.getfixturevalue("tls_server"))
-    elif request.param.startswith("redis-cluster"):
-        url = request.getfixturevalue("cluster").url
-    else:
-        url = request.getfixturevalue("redis_url")
-    backend = RedisBackend(url, name, lean=not request.param.endswith("-py"))
-    raw: Any = (
-        request.getfixturevalue("cluster").client()
-        if request.param.startswith("redis-cluster")
-        else redis.Redis.from_url(url)
-    )
-    yield Subject(backend, raw, keys)
-    for key in raw.scan_iter(match=keys.prefix + "*"):
-        raw.delete(key)
-    raw.close()
-
-
-REDIS_KINDS = ["redis-lean", "redis-py", "redis-tls", "redis-cluster", "redis-cluster-py"]
-
-
-@pytest.fixture(params=["memory", *REDIS_KINDS])
-def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    yield from _subject(request)
-
-
-@pytest.fixture(params=REDIS_KINDS)
-def redis_subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    """A backend on Redis only: garbage left by ``redis-cli`` exists there alone."""
-    yield from _subject(request)
-
+from tests.backends.support import Subject, beating, record, run, uuids
 
 # -- enqueue -------------------------------------------------------------------------------
 
@@ -234,29 +162,6 @@ def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Su
     assert run(subject.backend.release({"a": token, "unknown": "1"})) == ["a"]
     again = subject.claim().tasks[0]
     assert again["uuid"] == "a" and again["attempts"] == "1"
-
-
-def beating(
-    subject: Subject,
-    seconds: float,
-    lease: float,
-    then: Callable[[], Awaitable[T]] | None = None,
-) -> T | None:
-    """Let ``seconds`` pass while live workers heartbeat (an empty renewal every
-    lease/12): without them, a silence reads as an outage and every lease is granted a
-    full lease again. Twice as often as a worker beats: with a lease this short, a
-    hiccup of this process on a busy machine would otherwise read as an outage. ``then``
-    runs right after, on the same connection (a new one would first need its
-    handshake, a silence of its own with TLS)."""
-
-    async def beat() -> T | None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await subject.backend.extend({}, lease)
-            await asyncio.sleep(lease / 12)
-        return await then() if then is not None else None
-
-    return run(beat())
 
 
 def test_an_expired_lease_is_recovered_and_the_poison_limit_holds(subject: Subject) -> None:
@@ -414,10 +319,6 @@ def test_stats_count_live_statuses_from_the_sets(subject: Subject) -> None:
 
 
 # -- named queues, delays, expiry -------------------------------------------------------------
-
-
-def uuids(claimed: Claimed) -> list[str]:
-    return [t["uuid"] for t in claimed.tasks]
 
 
 def test_a_claim_takes_only_the_queues_it_names(subject: Subject) -> None:
