@@ -653,65 +653,6 @@ def test_limit_keys_of_the_wrong_type_lose_no_task(redis_subject: Subject) -> No
     assert raw.type(prefix + "slots:lim") == b"zset"
 
 
-# -- schedules added at run time -------------------------------------------------------------
-
-
-def test_a_tick_of_a_removed_or_replaced_schedule_writes_nothing(subject: Subject) -> None:
-    b = subject.backend
-    hourly, minutely = '{"every": 3600.0}', '{"every": 60.0}'
-    assert run(b.save_schedule("beat", hourly)) is False
-    assert run(b.tick("beat", None, 1_000, None, None, hourly))[0] == "moved"
-    assert run(b.save_schedule("beat", hourly)) is True  # the same again: nothing changes
-    assert run(b.cursor("beat"))["next"] == "1000"
-    # Replaced: a scheduler still holding the old definition fires nothing, and the new
-    # one starts afresh (its next tick dropped, its last run kept).
-    assert run(b.save_schedule("beat", minutely)) is True
-    assert "next" not in run(b.cursor("beat"))
-    task = ("periodic:beat:500", record(), 0)
-    assert run(b.tick("beat", None, 1_000, 500, task, hourly))[0] == "stale"
-    # Removed: not even the current definition ticks any more.
-    assert run(b.save_schedule("beat", None)) is True
-    assert run(b.tick("beat", None, 1_000, 500, task, minutely))[0] == "stale"
-    assert run(b.get("periodic:beat:500")) is None
-    assert run(b.save_schedule("beat", None)) is False
-    # A schedule declared in code (no definition given) is not checked.
-    assert run(b.tick("beat", None, 1_000, 500, task))[0] == "moved"
-    assert run(b.get("periodic:beat:500")) is not None
-
-
-def test_a_schedule_change_wakes_every_waiter_at_once(subject: Subject) -> None:
-    b = subject.backend
-
-    async def scenario() -> tuple[str, list[str], float, str]:
-        before = await b.wait_schedules("0", 0.01)
-        waiters = [asyncio.ensure_future(b.wait_schedules(before, 10)) for _ in range(3)]
-        await asyncio.sleep(0.2)
-        started = time.monotonic()
-        await b.save_schedule("beat", '{"every": 1.0}')
-        woken = await asyncio.gather(*waiters)
-        took = time.monotonic() - started
-        # Nothing newer than the latest change: the wait times out with what it was given.
-        return before, woken, took, await b.wait_schedules(woken[0], 0.05)
-
-    before, woken, took, again = run(scenario())
-    assert len(set(woken)) == 1 and woken[0] != before
-    assert took < 2.0, took
-    assert again == woken[0]
-    # A change made while nobody waited is seen by the next wait, at once.
-    run(b.save_schedule("beat", None))
-    assert run(b.wait_schedules(woken[0], 10)) not in (before, woken[0])
-
-
-def test_a_schedule_changes_key_of_the_wrong_type_is_replaced(redis_subject: Subject) -> None:
-    subject = redis_subject
-    subject.needs_redis().set(subject.keys.schedule_changes, "oops")
-    b = subject.backend
-    assert run(b.wait_schedules("0", 0.05)) == "0"
-    subject.needs_redis().set(subject.keys.schedule_changes, "oops")
-    assert run(b.save_schedule("beat", '{"every": 1.0}')) is False
-    assert run(b.wait_schedules("0", 1)) != "0"
-
-
 def test_dead_letters_are_read_a_page_at_a_time_newest_first(subject: Subject) -> None:
     b = subject.backend
     for i in range(30):
