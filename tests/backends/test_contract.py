@@ -4,7 +4,9 @@ Each test runs on the in-memory backend, on a real Redis through the lean connec
 on the same Redis through redis-py only, and over TLS (redis-py), so the Lua functions
 and the Python engine cannot drift apart. Garbage that a user (or a bug) leaves in
 Redis is written with a plain redis-py client, as ``redis-cli`` would. The fixtures
-are in ``conftest.py``, what the tests share in ``support.py``.
+are in ``conftest.py``, what the tests share in ``support.py``; each component's own
+part of the protocol is in a ``test_contract_<component>.py`` of its own, and
+``test_contract_coverage.py`` fails when a method of the protocol is left out.
 """
 
 from __future__ import annotations
