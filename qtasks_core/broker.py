@@ -25,7 +25,7 @@ from .storage import UniqueHeld
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from .backends.base import Backend, BackendStats, Claimed, Renewed, RequeueResult
+    from .backends.base import BackendStats, BrokerBackend, Claimed, Renewed, RequeueResult
     from .storage import Storage
     from .worker import Worker
 
@@ -100,7 +100,7 @@ def task_schema(
 class Broker:
     """Queues tasks (priority first, FIFO within one) and hands them to workers."""
 
-    def __init__(self, backend: Backend, storage: Storage, pm: PluginManager) -> None:
+    def __init__(self, backend: BrokerBackend, storage: Storage, pm: PluginManager) -> None:
         self.backend = backend
         self.storage = storage
         self.pm = pm
@@ -192,7 +192,7 @@ class Broker:
         """Claim up to ``n`` tasks for ``worker`` (each with a lease) and read them
         (``only``: just that queued task, for eager mode; ``alone``: the worker runs
         nothing now, so it may be given a suspect to run alone, see
-        :meth:`Backend.claim <qtasks_core.backends.Backend.claim>`).
+        :meth:`BrokerBackend.claim <qtasks_core.backends.BrokerBackend.claim>`).
 
         A message that cannot be read is set aside as a dead letter; one that a plugin
         fails on in ``broker_add_worker`` ends ``error`` naming the plugin. Either way

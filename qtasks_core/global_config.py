@@ -9,13 +9,13 @@ from ._util import dumps, fired, lifecycle, loads
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from .backends.base import Backend
+    from .backends.base import ConfigBackend
 
 
 class GlobalConfig:
     """JSON values by namespace and key, in the backend; plus worker liveness."""
 
-    def __init__(self, backend: Backend, pm: PluginManager) -> None:
+    def __init__(self, backend: ConfigBackend, pm: PluginManager) -> None:
         self.backend = backend
         self.pm = pm
 

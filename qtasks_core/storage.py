@@ -28,7 +28,7 @@ from .schemas import (
 if TYPE_CHECKING:
     from qtasks_hooks import PluginManager
 
-    from .backends.base import AbortResult, Backend, Claim
+    from .backends.base import AbortResult, Claim, StorageBackend
     from .worker import Worker
 
 log = logging.getLogger("qtasks.storage")
@@ -69,7 +69,7 @@ class Storage:
 
     def __init__(
         self,
-        backend: Backend,
+        backend: StorageBackend,
         pm: PluginManager,
         *,
         result_ttl: float | None,
@@ -140,7 +140,7 @@ class Storage:
 
     async def events(self, after: str, timeout: float, count: int = 100) -> list[StatusChange]:
         """Status changes on the app's event stream after the id ``after`` (see
-        :meth:`Backend.status_events`)."""
+        :meth:`StorageBackend.status_events`)."""
         return await self.backend.status_events(after, timeout, count)
 
     async def events_last(self) -> str:

@@ -1,8 +1,18 @@
-"""The storage engine under Broker, Storage and GlobalConfig.
+"""The storage engine under Broker, Storage, GlobalConfig and the schedules.
 
 A backend does the atomic work (enqueue, claim with a lease, finish, wait) and knows
 nothing of plugins: the components fire triggers and call it. Two implement it: Redis
 (the real engine, shared by every worker on every machine) and memory (one process).
+
+The contract comes in one part per component that calls it, so a component's
+annotation says what it may call and a reader finds each method beside its
+neighbours: :class:`LifecycleBackend` (the app that owns the engine),
+:class:`BrokerBackend` (:class:`~qtasks_core.broker.Broker`),
+:class:`StorageBackend` (:class:`~qtasks_core.storage.Storage`),
+:class:`ConfigBackend` (:class:`~qtasks_core.global_config.GlobalConfig`) and
+:class:`SchedulerBackend` (the schedules' store). :class:`Backend` is all of them: what
+an engine implements, and what the contract suite in ``tests/backends/`` holds on every
+backend and transport.
 
 A task record is a flat ``dict[str, str]``; JSON-valued fields are ``args``,
 ``kwargs``, ``extra`` and ``returning``.
@@ -99,15 +109,8 @@ class BackendStats:
     dead: int = 0
 
 
-class Backend(Protocol):
-    """What the components need from an engine; one behaviour, held by the contract
-    suite in ``tests/backends/`` that runs on every backend and transport.
-
-    Claims are fenced: each claim of a task gets a new token, and renewing, finishing,
-    handing back or setting aside the task succeed only with the token of its current
-    claim. A worker whose lease ran out (its task was claimed again elsewhere) learns it
-    from :meth:`extend` and :meth:`finish`, and writes nothing.
-    """
+class LifecycleBackend(Protocol):
+    """What the app that owns an engine does with it: connect, say where, let go."""
 
     #: A printable location without secrets (``redis://host:6379/0``, ``memory``).
     location: str
@@ -116,27 +119,16 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
-    async def ping(self) -> bool: ...
 
-    async def enqueue(
-        self, uuid: str, record: dict[str, str], priority: int
-    ) -> float | Literal[False] | str:
-        """Write the record and queue the task, atomically, in one round trip; returns
-        when it was written (seconds, on the backend's clock), which the record keeps as
-        its ``created_at``. A uuid that already has a record is left alone (``False``):
-        an enqueue retried after a lost reply adds nothing. A ``unique_key`` field held
-        by another task (queued or running, or within its ``unique_for`` ms) writes
-        nothing and returns the uuid of that task.
+class BrokerBackend(Protocol):
+    """What the broker needs: claims under a lease, the waits of idle workers, the
+    start of a workflow, and the operator's view of the queues and the dead letters.
 
-        Record fields the backend reads: ``queue`` (absent: the default queue);
-        ``due_in`` (milliseconds: the task waits that long, then is queued; stored as
-        ``eta``, a time of the backend's clock); ``expires_in`` (milliseconds: a task
-        not claimed by then never runs; stored as ``expires``); ``ttl`` (seconds the
-        record of a task that expired is kept)."""
-
-    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
-        """:meth:`enqueue` for ``(uuid, record, priority)`` items, all in one atomic
-        write; returns how many were new."""
+    Claims are fenced: each claim of a task gets a new token, and renewing, finishing,
+    handing back or setting aside the task succeed only with the token of its current
+    claim. A worker whose lease ran out (its task was claimed again elsewhere) learns it
+    from :meth:`extend` and :meth:`StorageBackend.finish`, and writes nothing.
+    """
 
     async def claim(
         self,
@@ -182,7 +174,81 @@ class Backend(Protocol):
 
     async def extend(self, claims: dict[str, str], lease: float) -> Renewed:
         """Renew the leases of ``{uuid: token}``; returns the uuids whose claim is lost
-        and the tasks asked to abort (:meth:`abort`), with the reason."""
+        and the tasks asked to abort (:meth:`StorageBackend.abort`), with the reason."""
+
+    async def release(self, claims: dict[str, str]) -> list[str]:
+        """Hand claimed tasks ``{uuid: token}`` back to the queue unrun (a worker
+        shutting down); the delivery does not count. Returns the uuids handed back."""
+
+    async def start_workflow(
+        self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
+    ) -> bool:
+        """Write a workflow's record (status ``process``) and its tree ``nodes`` (path ->
+        node as JSON text: ``{"k": "t"|"c"|"g", "n": children, "f": a task's record,
+        "p": its priority, "i": immutable}``) and queue its first tasks, atomically.
+        From then on the backend advances it as members end, in the same step that
+        writes each member's final status. ``False`` if it was started already."""
+
+    async def purge_queue(
+        self, queue: str, reason: str = "purged", ttl: float | None = None
+    ) -> int:
+        """Empty ``queue``: its queued tasks end ``cancel`` with ``reason`` (waiters
+        wake; records expire after ``ttl`` seconds); returns how many. Running and
+        delayed tasks are left alone."""
+
+    async def dead_letters(
+        self, after: tuple[float, str] | None = None, limit: int | None = None
+    ) -> list[dict[str, str]]:
+        """Dead letters, newest first: ``uuid``, ``reason``, ``raw`` and ``at`` (when
+        it was set aside, in seconds, as text).
+
+        :param after: ``(at, uuid)`` of the last letter of the previous page; the page
+            starts after it, even when it is gone since (requeued or deleted).
+        :param limit: at most this many. ``None`` reads every dead letter, a read that
+            grows with their number: a page of a list (the dashboard's) gives one."""
+
+    async def dead_count(self) -> int:
+        """How many dead letters there are (one read, whatever their number)."""
+
+    async def requeue_dead(self, uuid: str) -> RequeueResult:
+        """Queue a dead letter again, as new; nothing else is ever requeued this way."""
+
+    async def delete_dead(self, uuid: str) -> bool:
+        """Forget a dead letter (its record stays until it expires or is purged)."""
+
+    async def stats(self) -> BackendStats: ...
+
+    async def ping(self) -> bool: ...
+
+    async def migrate_keys(self) -> tuple[int, list[str]]:
+        """Move the app's keys from an older version's names to this one's: how many
+        moved, and those left because their new name was taken."""
+
+
+class StorageBackend(Protocol):
+    """What the storage needs: a task record's writes (enqueue, a claim's end, cancel,
+    abort, progress), its reads (one, many, a page of an index), the waits on it, and
+    the feed of status changes."""
+
+    async def enqueue(
+        self, uuid: str, record: dict[str, str], priority: int
+    ) -> float | Literal[False] | str:
+        """Write the record and queue the task, atomically, in one round trip; returns
+        when it was written (seconds, on the backend's clock), which the record keeps as
+        its ``created_at``. A uuid that already has a record is left alone (``False``):
+        an enqueue retried after a lost reply adds nothing. A ``unique_key`` field held
+        by another task (queued or running, or within its ``unique_for`` ms) writes
+        nothing and returns the uuid of that task.
+
+        Record fields the backend reads: ``queue`` (absent: the default queue);
+        ``due_in`` (milliseconds: the task waits that long, then is queued; stored as
+        ``eta``, a time of the backend's clock); ``expires_in`` (milliseconds: a task
+        not claimed by then never runs; stored as ``expires``); ``ttl`` (seconds the
+        record of a task that expired is kept)."""
+
+    async def enqueue_many(self, items: list[tuple[str, dict[str, str], int]]) -> int:
+        """:meth:`enqueue` for ``(uuid, record, priority)`` items, all in one atomic
+        write; returns how many were new."""
 
     async def finish(
         self,
@@ -198,9 +264,8 @@ class Backend(Protocol):
         wake and the record expires after ``ttl`` seconds. Repeating a finish that was
         written returns ``True`` and changes nothing."""
 
-    async def release(self, claims: dict[str, str]) -> list[str]:
-        """Hand claimed tasks ``{uuid: token}`` back to the queue unrun (a worker
-        shutting down); the delivery does not count. Returns the uuids handed back."""
+    async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
+        """Set a claimed task aside with its reason (status ``error``); never retried."""
 
     async def get(self, uuid: str) -> dict[str, str] | None: ...
 
@@ -240,7 +305,7 @@ class Backend(Protocol):
     async def abort(self, uuid: str, reason: str, ttl: float | None) -> AbortResult:
         """Stop ``uuid``: a queued or waiting task ends ``cancel`` with ``reason`` now
         (its record kept ``ttl`` seconds); a running one is marked, and its worker
-        learns it from :meth:`extend`."""
+        learns it from :meth:`BrokerBackend.extend`."""
 
     async def progress(self, uuid: str, data: str, token: str = "") -> bool:
         """Store a running task's progress (JSON text) and append it to the task's
@@ -256,6 +321,12 @@ class Backend(Protocol):
         ``(id, kind, data)`` with kind ``progress`` (data: the progress JSON) or
         ``final`` (data: the final record as JSON); blocks up to ``timeout`` seconds
         (no polling) while there are none."""
+
+    async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
+        """A workflow's stored tree: path -> node JSON (see
+        :meth:`BrokerBackend.start_workflow`), plus its bookkeeping fields
+        (``<path>#left``, ``<path>#<i>`` results, ``<path>#ended``); empty once it
+        expired."""
 
     def set_feed(self, sink: ChangeSink | None, events_max: int) -> None:
         """Where the status changes this process makes go: each call that changes a
@@ -275,34 +346,37 @@ class Backend(Protocol):
         """The id of the latest entry of the event stream (``"0-0"``: none), where
         reading "from now on" starts."""
 
-    async def dead_letter(self, uuid: str, token: str, reason: str, raw: str) -> bool:
-        """Set a claimed task aside with its reason (status ``error``); never retried."""
+    async def delete_finished(self) -> int: ...
 
-    async def dead_letters(
-        self, after: tuple[float, str] | None = None, limit: int | None = None
-    ) -> list[dict[str, str]]:
-        """Dead letters, newest first: ``uuid``, ``reason``, ``raw`` and ``at`` (when
-        it was set aside, in seconds, as text).
+    async def flush_all(self) -> None: ...
 
-        :param after: ``(at, uuid)`` of the last letter of the previous page; the page
-            starts after it, even when it is gone since (requeued or deleted).
-        :param limit: at most this many. ``None`` reads every dead letter, a read that
-            grows with their number: a page of a list (the dashboard's) gives one."""
 
-    async def dead_count(self) -> int:
-        """How many dead letters there are (one read, whatever their number)."""
+class ConfigBackend(Protocol):
+    """What the global config needs: namespaces of text values, and each worker's
+    heartbeat (its status, kept while it beats)."""
 
-    async def requeue_dead(self, uuid: str) -> RequeueResult:
-        """Queue a dead letter again, as new; nothing else is ever requeued this way."""
+    async def config_set(self, name: str, key: str, value: str) -> None: ...
 
-    async def delete_dead(self, uuid: str) -> bool:
-        """Forget a dead letter (its record stays until it expires or is purged)."""
+    async def config_get(self, name: str, key: str) -> str | None: ...
 
-    async def migrate_keys(self) -> tuple[int, list[str]]:
-        """Move the app's keys from an older version's names to this one's: how many
-        moved, and those left because their new name was taken."""
+    async def config_delete(self, name: str, key: str) -> bool:
+        """Remove ``key`` of namespace ``name``; whether it was there."""
 
-    async def stats(self) -> BackendStats: ...
+    async def config_get_all(self, name: str) -> dict[str, str]: ...
+
+    async def config_get_match(self, name: str, pattern: str) -> dict[str, str]: ...
+
+    async def set_status(self, worker_id: str, status: str, ttl: float) -> None: ...
+
+    async def clear_status(self, worker_id: str) -> None: ...
+
+
+class SchedulerBackend(Protocol):
+    """What the schedules need: each schedule's cursor moved atomically with its tick's
+    enqueue, and the definitions added at run time. Those are stored by
+    :meth:`save_schedule` in the config namespace ``schedules``
+    (:data:`~qtasks_core.keys.SCHEDULES_NAMESPACE`), and read back with
+    :meth:`ConfigBackend.config_get_all`."""
 
     async def cursor(self, schedule: str) -> dict[str, str]:
         """The cursor of ``schedule``: ``next`` (the tick it waits for) and ``last``
@@ -319,12 +393,12 @@ class Backend(Protocol):
     ) -> tuple[Ticked, int]:
         """Move the cursor of ``schedule`` from ``expected`` (``None``: a new cursor) to
         ``new_next`` and, with ``fired``, enqueue ``task`` (``uuid, record, priority``,
-        as :meth:`enqueue`) as that tick's, in one atomic step. Nothing is written if
-        the cursor is elsewhere (another scheduler moved it) or ``fired`` is not due by
-        the backend's clock (``"lost"``), or if ``definition`` (a schedule added at run
-        time, as the scheduler read it; ``None``: declared in code) is no longer the
-        one :meth:`save_schedule` stored (``"stale"``). Returns what it did, and the
-        backend's time (ms)."""
+        as :meth:`StorageBackend.enqueue`) as that tick's, in one atomic step. Nothing
+        is written if the cursor is elsewhere (another scheduler moved it) or ``fired``
+        is not due by the backend's clock (``"lost"``), or if ``definition`` (a schedule
+        added at run time, as the scheduler read it; ``None``: declared in code) is no
+        longer the one :meth:`save_schedule` stored (``"stale"``). Returns what it did,
+        and the backend's time (ms)."""
 
     async def save_schedule(self, name: str, definition: str | None) -> bool:
         """Store the ``definition`` (JSON text) of a schedule added at run time, or with
@@ -338,42 +412,14 @@ class Backend(Protocol):
         change ``after`` (``"0"``: before any), or ``timeout`` passes; returns the
         latest change's id (``after`` when none came). Every waiter wakes."""
 
-    async def start_workflow(
-        self, workflow_id: str, record: dict[str, str], nodes: dict[str, str]
-    ) -> bool:
-        """Write a workflow's record (status ``process``) and its tree ``nodes`` (path ->
-        node as JSON text: ``{"k": "t"|"c"|"g", "n": children, "f": a task's record,
-        "p": its priority, "i": immutable}``) and queue its first tasks, atomically.
-        From then on the backend advances it as members end, in the same step that
-        writes each member's final status. ``False`` if it was started already."""
 
-    async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
-        """A workflow's stored tree: path -> node JSON (see :meth:`start_workflow`),
-        plus its bookkeeping fields (``<path>#left``, ``<path>#<i>`` results,
-        ``<path>#ended``); empty once it expired."""
-
-    async def purge_queue(
-        self, queue: str, reason: str = "purged", ttl: float | None = None
-    ) -> int:
-        """Empty ``queue``: its queued tasks end ``cancel`` with ``reason`` (waiters
-        wake; records expire after ``ttl`` seconds); returns how many. Running and
-        delayed tasks are left alone."""
-
-    async def flush_all(self) -> None: ...
-
-    async def delete_finished(self) -> int: ...
-
-    async def config_set(self, name: str, key: str, value: str) -> None: ...
-
-    async def config_get(self, name: str, key: str) -> str | None: ...
-
-    async def config_delete(self, name: str, key: str) -> bool:
-        """Remove ``key`` of namespace ``name``; whether it was there."""
-
-    async def config_get_all(self, name: str) -> dict[str, str]: ...
-
-    async def config_get_match(self, name: str, pattern: str) -> dict[str, str]: ...
-
-    async def set_status(self, worker_id: str, status: str, ttl: float) -> None: ...
-
-    async def clear_status(self, worker_id: str) -> None: ...
+class Backend(
+    LifecycleBackend,
+    BrokerBackend,
+    StorageBackend,
+    ConfigBackend,
+    SchedulerBackend,
+    Protocol,
+):
+    """What an engine implements: every component's part of the contract, held by the
+    contract suite in ``tests/backends/`` that runs on every backend and transport."""

@@ -3,95 +3,25 @@
 Each test runs on the in-memory backend, on a real Redis through the lean connection,
 on the same Redis through redis-py only, and over TLS (redis-py), so the Lua functions
 and the Python engine cannot drift apart. Garbage that a user (or a bug) leaves in
-Redis is written with a plain redis-py client, as ``redis-cli`` would.
+Redis is written with a plain redis-py client, as ``redis-cli`` would. The fixtures
+are in ``conftest.py``, what the tests share in ``support.py``; each component's own
+part of the protocol is in a ``test_contract_<component>.py`` of its own, and
+``test_contract_coverage.py`` fails when a method of the protocol is left out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
-import redis
 
-from qtasks_core.backends import Backend, Claimed, MemoryBackend, RedisBackend
+from qtasks_core.backends import Claimed
 from qtasks_core.errors import BackendError
-from qtasks_core.keys import Keys
-from tests.backends.support import record, run
-
-T = TypeVar("T")
-_names = itertools.count()
-
-
-class Subject:
-    """A backend under test, and raw access to its data for writing garbage."""
-
-    def __init__(self, backend: Backend, raw: redis.Redis | None, keys: Keys) -> None:
-        self.backend = backend
-        self.raw = raw
-        self.keys = keys
-
-    def needs_redis(self) -> redis.Redis:
-        assert self.raw is not None, "use the redis_subject fixture"
-        return self.raw
-
-    def add(self, uuid: str, priority: int = 0, **extra: str) -> None:
-        assert run(self.backend.enqueue(uuid, record(priority=priority, **extra), priority))
-
-    def claim(self, n: int = 10, lease: float = 30.0, worker: str = "w1", **kw: Any) -> Any:
-        # As an idle worker claims: a task recovered from a dead worker is given alone.
-        kw.setdefault("alone", True)
-        return run(self.backend.claim(n, worker, lease, 5, **kw))
-
-    def finish(self, uuid: str, token: str, status: str = "success", **kw: Any) -> bool:
-        fields = {"status": status, "returning": json.dumps(kw.pop("result", None))}
-        return run(self.backend.finish(uuid, token, fields, kw.get("ttl"), kw.get("delay")))
-
-
-def _subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    name = f"contract-{os.getpid()}-{next(_names)}"
-    keys = Keys.for_app(name)
-    if request.param == "memory":
-        yield Subject(MemoryBackend(), None, keys)
-        return
-    if request.param == "redis-tls":
-        from tests.tls_support import tls_url
-
-        url = tls_url(*request.getfixturevalue("tls_server"))
-    elif request.param.startswith("redis-cluster"):
-        url = request.getfixturevalue("cluster").url
-    else:
-        url = request.getfixturevalue("redis_url")
-    backend = RedisBackend(url, name, lean=not request.param.endswith("-py"))
-    raw: Any = (
-        request.getfixturevalue("cluster").client()
-        if request.param.startswith("redis-cluster")
-        else redis.Redis.from_url(url)
-    )
-    yield Subject(backend, raw, keys)
-    for key in raw.scan_iter(match=keys.prefix + "*"):
-        raw.delete(key)
-    raw.close()
-
-
-REDIS_KINDS = ["redis-lean", "redis-py", "redis-tls", "redis-cluster", "redis-cluster-py"]
-
-
-@pytest.fixture(params=["memory", *REDIS_KINDS])
-def subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    yield from _subject(request)
-
-
-@pytest.fixture(params=REDIS_KINDS)
-def redis_subject(request: pytest.FixtureRequest) -> Iterator[Subject]:
-    """A backend on Redis only: garbage left by ``redis-cli`` exists there alone."""
-    yield from _subject(request)
-
+from tests.backends.support import Subject, beating, record, run, uuids
 
 # -- enqueue -------------------------------------------------------------------------------
 
@@ -234,29 +164,6 @@ def test_a_released_task_is_queued_again_without_counting_a_delivery(subject: Su
     assert run(subject.backend.release({"a": token, "unknown": "1"})) == ["a"]
     again = subject.claim().tasks[0]
     assert again["uuid"] == "a" and again["attempts"] == "1"
-
-
-def beating(
-    subject: Subject,
-    seconds: float,
-    lease: float,
-    then: Callable[[], Awaitable[T]] | None = None,
-) -> T | None:
-    """Let ``seconds`` pass while live workers heartbeat (an empty renewal every
-    lease/12): without them, a silence reads as an outage and every lease is granted a
-    full lease again. Twice as often as a worker beats: with a lease this short, a
-    hiccup of this process on a busy machine would otherwise read as an outage. ``then``
-    runs right after, on the same connection (a new one would first need its
-    handshake, a silence of its own with TLS)."""
-
-    async def beat() -> T | None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await subject.backend.extend({}, lease)
-            await asyncio.sleep(lease / 12)
-        return await then() if then is not None else None
-
-    return run(beat())
 
 
 def test_an_expired_lease_is_recovered_and_the_poison_limit_holds(subject: Subject) -> None:
@@ -414,10 +321,6 @@ def test_stats_count_live_statuses_from_the_sets(subject: Subject) -> None:
 
 
 # -- named queues, delays, expiry -------------------------------------------------------------
-
-
-def uuids(claimed: Claimed) -> list[str]:
-    return [t["uuid"] for t in claimed.tasks]
 
 
 def test_a_claim_takes_only_the_queues_it_names(subject: Subject) -> None:
@@ -750,65 +653,6 @@ def test_limit_keys_of_the_wrong_type_lose_no_task(redis_subject: Subject) -> No
     assert subject.finish("a", token["a"])
     assert [t["uuid"] for t in subject.claim(limits=limits).tasks] == ["c"]
     assert raw.type(prefix + "slots:lim") == b"zset"
-
-
-# -- schedules added at run time -------------------------------------------------------------
-
-
-def test_a_tick_of_a_removed_or_replaced_schedule_writes_nothing(subject: Subject) -> None:
-    b = subject.backend
-    hourly, minutely = '{"every": 3600.0}', '{"every": 60.0}'
-    assert run(b.save_schedule("beat", hourly)) is False
-    assert run(b.tick("beat", None, 1_000, None, None, hourly))[0] == "moved"
-    assert run(b.save_schedule("beat", hourly)) is True  # the same again: nothing changes
-    assert run(b.cursor("beat"))["next"] == "1000"
-    # Replaced: a scheduler still holding the old definition fires nothing, and the new
-    # one starts afresh (its next tick dropped, its last run kept).
-    assert run(b.save_schedule("beat", minutely)) is True
-    assert "next" not in run(b.cursor("beat"))
-    task = ("periodic:beat:500", record(), 0)
-    assert run(b.tick("beat", None, 1_000, 500, task, hourly))[0] == "stale"
-    # Removed: not even the current definition ticks any more.
-    assert run(b.save_schedule("beat", None)) is True
-    assert run(b.tick("beat", None, 1_000, 500, task, minutely))[0] == "stale"
-    assert run(b.get("periodic:beat:500")) is None
-    assert run(b.save_schedule("beat", None)) is False
-    # A schedule declared in code (no definition given) is not checked.
-    assert run(b.tick("beat", None, 1_000, 500, task))[0] == "moved"
-    assert run(b.get("periodic:beat:500")) is not None
-
-
-def test_a_schedule_change_wakes_every_waiter_at_once(subject: Subject) -> None:
-    b = subject.backend
-
-    async def scenario() -> tuple[str, list[str], float, str]:
-        before = await b.wait_schedules("0", 0.01)
-        waiters = [asyncio.ensure_future(b.wait_schedules(before, 10)) for _ in range(3)]
-        await asyncio.sleep(0.2)
-        started = time.monotonic()
-        await b.save_schedule("beat", '{"every": 1.0}')
-        woken = await asyncio.gather(*waiters)
-        took = time.monotonic() - started
-        # Nothing newer than the latest change: the wait times out with what it was given.
-        return before, woken, took, await b.wait_schedules(woken[0], 0.05)
-
-    before, woken, took, again = run(scenario())
-    assert len(set(woken)) == 1 and woken[0] != before
-    assert took < 2.0, took
-    assert again == woken[0]
-    # A change made while nobody waited is seen by the next wait, at once.
-    run(b.save_schedule("beat", None))
-    assert run(b.wait_schedules(woken[0], 10)) not in (before, woken[0])
-
-
-def test_a_schedule_changes_key_of_the_wrong_type_is_replaced(redis_subject: Subject) -> None:
-    subject = redis_subject
-    subject.needs_redis().set(subject.keys.schedule_changes, "oops")
-    b = subject.backend
-    assert run(b.wait_schedules("0", 0.05)) == "0"
-    subject.needs_redis().set(subject.keys.schedule_changes, "oops")
-    assert run(b.save_schedule("beat", '{"every": 1.0}')) is False
-    assert run(b.wait_schedules("0", 1)) != "0"
 
 
 def test_dead_letters_are_read_a_page_at_a_time_newest_first(subject: Subject) -> None:
