@@ -26,6 +26,14 @@ How a model parameter gets its value, first rule that applies:
    arguments left over go to the parameters after the model. With none of these, a
    parameter with a default keeps it.
 
+Every other annotated parameter is converted by its annotation as well, in pydantic's
+lax mode: arguments travel as JSON, so a ``datetime``, ``Decimal``, ``UUID``, enum,
+dataclass or ``TypedDict`` parameter receives its type, not the string or dict it
+arrived as, and ``"2"`` sent to ``a: int`` arrives as ``2``. One ``TypeAdapter`` per
+function checks them all in one call; it is built on the function's first run and
+kept. A parameter without an annotation (or annotated ``Any`` or ``object``) is passed
+as it came, and a function with none to convert pays nothing.
+
 Invalid input ends the task ``error`` with pydantic's message; a returned model is
 stored as its JSON.
 """
@@ -39,7 +47,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PydanticUserError, TypeAdapter
+from typing_extensions import TypedDict
 
 from qtasks_hooks import hookimpl
 
@@ -61,6 +70,76 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
 def _models(func: Any) -> dict[str, type[BaseModel]]:
     """Parameters of ``func`` annotated with a pydantic model (cached per function)."""
     return {n: m for n, a in type_hints(func).items() if (m := _model_of(a)) is not None}
+
+
+#: Types that JSON decodes to: an argument of exactly its parameter's type is passed on.
+_JSON_TYPES: frozenset[type] = frozenset({int, float, str, bool, list, dict})
+#: Annotations that convert nothing: the value is passed as it came.
+_AS_IS: frozenset[Any] = frozenset({Any, object, inspect.Parameter.empty})
+
+
+@functools.lru_cache(maxsize=1024)
+def _converter(func: Any, echo: bool) -> _Converter | None:
+    """The parameters of ``func`` converted by their annotations (models excepted: they
+    have their own rules), with one adapter that converts them together; ``None`` when
+    there are none. ``echo``: the first parameter is the task's context, not passed."""
+    hints = type_hints(func)
+    params = parameters(func)[1:] if echo else parameters(func)
+    fields: dict[str, Any] = {}
+    places: list[tuple[str, int]] = []
+    positional = True
+    for position, param in enumerate(params):
+        if param.kind in (param.VAR_POSITIONAL, param.KEYWORD_ONLY, param.VAR_KEYWORD):
+            positional = False  # no argument after *args lands on a named parameter
+            if param.kind is not param.KEYWORD_ONLY:
+                continue
+        annotation = hints.get(param.name, inspect.Parameter.empty)
+        if annotation in _AS_IS or _model_of(annotation) is not None:
+            continue
+        try:
+            TypeAdapter(annotation)
+        except PydanticUserError:
+            # A class pydantic cannot build (a context, a client), or a typing.TypedDict
+            # on Python 3.11, which pydantic refuses: passed as it came.
+            continue
+        fields[param.name] = annotation
+        if positional:
+            places.append((param.name, position))
+    if not fields:
+        return None
+    # total=False: a parameter the caller left out keeps its default (or is filled by
+    # another plugin, as Depends does) and is not checked.
+    shape = TypedDict(f"{getattr(func, '__name__', 'task')}_args", fields, total=False)  # type: ignore[misc]
+    exact = {name: a for name, a in fields.items() if a in _JSON_TYPES}
+    return _Converter(frozenset(fields), tuple(places), TypeAdapter(shape), exact)
+
+
+class _Converter(typing.NamedTuple):
+    names: frozenset[str]
+    #: Each converted parameter that an argument can fill by position, with its place.
+    places: tuple[tuple[str, int], ...]
+    adapter: TypeAdapter[Any]
+    #: Parameters annotated with a type JSON itself gives (``int``, ``str`` …).
+    exact: dict[str, type]
+
+    def convert(self, args: list[Any], kw: dict[str, Any]) -> bool:
+        """Convert the given arguments of annotated parameters in place; whether any
+        was converted."""
+        given = {name: args[place] for name, place in self.places if place < len(args)}
+        for name in self.names.intersection(kw):
+            given[name] = kw[name]
+        exact = self.exact
+        # The common case, ``a: int`` given an int: already its type, nothing to check.
+        if all(type(value) is exact.get(name) for name, value in given.items()):
+            return False
+        places = dict(self.places)
+        for name, value in self.adapter.validate_python(given).items():
+            place = places.get(name)
+            if place is not None and place < len(args):
+                args[place] = value
+            else:
+                kw[name] = value
+        return True
 
 
 def _from_fields(
@@ -103,8 +182,12 @@ class PydanticArgsPlugin:
     ) -> tuple[list[Any], dict[str, Any]] | None:
         func = task_executor.task_func.func
         models = _models(func)
+        converter = _converter(func, task_executor.task_func.echo)
         if not models:
-            return None
+            if converter is None:
+                return None
+            args, kw = list(args), dict(kw)
+            return (args, kw) if converter.convert(args, kw) else None
         params = list(parameters(func))
         if task_executor.task_func.echo and params:
             params = params[1:]
@@ -120,6 +203,8 @@ class PydanticArgsPlugin:
                 args[position] = model.model_validate(args[position])
             else:
                 _from_fields(model, param, position, args, kw, names - {param.name})
+        if converter is not None:
+            converter.convert(args, kw)
         return args, kw
 
     @hookimpl

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
+import decimal
+import enum
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
 from qtasks_core import Depends, QueueTasks, State
 
@@ -50,6 +56,80 @@ def test_a_returned_model_is_stored_as_its_json(app: QueueTasks) -> None:
 
     with app.running_worker():
         assert app.add_task("make", timeout=10).returning == {"name": "Ada", "age": 36}
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Window(TypedDict):
+    width: int
+
+
+def test_arguments_arrive_as_the_types_the_function_declares(app: QueueTasks) -> None:
+    """JSON carries strings and dicts; the worker converts them by the annotations."""
+    ident = uuid.uuid4()
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    def kinds(
+        when: datetime.datetime,
+        amount: decimal.Decimal,
+        ident: uuid.UUID,
+        color: Color,
+        point: Point,
+        window: Window,
+        *rest: Any,
+        scale: float = 1.0,
+    ) -> list[Any]:
+        assert isinstance(when, datetime.datetime) and isinstance(amount, decimal.Decimal)
+        assert isinstance(ident, uuid.UUID) and isinstance(point, Point)
+        return [color.name, point.x + point.y, window, list(rest), scale]
+
+    @app.task
+    def plain(a, b):  # type: ignore[no-untyped-def]
+        return a + b
+
+    with app.running_worker():
+        assert app.add_task("add", "2", "3", timeout=10).returning == 5
+        converted = app.add_task(
+            "kinds",
+            datetime.datetime(2026, 12, 7, 9, 30),
+            decimal.Decimal("1.10"),
+            ident,
+            "red",
+            {"x": 1, "y": "2"},
+            {"width": 3},
+            "extra",
+            scale="2.5",
+            timeout=10,
+        )
+        # No annotation, no conversion: what was sent arrives.
+        assert app.add_task("plain", "2", "3", timeout=10).returning == "23"
+    assert converted.status == "success", converted.traceback
+    assert converted.returning == ["RED", 3, {"width": 3}, ["extra"], 2.5]
+
+
+def test_an_argument_its_annotation_refuses_ends_the_task_error_naming_it(
+    app: QueueTasks,
+) -> None:
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    with app.running_worker():
+        task = app.add_task("add", 1, b="three", timeout=10)
+    assert task.status == "error"
+    assert "add_args\nb\n  Input should be a valid integer" in (task.traceback or "")
 
 
 def test_the_pydantic_plugin_can_be_switched_off(redis_url: str) -> None:
