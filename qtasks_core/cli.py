@@ -104,7 +104,7 @@ AppOption = Annotated[
         "--app",
         "-A",
         envvar=ENV_APP,
-        help=f"The app: 'module:attribute' or 'module:factory()' (default: ${ENV_APP}).",
+        help="The app: 'module:attribute' or 'module:factory()'.",
     ),
 ]
 RedisUrlOption = Annotated[
@@ -406,7 +406,7 @@ def plugins(
             "--app",
             "-A",
             envvar=ENV_APP,
-            help=f"Include an app's own plugins (default: ${ENV_APP}).",
+            help="Include an app's own plugins.",
         ),
     ] = None,
 ) -> None:
