@@ -38,12 +38,16 @@ if TYPE_CHECKING:
 #: The app's ``ENV_REDIS_URL``, repeated here: importing it from the app would load the
 #: app, pydantic and redis-py to print help (a test keeps the two equal).
 ENV_REDIS_URL: Final = "QTASKS_REDIS_URL"
+#: Where ``-A``/``--app`` is read from when the command line leaves it out.
+ENV_APP: Final = "QTASKS_APP"
+#: The distribution whose version ``qtasks --version`` prints.
+DISTRIBUTION: Final = "qtasks-core"
 
-# Plain help and usage errors (rich_markup_mode=None): typer's rich rendering imports
-# rich for about 0.2 s, more than the rest of `qtasks --help` together.
+# The app's help is its callback's docstring (_options). Plain help and usage errors
+# (rich_markup_mode=None): typer's rich rendering imports rich for about 0.2 s, more
+# than the rest of `qtasks --help` together.
 cli = typer.Typer(
     name="qtasks",
-    help="QTasks: run workers, inspect queues, enqueue tasks, manage plugins.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -56,6 +60,35 @@ server_cli = typer.Typer(
 cli.add_typer(server_cli, name="server")
 
 
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    # Imported here: reading distribution metadata is no part of every other command.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        typer.echo(f"{DISTRIBUTION} {version(DISTRIBUTION)}")
+    except PackageNotFoundError:
+        fail(f"{DISTRIBUTION} is not installed (run from a source tree): pip install -e .")
+    raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the installed qtasks-core version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """QTasks: run workers, enqueue tasks, follow, retry or cancel them, inspect queues,
+    manage plugins."""
+
+
 class _Command(TyperCommand):
     """A command listed in help with the whole first sentence of its docstring."""
 
@@ -66,7 +99,13 @@ class _Command(TyperCommand):
 
 
 AppOption = Annotated[
-    str, typer.Option("--app", "-A", help="The app: 'module:attribute' or 'module:factory()'.")
+    str,
+    typer.Option(
+        "--app",
+        "-A",
+        envvar=ENV_APP,
+        help="The app: 'module:attribute' or 'module:factory()'.",
+    ),
 ]
 RedisUrlOption = Annotated[
     str | None,
@@ -91,13 +130,21 @@ def load_app(path: str, redis_url: str | None = None) -> "QueueTasks":
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        fail(f"cannot import {module_name!r} for --app {path}: {type(exc).__name__}: {exc}")
+        fail(f"cannot import {module_name!r} for --app {path}: {_one_line(exc)}")
     call = attr.endswith("()")
     name = attr.removesuffix("()")
     target = getattr(module, name, None)
     if target is None:
         fail(f"module {module_name!r} has no attribute {name!r} (from --app {path})")
-    app = target() if call else target
+    if call and not callable(target):
+        fail(
+            f"--app {path}: {name} is a {type(target).__name__}, not a factory: write "
+            f"{module_name}:{name}"
+        )
+    try:
+        app = target() if call else target
+    except Exception as exc:
+        fail(f"--app {path}: the factory {module_name}.{name}() raised {_one_line(exc)}")
     from .app import BaseQueueTasks, QueueTasks
 
     if not isinstance(app, BaseQueueTasks):
@@ -112,6 +159,13 @@ def load_app(path: str, redis_url: str | None = None) -> "QueueTasks":
     if redis_url:
         app.redis_url = redis_url
     return app
+
+
+def _one_line(exc: BaseException) -> str:
+    """``TypeError: message``, cut to the message's first line: a user's own exception
+    is reported in one line, as every other error of the command line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -347,7 +401,13 @@ def plugins(
         str | None, typer.Option(help="Only plugins implementing this trigger.")
     ] = None,
     app_path: Annotated[
-        str | None, typer.Option("--app", "-A", help="Include an app's own plugins.")
+        str | None,
+        typer.Option(
+            "--app",
+            "-A",
+            envvar=ENV_APP,
+            help="Include an app's own plugins.",
+        ),
     ] = None,
 ) -> None:
     """List the plugins QTasks loads: entry points (and an app's own), with their triggers."""
@@ -658,12 +718,23 @@ def add(
     ] = None,
     priority: Annotated[int | None, typer.Option(help="Lower runs first.")] = None,
     wait: Annotated[
-        float | None, typer.Option(help="Wait up to N seconds for the result and print it.")
+        float | None,
+        typer.Option(help="Wait up to N seconds for the task to end; print its status and result."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole task record as JSON.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Send a task name the app does not declare (a worker's app may)."
+        ),
+    ] = False,
     redis_url: RedisUrlOption = None,
 ) -> None:
-    """Enqueue a task from the shell (and optionally wait for its result)."""
-    from .errors import QTasksError, TaskTimeoutError
+    """Enqueue a task from the shell and print its id; with --wait, its status and result
+    (exit 1 if it ended error or cancel)."""
+    from .errors import QTasksError
 
     def parse(value: str) -> Any:
         try:
@@ -679,18 +750,117 @@ def add(
         fail("--kwargs must be a JSON object")
     application = load_app(app_path, redis_url)
     _start_or_fail(application)
+    # After start: the app's tasks include every shared_task only from then on.
+    if not force and task not in application.tasks:
+        fail(_unknown_task(application, task))
     try:
         result = application.send_task(
             task, [parse(a) for a in args or []], kw, priority=priority, timeout=wait
         )
-    except TaskTimeoutError as exc:
-        fail(str(exc))
     except QTasksError as exc:
         fail(str(exc))
-    typer.echo(result.model_dump_json(indent=2))
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    elif wait is None:
+        typer.echo(result.uuid)
+    else:
+        typer.echo(_outcome(result))
     application.stop()
-    if result.status == "error":
+    if result.status in ("error", "cancel"):
         raise typer.Exit(1)
+
+
+def _unknown_task(app: "QueueTasks", name: str) -> str:
+    """Why ``qtasks add`` refuses ``name``, with the names the user may have meant."""
+    import difflib
+
+    known = sorted(app.tasks)
+    close = difflib.get_close_matches(name, known, n=3)
+    if close:
+        hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    elif known:
+        hint = f"its tasks: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''}."
+    else:
+        hint = "it declares none."
+    return (
+        f"app {app.name!r} has no task {name!r}: {hint} (--force sends it anyway, for a "
+        "worker whose app declares it)"
+    )
+
+
+def _result_json(value: Any) -> str:
+    """A result as JSON (what the task returned went through JSON already); ``repr`` of
+    what a plugin made that JSON cannot hold."""
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def _outcome(task: Any) -> str:
+    """One line: the task's id and status, then its result, error or cancel reason."""
+    if task.status == "success":
+        detail = _result_json(task.returning)
+    elif task.status == "error":
+        detail = _last_line(task.traceback) or "no traceback stored"
+    elif task.status == "cancel":
+        detail = task.cancel_reason or "no reason given"
+    else:
+        return f"{task.uuid} {task.status}"
+    return f"{task.uuid} {task.status}: {detail}"
+
+
+def _last_line(text: str | None) -> str:
+    """The exception line of a traceback (its last non-blank line)."""
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+@cli.command(cls=_Command)
+def get(
+    app_path: AppOption,
+    uuid: Annotated[str, typer.Argument(help="The task's id.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole task record as JSON.")
+    ] = False,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Show a task: its status, result or error (with the traceback), and when it was
+    created, started and finished."""
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    task = application.get(uuid)
+    application.stop()
+    if task is None:
+        fail(f"no task {uuid} (unknown, or its record expired)")
+    if as_json:
+        typer.echo(task.model_dump_json(indent=2))
+        return
+    rows: list[tuple[str, Any]] = [
+        ("uuid", task.uuid),
+        ("task", f"{task.task_name} (queue {task.queue}, priority {task.priority})"),
+        ("status", task.status),
+    ]
+    if task.status == "success":
+        rows.append(("result", _result_json(task.returning)))
+    elif task.status == "cancel":
+        rows.append(("reason", task.cancel_reason or "none given"))
+    if task.progress is not None and not task.is_finished:
+        rows.append(("progress", _result_json(task.progress.get("value"))))
+    rows += [
+        ("attempts", task.attempts),
+        ("created", task.created_at),
+        ("due", task.eta),
+        ("expires", task.expires),
+        ("started", task.started_at),
+        ("finished", task.finished_at),
+        ("worker", task.worker),
+    ]
+    for label, value in rows:
+        if value is not None:
+            shown = value.isoformat() if isinstance(value, datetime) else value
+            typer.echo(f"{label + ':':<10}{shown}")
+    if task.status == "error":
+        typer.echo("error:")
+        for line in (task.traceback or "no traceback stored").rstrip().splitlines():
+            typer.echo(f"  {line}")
 
 
 @cli.command(cls=_Command)
@@ -722,6 +892,112 @@ def abort(
         raise typer.Exit(1)
 
 
+@cli.command(cls=_Command)
+def cancel(
+    app_path: AppOption,
+    uuid: Annotated[str, typer.Argument(help="The task's id.")],
+    reason: Annotated[str, typer.Option(help="Stored as the task's cancel_reason.")] = "",
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Cancel a task that has not started (queued, delayed or waiting for a retry): it
+    never runs. A running task is left alone: `qtasks abort` stops one."""
+    from .errors import QTasksError
+
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    try:
+        cancelled = application.cancel(uuid, reason)
+        task = None if cancelled else application.get(uuid)
+    except QTasksError as exc:
+        fail(str(exc))
+    application.stop()
+    if cancelled:
+        typer.echo(f"task {uuid} cancelled: it will not run")
+        return
+    if task is None:
+        typer.echo(f"task {uuid} not cancelled: no such task (unknown, or its record expired)")
+    elif task.status == "process":
+        typer.echo(f"task {uuid} not cancelled: it is running (qtasks abort stops a running task)")
+    else:
+        typer.echo(f"task {uuid} not cancelled: it had ended already ({task.status})")
+    raise typer.Exit(1)
+
+
+@cli.command(cls=_Command)
+def retry(
+    app_path: AppOption,
+    uuid: Annotated[
+        str | None, typer.Argument(help="The task's id (or --failed for every failed task).")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every task that ended error (and is still kept).")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="With --failed: only tasks of this name.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    redis_url: RedisUrlOption = None,
+) -> None:
+    """Send a task that ended error or cancel again, as a new task with its name,
+    arguments, queue and priority; with --failed, every task that ended error. The
+    old records stay: retrying twice sends twice."""
+    from .errors import QTasksError
+
+    if name is not None and not failed:
+        fail("--name filters --failed: write qtasks retry --failed --name NAME")
+    if (uuid is None) == (not failed):
+        fail("give a task's id or --failed (one of the two): qtasks retry UUID")
+    if uuid is not None:
+        application = load_app(app_path, redis_url)
+        _start_or_fail(application)
+        try:
+            new = application.retry(uuid)
+        except QTasksError as exc:
+            fail(str(exc))
+        typer.echo(f"task {uuid} sent again as {new.uuid}")
+        application.stop()
+        return
+    application = load_app(app_path, redis_url)
+    _start_or_fail(application)
+    # Read whole before the first send, so that no task sent now is counted or sent twice.
+    wanted = list(_failed_uuids(application, name))
+    of = "" if name is None else f" of task {name!r}"
+    if not wanted:
+        typer.echo(f"no task{of} of app {application.name!r} ended error")
+        application.stop()
+        return
+    question = (
+        f"Send again {len(wanted)} task(s){of} that ended error, of app {application.name!r}?"
+    )
+    if not yes and not typer.confirm(question):
+        application.stop()
+        raise typer.Exit(1)
+    refused = 0
+    for old in wanted:
+        try:
+            new = application.retry(old)
+        except QTasksError as exc:
+            refused += 1
+            typer.echo(f"{old}: not sent: {exc}")
+        else:
+            typer.echo(f"{old}: sent again as {new.uuid}")
+    typer.echo(f"sent again {len(wanted) - refused} of {len(wanted)} task(s)")
+    application.stop()
+    if refused:
+        raise typer.Exit(1)
+
+
+def _failed_uuids(application: "QueueTasks", name: str | None) -> Iterator[str]:
+    """The ids of every kept task that ended error (of ``name``), newest first."""
+    before = None
+    while True:
+        page = application.list_tasks(status="error", task_name=name, before=before, limit=500)
+        yield from (task.uuid for task in page.tasks)
+        if page.next is None:
+            return
+        before = page.next
+
+
 # -- maintenance -----------------------------------------------------------------------
 
 
@@ -744,8 +1020,8 @@ def purge(
     ] = None,
     redis_url: RedisUrlOption = None,
 ) -> None:
-    """Delete finished task records (success, error, cancel) now; or, with --queue,
-    empty one queue."""
+    """Delete finished task records (success, error, cancel) now; queued tasks stay. Not
+    `celery purge`, which empties queues: that is --queue NAME here."""
     if queue is not None:
         from ._validate import check_queue
 

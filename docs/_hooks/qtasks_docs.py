@@ -10,6 +10,9 @@
   ``<!-- readme: Section title > "first words" .. "stop words" -->`` (up to, not
   including, the block that starts with the stop words). A section or block that is
   not found fails the build, so a renamed heading cannot leave a page empty.
+- The command line's reference (``<!-- cli: commands -->`` in ``reference/cli.md``) is
+  generated at every build from the Typer app (``typer.main.get_command``): each
+  command's usage, help and options, as ``qtasks COMMAND --help`` prints them.
 - ``docs/plugins.md`` keeps its checked-in copy of the reference for readers of the
   repository (a test keeps it in sync); on the site that copy gives way to a link to
   the generated page.
@@ -29,6 +32,8 @@ from qtasks_hooks.reference import BEGIN, END, render
 from qtasks_hooks.specs import __doc__ as SPECS_DOC
 
 TRIGGERS_PAGE = "reference/triggers.md"
+CLI_PAGE = "reference/cli.md"
+CLI_MARKER = "<!-- cli: commands -->"
 ROOT = Path(__file__).resolve().parents[2]
 
 _DIRECTIVE = re.compile(
@@ -51,6 +56,10 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
     src = page.file.src_uri
     if src == "plugins.md":
         markdown = _link_generated_reference(markdown)
+    if src == CLI_PAGE:
+        if CLI_MARKER not in markdown:
+            raise PluginError(f"docs/{CLI_PAGE} lost its marker {CLI_MARKER}")
+        markdown = markdown.replace(CLI_MARKER, cli_reference())
     return _DIRECTIVE.sub(lambda match: _include(match, src), markdown)
 
 
@@ -81,6 +90,61 @@ def _triggers_page() -> str:
         "[Plugins](../plugins.md).\n\n"
         f"{intro}\n\n{body}"
     )
+
+
+def cli_reference() -> str:
+    """Every command of ``qtasks`` (the group's own options first, then each command and
+    each command of a sub-group such as ``qtasks server``), in the order of its help."""
+    import typer
+
+    from qtasks_core.cli import cli
+
+    root = typer.main.get_command(cli)
+    context = typer.Context(root, info_name="qtasks")
+    sections = [_cli_command(root, context, "qtasks")]
+    for name, command, parent in _cli_commands(root, context):
+        sub = typer.Context(command, info_name=name, parent=parent)
+        sections.append(_cli_command(command, sub, sub.command_path))
+    return "\n\n".join(sections)
+
+
+def _cli_commands(group: Any, context: Any) -> list[tuple[str, Any, Any]]:
+    """``(name, command, parent context)`` of each visible command, sub-groups' too."""
+    import typer
+    from typer.core import TyperGroup
+
+    found = []
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        if command is None or command.hidden:
+            continue
+        if isinstance(command, TyperGroup):
+            inner = typer.Context(command, info_name=name, parent=context)
+            found += _cli_commands(command, inner)
+        else:
+            found.append((name, command, context))
+    return found
+
+
+def _cli_command(command: Any, context: Any, path: str) -> str:
+    anchor = "-".join(path.split()[1:]) or "qtasks"
+    text = [
+        f"### `{path}` {{#{anchor}}}",
+        f"```text\n{command.get_usage(context)}\n```",
+        command.help or "",
+    ]
+    rows = [param.get_help_record(context) for param in command.params]
+    rows = [row for row in rows if row is not None]
+    if rows:
+        table = ["| option | what it does |", "|---|---|"]
+        table += [f"| `{flags}` | {_cell(help_text)} |" for flags, help_text in rows]
+        text.append("\n".join(table))
+    return "\n\n".join(part for part in text if part)
+
+
+def _cell(text: str) -> str:
+    """Help text in one table cell: one line, its pipes escaped."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _link_generated_reference(markdown: str) -> str:

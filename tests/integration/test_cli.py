@@ -16,6 +16,7 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
+import qtasks_core
 from qtasks_core import BackendError, QueueTasks
 from qtasks_core.cli import cli
 from qtasks_core.keys import Keys
@@ -24,7 +25,18 @@ from tests.support import wait_for
 from .apps import sample
 
 HERE = Path(__file__).resolve().parent
+ROOT = Path(qtasks_core.__file__).resolve().parents[1]
 runner = CliRunner()
+
+
+@pytest.fixture
+def sample_env(sample_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The integration tests' environment, whose processes run the qtasks_core under
+    test (the one this process imported), not another one installed; the apps the
+    commands import here are imported afresh, under this test's app name."""
+    sys.modules.pop("apps.lifecycle", None)
+    yield {**sample_env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    sys.modules.pop("apps.lifecycle", None)
 
 
 def producer(env: dict[str, str]) -> QueueTasks:
@@ -38,9 +50,11 @@ def executions(env: dict[str, str]) -> dict[str, int]:
     return sample.executions(client, env["QTASKS_TEST_APP"])
 
 
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def start_worker(
+    env: dict[str, str], *args: str, app: str = "apps.sample:app"
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "qtasks_core", "worker", "-A", "apps.sample:app", *args],
+        [sys.executable, "-m", "qtasks_core", "worker", "-A", app, *args],
         env=env,
         cwd=HERE,
         stdout=subprocess.PIPE,
@@ -61,6 +75,17 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         (["worker", "-A", "apps.sample:record"], "not a QueueTasks app"),
         (["add", "-A", "apps.sample:app", "noop", "--kwargs", "{bad"], "--kwargs is not valid"),
         (["worker", "-A", "apps.sample:app", "--log-format", "xml"], "--log-format 'xml'"),
+        (
+            ["worker", "-A", "apps.lifecycle:make()"],
+            "--app apps.lifecycle:make(): the factory apps.lifecycle.make() raised "
+            "TypeError: make() needs a settings object",
+        ),
+        (["stats", "-A", "apps.sample:app()"], "app is a QueueTasks, not a factory"),
+        (["add", "-A", "apps.sample:app", "nop", "x"], "has no task 'nop': did you mean 'noop'"),
+        (["add", "-A", "apps.lifecycle:app", "zzz"], "its tasks: also_fails, fails, lingers"),
+        (["retry", "-A", "apps.sample:app"], "give a task's id or --failed"),
+        (["retry", "-A", "apps.sample:app", "some-id", "--failed"], "give a task's id or"),
+        (["retry", "-A", "apps.sample:app", "--name", "noop"], "--name filters --failed"),
     ],
 )
 def test_user_errors_print_one_line_and_exit_non_zero(sample_env, args, message) -> None:
@@ -91,18 +116,225 @@ def test_a_bad_option_exits_non_zero() -> None:
 def test_add_waits_and_prints_the_result_and_stats_shows_it(sample_env) -> None:
     worker = start_worker(sample_env)
     try:
-        result = runner.invoke(
+        plain = runner.invoke(
             cli, ["add", "-A", "apps.sample:factory()", "noop", "hello", "--wait", "20"]
+        )
+        whole = runner.invoke(
+            cli, ["add", "-A", "apps.sample:app", "noop", "again", "--wait", "20", "--json"]
         )
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    assert result.exit_code == 0, result.output
-    task = json.loads(result.output)
-    assert task["status"] == "success" and task["returning"] == "hello"
+    assert plain.exit_code == 0, plain.output
+    uuid, outcome = plain.output.strip().split(" ", 1)
+    assert outcome == 'success: "hello"'
+    assert producer(sample_env).get(uuid).returning == "hello"  # type: ignore[union-attr]
+    assert whole.exit_code == 0, whole.output
+    task = json.loads(whole.output)
+    assert task["status"] == "success" and task["returning"] == "again"
+    assert task["task_name"] == "noop" and task["args"] == ["again"]
     stats = runner.invoke(cli, ["stats", "-A", "apps.sample:app", "--json"])
     assert stats.exit_code == 0
-    assert json.loads(stats.output)["status_counts"]["success"] >= 1
+    assert json.loads(stats.output)["status_counts"]["success"] >= 2
+
+
+def test_add_without_wait_prints_the_id_to_follow(sample_env) -> None:
+    added = runner.invoke(cli, ["add", "-A", "apps.sample:app", "noop", "later"])
+    assert added.exit_code == 0, added.output
+    app = producer(sample_env)
+    task = app.get(added.output.strip())
+    assert task is not None and (task.status, task.args) == ("new", ("later",))
+    as_json = runner.invoke(cli, ["add", "-A", "apps.sample:app", "noop", "x", "--json"])
+    assert json.loads(as_json.output)["status"] == "new"
+    app.stop()
+
+
+def test_add_wait_prints_the_error_and_exits_1(sample_env) -> None:
+    worker = start_worker(sample_env, app="apps.lifecycle:app")
+    try:
+        result = runner.invoke(
+            cli, ["add", "-A", "apps.lifecycle:app", "fails", "x", "--wait", "20"]
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().endswith(" error: ValueError: bad input x")
+
+
+def test_add_force_sends_a_name_only_a_workers_app_declares(sample_env) -> None:
+    refused = runner.invoke(cli, ["add", "-A", "apps.sample:app", "elsewhere"])
+    assert refused.exit_code == 2 and "--force" in refused.output
+    forced = runner.invoke(cli, ["add", "-A", "apps.sample:app", "elsewhere", "1", "--force"])
+    assert forced.exit_code == 0, forced.output
+    app = producer(sample_env)
+    task = app.get(forced.output.strip())
+    assert task is not None and (task.task_name, task.args) == ("elsewhere", (1,))
+    app.stop()
+
+
+def test_add_knows_the_shared_tasks_of_the_app(sample_env) -> None:
+    """A library's shared_task joins the app when it starts: it is no unknown name."""
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qtasks_core",
+            "add",
+            "-A",
+            "apps.shared:app",
+            "from_a_library",
+            "x",
+        ],
+        env=sample_env,
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    app = producer(sample_env)
+    task = app.get(added.stdout.strip())
+    assert task is not None and task.task_name == "from_a_library"
+    app.stop()
+
+
+def test_the_app_comes_from_qtasks_app_when_a_command_leaves_it_out(sample_env) -> None:
+    added = runner.invoke(cli, ["add", "noop", "env"], env={"QTASKS_APP": "apps.sample:app"})
+    assert added.exit_code == 0, added.output
+    shown = runner.invoke(
+        cli, ["get", added.output.strip(), "--json"], env={"QTASKS_APP": "apps.sample:app"}
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["args"] == ["env"]
+    assert "QTASKS_APP" in runner.invoke(cli, ["get", "--help"]).output
+    missing = runner.invoke(cli, ["get", "some-id"], env={"QTASKS_APP": None})
+    assert missing.exit_code == 2 and "--app" in missing.output
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"qtasks-core {version('qtasks-core')}\n"
+
+
+# -- a task's life: get, retry, cancel -------------------------------------------------
+
+
+def run_burst(env: dict[str, str]) -> None:
+    worker = start_worker(env, "--burst", app="apps.lifecycle:app")
+    output, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, output
+
+
+def test_get_prints_status_result_error_and_times(sample_env) -> None:
+    app = producer(sample_env)
+    ok = app.send_task("succeeds", [{"total": 3}]).uuid
+    bad = app.send_task("fails", ["y"]).uuid
+    run_burst(sample_env)
+    shown = runner.invoke(cli, ["get", "-A", "apps.lifecycle:app", ok])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert f"uuid:     {ok}" in lines and "status:   success" in lines
+    assert 'result:   {"total": 3}' in lines
+    assert {line.split(":", 1)[0] for line in lines} >= {"created", "started", "finished"}
+    failed = runner.invoke(cli, ["get", "-A", "apps.lifecycle:app", bad])
+    assert "status:   error" in failed.output
+    assert "Traceback" in failed.output and "ValueError: bad input y" in failed.output
+    whole = json.loads(
+        runner.invoke(cli, ["get", "-A", "apps.lifecycle:app", bad, "--json"]).output
+    )
+    assert whole["uuid"] == bad and whole["status"] == "error" and whole["args"] == ["y"]
+    unknown = runner.invoke(cli, ["get", "-A", "apps.lifecycle:app", "no-such-task"])
+    assert unknown.exit_code == 2
+    assert (
+        unknown.output == "qtasks: error: no task no-such-task (unknown, or its record expired)\n"
+    )
+    app.stop()
+
+
+def test_retry_sends_one_failed_task_again(sample_env) -> None:
+    app = producer(sample_env)
+    bad = app.send_task("fails", ["z"], priority=3).uuid
+    ok = app.send_task("succeeds", [1]).uuid
+    run_burst(sample_env)
+    result = runner.invoke(cli, ["retry", "-A", "apps.lifecycle:app", bad])
+    assert result.exit_code == 0, result.output
+    new_uuid = result.output.strip().rsplit(" ", 1)[1]
+    assert result.output == f"task {bad} sent again as {new_uuid}\n"
+    again = app.get(new_uuid)
+    assert again is not None
+    assert (again.status, again.task_name, again.args, again.priority) == (
+        "new",
+        "fails",
+        ("z",),
+        3,
+    )
+    refused = runner.invoke(cli, ["retry", "-A", "apps.lifecycle:app", ok])
+    assert refused.exit_code == 2 and "only a task that ended error or cancel" in refused.output
+    app.stop()
+
+
+def test_retry_failed_asks_then_sends_every_failed_task_of_a_name(sample_env) -> None:
+    app = producer(sample_env)
+    failing = [app.send_task("fails", [f"f{i}"]).uuid for i in range(2)]
+    other = app.send_task("also_fails", ["o"]).uuid
+    app.send_task("succeeds", ["fine"])
+    run_burst(sample_env)
+    args = ["retry", "-A", "apps.lifecycle:app", "--failed", "--name", "fails"]
+    declined = runner.invoke(cli, args, input="n\n")
+    assert declined.exit_code == 1
+    assert "Send again 2 task(s) of task 'fails' that ended error" in declined.output
+    assert app.list_tasks(status="new").tasks == []
+    sent = runner.invoke(cli, [*args, "--yes"])
+    assert sent.exit_code == 0, sent.output
+    assert "sent again 2 of 2 task(s)" in sent.output
+    queued = app.list_tasks(status="new").tasks
+    assert sorted(t.args for t in queued) == [("f0",), ("f1",)]
+    assert all(f"{old}: sent again as " in sent.output for old in failing)
+    assert other not in sent.output
+    every = runner.invoke(cli, ["retry", "-A", "apps.lifecycle:app", "--failed"], input="y\n")
+    assert every.exit_code == 0, every.output
+    assert "Send again 3 task(s) that ended error" in every.output
+    assert "sent again 3 of 3 task(s)" in every.output
+    app.stop()
+
+
+def test_retry_failed_with_nothing_failed_says_so(sample_env) -> None:
+    result = runner.invoke(
+        cli, ["retry", "-A", "apps.lifecycle:app", "--failed", "--name", "fails"]
+    )
+    assert result.exit_code == 0
+    assert "no task of task 'fails' of app" in result.output and "ended error" in result.output
+
+
+def test_cancel_says_whether_it_cancelled_and_why_not(sample_env) -> None:
+    app = producer(sample_env)
+    queued = app.send_task("succeeds", [1], delay=60).uuid
+    result = runner.invoke(cli, ["cancel", "-A", "apps.lifecycle:app", queued, "--reason", "no"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"task {queued} cancelled: it will not run\n"
+    task = app.get(queued)
+    assert task is not None and (task.status, task.cancel_reason) == ("cancel", "no")
+    again = runner.invoke(cli, ["cancel", "-A", "apps.lifecycle:app", queued])
+    assert again.exit_code == 1 and "it had ended already (cancel)" in again.output
+    unknown = runner.invoke(cli, ["cancel", "-A", "apps.lifecycle:app", "no-such-task"])
+    assert unknown.exit_code == 1 and "no such task" in unknown.output
+    running = app.send_task("lingers", [60]).uuid
+    worker = start_worker(sample_env, app="apps.lifecycle:app")
+    try:
+        wait_for(lambda: app.get(running).status == "process", what="the task running")
+        busy = runner.invoke(cli, ["cancel", "-A", "apps.lifecycle:app", running])
+        assert busy.exit_code == 1
+        assert "it is running (qtasks abort stops a running task)" in busy.output
+        assert app.get(running).status == "process"  # type: ignore[union-attr]
+        app.abort(running)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    app.stop()
 
 
 def test_the_commands_run_an_app_of_qtasks_core_asyncio(sample_env) -> None:
@@ -114,7 +346,7 @@ def test_the_commands_run_an_app_of_qtasks_core_asyncio(sample_env) -> None:
     assert app.get(queued).status == "cancel"  # type: ignore[union-attr]
     added = runner.invoke(cli, ["add", "-A", "apps.sample_async:app", "echo", "now"])
     assert added.exit_code == 0, added.output
-    uuid = json.loads(added.output)["uuid"]
+    uuid = added.output.strip()
     worker = subprocess.run(
         [sys.executable, "-m", "qtasks_core", "worker", "-A", "apps.sample_async:app", "--burst"],
         env=sample_env,
