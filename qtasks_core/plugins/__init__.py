@@ -7,6 +7,7 @@ name                      what                                            module
 ``qtasks.pydantic``       model-typed parameters validated                 pydantic_args
 ``qtasks.depends``        ``Depends(func, scope=...)`` parameters          depends
 ``qtasks.state``          per-worker ``State`` objects by annotation       state
+``qtasks.tasklog``        a worker's line per finished task                tasklog
 ========================  ==============================================  ==========
 
 Turn one off with ``QueueTasks(block_plugins=["qtasks.depends"])`` or
@@ -25,12 +26,14 @@ from .depends import Depends, DependsPlugin
 from .pydantic_args import PydanticArgsPlugin
 from .retry import RetryPlugin
 from .state import State, StatePlugin
+from .tasklog import TaskLogPlugin
 
 BUILTINS: dict[str, Callable[[], object]] = {
     "qtasks.retry": RetryPlugin,
     "qtasks.pydantic": PydanticArgsPlugin,
     "qtasks.depends": DependsPlugin,
     "qtasks.state": StatePlugin,
+    "qtasks.tasklog": TaskLogPlugin,
 }
 
 
