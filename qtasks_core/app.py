@@ -59,8 +59,9 @@ class BaseQueueTasks(AdminOps, WorkflowOps, ScheduleOps, WorkerOps):
     :param name: the app's name; apps of one name share queues and results. 1 to 128
         ASCII letters, digits, ``_``, ``.`` and ``-`` (it is part of every Redis key).
     :param redis_url: ``redis://``, ``rediss://`` or ``unix://`` URL, or ``memory://``
-        for the in-process backend. Default: ``$QTASKS_REDIS_URL``, else the embedded
-        Valkey server under ``./.qtasks`` (started on first use).
+        for the in-process backend. Default: ``$QTASKS_REDIS_URL``, else the user's
+        embedded Valkey server (:mod:`qtasks_core.embedded`, started on first use), or
+        the in-memory backend in eager mode.
     :param result_ttl: seconds a finished task stays readable (``None``: forever);
         default ``$QTASKS_RESULT_TTL``, else 86400. The same as ``app.config.result_ttl``.
     :param config: the settings (:class:`~qtasks_core.config.QueueConfig`); default one

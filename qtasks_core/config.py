@@ -26,6 +26,11 @@ events                     false                            at once: every statu
                                                             event stream (``app.events()``)
 events_max                 10000                            at once: entries the stream
                                                             keeps (about)
+delete_finished_tasks      false                            at once: ``true`` keeps
+                                                            finished records
+                                                            :data:`FINISHED_TTL` seconds
+                                                            at most (``result_ttl``);
+                                                            ``false`` restores the TTL
 ========================== ================================ ==============================
 
 The environment is read once, when the app is created: ``QTASKS_<SETTING>`` in any case,
@@ -48,9 +53,16 @@ from ._validate import check_priority
 from .errors import TaskOptionError
 from .keys import EVENTS_MAX
 
-__all__ = ["REMOVED", "QueueConfig"]
+__all__ = ["FINISHED_TTL", "REMOVED", "QueueConfig"]
 
 ENV_PREFIX: Final = "QTASKS_"
+
+#: The result TTL that ``delete_finished_tasks = True`` sets: the shortest that still lets
+#: every waiter read the result. ``wait`` and ``add_task(timeout=)`` read the record
+#: right after the final status (Redis wakes them in the same step that writes it), so
+#: a second would do on a healthy connection; a minute also covers a waiter that was
+#: reconnecting (backoff after a blip) or an ``app.get`` right after the task ended.
+FINISHED_TTL: Final = 60.0
 
 #: The original's settings that no longer exist, and what to write instead.
 REMOVED: Final[dict[str, str]] = {
@@ -61,11 +73,6 @@ REMOVED: Final[dict[str, str]] = {
     "running_older_tasks": (
         "recovery is always on: a task whose worker died is claimed again once its lease "
         "runs out (`qtasks worker --lease SECONDS`), and tasks of live workers never run twice"
-    ),
-    "delete_finished_tasks": (
-        "finished tasks expire after `app.config.result_ttl` seconds (QTASKS_RESULT_TTL; "
-        "`none` keeps them): set a short TTL, or call `app.purge()` to delete finished "
-        "records now"
     ),
     "task_default_decode": (
         "the original never used it either: give `decode=` to each task (`@app.task(decode=f)`)"
@@ -134,6 +141,10 @@ class QueueConfig(BaseModel):
     :param logs_default_level_server: / :param logs_default_level_client: a level
         (``"INFO"``, ``"debug"``, ``logging.INFO``) set on the worker-side / the
         caller-side loggers (see :data:`LOGGERS`); ``None`` leaves logging alone.
+    :param delete_finished_tasks: the original's switch, "keep no finished records":
+        ``True`` lowers ``result_ttl`` to :data:`FINISHED_TTL` (a shorter TTL stays),
+        ``False`` puts back the TTL it replaced. Setting ``result_ttl`` afterwards is
+        a choice of its own: it turns this back to ``False``.
     """
 
     # A plain model that reads its variables itself (_from_environment): the
@@ -147,14 +158,22 @@ class QueueConfig(BaseModel):
     logs_default_level_client: int | None = None
     events: bool = False
     events_max: int = Field(default=EVENTS_MAX, ge=1)
+    delete_finished_tasks: bool = False
 
     _listeners: list[Callable[[str, Any], None]] = PrivateAttr(default_factory=list)
+    #: The TTL ``delete_finished_tasks = True`` replaced, put back by ``False``.
+    _kept_ttl: float | None = PrivateAttr(default=None)
 
     def __init__(self, **values: Any) -> None:
         for name in values:
             self._check_name(name, f"QueueConfig({name}=...)")
         _check_environment()
         super().__init__(**{**_from_environment(), **values})
+        if self.delete_finished_tasks:
+            self._kept_ttl = self.result_ttl
+            # Past this class's __setattr__, which takes a TTL set after the switch for
+            # the user's own and turns the switch off.
+            BaseModel.__setattr__(self, "result_ttl", _shortest(self.result_ttl))
 
     @field_validator("task_default_priority")
     @classmethod
@@ -193,11 +212,26 @@ class QueueConfig(BaseModel):
             super().__setattr__(name, value)
             return
         self._check_name(name, f"app.config.{name}")
+        deleting = self.delete_finished_tasks
         super().__setattr__(name, value)
+        changed = [name]
+        if name == "delete_finished_tasks" and self.delete_finished_tasks != deleting:
+            if self.delete_finished_tasks:
+                self._kept_ttl = self.result_ttl
+                super().__setattr__("result_ttl", _shortest(self.result_ttl))
+            else:
+                super().__setattr__("result_ttl", self._kept_ttl)
+            changed.append("result_ttl")
+        elif name == "result_ttl" and deleting:
+            # A TTL set by hand after the switch is the user's latest word: reading the
+            # switch back must not claim records are dropped while they are kept.
+            super().__setattr__("delete_finished_tasks", False)
+            changed.append("delete_finished_tasks")
         # Each component that uses a setting applies it where it acts (the storage's
         # TTL, the loggers): a value set at run time takes effect without a restart.
-        for listener in self._listeners:
-            listener(name, getattr(self, name))
+        for setting in changed:
+            for listener in self._listeners:
+                listener(setting, getattr(self, setting))
 
     def __getattr__(self, name: str) -> Any:
         # Reading a removed setting must say what replaced it, as setting it does.
@@ -216,6 +250,12 @@ class QueueConfig(BaseModel):
             level = getattr(self, name)
             if level is not None:
                 set_level(name, level)
+
+
+def _shortest(ttl: float | None) -> float:
+    """The result TTL of ``delete_finished_tasks``: :data:`FINISHED_TTL`, or ``ttl`` if
+    it is already shorter (the switch never keeps records longer)."""
+    return FINISHED_TTL if ttl is None else min(ttl, FINISHED_TTL)
 
 
 def set_level(setting: str, level: int | None) -> None:

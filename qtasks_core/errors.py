@@ -70,18 +70,39 @@ class TaskTimeoutError(QTasksError, TimeoutError):
     """A wait for a task's final state ran out; the task itself goes on.
 
     ``uuid`` is the task's id (wait again with ``app.wait(uuid)``); ``task`` is its
-    last seen state, or ``None`` if it could not be read.
+    last seen state, or ``None`` if it could not be read. ``no_worker`` is the task's
+    queue when the task was still ``new`` and no live worker served that queue when
+    the wait ran out (the message then says so), else ``None``.
     """
 
-    def __init__(self, uuid: str, timeout: float, task: Task | None = None) -> None:
+    def __init__(
+        self,
+        uuid: str,
+        timeout: float,
+        task: Task | None = None,
+        *,
+        no_worker: str | None = None,
+        backend: str | None = None,
+    ) -> None:
         status = task.status if task is not None else "unknown"
+        if no_worker is None:
+            advice = "it is still queued or running: wait again with app.wait(uuid)"
+        else:
+            where = f" on {backend}" if backend else ""
+            advice = (
+                f"no live worker serves its queue {no_worker!r}{where}: start one "
+                f"(qtasks worker -A module:app"
+                + ("" if no_worker == "default" else f" -Q {no_worker}")
+                + "), or point the worker at the same server as this process (the same "
+                "QTASKS_REDIS_URL, or the same QTASKS_HOME for the embedded server)"
+            )
         super().__init__(
-            f"task {uuid} did not finish within {timeout:g}s (status: {status}); "
-            "it is still queued or running: wait again with app.wait(uuid)"
+            f"task {uuid} did not finish within {timeout:g}s (status: {status}); {advice}"
         )
         self.uuid = uuid
         self.timeout = timeout
         self.task = task
+        self.no_worker = no_worker
 
 
 class TaskCancel(QTasksError):

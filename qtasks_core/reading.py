@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 
 from ._util import fired
 from ._validate import check_timeout
-from .errors import TaskOptionError, TaskTimeoutError
-from .schemas import FINAL_STATUSES, StatusChange, Task, TaskPage
+from .errors import BackendError, TaskOptionError, TaskTimeoutError
+from .keys import DEFAULT_QUEUE
+from .schemas import FINAL_STATUSES, StatusChange, Task, TaskPage, TaskStatus
 from .wiring import Wiring
 
 log = logging.getLogger("qtasks.app")
@@ -87,11 +88,34 @@ class ReadOps(Wiring):
                 return task
             # Not done yet (a long wait is made of bounded blocks) or a retry is pending.
             if loop.time() >= deadline:
-                raise TaskTimeoutError(uuid, timeout, task)
+                raise TaskTimeoutError(uuid, timeout, task, **await self._why_not_started(task))
             if done:
                 # The token is there but the record is not final (e.g. requeued from
                 # the dead letters): block on the record's next change instead.
                 await asyncio.sleep(0.05)
+
+    async def _why_not_started(self, task: Task | None) -> dict[str, str]:
+        """For a wait that ran out on a task still queued: its queue and the backend,
+        when no live worker serves that queue (the usual cause: the worker runs on
+        another server, e.g. an embedded one in another folder)."""
+        if task is None or task.status != TaskStatus.NEW:
+            return {}
+        try:
+            stats = await self.broker.stats()
+        except BackendError:
+            return {}  # the timeout is the error to report, not this check
+        serving = {
+            queue
+            for worker in stats.workers
+            for queue in worker.get("queues") or [DEFAULT_QUEUE]
+            if isinstance(queue, str)
+        }
+        if task.queue in serving:
+            return {}
+        where = self.backend.location
+        if self.embedded_home:
+            where = f"the embedded server in {self.embedded_home}"
+        return {"no_worker": task.queue, "backend": where}
 
     async def watch_async(self, uuid: str, timeout: float | None = None) -> AsyncIterator[Task]:
         """Yield the task ``uuid`` each time it reports progress (``ctx.set_progress``;

@@ -5,7 +5,9 @@ fixture                       gives
 ============================  ============================================================
 ``qtasks_memory_app``         a ``QueueTasks`` on the in-memory backend, stopped after
 ``qtasks_eager``              ``qtasks_eager(app)``: ``add_task`` runs the task at once,
-                              in-process, and returns it finished (undone after the test)
+                              in-process, and returns it finished (undone after the test);
+                              an app with no Redis URL runs on the in-memory backend, so
+                              no embedded server is started
 ``qtasks_worker``             ``qtasks_worker(app, **options)``: a real worker running for
                               the rest of the test (stopped after)
 ``qtasks_redis_url``          ``$QTASKS_TEST_REDIS_URL``, else a throwaway Redis/Valkey
@@ -52,7 +54,12 @@ def qtasks_memory_app() -> Iterator[QueueTasks]:
 
 @pytest.fixture
 def qtasks_eager() -> Iterator[Callable[[QueueTasks], QueueTasks]]:
-    """Switch apps to eager mode for one test."""
+    """Switch apps to eager mode for one test.
+
+    An app with no Redis URL (neither ``redis_url=`` nor ``$QTASKS_REDIS_URL``) that
+    has not connected yet resolves to the in-memory backend, and keeps it for the rest
+    of the process: unit tests start no embedded server and leave no data folder.
+    """
     switched: list[tuple[QueueTasks, bool]] = []
 
     def eager(app: QueueTasks) -> QueueTasks:

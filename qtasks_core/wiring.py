@@ -194,10 +194,15 @@ class Wiring(Registry):
             return MemoryBackend()
         if url:
             return RedisBackend(url, self.name)
+        if self.eager:
+            # Eager mode runs every task in this process, so no other process needs to
+            # reach its records: a unit test must not start (or leave behind) a server.
+            return MemoryBackend()
         from .embedded import ensure_server, home
 
-        self.embedded_home = str(home())
-        return RedisBackend(ensure_server(), self.name)
+        folder = home()
+        self.embedded_home = str(folder)
+        return RedisBackend(ensure_server(folder), self.name)
 
     def _build(self) -> tuple[Broker, Storage, GlobalConfig]:
         if self._components is None:

@@ -9,9 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
-from qtasks_core import QueueTasks
+from qtasks_core import QueueConfig, QueueTasks
+from qtasks_core.backends import memory as memory_backend
+from qtasks_core.config import FINISHED_TTL
 from qtasks_core.errors import TaskOptionError
+from qtasks_core.keys import Keys
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -72,8 +76,6 @@ def test_a_setting_that_no_longer_exists_says_what_replaced_it(
     make_app: Callable[[], QueueTasks], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app()
-    with pytest.raises(TaskOptionError, match=r"delete_finished_tasks.*result_ttl"):
-        app.config.delete_finished_tasks = True
     with pytest.raises(TaskOptionError, match=r"running_older_tasks.*lease"):
         app.config.running_older_tasks = True
     with pytest.raises(AttributeError, match=r"max_tasks_process.*--concurrency"):
@@ -107,3 +109,64 @@ def test_log_levels_take_effect_at_once(make_app: Callable[[], QueueTasks]) -> N
     finally:
         worker_log.setLevel(before[0])
         app_log.setLevel(before[1])
+
+
+class _Later:
+    """The in-memory backend's clock, ``ahead`` seconds in the future (Redis cannot be
+    moved forward: there the test reads the TTL Redis holds instead)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+
+def test_delete_finished_tasks_keeps_no_finished_record(
+    make_app: Callable[[], QueueTasks], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The original's own tests write exactly this.
+    app = make_app()
+    app.config.delete_finished_tasks = True
+
+    @app.task
+    def plain() -> str:
+        return "done"
+
+    clock = _Later()
+    monkeypatch.setattr(memory_backend, "time", clock)
+    with app.running_worker():
+        done = app.add_task("plain", timeout=10)
+    assert done.returning == "done"  # the waiter read it
+    assert app.get(done.uuid) is not None  # and so can a get right after
+    assert app.config.delete_finished_tasks is True
+
+    def kept_after_a_minute(uuid: str) -> bool:
+        if url == "memory://":
+            clock.ahead += FINISHED_TTL + 1
+            return app.get(uuid) is not None
+        left = redis.Redis.from_url(url).ttl(Keys.for_app(app.name).task(uuid))
+        assert left > 0
+        return bool(left > FINISHED_TTL)
+
+    assert not kept_after_a_minute(done.uuid)
+
+    app.config.delete_finished_tasks = False  # records are kept again, as before
+    assert app.config.result_ttl == 86400
+    with app.running_worker():
+        kept = app.add_task("plain", timeout=10)
+    assert kept_after_a_minute(kept.uuid)
+
+
+def test_delete_finished_tasks_from_the_constructor_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert QueueConfig(delete_finished_tasks=True).result_ttl == FINISHED_TTL
+    # The switch never keeps records longer than a shorter TTL already does.
+    assert QueueConfig(delete_finished_tasks=True, result_ttl=5).result_ttl == 5
+    monkeypatch.setenv("QTASKS_DELETE_FINISHED_TASKS", "true")
+    app = QueueTasks("compat-delete-finished", redis_url="memory://", load_entry_points=False)
+    assert app.config.delete_finished_tasks is True
+    assert app.result_ttl == FINISHED_TTL
+    app.config.result_ttl = 600  # a TTL chosen afterwards wins, and the switch says so
+    assert (app.config.delete_finished_tasks, app.result_ttl) == (False, 600)

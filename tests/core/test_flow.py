@@ -21,6 +21,7 @@ from qtasks_core import (
     hookimpl,
     shared_task,
 )
+from tests.support import wait_for
 
 
 def test_get_right_after_add_task_finds_it(app: QueueTasks) -> None:
@@ -86,6 +87,27 @@ def test_a_wait_that_times_out_says_so_and_keeps_the_id(app: QueueTasks) -> None
     assert info.value.task is not None and info.value.task.status == "new"
     with app.running_worker():
         assert app.wait(uuid, timeout=10).returning == "done"
+
+
+def test_a_wait_on_a_task_no_worker_serves_says_so(app: QueueTasks) -> None:
+    @app.task
+    def later() -> str:
+        return "done"
+
+    # A worker runs, but on another queue: nothing will ever take the task.
+    with app.running_worker(queues=["reports"]):
+        wait_for(lambda: Stats(app).inspect().workers, what="the worker's heartbeat")
+        with pytest.raises(TaskTimeoutError) as info:
+            app.add_task("later", timeout=0.2)
+        assert info.value.no_worker == "default"
+        assert "no live worker serves its queue 'default'" in str(info.value)
+        assert app.backend.location in str(info.value)
+
+        # A task of the queue it serves, not due yet, is only waiting: no such hint.
+        with pytest.raises(TaskTimeoutError) as info:
+            app.send_task("later", queue="reports", delay=60, timeout=0.2)
+        assert info.value.no_worker is None
+        assert "no live worker" not in str(info.value)
 
 
 def test_unknown_task_name_ends_error_with_a_clear_message(app: QueueTasks) -> None:

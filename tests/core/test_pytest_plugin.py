@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from qtasks_core import QueueTasks
+from qtasks_core import QueueTasks, embedded
 
 pytest_plugins = ["pytester"]
 
@@ -59,6 +59,45 @@ def test_the_fixtures_work_in_a_users_test_suite(
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:valkey")
     result.assert_outcomes(passed=4)
+
+
+EAGER_WITHOUT_URL = """
+from qtasks_core import QueueTasks
+
+app = QueueTasks("user-app")  # no Redis URL: outside tests, the embedded server
+
+
+@app.task
+def add(a, b):
+    return a + b
+
+
+def test_add(qtasks_eager):
+    qtasks_eager(app)
+    assert app.add_task("add", 2, 3).returning == 5
+    assert app.get(app.add_task("add", 1, 1).uuid).returning == 2
+    assert app.embedded_home is None
+"""
+
+
+def test_eager_tests_of_an_app_without_a_url_start_no_server(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = pytester.path / "user"
+    for name in ("QTASKS_REDIS_URL", "QTASKS_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(user))
+    monkeypatch.setenv("XDG_STATE_HOME", str(user / "state"))
+    pytester.makepyfile(test_user=EAGER_WITHOUT_URL)
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:valkey")
+    finally:
+        embedded.stop_server(user / "state" / "qtasks")  # had one started after all
+    result.assert_outcomes(passed=1)
+    # Neither the server's folder (where it would keep its data, pid and address) nor
+    # the old default in the current directory: no server was started.
+    assert not user.exists()
+    assert not (pytester.path / ".qtasks").exists()
 
 
 def test_eager_mode_runs_exactly_the_task_enqueued(
