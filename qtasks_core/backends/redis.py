@@ -13,10 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-import redis.asyncio as aioredis
 from pydantic_core import to_json
-from redis.asyncio.client import Pipeline
-from redis.exceptions import NoPermissionError, ResponseError
 
 from ..errors import BackendDataError, BackendPermissionError
 from ..keys import (
@@ -31,8 +28,7 @@ from ..keys import (
 )
 from ..schemas import StatusChange
 from . import _lua
-from ._connect import Links, Script, open_links
-from ._errors import mapped
+from ._errors import mapped, rx
 from ._topology import Topology
 from .base import (
     FINAL_STATUSES,
@@ -46,6 +42,10 @@ from .base import (
 )
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import Pipeline
+
+    from ._connect import Links, Script
     from ._resp import BlockingPool
 
 log = logging.getLogger("qtasks.backend.redis")
@@ -269,7 +269,7 @@ class RedisBackend:
             # call in a script), and their sockets go with them.
             for closed in [old for old in self._conns if old.is_closed()]:
                 del self._conns[closed]
-            conn = self._calls(open_links(self._topology))
+            conn = self._calls(self._topology.open())
             self._conns[loop] = conn
         self._last = (loop, conn)
         return conn
@@ -329,7 +329,7 @@ class RedisBackend:
                 )
             else:
                 reply = await self._conn().raw.xread({key: after}, count=count, block=block)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return []  # overwritten by hand: the next change writes it anew
             raise
@@ -343,7 +343,7 @@ class RedisBackend:
     async def status_events_last(self) -> str:
         try:
             last = await self._conn().raw.xrevrange(self.keys.changes, count=1)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return "0-0"
             raise
@@ -390,7 +390,7 @@ class RedisBackend:
             "unlink",
         )  # fmt: skip
         for name, reply in zip(names, await pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(reply, NoPermissionError):
+            if isinstance(reply, rx.NoPermissionError):
                 refused.append(name)
         if refused:
             rules = " ".join(f"+{c}" for c in refused)
@@ -411,7 +411,7 @@ class RedisBackend:
         keys with a TTL only (finished results), which is fine."""
         try:
             reply = await conn.client.config_get("maxmemory-policy")
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             # CONFIG refused by an ACL, or disabled by a managed service: the policy is
             # the operator's to know, and no reason to refuse to start.
             log.debug("cannot read the maxmemory-policy of %s: %s", self.location, exc)
@@ -584,7 +584,7 @@ class RedisBackend:
                 await blocking.execute("BLPOP", *keys, wait)
             else:
                 await self.client.blpop(keys, timeout=wait)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # A wake-up list holds nothing but tokens: one of the wrong type (someone
@@ -699,7 +699,7 @@ class RedisBackend:
         # still be readable, with the bad bytes replaced.
         try:
             raw = cast(dict[bytes, bytes], await self._conn().raw.hgetall(self.keys.task(uuid)))
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return None  # not a record of ours: nothing a caller could read
             raise
@@ -755,7 +755,7 @@ class RedisBackend:
                     str | None,
                     await self.client.blmove(key, key, cast(int, wait), "LEFT", "RIGHT"),
                 )
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # Not a token list (someone SET it): read the record instead of waiting.
@@ -830,7 +830,7 @@ class RedisBackend:
                     offset=None if limit is None else 0, num=limit, withscores=True,
                 )  # fmt: skip
                 rows = [r for r in cast(Rows, same) if r[0] < last] + cast(Rows, older)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return []  # an index overwritten by hand lists nothing
             raise
@@ -852,7 +852,7 @@ class RedisBackend:
     async def dead_count(self) -> int:
         try:
             return int(await self.client.zcard(self.keys.dead))
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return 0
             raise
@@ -950,7 +950,7 @@ class RedisBackend:
                     key, low, high, desc=newest_first, byscore=True, offset=0,
                     num=limit + spare, withscores=True,
                 )  # fmt: skip
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return []  # an index overwritten by hand lists nothing, stops nothing
             raise
@@ -974,7 +974,7 @@ class RedisBackend:
         k = self.keys
         try:
             names = sorted(cast(set[str], await client.smembers(k.queues)))
-        except ResponseError:
+        except rx.ResponseError:
             names = []  # a key of the wrong type: the named queues are not shown
         per_queue = {
             name: await self._queued_by_priority(k.queue_of(name))
@@ -993,7 +993,7 @@ class RedisBackend:
         workers = []
         try:
             ids = cast(list[str], await client.zrange(k.workers, 0, -1))
-        except ResponseError:
+        except rx.ResponseError:
             ids = []  # a key of the wrong type: the workers are not shown
         if ids:
             heartbeats: Pipeline = client.pipeline(transaction=False)
@@ -1026,7 +1026,7 @@ class RedisBackend:
     async def cursor(self, schedule: str) -> dict[str, str]:
         try:
             return cast(dict[str, str], await self.client.hgetall(self.keys.schedule(schedule)))
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return {}
             raise
@@ -1077,7 +1077,7 @@ class RedisBackend:
                 reply = await blocking.execute("XREAD", "BLOCK", block, "STREAMS", key, after)
             else:
                 reply = await self._conn().raw.xread({key: after}, block=block)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # The stream only wakes schedulers: one of another type (someone SET it) is
@@ -1106,7 +1106,7 @@ class RedisBackend:
     async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
         try:
             return cast(dict[str, str], await self.client.hgetall(self.keys.workflow(workflow_id)))
-        except ResponseError:
+        except rx.ResponseError:
             return {}  # a key of the wrong type: no tree to show
 
     @mapped("purge_queue")
