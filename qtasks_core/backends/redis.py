@@ -372,7 +372,7 @@ class RedisBackend:
             )
         # The probe loads the function library if the server lacks it (as any call
         # does): not a FUNCTION LOAD first, which Redis refuses when out of memory.
-        probe = self.keys.prefix + "probe"
+        probe = self.keys.probe
         refused = [c.decode() for c in await conn.probe(keys=[probe], args=[probe])]
         # The commands run outside the scripts (the blocking ones wait 10 ms).
         pipe: Pipeline = conn.client.pipeline(transaction=False)
@@ -838,7 +838,7 @@ class RedisBackend:
         # One round trip for the page's records, however long the page.
         pipe: Pipeline = client.pipeline(transaction=False)
         for raw_uuid, _ in entries:
-            pipe.hgetall(self.keys.prefix.encode() + b"dead:" + raw_uuid)
+            pipe.hgetall(self.keys.dead_letter("").encode() + raw_uuid)
         infos = await pipe.execute(raise_on_error=False) if entries else []
         out = []
         for (raw_uuid, score), info in zip(entries, infos, strict=True):
