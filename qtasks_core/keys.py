@@ -4,49 +4,17 @@ All keys of one app share the prefix ``qtasks:{<app name>}:``: the braces are a 
 Cluster hash tag, so every key of one app lives in one slot and each function's keys
 are on one node (apps spread over a cluster's shards). QTasks before 0.2 wrote
 ``qtasks:<app name>:``; ``qtasks migrate-keys`` moves such keys (see
-:meth:`Keys.legacy`):
+:meth:`Keys.legacy`).
 
-====================  =====  =========================================================
-key                   type   holds
-====================  =====  =========================================================
-``queue``             zset   uuid -> priority * 2**40 + sequence (ZPOPMIN = next task),
-                             the default queue
-``queue:<name>``      zset   the same, of the named queue ``<name>``
-``queues``            set    the names of the named queues ever sent to (for stats)
-``seq``               str    the enqueue sequence (FIFO within one priority)
-``task:<uuid>``       hash   the task record (status, task_name, args JSON, …)
-``running``           zset   uuid -> lease deadline in ms (a dead worker's lease expires)
-``scheduled``         zset   uuid -> due time in ms (retry backoff, delay, ETA)
-``wake``              list   one token per enqueue; idle workers block on it (BLPOP)
-``wakeq:<name>``      list   the same, for the named queue ``<name>``
-``wake:<worker>``     list   a token that wakes one worker that is stopping
-``done:<uuid>``       list   a token pushed when a task finishes; waiters block on it
-``counts``            hash   status -> number of tasks that entered it
-``clock``             str    when a worker last reached Redis (ms); a gap means an outage
-``dead``              zset   uuid -> time it was set aside (dead letters)
-``dead:<uuid>``       hash   the dead letter: reason and raw message
-``worker:<id>``       str    a live worker's heartbeat (JSON), expires with its lease
-``workers``           zset   worker id -> when its heartbeat expires (ms): who to read
-``index:<status>``    zset   uuid -> when it ended (ms), per final status: the task list
-``index:name:<task>`` zset   the same, per task name
-``events:<uuid>``     stream a task's progress and (when watched) its end: app.watch
-``wf:<id>``           hash   a workflow's tree (path -> node JSON), group counts, results
-``wf:<id>:live``      set    a workflow's members queued or running
-``workflows``         zset   workflow id -> when it started (ms): the workflows list
-``config:<name>``     hash   global config values of one namespace (JSON); the namespace
-                             ``schedules`` holds the schedules added at run time
-``schedule:<name>``   hash   a schedule's cursor: ``next`` tick and ``last`` fired (ms)
-``schedules``         stream one entry per change of the schedules added at run time
-                             (the last ``SCHEDULE_CHANGES_MAX``): every scheduler
-                             blocks on it (XREAD), so a change wakes them all at once
-``changes``           stream every task's status changes, capped (``events_max``):
-                             uuid, task_name, queue, previous, status, reason,
-                             attempt, worker (the id is its time); ``app.events()``
-====================  =====  =========================================================
+:data:`FAMILIES` lists every kind of key after the prefix, its type and what it holds:
+the one list. Python builds its keys with :class:`Keys`; the Redis functions with
+the ``key_<family>(prefix, ...)`` builders that ``backends/_lua.py`` writes from this
+list in front of ``lua/lib.lua``. ``tests/backends/test_key_names.py`` holds both to it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,8 +36,103 @@ SCHEDULES_NAMESPACE: Final = "schedules"
 
 
 @dataclass(frozen=True, slots=True)
+class KeyFamily:
+    """One kind of key of an app.
+
+    :param name: its name in code: ``key_<name>`` in the Redis functions, and the
+        :class:`Keys` member of the same name, if Python builds it.
+    :param pattern: the key after the app's prefix; ``<part>`` stands for what varies
+        (``task:<uuid>``).
+    :param type: the Redis type it holds.
+    :param holds: what it holds, and why.
+    """
+
+    name: str
+    pattern: str
+    type: str
+    holds: str
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The names of the parts that vary, in order."""
+        return tuple(_PART.findall(self.pattern))
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """The fixed text between the parts (``("task:", "")`` for ``task:<uuid>``)."""
+        return tuple(_PART.split(self.pattern)[::2])
+
+
+_PART: Final = re.compile(r"<(\w+)>")
+
+#: Every kind of key of an app, after its prefix.
+FAMILIES: Final[tuple[KeyFamily, ...]] = (
+    KeyFamily("queue", "queue", "zset",
+              "uuid -> priority * 2**40 + sequence (ZPOPMIN = next task), the default queue"),
+    KeyFamily("named_queue", "queue:<name>", "zset", "the same, of the named queue <name>"),
+    KeyFamily("queues", "queues", "set", "the names of the named queues ever sent to (stats)"),
+    KeyFamily("seq", "seq", "string", "the enqueue sequence (FIFO within one priority)"),
+    KeyFamily("task", "task:<uuid>", "hash", "the task record (status, task_name, args JSON, …)"),
+    KeyFamily("running", "running", "zset",
+              "uuid -> lease deadline in ms (a dead worker's lease expires)"),
+    KeyFamily("scheduled", "scheduled", "zset",
+              "uuid -> due time in ms (retry backoff, delay, ETA, the next rate window)"),
+    KeyFamily("wake", "wake", "list", "one token per enqueue; idle workers block on it (BLPOP)"),
+    KeyFamily("named_wake", "wakeq:<name>", "list", "the same, for the named queue <name>"),
+    KeyFamily("wake_worker", "wake:<worker>", "list", "a token that wakes one worker stopping"),
+    KeyFamily("done", "done:<uuid>", "list",
+              "a token pushed when a task finishes; waiters block on it"),
+    KeyFamily("counts", "counts", "hash", "status -> number of tasks that entered it"),
+    KeyFamily("clock", "clock", "string",
+              "when a worker last reached Redis (ms); a gap means an outage"),
+    KeyFamily("dead", "dead", "zset", "uuid -> time it was set aside (dead letters)"),
+    KeyFamily("dead_letter", "dead:<uuid>", "hash", "the dead letter: reason and raw message"),
+    KeyFamily("worker", "worker:<id>", "string",
+              "a live worker's heartbeat (JSON), expires with its lease"),
+    KeyFamily("workers", "workers", "zset",
+              "worker id -> when its heartbeat expires (ms): who to read"),
+    KeyFamily("index_of", "index:<status>", "zset",
+              "uuid -> when it ended (ms), per final status: the task list"),
+    KeyFamily("index_of_name", "index:name:<task>", "zset", "the same, per task name"),
+    KeyFamily("events", "events:<uuid>", "stream",
+              "a task's progress and (when watched) its end: app.watch"),
+    KeyFamily("workflow", "wf:<id>", "hash",
+              "a workflow's tree (path -> node JSON), group counts, results"),
+    KeyFamily("workflow_live", "wf:<id>:live", "set", "a workflow's members queued or running"),
+    KeyFamily("workflows", "workflows", "zset",
+              "workflow id -> when it started (ms): the workflows list"),
+    KeyFamily("slots", "slots:<task>", "zset",
+              "uuid -> lease deadline: the concurrency slots of task name <task> held now"),
+    KeyFamily("parked", "parked:<task>", "zset",
+              "uuid -> when parked: tasks of <task> waiting for a concurrency slot"),
+    KeyFamily("rate", "rate:<task>:<window>", "string",
+              "tasks of <task> claimed in rate window <window> (expires after two windows)"),
+    KeyFamily("unique", "unique:<key>", "string",
+              "the uuid of the task holding unique_key <key>, until it ends (or unique_until)"),
+    KeyFamily("config", "config:<name>", "hash",
+              "global config values of one namespace (JSON); the namespace ``schedules`` "
+              "holds the schedules added at run time"),
+    KeyFamily("schedule", "schedule:<name>", "hash",
+              "a schedule's cursor: ``next`` tick and ``last`` fired (ms)"),
+    KeyFamily("schedule_changes", "schedules", "stream",
+              "one entry per change of the schedules added at run time (the last "
+              "SCHEDULE_CHANGES_MAX): every scheduler blocks on it (XREAD)"),
+    KeyFamily("changes", "changes", "stream",
+              "every task's status changes, capped (events_max): uuid, task_name, queue, "
+              "previous, status, reason, attempt, worker (the id is its time); app.events()"),
+    KeyFamily("probe", "probe", "any",
+              "written and deleted by the start check of the user's permissions"),
+)  # fmt: skip
+
+#: Not a key of its own: ``<key>:never``, beside any key of the app, is never written.
+#: EXISTS on it fails while the app's slot migrates between cluster nodes, so a Redis
+#: function checks it before its first write (``unsettled`` in ``lua/lib.lua``).
+SLOT_PROBE_SUFFIX: Final = ":never"
+
+
+@dataclass(frozen=True, slots=True)
 class Keys:
-    """The key names of one app."""
+    """The key names of one app, as :data:`FAMILIES` lists them."""
 
     prefix: str
 
@@ -177,6 +240,11 @@ class Keys:
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"
+
+    @property
+    def probe(self) -> str:
+        """A key the start check writes and deletes."""
+        return self.prefix + "probe"
 
 
 _GLOB_SPECIAL: Final = str.maketrans({c: "\\" + c for c in "*?[]\\"})

@@ -10,16 +10,15 @@ out like a lost connection. Pipelines, ``MULTI`` and scans of the app's keys the
 on one server, and cost what they cost there: measured in ``bench/cluster.py``, a
 cluster client routing each command by its keys would only add work per call.
 
-``redis+cluster://[user:pass@]host:port[,host:port...]`` names some nodes of the cluster
-(any, primaries or replicas; more than one in case one is down); a plain ``redis://`` URL
-of a cluster node is recognised at start (``INFO cluster``) and treated as such.
+The URL (:class:`~qtasks_core.backends._topology.ClusterURL`) names some nodes of the
+cluster; a plain ``redis://`` URL of a cluster node is recognised at start (``INFO
+cluster``) and treated as such.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
 
 from redis.asyncio.connection import ConnectionPool
 from redis.crc import key_slot
@@ -33,72 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import str_if_bytes
 
 from ._redispy import LocatedConnection
-
-SCHEME = "redis+cluster://"
-
-Address = tuple[str, int]
-
-
-def is_cluster(url: str) -> bool:
-    return url.startswith(SCHEME)
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterURL:
-    """A parsed ``redis+cluster://`` URL (or a cluster node's ``redis://`` URL)."""
-
-    seeds: tuple[Address, ...]
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> ClusterURL:
-        """Parse ``url``; a ``ValueError`` names what is missing or wrong."""
-        if not is_cluster(url):
-            raise ValueError(f"not a cluster URL (expected {SCHEME}...)")
-        rest = url[len(SCHEME) :]
-        if "?" in rest:
-            raise ValueError(
-                f"cluster URL: options ({rest.partition('?')[2]!r}) are not supported; "
-                f"write {SCHEME}[user:password@]host:port[,host:port...]"
-            )
-        userinfo, at, location = rest.rpartition("@")
-        if not at:
-            userinfo, location = "", rest
-        username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
-        hostlist, _, path = location.partition("/")
-        if path.strip("/") not in ("", "0"):
-            raise ValueError(
-                f"cluster URL: a Redis Cluster has database 0 only, got /{path} "
-                f"(write {SCHEME}host:port[,host:port...])"
-            )
-        seeds = []
-        for item in hostlist.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(
-                    f"cluster URL: {item!r} is not host:port (write "
-                    f"{SCHEME}host:6379[,host:6379...])"
-                )
-            seeds.append((host.strip("[]"), int(port)))
-        return cls(tuple(seeds), unquote(username) or None, unquote(password) or None)
-
-    @classmethod
-    def of_node(
-        cls, host: str, port: int, username: str | None, password: str | None
-    ) -> ClusterURL:
-        """The cluster that the node at ``host:port`` belongs to."""
-        return cls(((host, port),), username, password)
-
-    def template(self) -> str:
-        """A ``redis://`` URL with this URL's credentials, whose host is a stand-in: the
-        lean connection asks :meth:`Locator.primary` for the real one."""
-        userinfo = ""
-        if self.username or self.password:
-            userinfo = (
-                f"{quote(self.username or '', safe='')}:{quote(self.password or '', safe='')}@"
-            )
-        return f"redis://{userinfo}cluster-primary:6379/0"
+from ._topology import Address, ClusterURL
 
 
 @dataclass(slots=True)

@@ -48,13 +48,12 @@ clients raise the same classes):
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Final, ParamSpec, TypeVar
-
-from redis import exceptions as rx
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 from ..errors import (
     BackendAuthError,
@@ -68,32 +67,65 @@ from ..errors import (
     TaskOptionError,
 )
 
-__all__ = ["backend_error", "mapped"]
+__all__ = ["backend_error", "mapped", "rx"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: What :func:`mapped` converts: the client's errors and its sockets', nothing of ours.
-#: (``asyncio.TimeoutError`` and ``socket.timeout`` are the builtin ``TimeoutError``, an
-#: ``OSError``; ``asyncio.IncompleteReadError`` is an ``EOFError``.)
-MAPPED: Final = (rx.RedisError, OSError, EOFError)
 
-#: The code of the redis-py classes, for redis-py releases without ``status_code``.
-_CLASS_CODES: Final[tuple[tuple[type[rx.RedisError], str], ...]] = (
-    (rx.OutOfMemoryError, "OOM"),
-    (rx.ReadOnlyError, "READONLY"),
-    (rx.NoPermissionError, "NOPERM"),
-    (rx.BusyLoadingError, "LOADING"),
-    (rx.NoScriptError, "NOSCRIPT"),
-    (rx.ExecAbortError, "EXECABORT"),
-)
+class _Deferred:
+    """A module imported when one of its names is first read (then kept at hand)."""
 
-#: Refused credentials (older redis-py releases have no ExternalAuthProviderError).
-_AUTH_CLASSES: Final[tuple[type[rx.RedisError], ...]] = (
-    rx.AuthenticationError,
-    rx.AuthenticationWrongNumberOfArgsError,
-    getattr(rx, "ExternalAuthProviderError", rx.AuthenticationError),
-)
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)
+        return value
+
+
+if TYPE_CHECKING:
+    from redis import exceptions as rx
+else:
+    # redis-py's exceptions, for the backends to catch (``except rx.ResponseError``):
+    # they are read when an error is met, by when a connection has loaded the client,
+    # so that importing the backends loads no client.
+    rx = _Deferred("redis.exceptions")
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    """Whether :func:`mapped` converts ``exc``: the client's errors and its sockets',
+    nothing of ours. (``asyncio.TimeoutError`` and ``socket.timeout`` are the builtin
+    ``TimeoutError``, an ``OSError``; ``asyncio.IncompleteReadError`` is an
+    ``EOFError``.)"""
+    if isinstance(exc, BackendError):
+        return False
+    return isinstance(exc, OSError | EOFError | rx.RedisError)
+
+
+@functools.cache
+def _class_codes() -> tuple[tuple[type[rx.RedisError], str], ...]:
+    """The code of the redis-py classes, for redis-py releases without ``status_code``."""
+    return (
+        (rx.OutOfMemoryError, "OOM"),
+        (rx.ReadOnlyError, "READONLY"),
+        (rx.NoPermissionError, "NOPERM"),
+        (rx.BusyLoadingError, "LOADING"),
+        (rx.NoScriptError, "NOSCRIPT"),
+        (rx.ExecAbortError, "EXECABORT"),
+    )
+
+
+@functools.cache
+def _auth_classes() -> tuple[type[rx.RedisError], ...]:
+    """Refused credentials (older redis-py releases have no ExternalAuthProviderError)."""
+    return (
+        rx.AuthenticationError,
+        rx.AuthenticationWrongNumberOfArgsError,
+        getattr(rx, "ExternalAuthProviderError", rx.AuthenticationError),
+    )
+
 
 #: Error codes after which the server serves again by itself: an outage.
 _UNAVAILABLE_CODES: Final = frozenset(
@@ -181,7 +213,7 @@ def _from_redis(exc: rx.RedisError, command: str | None) -> BackendError:
         )
     if code == "NOPERM" or isinstance(exc, rx.AuthorizationError):
         return _permission(text, where, command)
-    if code in ("WRONGPASS", "NOAUTH") or isinstance(exc, _AUTH_CLASSES):
+    if code in ("WRONGPASS", "NOAUTH") or isinstance(exc, _auth_classes()):
         return _auth(code, text, where, command)
     if code in _UNAVAILABLE_CODES:
         return BackendUnavailableError(
@@ -294,7 +326,7 @@ def _reply(exc: rx.RedisError) -> tuple[str | None, str]:
     text = _text(exc)
     code: str | None = getattr(exc, "status_code", None)
     if code is None:
-        for cls, class_code in _CLASS_CODES:
+        for cls, class_code in _class_codes():
             if isinstance(exc, cls):
                 return class_code, text
         # A code redis-py has no class for stays at the head of the text.
@@ -338,7 +370,9 @@ class _Mapping:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if isinstance(exc, MAPPED) and not isinstance(exc, BackendError):
+        if exc is None:
+            return
+        if _is_client_error(exc):
             raise backend_error(exc, command=self.command) from exc
         if isinstance(exc, UnicodeEncodeError):
             raise _unstorable(exc, self.command) from None
@@ -364,12 +398,12 @@ class _Mapping:
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
                 return await func(*args, **kwargs)
-            except BackendError:
+            except Exception as exc:
+                if _is_client_error(exc):
+                    raise backend_error(exc, command=command) from exc
+                if isinstance(exc, UnicodeEncodeError):
+                    raise _unstorable(exc, command) from None
                 raise
-            except MAPPED as exc:
-                raise backend_error(exc, command=command) from exc
-            except UnicodeEncodeError as exc:
-                raise _unstorable(exc, command) from None
 
         return call
 

@@ -10,7 +10,9 @@ carry a digest of its text, so workers of two QTasks versions on one Redis each 
 their own.
 
 Keys of one task are derived from the app prefix inside the functions (a claim cannot
-know its uuids in advance); all of them share the app's hash slot, so on a Redis Cluster
+know its uuids in advance), by the ``key_<family>(prefix, ...)`` builders written here
+from ``keys.FAMILIES`` in front of ``lib.lua``: one list of key names for Python and
+Lua. All of them share the app's hash slot, so on a Redis Cluster
 each call runs on the primary of that slot. While the slot migrates to another shard,
 some of its keys are on each side and a function that met a missing one half-way would
 stop after writes it cannot undo: every function first checks (``unsettled`` in
@@ -30,7 +32,15 @@ from collections.abc import Iterable
 from importlib.resources import files
 from typing import Final
 
-from ..keys import PRIORITY_MAX, PRIORITY_MIN, PRIORITY_SCALE, WAKE_TOKENS_MAX
+from ..keys import (
+    FAMILIES,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    PRIORITY_SCALE,
+    SLOT_PROBE_SUFFIX,
+    WAKE_TOKENS_MAX,
+    KeyFamily,
+)
 from ..schemas import TaskStatus
 
 _FOLDER = files(__package__).joinpath("lua")
@@ -46,6 +56,7 @@ _CONSTANTS: Final = f"""local SCALE = {PRIORITY_SCALE}
 local PRIORITY_MIN, PRIORITY_MAX = {PRIORITY_MIN}, {PRIORITY_MAX}
 local WAKE_TOKENS_MAX = {WAKE_TOKENS_MAX}
 local KNOWN = {_table(TaskStatus)}
+local SLOT_PROBE = '{SLOT_PROBE_SUFFIX}'
 """
 
 #: Each function, and whether it may run when Redis is out of memory.
@@ -74,6 +85,25 @@ def _read(name: str) -> str:
     return _FOLDER.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
+def key_builder(family: KeyFamily) -> str:
+    """The Lua function that builds the keys of ``family``: ``key_task(prefix, uuid)``
+    returns ``prefix .. 'task:' .. uuid``."""
+    pieces = ["prefix"]
+    for segment, part in zip(family.segments, (*family.parts, None), strict=True):
+        if segment:
+            pieces.append(f"'{segment}'")
+        if part is not None:
+            pieces.append(part)
+    params = ", ".join(("prefix", *family.parts))
+    return f"local function key_{family.name}({params}) return {' .. '.join(pieces)} end\n"
+
+
+def _key_builders(source: str) -> str:
+    """The builders of the key families that ``source`` uses (a builder no function
+    calls would be a local of the library for nothing)."""
+    return "".join(key_builder(f) for f in FAMILIES if f"key_{f.name}(" in source)
+
+
 #: How each function is registered: its body runs as a function of its own, so that its
 #: replies (``return`` anywhere in it) pass through feed_end, which adds the call's
 #: status changes when asked (see ``changed`` in ``lua/lib.lua``).
@@ -84,9 +114,12 @@ _CALLBACK: Final = (
 
 
 _BODIES: Final = {name: _read(name) for name in _FUNCTIONS}
+_LIB: Final = _read("lib")
+#: The key builders, from keys.py: in front of lib.lua, which uses them too.
+_KEYS: Final = _key_builders(_LIB + "".join(_BODIES.values()))
 #: The first lines of every function.
 _GUARD: Final = "clock = nil\nlocal moving = unsettled(KEYS[1])\nif moving then return moving end\n"
-_CODE: Final = _CONSTANTS + _read("lib") + _GUARD + _CALLBACK + "".join(_BODIES.values())
+_CODE: Final = _CONSTANTS + _KEYS + _LIB + _GUARD + _CALLBACK + "".join(_BODIES.values())
 VERSION: Final = hashlib.sha1(_CODE.encode()).hexdigest()[:12]
 LIBRARY_NAME: Final = f"qtasks_{VERSION}"
 
@@ -118,7 +151,8 @@ def changes_marker(reply: bool, events_max: int) -> str | None:
 LIBRARY: Final = (
     f"#!lua name={LIBRARY_NAME}\n"
     + _CONSTANTS
-    + _read("lib")
+    + _KEYS
+    + _LIB
     + "".join(_register(name, oom) for name, oom in _FUNCTIONS.items())
 )
 

@@ -11,20 +11,11 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-import redis.asyncio as aioredis
 from pydantic_core import to_json
-from redis.asyncio.client import Pipeline
-from redis.asyncio.connection import parse_url
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._urls import check_url, mask_url
-from ..errors import BackendDataError, BackendPermissionError, TaskOptionError
+from ..errors import BackendDataError, BackendPermissionError
 from ..keys import (
     DEFAULT_QUEUE,
     PRIORITY_MAX,
@@ -36,10 +27,9 @@ from ..keys import (
     escape_glob,
 )
 from ..schemas import StatusChange
-from . import _lua, _resp
-from ._cluster import ClusterURL, Locator, is_cluster, slot_of, slot_owner_pool
-from ._errors import mapped
-from ._sentinel import SentinelURL, is_sentinel
+from . import _lua
+from ._errors import mapped, rx
+from ._topology import Topology
 from .base import (
     FINAL_STATUSES,
     AbortResult,
@@ -51,12 +41,18 @@ from .base import (
     Ticked,
 )
 
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import Pipeline
+
+    from ._connect import Links, Script
+    from ._resp import BlockingPool
+
 log = logging.getLogger("qtasks.backend.redis")
 
-#: A reply slower than this means the connection is dead (redis-py's socket timeout,
-#: the lean connections' reply deadline). Blocking commands wait at most MAX_BLOCK,
-#: well inside it, and callers loop for longer waits.
-SOCKET_TIMEOUT = 30.0
+#: Blocking commands wait at most this (seconds), well inside the reply deadline after
+#: which a connection counts as dead (``_connect.SOCKET_TIMEOUT``); callers loop for
+#: longer waits.
 MAX_BLOCK = 20.0
 #: Waits shorter than this (seconds) are slept, not blocked on Redis.
 SHORT_WAIT = 0.01
@@ -172,31 +168,6 @@ class _Coalescer:
             self._running = False
 
 
-#: A function of the QTasks library, called as ``await function(keys=[...], args=[...])``.
-Script = Callable[..., Awaitable[Any]]
-
-
-class _PyFunction:
-    """A function of the QTasks library called through redis-py; the library is loaded
-    when the server lacks it."""
-
-    __slots__ = ("client", "name")
-
-    def __init__(self, client: aioredis.Redis, name: str) -> None:
-        self.client = client
-        self.name = name
-
-    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
-        call = self.client.fcall
-        try:
-            return await call(self.name, len(keys), *keys, *args)
-        except ResponseError as exc:
-            if not _resp.is_missing_function(exc):
-                raise
-            await _resp.load_library(self.client.execute_command, _lua.LIBRARY)
-            return await call(self.name, len(keys), *keys, *args)
-
-
 class _Fed:
     """A function that may change statuses, called with the backend's changes marker
     (see :meth:`RedisBackend.set_feed`): the changes it reports go to the sink before
@@ -229,23 +200,16 @@ class _Fed:
         return out
 
 
-async def _close_conn(conn: _Conn) -> None:
-    await conn.client.aclose()
-    await conn.raw.aclose()
-    if conn.lean is not None:
-        await conn.lean.close()
-    if conn.blocking is not None:
-        await conn.blocking.close()
-
-
 @dataclass(slots=True)
 class _Conn:
+    """The calls of one event loop: its connections' and the functions' the task flow
+    runs, bound once."""
+
+    links: Links
+    # The links' own, at hand for the calls.
     client: aioredis.Redis
     raw: aioredis.Redis
-    #: The pipelined connection of the hot scripts, when the URL allows it.
-    lean: _resp.RespConnection | None
-    #: Connections for the blocking waits of workers and callers, likewise.
-    blocking: _resp.BlockingPool | None
+    blocking: BlockingPool | None
     enqueue_many: _Fed
     enqueue: _Coalescer
     claim: _Fed
@@ -275,20 +239,14 @@ class RedisBackend:
     ) -> None:
         """:param lean: run the hot scripts and blocking waits over the lean connection
         (default: whenever the URL allows it); ``False`` keeps redis-py for everything."""
-        self.url = check_url(url)
-        self.location = mask_url(url)
-        try:
-            self._sentinel = SentinelURL.parse(url) if is_sentinel(url) else None
-            self._cluster = ClusterURL.parse(url) if is_cluster(url) else None
-        except ValueError as exc:
-            raise TaskOptionError(f"{exc} (in {self.location})") from None
-        speaks = self._sentinel is not None or self._cluster is not None or _resp.supports(url)
-        self._lean = speaks if lean is None else lean and speaks
         self.app_name = app_name
         self.keys = Keys.for_app(app_name)
-        self.slot = slot_of(self.keys.prefix)
+        self._topology = Topology.of_url(
+            url, self.keys.prefix, lean=lean, max_connections=max_connections
+        )
+        self.url = self._topology.url
+        self.location = self._topology.location
         self._legacy = Keys.legacy(app_name)
-        self._max_connections = max_connections
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Conn] = (
             weakref.WeakKeyDictionary()
         )
@@ -311,92 +269,35 @@ class RedisBackend:
             # call in a script), and their sockets go with them.
             for closed in [old for old in self._conns if old.is_closed()]:
                 del self._conns[closed]
-            options: dict[str, Any] = {
-                "max_connections": self._max_connections,
-                "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
-                "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-                "health_check_interval": 15,
-                "socket_timeout": SOCKET_TIMEOUT,
-            }
-            address = None
-            lean_url = self.url
-            if self._sentinel is not None:
-                # Each connection asks the sentinels for the primary when it opens.
-                sentinel = self._sentinel.sentinel(socket_timeout=SOCKET_TIMEOUT)
-                client, raw = (
-                    sentinel.master_for(self._sentinel.service, decode_responses=decode, **options)
-                    for decode in (True, False)
-                )
-                address = self._sentinel.resolver(sentinel)
-                lean_url = self._sentinel.template()
-            elif self._cluster is not None:
-                # Each connection asks the cluster which primary serves the app's slot.
-                locator = Locator(self._cluster, self.slot, {"socket_timeout": SOCKET_TIMEOUT})
-                max_connections = options.pop("max_connections")
-                client, raw = (
-                    aioredis.Redis(
-                        connection_pool=slot_owner_pool(
-                            locator,
-                            max_connections=max_connections or 2**31,
-                            decode_responses=decode,
-                            **options,
-                        )
-                    )
-                    for decode in (True, False)
-                )
-                address = locator.primary
-                lean_url = self._cluster.template()
-            else:
-                client, raw = (
-                    aioredis.Redis.from_url(self.url, decode_responses=decode, **options)
-                    for decode in (True, False)
-                )
-            # The functions every task runs take the lean connection; the others go
-            # through redis-py. Replies are not decoded: the uuids in them may be anything
-            # a user wrote (the claim decodes task by task, see below).
-            lean = (
-                _resp.RespConnection(lean_url, reply_timeout=SOCKET_TIMEOUT, address=address)
-                if self._lean
-                else None
-            )
-
-            def hot(name: str) -> Script:
-                if lean is not None:
-                    return _resp.LeanFunction(lean, name, _lua.LIBRARY)
-                return _PyFunction(raw, name)
-
-            def fed(script: Script) -> _Fed:
-                return _Fed(self, script)
-
-            enqueue = fed(hot(_lua.ENQUEUE))
-            conn = _Conn(
-                client,
-                raw,
-                lean,
-                (
-                    _resp.BlockingPool(
-                        lean_url,
-                        limit=self._max_connections,
-                        reply_timeout=SOCKET_TIMEOUT,
-                        address=address,
-                    )
-                    if lean is not None
-                    else None
-                ),
-                enqueue,
-                _Coalescer(self._sender(enqueue)),
-                fed(hot(_lua.CLAIM)),
-                hot(_lua.EXTEND),
-                _Coalescer(self._finisher(fed(hot(_lua.FINISH)))),
-                fed(_PyFunction(raw, _lua.RELEASE)),
-                fed(_PyFunction(raw, _lua.UPDATE)),
-                fed(_PyFunction(raw, _lua.REQUEUE_DEAD)),
-                fed(_PyFunction(raw, _lua.DEAD)),
-                _PyFunction(raw, _lua.PROBE),
-            )
+            conn = self._calls(self._topology.open())
             self._conns[loop] = conn
         self._last = (loop, conn)
         return conn
+
+    def _calls(self, links: Links) -> _Conn:
+        """The calls of the task flow over ``links``, each bound once: the feed of
+        status changes, and the batching of concurrent enqueues and finishes."""
+
+        def fed(script: Script) -> _Fed:
+            return _Fed(self, script)
+
+        enqueue = fed(links.hot_function(_lua.ENQUEUE))
+        return _Conn(
+            links,
+            links.client,
+            links.raw,
+            links.blocking,
+            enqueue,
+            _Coalescer(self._sender(enqueue)),
+            fed(links.hot_function(_lua.CLAIM)),
+            links.hot_function(_lua.EXTEND),
+            _Coalescer(self._finisher(fed(links.hot_function(_lua.FINISH)))),
+            fed(links.function(_lua.RELEASE)),
+            fed(links.function(_lua.UPDATE)),
+            fed(links.function(_lua.REQUEUE_DEAD)),
+            fed(links.function(_lua.DEAD)),
+            links.function(_lua.PROBE),
+        )
 
     @property
     def client(self) -> aioredis.Redis:
@@ -405,7 +306,7 @@ class RedisBackend:
 
     def _fed(self, name: str) -> Script:
         """Function ``name`` of the library, through redis-py, reporting its changes."""
-        return _Fed(self, _PyFunction(self._conn().raw, name))
+        return _Fed(self, self._conn().links.function(name))
 
     # -- status changes ------------------------------------------------------------------
 
@@ -428,7 +329,7 @@ class RedisBackend:
                 )
             else:
                 reply = await self._conn().raw.xread({key: after}, count=count, block=block)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return []  # overwritten by hand: the next change writes it anew
             raise
@@ -442,7 +343,7 @@ class RedisBackend:
     async def status_events_last(self) -> str:
         try:
             last = await self._conn().raw.xrevrange(self.keys.changes, count=1)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return "0-0"
             raise
@@ -454,12 +355,12 @@ class RedisBackend:
         a refused command is named now, not by a script that stops halfway mid-run."""
         conn = self._conn()
         await conn.client.ping()
-        if self._sentinel is None and self._cluster is None:
+        if self._topology.standalone:
             conn = await self._detect_cluster(conn)
         old = self._legacy
         # QTasks < 0.2 could not run on a cluster (its keys had no hash tag), and the
         # old keys of one app are in different slots: nothing to look for there.
-        if self._cluster is None and await conn.client.exists(
+        if self._topology.cluster is None and await conn.client.exists(
             old.queue, old.running, old.scheduled, old.dead
         ):
             raise BackendDataError(
@@ -471,7 +372,7 @@ class RedisBackend:
             )
         # The probe loads the function library if the server lacks it (as any call
         # does): not a FUNCTION LOAD first, which Redis refuses when out of memory.
-        probe = self.keys.prefix + "probe"
+        probe = self.keys.probe
         refused = [c.decode() for c in await conn.probe(keys=[probe], args=[probe])]
         # The commands run outside the scripts (the blocking ones wait 10 ms).
         pipe: Pipeline = conn.client.pipeline(transaction=False)
@@ -489,7 +390,7 @@ class RedisBackend:
             "unlink",
         )  # fmt: skip
         for name, reply in zip(names, await pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(reply, NoPermissionError):
+            if isinstance(reply, rx.NoPermissionError):
                 refused.append(name)
         if refused:
             rules = " ".join(f"+{c}" for c in refused)
@@ -510,7 +411,7 @@ class RedisBackend:
         keys with a TTL only (finished results), which is fine."""
         try:
             reply = await conn.client.config_get("maxmemory-policy")
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             # CONFIG refused by an ACL, or disabled by a managed service: the policy is
             # the operator's to know, and no reason to refuse to start.
             log.debug("cannot read the maxmemory-policy of %s: %s", self.location, exc)
@@ -529,36 +430,14 @@ class RedisBackend:
 
     async def _detect_cluster(self, conn: _Conn) -> _Conn:
         """A ``redis://`` URL of a cluster node: from now on, connect as to a cluster."""
-        info = await conn.client.info("cluster")
-        if not info.get("cluster_enabled"):
+        cluster = await conn.links.cluster_topology()
+        if cluster is None:
             return conn
-        options = parse_url(self.url)
-        if "connection_class" in options:
-            raise TaskOptionError(
-                f"{self.location} is a Redis Cluster node: QTasks reaches a cluster over "
-                "plain TCP only (TLS and unix sockets to a cluster are not supported); "
-                "write redis+cluster://host:port[,host:port...]"
-            )
-        if int(options.get("db", 0)):
-            raise TaskOptionError(
-                f"{self.location} is a Redis Cluster node, which has database 0 only: "
-                "drop the /<db> from the URL"
-            )
-        self._cluster = ClusterURL.of_node(
-            options.get("host", "localhost"),
-            int(options.get("port", 6379)),
-            options.get("username"),
-            options.get("password"),
-        )
+        self._topology = cluster
         # Start runs before any other call, on one loop: that loop's connections are
         # the only ones yet.
         await self.close()
         self._conns.clear()
-        log.info(
-            "%s is a Redis Cluster node: the app's slot %d is served by its primary",
-            self.location,
-            self.slot,
-        )
         return self._conn()
 
     @mapped("close")
@@ -568,7 +447,7 @@ class RedisBackend:
         if self._last is not None and self._last[0] is loop:
             self._last = None
         if conn is not None:
-            await _close_conn(conn)
+            await conn.links.close()
 
     @mapped("ping")
     async def ping(self) -> bool:
@@ -705,7 +584,7 @@ class RedisBackend:
                 await blocking.execute("BLPOP", *keys, wait)
             else:
                 await self.client.blpop(keys, timeout=wait)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # A wake-up list holds nothing but tokens: one of the wrong type (someone
@@ -743,14 +622,14 @@ class RedisBackend:
 
     @mapped("progress")
     async def progress(self, uuid: str, data: str, token: str = "") -> bool:
-        done = await _PyFunction(self._conn().raw, _lua.PROGRESS)(
+        done = await self._conn().links.function(_lua.PROGRESS)(
             keys=[self.keys.queue], args=[self.keys.prefix, uuid, data, token]
         )
         return bool(done == 1)
 
     @mapped("watch")
     async def watch_start(self, uuid: str) -> str:
-        status = await _PyFunction(self._conn().raw, _lua.WATCH)(
+        status = await self._conn().links.function(_lua.WATCH)(
             keys=[self.keys.queue], args=[self.keys.prefix, uuid]
         )
         return cast(bytes, status).decode(errors="replace")
@@ -820,7 +699,7 @@ class RedisBackend:
         # still be readable, with the bad bytes replaced.
         try:
             raw = cast(dict[bytes, bytes], await self._conn().raw.hgetall(self.keys.task(uuid)))
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return None  # not a record of ours: nothing a caller could read
             raise
@@ -876,7 +755,7 @@ class RedisBackend:
                     str | None,
                     await self.client.blmove(key, key, cast(int, wait), "LEFT", "RIGHT"),
                 )
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # Not a token list (someone SET it): read the record instead of waiting.
@@ -951,7 +830,7 @@ class RedisBackend:
                     offset=None if limit is None else 0, num=limit, withscores=True,
                 )  # fmt: skip
                 rows = [r for r in cast(Rows, same) if r[0] < last] + cast(Rows, older)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return []  # an index overwritten by hand lists nothing
             raise
@@ -959,7 +838,7 @@ class RedisBackend:
         # One round trip for the page's records, however long the page.
         pipe: Pipeline = client.pipeline(transaction=False)
         for raw_uuid, _ in entries:
-            pipe.hgetall(self.keys.prefix.encode() + b"dead:" + raw_uuid)
+            pipe.hgetall(self.keys.dead_letter("").encode() + raw_uuid)
         infos = await pipe.execute(raise_on_error=False) if entries else []
         out = []
         for (raw_uuid, score), info in zip(entries, infos, strict=True):
@@ -973,7 +852,7 @@ class RedisBackend:
     async def dead_count(self) -> int:
         try:
             return int(await self.client.zcard(self.keys.dead))
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return 0
             raise
@@ -1071,7 +950,7 @@ class RedisBackend:
                     key, low, high, desc=newest_first, byscore=True, offset=0,
                     num=limit + spare, withscores=True,
                 )  # fmt: skip
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return []  # an index overwritten by hand lists nothing, stops nothing
             raise
@@ -1095,7 +974,7 @@ class RedisBackend:
         k = self.keys
         try:
             names = sorted(cast(set[str], await client.smembers(k.queues)))
-        except ResponseError:
+        except rx.ResponseError:
             names = []  # a key of the wrong type: the named queues are not shown
         per_queue = {
             name: await self._queued_by_priority(k.queue_of(name))
@@ -1114,7 +993,7 @@ class RedisBackend:
         workers = []
         try:
             ids = cast(list[str], await client.zrange(k.workers, 0, -1))
-        except ResponseError:
+        except rx.ResponseError:
             ids = []  # a key of the wrong type: the workers are not shown
         if ids:
             heartbeats: Pipeline = client.pipeline(transaction=False)
@@ -1147,7 +1026,7 @@ class RedisBackend:
     async def cursor(self, schedule: str) -> dict[str, str]:
         try:
             return cast(dict[str, str], await self.client.hgetall(self.keys.schedule(schedule)))
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if str(exc).startswith("WRONGTYPE"):
                 return {}
             raise
@@ -1182,7 +1061,7 @@ class RedisBackend:
     @mapped("save_schedule")
     async def save_schedule(self, name: str, definition: str | None) -> bool:
         k = self.keys
-        had = await _PyFunction(self._conn().raw, _lua.SCHEDULE)(
+        had = await self._conn().links.function(_lua.SCHEDULE)(
             keys=[k.config(SCHEDULES_NAMESPACE), k.schedule(name), k.schedule_changes],
             args=[name, definition or "", SCHEDULE_CHANGES_MAX],
         )
@@ -1198,7 +1077,7 @@ class RedisBackend:
                 reply = await blocking.execute("XREAD", "BLOCK", block, "STREAMS", key, after)
             else:
                 reply = await self._conn().raw.xread({key: after}, block=block)
-        except ResponseError as exc:
+        except rx.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
             # The stream only wakes schedulers: one of another type (someone SET it) is
@@ -1227,7 +1106,7 @@ class RedisBackend:
     async def workflow_nodes(self, workflow_id: str) -> dict[str, str]:
         try:
             return cast(dict[str, str], await self.client.hgetall(self.keys.workflow(workflow_id)))
-        except ResponseError:
+        except rx.ResponseError:
             return {}  # a key of the wrong type: no tree to show
 
     @mapped("purge_queue")

@@ -18,9 +18,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 import redis.exceptions as rx
-from redis._parsers import BaseParser
 
 from qtasks_core.backends._errors import backend_error, mapped
+from qtasks_core.backends._redispy import error_from_reply
 from qtasks_core.backends._resp import RespConnection
 from qtasks_core.errors import (
     BackendAuthError,
@@ -401,7 +401,7 @@ def test_the_error_texts_of_other_servers(
     reply: str, expected: type[BackendError], says: str
 ) -> None:
     # What both clients do with an error reply: redis-py's own table of codes.
-    error = backend_error(BaseParser.parse_error(reply))  # type: ignore[no-untyped-call]
+    error = backend_error(error_from_reply(reply))
     assert type(error) is expected
     assert says in str(error)
 

@@ -191,14 +191,9 @@ def test_private_redis_py_imports_live_only_in_the_shim() -> None:
 
 
 def test_both_seams_work_against_a_real_server(redis_url: str) -> None:
-    from qtasks_core.backends._cluster import (
-        Address,
-        ClusterURL,
-        Locator,
-        SlotOwnerConnection,
-        slot_owner_pool,
-    )
+    from qtasks_core.backends._cluster import Locator, SlotOwnerConnection, slot_owner_pool
     from qtasks_core.backends._resp import RespConnection
+    from qtasks_core.backends._topology import Address, ClusterURL
 
     parts = urlsplit(redis_url)
     server: Address = (str(parts.hostname), int(parts.port or 6379))

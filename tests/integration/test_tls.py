@@ -12,6 +12,7 @@ import pytest
 
 from qtasks_core import BackendError, QueueTasks
 from qtasks_core.backends import RedisBackend
+from qtasks_core.backends._connect import uses_lean
 from tests.conftest import RedisServer
 from tests.tls_support import make_certificates, tls_url
 
@@ -28,7 +29,7 @@ def test_tasks_run_over_verified_tls_with_a_client_certificate(
         return 2 * x
 
     backend = app.backend
-    assert isinstance(backend, RedisBackend) and not backend._lean  # TLS: redis-py
+    assert isinstance(backend, RedisBackend) and not uses_lean(backend._topology)  # TLS: redis-py
     with app.running_worker(concurrency=4):
         tasks = [app.add_task("double", i) for i in range(20)]
         assert [app.wait(t.uuid, timeout=30).returning for t in tasks] == [2 * i for i in range(20)]

@@ -7,15 +7,15 @@
 -- ARGV: prefix, uuid, reason, the record's ttl in seconds ('' keeps it)
 -- Returns 'cancelled', 'aborting', 'ended' (already final) or 'unknown' (no record).
 local prefix, uuid, reason, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local tkey = prefix .. 'task:' .. uuid
-if key_type(tkey) ~= 'hash' then return 'unknown' end
+local tkey = key_task(prefix, uuid)
+if type_of(tkey) ~= 'hash' then return 'unknown' end
 local r = redis.call('HMGET', tkey, 'status', 'queue')
 local qk = qkey(prefix, r[2])
-local err = expect_all({qk, 'zset', prefix .. 'scheduled', 'zset'})
+local err = expect_all({qk, 'zset', key_scheduled(prefix), 'zset'})
 if err then return err end
 if r[1] == 'new' or r[1] == 'retry' then
   redis.call('ZREM', qk, uuid)
-  local delayed = redis.call('ZREM', prefix .. 'scheduled', uuid) == 1
+  local delayed = redis.call('ZREM', key_scheduled(prefix), uuid) == 1
   cancel(prefix, uuid, tkey, reason, now_ms(), ttl, waiting_as(prefix, uuid, r[1], delayed),
          'aborted')
   return 'cancelled'

@@ -53,7 +53,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'WITHSCORES', 'LIM
 for d = 1, #due, 2 do
   local uuid, due_at = due[d], math.min(tonumber(due[d + 1]) or now, now)
   redis.call('ZREM', KEYS[3], uuid)
-  local r, bad = read(prefix .. 'task:' .. uuid)
+  local r, bad = read(key_task(prefix, uuid))
   if bad then
     bury(prefix, uuid, 'malformed delayed task: ' .. bad, '', now, 'malformed')
     table.insert(dead, uuid)
@@ -69,7 +69,7 @@ end
 -- above). Used by the recovery below and when a claim frees such a task's slot.
 local function recover(uuid)
   redis.call('ZREM', KEYS[2], uuid)
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   local r, bad = read(tkey, 'solo', 'deaths')
   if bad then
     bury(prefix, uuid, 'malformed running task: ' .. bad, '', now)
@@ -109,8 +109,8 @@ end
 -- queued again now, so none waits for an end that will not come.
 if limits then
   for name, limit in pairs(limits) do
-    if limit.c and redis.call('EXISTS', prefix .. 'parked:' .. name) == 1 then
-      local free = limit.c - redis.call('ZCOUNT', prefix .. 'slots:' .. name, now, '+inf')
+    if limit.c and redis.call('EXISTS', key_parked(prefix, name)) == 1 then
+      local free = limit.c - redis.call('ZCOUNT', key_slots(prefix, name), now, '+inf')
       if free > 0 then unpark(prefix, name, free, now) end
     end
   end
@@ -123,12 +123,12 @@ local isolated = false  -- a suspect was claimed: nothing more in this claim
 local suspects_wait = false
 local skipped = {}  -- suspects popped by a claim that cannot run them alone
 local function take_checked(uuid, score, qk)
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
                      'expires', 'queue', 'abort', 'suspect')
   if bad then
     local raw = ''
-    if key_type(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
+    if type_of(tkey) == 'hash' then raw = cjson.encode(redis.call('HGETALL', tkey)) end
     bury(prefix, uuid, 'malformed message: ' .. bad, string.sub(raw, 1, 2000), now)
     table.insert(dead, uuid)
     return
@@ -156,7 +156,7 @@ local function take_checked(uuid, score, qk)
   end
   local limit = limits and limits[r[2]]
   if limit then
-    local skey = prefix .. 'slots:' .. r[2]
+    local skey = key_slots(prefix, r[2])
     if limit.c then
       -- Slots whose lease ran out (a killed worker's) are free: one parked task each.
       -- One whose task still holds a lease (renewed after an outage) is kept. A slot
@@ -177,14 +177,14 @@ local function take_checked(uuid, score, qk)
       end
       if freed > 0 then unpark(prefix, r[2], freed, now) end
       if redis.call('ZCARD', skey) >= limit.c then
-        redis.call('ZADD', prefix .. 'parked:' .. r[2], now, uuid)
+        redis.call('ZADD', key_parked(prefix, r[2]), now, uuid)
         changed(prefix, uuid, 'new', 'parked', 'concurrency_limit')
         return
       end
     end
     if limit.r then
       local window = math.floor(now / limit.p)
-      local rkey = prefix .. 'rate:' .. r[2] .. ':' .. window
+      local rkey = key_rate(prefix, r[2], window)
       local used = redis.pcall('INCR', rkey)
       if failed(used) then
         -- A window key someone overwrote: the window restarts, nothing stops.
@@ -227,7 +227,7 @@ local function take(uuid, score, qk)
 end
 
 if only ~= '' then
-  local q = redis.pcall('HGET', prefix .. 'task:' .. only, 'queue')
+  local q = redis.pcall('HGET', key_task(prefix, only), 'queue')
   if failed(q) then q = nil end
   if redis.call('ZREM', qkey(prefix, q), only) == 1 then take(only) end
 elseif #served == 1 then

@@ -3,8 +3,8 @@
 -- ARGV: prefix, uuid, token, reason, raw
 -- Returns 1 set aside, 0 not (the caller no longer holds the claim).
 local prefix, uuid, token = ARGV[1], ARGV[2], ARGV[3]
-local tkey = prefix .. 'task:' .. uuid
-local err = expect_all({prefix .. 'running', 'zset'})
+local tkey = key_task(prefix, uuid)
+local err = expect_all({key_running(prefix), 'zset'})
 if err then return err end
 local held = redis.pcall('HMGET', tkey, 'claim', 'status')
 if failed(held) or held[1] ~= token or held[2] ~= 'process' then

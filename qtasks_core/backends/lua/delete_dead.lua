@@ -7,6 +7,6 @@ local prefix, uuid = ARGV[1], ARGV[2]
 local err = expect(KEYS[1], 'zset')
 if err then return err end
 if redis.call('ZREM', KEYS[1], uuid) == 0 then return 0 end
-redis.call('DEL', prefix .. 'dead:' .. uuid)
+redis.call('DEL', key_dead_letter(prefix, uuid))
 changed(prefix, uuid, 'dead', 'deleted', '')
 return 1

@@ -45,7 +45,7 @@ end
 -- Every index the batch writes to is checked first: all or nothing.
 local checks, seen = {}, {}
 for _, task in ipairs(tasks) do
-  local index = (task[5] and task[5] > 0) and prefix .. 'scheduled' or qkey(prefix, task[4])
+  local index = (task[5] and task[5] > 0) and key_scheduled(prefix) or qkey(prefix, task[4])
   if not seen[index] then
     seen[index] = true
     checks[#checks + 1] = index

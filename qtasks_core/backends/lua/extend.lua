@@ -14,14 +14,14 @@ observe(KEYS[2], KEYS[1], now, lease)
 local lost = {}
 for i = 3, #ARGV, 2 do
   local uuid, token = ARGV[i], ARGV[i + 1]
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   local held = redis.pcall('HMGET', tkey, 'claim', 'abort', 'slot', 'task_name')
   if failed(held) or held[1] ~= token then
     table.insert(lost, uuid)
   elseif redis.call('ZSCORE', KEYS[1], uuid) then
     redis.call('ZADD', KEYS[1], now + lease, uuid)
     if held[3] then
-      local skey = prefix .. 'slots:' .. held[4]
+      local skey = key_slots(prefix, held[4])
       if failed(redis.pcall('ZADD', skey, now + lease, uuid)) then
         sound_slots(prefix, held[4])  -- overwritten: rebuilt, never failing the renewal
         redis.call('ZADD', skey, now + lease, uuid)

@@ -7,7 +7,7 @@
 -- retried after a lost reply: nothing is counted twice), 0 refused (the caller no
 -- longer holds the claim: a late result of a worker whose lease expired).
 local prefix = ARGV[1]
-local err = expect_all({prefix .. 'running', 'zset', prefix .. 'scheduled', 'zset'})
+local err = expect_all({key_running(prefix), 'zset', key_scheduled(prefix), 'zset'})
 if err then return err end
 local now = now_ms()
 local codes = {}
@@ -18,7 +18,7 @@ index_begin()
 -- bad item never fails the call: the items before it are written already, and a task
 -- whose finish failed would run again.
 local function finish_one(uuid, token, status, ttl, delay, fields)
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name',
                            'solo', 'attempts', 'worker', 'abort')
   if failed(held) or held[1] ~= token then return 0 end
@@ -33,7 +33,7 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
   flat[#flat + 1] = 'finished_at'
   flat[#flat + 1] = stamp(now)
   redis.call('HSET', tkey, unpack(flat))
-  redis.call('ZREM', prefix .. 'running', uuid)
+  redis.call('ZREM', key_running(prefix), uuid)
   if held[6] then
     -- A suspect that ran alone and lived: it did not kill its worker.
     redis.call('HDEL', tkey, 'suspect', 'solo', 'deaths')
@@ -53,7 +53,7 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
     changed(prefix, uuid, 'process', status, why, held[5], held[3], held[7], held[8])
   end
   if delay > 0 then
-    redis.call('ZADD', prefix .. 'scheduled', now + delay, uuid)
+    redis.call('ZADD', key_scheduled(prefix), now + delay, uuid)
     -- Wakes an idle worker, which then sleeps only until this task is due.
     push_token(wkey(prefix, held[3]), '1')
   else
@@ -74,5 +74,5 @@ for i, item in ipairs(cjson.decode(ARGV[2])) do
   codes[i] = code
 end
 index_flush()
-for status, n in pairs(ended) do bump(prefix .. 'counts', status, n) end
+for status, n in pairs(ended) do bump(key_counts(prefix), status, n) end
 return codes

@@ -6,9 +6,10 @@
 -- taking other tasks with it. Times come from the server's clock (TIME), never the
 -- client's, so that skewed clocks between machines cannot decide leases.
 
--- The constants (SCALE, PRIORITY_MIN, PRIORITY_MAX, WAKE_TOKENS_MAX, KNOWN) are
--- put in front of this file by _lua.py from keys.py and schemas.py: one definition for
--- Python and Lua.
+-- The constants (SCALE, PRIORITY_MIN, PRIORITY_MAX, WAKE_TOKENS_MAX, KNOWN,
+-- SLOT_PROBE) and the key builders (key_task(prefix, uuid) and one per key family
+-- of keys.FAMILIES) are put in front of this file by _lua.py from keys.py and
+-- schemas.py: one definition for Python and Lua. A key is never spelled out here.
 
 -- Read once per call (a call is one atomic step: one moment), then reused: a batch of
 -- enqueues or finishes costs one TIME, not one per task. Every function resets it
@@ -26,14 +27,14 @@ local function stamp(ms)
   return string.format('%.3f', ms / 1000)
 end
 
-local function key_type(key)
+local function type_of(key)
   return redis.call('TYPE', key)['ok']
 end
 
 -- Refuse (before any write) to work on one of the app's own keys holding another
 -- type: an error naming the key beats a half-done step.
 local function expect(key, want)
-  local t = key_type(key)
+  local t = type_of(key)
   if t ~= 'none' and t ~= want then
     return redis.error_reply('QTASKS_CORRUPT key ' .. key .. ' holds a ' .. t ..
                              ', expected a ' .. want .. ': delete it (DEL ' .. key .. ')')
@@ -65,7 +66,7 @@ end
 -- never exists tells, before any write, that the app's keys are split between two
 -- nodes. The error reply is TRYAGAIN, which clients wait out like the server's own.
 local function unsettled(key)
-  local reply = redis.pcall('EXISTS', key .. ':never')
+  local reply = redis.pcall('EXISTS', key .. SLOT_PROBE)
   if failed(reply) then
     return redis.error_reply('TRYAGAIN the app\'s slot is moving between cluster nodes (' ..
                              tostring(reply.err) .. ')')
@@ -108,7 +109,7 @@ end
 local function changed(prefix, uuid, previous, status, reason, name, queue, attempt, worker)
   if not feed then return end
   if not name then
-    local r = redis.pcall('HMGET', prefix .. 'task:' .. uuid, 'task_name', 'queue', 'attempts',
+    local r = redis.pcall('HMGET', key_task(prefix, uuid), 'task_name', 'queue', 'attempts',
                           'worker')
     if type(r) ~= 'table' or r.err then r = {} end
     name, queue, attempt, worker = r[1], r[2], r[3], r[4]
@@ -121,13 +122,13 @@ local function changed(prefix, uuid, previous, status, reason, name, queue, atte
   end
   if feed.max > 0 then
     -- The entry's id is its time (the server's, in ms): no field of its own.
-    local key = prefix .. 'changes'
+    local key = key_changes(prefix)
     for _ = 1, 2 do
       local added = redis.pcall('XADD', key, 'MAXLEN', '~', feed.max, '*', 'uuid', uuid,
                                 'task_name', name, 'queue', queue, 'previous', previous,
                                 'status', status, 'reason', reason, 'attempt', attempt,
                                 'worker', worker)
-      if not failed(added) or key_type(key) == 'stream' then break end
+      if not failed(added) or type_of(key) == 'stream' then break end
       -- Someone overwrote the stream: replaced, never failing the step it reports.
       redis.call('DEL', key)
     end
@@ -155,7 +156,7 @@ end
 -- key of the wrong type is skipped and a field that is not a number starts again.
 local function bump(counts, status, n)
   n = n or 1
-  if failed(redis.pcall('HINCRBY', counts, status, n)) and key_type(counts) == 'hash' then
+  if failed(redis.pcall('HINCRBY', counts, status, n)) and type_of(counts) == 'hash' then
     redis.call('HSET', counts, status, n)
   end
 end
@@ -230,14 +231,14 @@ local function index_final(prefix, uuid, rec, ttl)
   if ttl and ttl > 0 and at % 32 == 0 then
     horizon = '(' .. string.format('%d', at - ttl * 1000)
   end
-  index_add(prefix .. 'index:' .. status, at, uuid, horizon)
-  index_add(prefix .. 'index:name:' .. name, at, uuid, horizon)
+  index_add(key_index_of(prefix, status), at, uuid, horizon)
+  index_add(key_index_of_name(prefix, name), at, uuid, horizon)
 end
 
 -- Wake the waiters of a task that reached its final status: the token carries the
 -- record, so a waiter needs no second read.
 local function signal_done(prefix, uuid, tkey, ttl)
-  local dkey = prefix .. 'done:' .. uuid
+  local dkey = key_done(prefix, uuid)
   local flat, rec = redis.call('HGETALL', tkey), {}
   for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
   push_token(dkey, cjson.encode(rec))
@@ -247,7 +248,7 @@ local function signal_done(prefix, uuid, tkey, ttl)
   end
   index_final(prefix, uuid, rec, ttl)
   if rec.unique_key then
-    local ukey = prefix .. 'unique:' .. rec.unique_key
+    local ukey = key_unique(prefix, rec.unique_key)
     if redis.pcall('GET', ukey) == uuid then
       local left = math.floor((tonumber(rec.unique_until) or 0) * 1000) - now_ms()
       if left > 0 then redis.call('PEXPIRE', ukey, left) else redis.call('DEL', ukey) end
@@ -255,7 +256,7 @@ local function signal_done(prefix, uuid, tkey, ttl)
   end
   if rec.watched or rec.progress then
     -- Someone watches (app.watch): the end goes onto the stream it blocks on.
-    local ekey = prefix .. 'events:' .. uuid
+    local ekey = key_events(prefix, uuid)
     -- pcall: a stream key someone overwrote must not fail the end of the task.
     redis.pcall('XADD', ekey, 'MAXLEN', '~', 100, '*', 'kind', 'final', 'data', cjson.encode(rec))
     redis.pcall('EXPIRE', ekey, (ttl and ttl > 0) and ttl or 86400)
@@ -267,23 +268,23 @@ end
 -- `error` (its waiters wake); anything else under its key is left as found. `why` is
 -- the change's reason in a word (default: malformed).
 local function bury(prefix, uuid, reason, raw, now, why)
-  local tkey = prefix .. 'task:' .. uuid
-  local lkey = prefix .. 'dead:' .. uuid
-  if key_type(lkey) ~= 'hash' then redis.call('DEL', lkey) end
-  if failed(redis.pcall('ZADD', prefix .. 'dead', now, uuid)) then
+  local tkey = key_task(prefix, uuid)
+  local lkey = key_dead_letter(prefix, uuid)
+  if type_of(lkey) ~= 'hash' then redis.call('DEL', lkey) end
+  if failed(redis.pcall('ZADD', key_dead(prefix), now, uuid)) then
     -- An index of ours that someone overwrote: rebuilt from here on.
-    redis.call('DEL', prefix .. 'dead')
-    redis.call('ZADD', prefix .. 'dead', now, uuid)
+    redis.call('DEL', key_dead(prefix))
+    redis.call('ZADD', key_dead(prefix), now, uuid)
   end
   redis.call('HSET', lkey, 'reason', reason, 'raw', raw or '', 'at', stamp(now))
-  redis.call('ZREM', prefix .. 'running', uuid)
-  if key_type(tkey) == 'hash' then
+  redis.call('ZREM', key_running(prefix), uuid)
+  if type_of(tkey) == 'hash' then
     local slot = redis.call('HMGET', tkey, 'slot', 'task_name', 'status')
     if slot[1] then free_slot(prefix, uuid, slot[2], now) end
     redis.call('HSET', tkey, 'status', 'error', 'traceback', reason, 'updated_at', stamp(now))
     redis.call('HDEL', tkey, 'claim')
     changed(prefix, uuid, slot[3], 'dead', why or 'malformed')
-    bump(prefix .. 'counts', 'error')
+    bump(key_counts(prefix), 'error')
     -- Kept without a TTL: a dead letter stays until it is requeued or deleted.
     signal_done(prefix, uuid, tkey, nil)
   else
@@ -296,8 +297,8 @@ end
 -- is wrong. Reads only.
 local function read(tkey, ...)
   local r = redis.pcall('HMGET', tkey, 'status', 'task_name', 'priority', ...)
-  if failed(r) then return nil, 'the task record is a ' .. key_type(tkey) .. ', not a hash' end
-  if not r[1] and not r[2] and not r[3] and key_type(tkey) == 'none' then
+  if failed(r) then return nil, 'the task record is a ' .. type_of(tkey) .. ', not a hash' end
+  if not r[1] and not r[2] and not r[3] and type_of(tkey) == 'none' then
     return nil, 'no task record (deleted, expired or never written)'
   end
   if not r[1] or not KNOWN[r[1]] then
@@ -318,13 +319,13 @@ end
 
 -- The keys of a named queue: the default queue keeps the names it always had.
 local function qkey(prefix, queue)
-  if not queue or queue == '' or queue == 'default' then return prefix .. 'queue' end
-  return prefix .. 'queue:' .. queue
+  if not queue or queue == '' or queue == 'default' then return key_queue(prefix) end
+  return key_named_queue(prefix, queue)
 end
 
 local function wkey(prefix, queue)
-  if not queue or queue == '' or queue == 'default' then return prefix .. 'wake' end
-  return prefix .. 'wakeq:' .. queue
+  if not queue or queue == '' or queue == 'default' then return key_wake(prefix) end
+  return key_named_wake(prefix, queue)
 end
 
 -- Queue a checked task again, FIFO behind its own priority, on its own queue, and wake
@@ -334,7 +335,7 @@ end
 -- aside (a dead letter naming the key), never dropped between two indexes.
 -- `previous` and `why` describe the change (see changed).
 local function requeue(prefix, uuid, now, queued_at, previous, why)
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   local r = redis.call('HMGET', tkey, 'priority', 'queue', 'slot', 'task_name')
   if r[3] then
     -- Back in the queue (handed back, or its worker died): its slot is free again.
@@ -342,9 +343,9 @@ local function requeue(prefix, uuid, now, queued_at, previous, why)
     free_slot(prefix, uuid, r[4], now)
   end
   local qk = qkey(prefix, r[2])
-  local n = next_seq(prefix .. 'seq')
+  local n = next_seq(key_seq(prefix))
   if failed(redis.pcall('ZADD', qk, string.format('%d', tonumber(r[1]) * SCALE + n), uuid)) then
-    bury(prefix, uuid, 'its queue key ' .. qk .. ' is a ' .. key_type(qk) ..
+    bury(prefix, uuid, 'its queue key ' .. qk .. ' is a ' .. type_of(qk) ..
          ', not a zset: delete it (DEL ' .. qk .. '), then requeue this dead letter', '', now,
          'corrupt_key')
     return false
@@ -370,7 +371,7 @@ end
 -- and a `parked:` key is set aside as a dead letter named after it (what it held, and
 -- why), so only the tasks it held are affected.
 local function set_key_aside(prefix, key, want, now)
-  local kind = key_type(key)
+  local kind = type_of(key)
   local held = ''
   if kind == 'string' then
     held = redis.call('GET', key)
@@ -387,21 +388,21 @@ local function set_key_aside(prefix, key, want, now)
 end
 
 local function sound_parked(prefix, name, now)
-  local key = prefix .. 'parked:' .. name
-  local kind = key_type(key)
+  local key = key_parked(prefix, name)
+  local kind = type_of(key)
   if kind ~= 'none' and kind ~= 'zset' then set_key_aside(prefix, key, 'zset', now) end
 end
 
 -- The slots of a limited name, rebuilt from the running tasks that hold one when the
 -- key is of the wrong type.
 local function sound_slots(prefix, name)
-  local key = prefix .. 'slots:' .. name
-  local kind = key_type(key)
+  local key = key_slots(prefix, name)
+  local kind = type_of(key)
   if kind == 'none' or kind == 'zset' then return end
   redis.call('DEL', key)
-  local running = redis.call('ZRANGE', prefix .. 'running', 0, -1, 'WITHSCORES')
+  local running = redis.call('ZRANGE', key_running(prefix), 0, -1, 'WITHSCORES')
   for i = 1, #running, 2 do
-    local r = redis.pcall('HMGET', prefix .. 'task:' .. running[i], 'slot', 'task_name')
+    local r = redis.pcall('HMGET', key_task(prefix, running[i]), 'slot', 'task_name')
     if not failed(r) and r[1] and r[2] == name then
       redis.call('ZADD', key, running[i + 1], running[i])
     end
@@ -409,7 +410,7 @@ local function sound_slots(prefix, name)
 end
 
 local function unpark(prefix, name, count, now)
-  local key = prefix .. 'parked:' .. name
+  local key = key_parked(prefix, name)
   local left = count
   while left > 0 do
     local popped = redis.pcall('ZPOPMIN', key, 1)
@@ -421,7 +422,7 @@ local function unpark(prefix, name, count, now)
     local uuid = popped[1]
     -- Cancelled or aborted while it waited: it stays ended, and the slot goes on to
     -- the next one. A record that cannot be queued again is set aside alone.
-    local tkey = prefix .. 'task:' .. uuid
+    local tkey = key_task(prefix, uuid)
     local bad = unfit(tkey)
     if bad then
       bury(prefix, uuid, 'malformed parked task: ' .. bad, '', now)
@@ -434,7 +435,7 @@ end
 
 free_slot = function(prefix, uuid, name, now)
   if not name then return end
-  local key = prefix .. 'slots:' .. name
+  local key = key_slots(prefix, name)
   local removed = redis.pcall('ZREM', key, uuid)
   if failed(removed) then
     sound_slots(prefix, name)  -- overwritten: rebuilt, then freed as usual
@@ -449,9 +450,9 @@ local function waiting_as(prefix, uuid, status, delayed)
   if status ~= 'new' then return status end
   if delayed then return 'delayed' end
   if feed then
-    local name = redis.pcall('HGET', prefix .. 'task:' .. uuid, 'task_name')
+    local name = redis.pcall('HGET', key_task(prefix, uuid), 'task_name')
     if type(name) == 'string' and
-       type(redis.pcall('ZSCORE', prefix .. 'parked:' .. name, uuid)) == 'string' then
+       type(redis.pcall('ZSCORE', key_parked(prefix, name), uuid)) == 'string' then
       return 'parked'
     end
   end
@@ -466,7 +467,7 @@ local function cancel(prefix, uuid, tkey, reason, now, ttl, previous, why)
              'updated_at', stamp(now))
   redis.call('HDEL', tkey, 'claim')
   changed(prefix, uuid, previous, 'cancel', why)
-  bump(prefix .. 'counts', 'cancel')
+  bump(key_counts(prefix), 'cancel')
   ttl = ttl or tonumber(redis.call('HGET', tkey, 'ttl') or '')
   signal_done(prefix, uuid, tkey, ttl)
 end
@@ -523,9 +524,9 @@ end
 -- The task holding `unique_key`, or nil when it is free: a holder that ended, past its
 -- unique_until, or whose record is gone no longer holds it.
 local function unique_holder(prefix, unique_key, now)
-  local holder = redis.pcall('GET', prefix .. 'unique:' .. unique_key)
+  local holder = redis.pcall('GET', key_unique(prefix, unique_key))
   if type(holder) ~= 'string' then return nil end
-  local r = redis.pcall('HMGET', prefix .. 'task:' .. holder, 'status', 'unique_until')
+  local r = redis.pcall('HMGET', key_task(prefix, holder), 'status', 'unique_until')
   if failed(r) or not r[1] then return nil end
   if r[1] ~= 'success' and r[1] ~= 'error' and r[1] ~= 'cancel' then return holder end
   if (tonumber(r[2]) or 0) * 1000 > now then return holder end
@@ -541,7 +542,7 @@ end
 -- of the wrong type.
 local function write_task(prefix, uuid, priority, fields, queue, due_in, expires_in,
                           unique_key, unique_for)
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   if redis.call('EXISTS', tkey) == 1 then return nil, nil end
   local now
   if unique_key then
@@ -563,7 +564,7 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
   local index, added
   if due_in and due_in > 0 then
     now = now or now_ms()
-    index = prefix .. 'scheduled'
+    index = key_scheduled(prefix)
     added = redis.pcall('ZADD', index, now + due_in, uuid)
     fields[#fields + 1] = 'eta'
     fields[#fields + 1] = stamp(now + due_in)
@@ -574,11 +575,11 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
     fields[#fields + 1] = stamp(now)
     index = qkey(prefix, queue)
     added = redis.pcall('ZADD', index,
-                        string.format('%d', tonumber(priority) * SCALE + next_seq(prefix .. 'seq')),
+                        string.format('%d', tonumber(priority) * SCALE + next_seq(key_seq(prefix))),
                         uuid)
   end
   if failed(added) then
-    return nil, redis.error_reply('QTASKS_CORRUPT key ' .. index .. ' is a ' .. key_type(index) ..
+    return nil, redis.error_reply('QTASKS_CORRUPT key ' .. index .. ' is a ' .. type_of(index) ..
                                   ', expected a zset: delete it')
   end
   -- Created on the server's clock, like every other time of the record (the caller's
@@ -593,16 +594,16 @@ local function write_task(prefix, uuid, priority, fields, queue, due_in, expires
     for j = 1, #fields, 2 do
       if fields[j] == 'task_name' then name = fields[j + 1] end
     end
-    changed(prefix, uuid, '', index == prefix .. 'scheduled' and 'delayed' or 'new', '', name,
+    changed(prefix, uuid, '', index == key_scheduled(prefix) and 'delayed' or 'new', '', name,
             queue or '', '0', '')
   end
   if unique_key then
     -- No expiry while the task lives: the step that ends it lets the key go (or keeps
     -- it until unique_until); a holder whose record is gone frees it (unique_holder).
-    redis.call('SET', prefix .. 'unique:' .. unique_key, uuid)
+    redis.call('SET', key_unique(prefix, unique_key), uuid)
   end
   if queue and queue ~= 'default' then
-    redis.pcall('SADD', prefix .. 'queues', queue)  -- only the stats read it
+    redis.pcall('SADD', key_queues(prefix), queue)  -- only the stats read it
   end
   -- A delayed task wakes an idle worker too: it then sleeps only until the task is due.
   return wkey(prefix, queue), nil
@@ -621,19 +622,17 @@ end
 -- The workflow's own record task:<id> is `process` until it ends `success` (with
 -- the last result) or `error` (naming the member that failed); its waiters wake then.
 
-local function wf_key(prefix, wf) return prefix .. 'wf:' .. wf end
-
 -- A node of a workflow's tree. A tree that is gone (evicted) or broken raises an
 -- error naming the key: member_ended catches it, before the step writes anything of
 -- its own, and ends the workflow with that reason.
 local function wf_node(prefix, wf, path)
-  local key = wf_key(prefix, wf)
+  local key = key_workflow(prefix, wf)
   local text = redis.pcall('HGET', key, path)
   if failed(text) then
-    error('its tree ' .. key .. ' is a ' .. key_type(key) .. ', not a hash', 0)
+    error('its tree ' .. key .. ' is a ' .. type_of(key) .. ', not a hash', 0)
   end
   if not text then
-    if key_type(key) == 'none' then
+    if type_of(key) == 'none' then
       error('its tree ' .. key .. ' is gone (evicted or deleted; set maxmemory-policy ' ..
             'noeviction so that Redis keeps it)', 0)
     end
@@ -649,7 +648,7 @@ end
 -- Track a workflow's members still to end (the set :live): a set of the wrong type is
 -- rebuilt from here on, never failing the step that writes it.
 local function wf_live(prefix, wf, op, uuid)
-  local live = wf_key(prefix, wf) .. ':live'
+  local live = key_workflow_live(prefix, wf)
   if failed(redis.pcall(op, live, uuid)) then
     redis.call('DEL', live)
     redis.call(op, live, uuid)
@@ -663,19 +662,19 @@ local function with_first(args, first)
 end
 
 local function wf_end(prefix, wf, fields, why)
-  local tkey = prefix .. 'task:' .. wf
+  local tkey = key_task(prefix, wf)
   local now = now_ms()
   fields[#fields + 1] = 'updated_at'
   fields[#fields + 1] = stamp(now)
   redis.call('HSET', tkey, unpack(fields))
   local status = fields[2]
   changed(prefix, wf, 'process', status, why)
-  bump(prefix .. 'counts', status)
+  bump(key_counts(prefix), status)
   local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
   signal_done(prefix, wf, tkey, ttl)
   if ttl and ttl > 0 then
-    redis.call('EXPIRE', wf_key(prefix, wf), ttl)
-    redis.call('EXPIRE', wf_key(prefix, wf) .. ':live', ttl)
+    redis.call('EXPIRE', key_workflow(prefix, wf), ttl)
+    redis.call('EXPIRE', key_workflow_live(prefix, wf), ttl)
   end
   return now
 end
@@ -687,9 +686,9 @@ local node_done, wf_fail, start_node
 -- so that a workflow whose tree was evicted still runs its on_error.
 local function wf_on_error(prefix, wf, uuid, rec, why)
   local node = nil
-  local text = redis.pcall('HGET', wf_key(prefix, wf), 'e')
+  local text = redis.pcall('HGET', key_workflow(prefix, wf), 'e')
   if failed(text) or not text then
-    text = redis.pcall('HGET', prefix .. 'task:' .. wf, 'wfe')
+    text = redis.pcall('HGET', key_task(prefix, wf), 'wfe')
     if failed(text) then text = nil end
   end
   if text then
@@ -709,7 +708,7 @@ local function step_unqueued(prefix, wf, uuid, path, node, why)
     wf_fail(prefix, wf, uuid, {wfn = path, task_name = node.f.task_name, status = 'error'}, why)
     return
   end
-  local tkey = prefix .. 'task:' .. wf
+  local tkey = key_task(prefix, wf)
   local trace = redis.pcall('HGET', tkey, 'traceback')
   if type(trace) == 'string' then
     redis.pcall('HSET', tkey, 'traceback', trace .. '\non_error was not queued: ' .. why)
@@ -763,7 +762,7 @@ start_node = function(prefix, wf, path, input, node)
   elseif node.n == 0 then
     node_done(prefix, wf, path, '[]')
   else
-    redis.call('HSET', wf_key(prefix, wf), path .. '#left', node.n)
+    redis.call('HSET', key_workflow(prefix, wf), path .. '#left', node.n)
     for i = 0, node.n - 1 do start_node(prefix, wf, path .. '.' .. i, input) end
   end
 end
@@ -784,7 +783,7 @@ node_done = function(prefix, wf, path, result)
     end
     return
   end
-  local key = wf_key(prefix, wf)
+  local key = key_workflow(prefix, wf)
   if redis.call('HSETNX', key, parent .. '#' .. idx, result) == 0 then return end
   if redis.call('HINCRBY', key, parent .. '#left', -1) ~= 0 then return end
   -- Read in slices: unpack has a limit of a few thousand values.
@@ -801,18 +800,18 @@ end
 -- cancel with `reason`; with `abort_running`, those running are asked to stop too
 -- (their workers learn it at their next heartbeat), else they finish unheeded.
 local function wf_stop_members(prefix, wf, reason, now, abort_running)
-  local live = wf_key(prefix, wf) .. ':live'
+  local live = key_workflow_live(prefix, wf)
   local members = redis.pcall('SMEMBERS', live)
   if failed(members) then return end  -- a set of the wrong type: nothing known to stop
   for _, member in ipairs(members) do
-    local mkey = prefix .. 'task:' .. member
+    local mkey = key_task(prefix, member)
     local r = redis.pcall('HMGET', mkey, 'status', 'queue', 'ttl')
     if failed(r) then
       r = {}
     end
     if r[1] == 'new' or r[1] == 'retry' then
       redis.pcall('ZREM', qkey(prefix, r[2]), member)
-      local delayed = redis.pcall('ZREM', prefix .. 'scheduled', member) == 1
+      local delayed = redis.pcall('ZREM', key_scheduled(prefix), member) == 1
       redis.call('SREM', live, member)
       cancel(prefix, member, mkey, reason, now, tonumber(r[3] or ''),
              waiting_as(prefix, member, r[1], delayed),
@@ -852,9 +851,9 @@ end
 -- One member's end, moving its workflow on (see member_ended).
 local function wf_step(prefix, uuid, rec)
   local wf = rec.wf
-  local key = wf_key(prefix, wf)
+  local key = key_workflow(prefix, wf)
   -- Checked before the first write (HSETNX would make a gone tree a new hash).
-  local kind = key_type(key)
+  local kind = type_of(key)
   if kind ~= 'hash' then
     error('its tree ' .. key .. (kind == 'none' and
           ' is gone (evicted or deleted; set maxmemory-policy noeviction so that Redis keeps it)'
@@ -885,7 +884,7 @@ member_ended = function(prefix, uuid, rec)
   if not rec.wfn then return end
   local wf = rec.wf
   wf_live(prefix, wf, 'SREM', uuid)
-  local status = redis.pcall('HGET', prefix .. 'task:' .. wf, 'status')
+  local status = redis.pcall('HGET', key_task(prefix, wf), 'status')
   -- A workflow record that is gone or not a hash: there is nothing left to end.
   if status ~= 'process' then return end
   local ok, e = pcall(wf_step, prefix, uuid, rec)

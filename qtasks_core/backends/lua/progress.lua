@@ -7,12 +7,12 @@
 -- worker whose lease ran out must not write over the progress of the one that took
 -- the task over).
 local prefix, uuid, token = ARGV[1], ARGV[2], ARGV[4] or ''
-local tkey = prefix .. 'task:' .. uuid
+local tkey = key_task(prefix, uuid)
 local held = redis.pcall('HMGET', tkey, 'status', 'claim')
 if failed(held) or held[1] ~= 'process' then return 0 end
 if token ~= '' and held[2] ~= token then return 0 end
 redis.call('HSET', tkey, 'progress', ARGV[3])
-local ekey = prefix .. 'events:' .. uuid
+local ekey = key_events(prefix, uuid)
 redis.call('XADD', ekey, 'MAXLEN', '~', 100, '*', 'kind', 'progress', 'data', ARGV[3])
 redis.call('EXPIRE', ekey, 86400)
 return 1

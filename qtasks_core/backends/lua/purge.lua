@@ -13,7 +13,7 @@ local done = 0
 local popped = redis.call('ZPOPMIN', qk, most)
 for i = 1, #popped, 2 do
   local uuid = popped[i]
-  local tkey = prefix .. 'task:' .. uuid
+  local tkey = key_task(prefix, uuid)
   local status = redis.pcall('HGET', tkey, 'status')
   if status == 'new' then
     cancel(prefix, uuid, tkey, reason, now, ttl, 'new', 'purged')

@@ -21,7 +21,7 @@ else
   redis.call('HDEL', KEYS[2], 'next')
 end
 -- The stream only wakes schedulers: one of another type (someone SET it) is replaced.
-local t = key_type(KEYS[3])
+local t = type_of(KEYS[3])
 if t ~= 'none' and t ~= 'stream' then redis.call('DEL', KEYS[3]) end
 redis.call('XADD', KEYS[3], 'MAXLEN', keep, '*', 'name', name)
 if stored then return 1 end

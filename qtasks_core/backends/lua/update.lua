@@ -5,10 +5,10 @@
 -- Returns 1 written, 0 not (no such record, a cancel of a task that is not queued or
 -- waiting for a retry, or a claim the caller no longer holds).
 local prefix, uuid, ttl, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local tkey = prefix .. 'task:' .. uuid
-if key_type(tkey) ~= 'hash' then return 0 end
+local tkey = key_task(prefix, uuid)
+if type_of(tkey) ~= 'hash' then return 0 end
 local qk = qkey(prefix, redis.call('HGET', tkey, 'queue'))
-local err = expect_all({qk, 'zset', prefix .. 'scheduled', 'zset'})
+local err = expect_all({qk, 'zset', key_scheduled(prefix), 'zset'})
 if err then return err end
 if token ~= '' and redis.call('HGET', tkey, 'claim') ~= token then return 0 end
 local prev = redis.call('HGET', tkey, 'status')
@@ -24,7 +24,7 @@ end
 if status == 'cancel' then
   if prev ~= 'new' and prev ~= 'retry' then return 0 end
   redis.call('ZREM', qk, uuid)
-  local delayed = redis.call('ZREM', prefix .. 'scheduled', uuid) == 1
+  local delayed = redis.call('ZREM', key_scheduled(prefix), uuid) == 1
   prev = waiting_as(prefix, uuid, prev, delayed)
 end
 redis.call('HSET', tkey, unpack(ARGV, 5))
@@ -33,7 +33,7 @@ if not has_stamp then
 end
 if status == 'cancel' then
   changed(prefix, uuid, prev, 'cancel', 'cancelled')
-  bump(prefix .. 'counts', 'cancel')
+  bump(key_counts(prefix), 'cancel')
   signal_done(prefix, uuid, tkey, ttl)
 end
 return 1

@@ -6,8 +6,8 @@
 -- ARGV: prefix, uuid
 -- Returns the task's status ('' for no such task).
 local prefix, uuid = ARGV[1], ARGV[2]
-local tkey = prefix .. 'task:' .. uuid
-if key_type(tkey) ~= 'hash' then return '' end
+local tkey = key_task(prefix, uuid)
+if type_of(tkey) ~= 'hash' then return '' end
 local status = redis.call('HGET', tkey, 'status') or ''
 if not KNOWN[status] or status == 'success' or status == 'error' or status == 'cancel' then
   return status

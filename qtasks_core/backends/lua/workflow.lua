@@ -4,12 +4,12 @@
 --       {path: node as JSON text} (see the workflow helpers in lib.lua).
 -- Returns 1 started, 0 already started (a start retried after a lost reply).
 local prefix, wf = ARGV[1], ARGV[2]
-local tkey = prefix .. 'task:' .. wf
+local tkey = key_task(prefix, wf)
 if redis.call('EXISTS', tkey) == 1 then return 0 end
 local nodes = cjson.decode(ARGV[4])
 -- Every key written below is checked first: a refused start leaves no record behind.
-local checks, seen = {prefix .. 'scheduled', 'zset', prefix .. 'workflows', 'zset',
-                      wf_key(prefix, wf), 'hash', wf_key(prefix, wf) .. ':live', 'set'}, {}
+local checks, seen = {key_scheduled(prefix), 'zset', key_workflows(prefix), 'zset',
+                      key_workflow(prefix, wf), 'hash', key_workflow_live(prefix, wf), 'set'}, {}
 for _, text in pairs(nodes) do
   local node = cjson.decode(text)
   if node.k == 't' then
@@ -38,10 +38,10 @@ changed(prefix, wf, '', 'process', '')
 -- The list of workflows the dashboard pages through, newest first (trimmed as their
 -- records expire, like the task list's indexes).
 local now = now_ms()
-redis.call('ZADD', prefix .. 'workflows', now, wf)
+redis.call('ZADD', key_workflows(prefix), now, wf)
 local ttl = tonumber(redis.call('HGET', tkey, 'ttl') or '')
 if ttl and ttl > 0 and now % 32 == 0 then
-  redis.call('ZREMRANGEBYSCORE', prefix .. 'workflows', '-inf', '(' .. (now - ttl * 1000 * 2))
+  redis.call('ZREMRANGEBYSCORE', key_workflows(prefix), '-inf', '(' .. (now - ttl * 1000 * 2))
 end
 -- In slices: unpack has a limit of a few thousand values.
 local hash = {}
@@ -49,10 +49,10 @@ for path, text in pairs(nodes) do
   hash[#hash + 1] = path
   hash[#hash + 1] = text
   if #hash >= 2000 then
-    redis.call('HSET', wf_key(prefix, wf), unpack(hash))
+    redis.call('HSET', key_workflow(prefix, wf), unpack(hash))
     hash = {}
   end
 end
-if #hash > 0 then redis.call('HSET', wf_key(prefix, wf), unpack(hash)) end
+if #hash > 0 then redis.call('HSET', key_workflow(prefix, wf), unpack(hash)) end
 start_node(prefix, wf, 'r', nil)
 return 1
