@@ -114,5 +114,5 @@ async def _none_on_timeout(call: Awaitable[Task]) -> Task | None:
         return await call
     except TaskTimeoutError as exc:
         # None carries no id: the log keeps it for whoever looks for the task.
-        log.info("task %s not finished after %gs: add_task returns None", exc.uuid, exc.timeout)
+        log.info("%s: add_task returns None", exc)
         return None

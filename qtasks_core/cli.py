@@ -183,6 +183,13 @@ def configure_logging(level: str, fmt: str) -> None:
         fail(f"--log-level {level!r} is not one of debug, info, warning, error")
 
 
+#: The attributes every log record has: what is not among them came as ``extra=``.
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -191,9 +198,13 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # The fields a line carries (a task's name, uuid, status, duration …), as fields.
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data.setdefault(key, value)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data)
+        return json.dumps(data, default=str)
 
 
 def _start_or_fail(app: "QueueTasks") -> None:
@@ -1133,7 +1144,7 @@ def migrate_keys(app_path: AppOption, redis_url: RedisUrlOption = None) -> None:
 
 @server_cli.command(cls=_Command, name="start")
 def server_start() -> None:
-    """Start the embedded server (data under ./.qtasks or $QTASKS_HOME)."""
+    """Start the embedded server (data in ~/.local/state/qtasks, or $QTASKS_HOME)."""
     from . import embedded
 
     try:

@@ -108,6 +108,7 @@ _OTHER_ENV: Final = frozenset(
 LOGGERS: Final[dict[str, tuple[str, ...]]] = {
     "logs_default_level_server": (
         "qtasks.worker",
+        "qtasks.tasks",
         "qtasks.starter",
         "qtasks.schedules",
         "qtasks.task",

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+#: The checkout under test: its packages come first in a child process, ahead of any
+#: other copy of QTasks installed on the machine.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pythonpath(*folders: Path) -> str:
+    """``PYTHONPATH`` for a child process that imports test apps from ``folders`` and
+    QTasks from the checkout under test."""
+    return os.pathsep.join([*map(str, folders), str(REPO)])
 
 
 def free_port() -> int:

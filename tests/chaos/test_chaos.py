@@ -27,7 +27,7 @@ from qtasks_core.keys import Keys
 from qtasks_hooks import get_plugin_manager
 from tests.conftest import RedisServer
 from tests.integration.apps import sample
-from tests.support import wait_for
+from tests.support import pythonpath, wait_for
 
 APPS = Path(__file__).resolve().parents[1] / "integration"
 log = logging.getLogger("qtasks.chaos")
@@ -49,7 +49,7 @@ def env_for(server: RedisServer, name: str, transport: str = "") -> dict[str, st
         **os.environ,
         "QTASKS_REDIS_URL": server.url + transport,
         "QTASKS_TEST_APP": name,
-        "PYTHONPATH": str(APPS),
+        "PYTHONPATH": pythonpath(APPS),
     }
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import pythonpath
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -24,7 +26,7 @@ def sample_env(
         **os.environ,
         "QTASKS_REDIS_URL": redis_url,
         "QTASKS_TEST_APP": name,
-        "PYTHONPATH": str(HERE),
+        "PYTHONPATH": pythonpath(HERE),
     }
     monkeypatch.chdir(HERE)
     monkeypatch.setenv("QTASKS_REDIS_URL", redis_url)

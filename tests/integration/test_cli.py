@@ -16,26 +16,23 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-import qtasks_core
 from qtasks_core import BackendError, QueueTasks
 from qtasks_core.cli import cli
 from qtasks_core.keys import Keys
-from tests.support import wait_for
+from tests.support import pythonpath, wait_for
 
 from .apps import sample
 
 HERE = Path(__file__).resolve().parent
-ROOT = Path(qtasks_core.__file__).resolve().parents[1]
 runner = CliRunner()
 
 
 @pytest.fixture
 def sample_env(sample_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The integration tests' environment, whose processes run the qtasks_core under
-    test (the one this process imported), not another one installed; the apps the
-    commands import here are imported afresh, under this test's app name."""
+    """The integration tests' environment; the apps the commands import here are
+    imported afresh, under this test's app name."""
     sys.modules.pop("apps.lifecycle", None)
-    yield {**sample_env, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    yield sample_env
     sys.modules.pop("apps.lifecycle", None)
 
 
@@ -529,7 +526,8 @@ def test_plugins_json_lists_an_installed_plugin(installed_plugin: Path) -> None:
     assert listed["qtasks_probe"]["hooks"] == ["worker_start"]
     assert "qtasks.retry" in listed  # built-ins are ordinary plugins
     hook = runner.invoke(cli, ["plugins", "--json", "--hook", "worker_start"])
-    assert [p["name"] for p in json.loads(hook.output)] == ["qtasks_probe"]
+    # Only the plugins implementing the trigger: the probe, and the built-in task log.
+    assert sorted(p["name"] for p in json.loads(hook.output)) == ["qtasks.tasklog", "qtasks_probe"]
 
 
 def test_qtasks_plugins_empty_lists_no_entry_point_plugin(installed_plugin, monkeypatch) -> None:
@@ -562,11 +560,10 @@ def test_plugins_check_fails_on_a_misspelt_trigger(installed_plugin: Path) -> No
 
 def test_embedded_server_is_shared_by_two_processes_and_keeps_data(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "QTASKS_REDIS_URL"}
-    # QTASKS_HOME pins the folder (tested here); this checkout's qtasks_core runs.
-    root = Path(qtasks_core.__file__).resolve().parent.parent
+    # QTASKS_HOME pins the folder (tested here).
     env.update(
         QTASKS_HOME=str(tmp_path / "home"),
-        PYTHONPATH=os.pathsep.join([str(HERE), str(root)]),
+        PYTHONPATH=pythonpath(HERE),
         QTASKS_TEST_APP="embedded",
     )
     script = textwrap.dedent("""

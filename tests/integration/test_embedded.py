@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import qtasks_core
 from qtasks_core import embedded
-
-# Processes must run this checkout's qtasks_core, whatever else is installed.
-ROOT = Path(qtasks_core.__file__).resolve().parent.parent
+from tests.support import pythonpath
 
 APP = textwrap.dedent("""
     from qtasks_core import QueueTasks
@@ -48,7 +45,7 @@ def test_a_worker_and_a_producer_in_different_directories_meet(tmp_path: Path, u
     for folder in (project, worker_dir, web_dir):
         folder.mkdir()
     (project / "embedded_app.py").write_text(APP)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(ROOT)])}
+    env = {**os.environ, "PYTHONPATH": pythonpath(project)}
     worker = subprocess.Popen(
         [sys.executable, "-m", "qtasks_core", "worker", "-A", "embedded_app:app"],
         env=env,

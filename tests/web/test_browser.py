@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from qtasks_core import QueueTasks
-from tests.support import free_port, wait_for
+from tests.support import free_port, pythonpath, wait_for
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
@@ -48,7 +48,7 @@ class Processes:
             "QTASKS_REDIS_URL": redis_url,
             "QTASKS_TEST_APP": name,
             "QTASKS_WEB_TOKEN": TOKEN,
-            "PYTHONPATH": str(HERE),
+            "PYTHONPATH": pythonpath(HERE),
         }
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from qtasks_core import QueueTasks
-from tests.support import free_port, wait_for
+from tests.support import free_port, pythonpath, wait_for
 
 HERE = Path(__file__).resolve().parent
 ATTACKER = "rebind.attacker.example"
@@ -27,7 +27,9 @@ class Dashboard:
 
     def __init__(self, redis_url: str, name: str, tmp: Path, *options: str) -> None:
         self.env = {k: v for k, v in os.environ.items() if k != "QTASKS_WEB_TOKEN"}
-        self.env.update(QTASKS_REDIS_URL=redis_url, QTASKS_TEST_APP=name, PYTHONPATH=str(HERE))
+        self.env.update(
+            QTASKS_REDIS_URL=redis_url, QTASKS_TEST_APP=name, PYTHONPATH=pythonpath(HERE)
+        )
         self.port = free_port()
         self.log = tmp / f"web-{self.port}.log"
         with self.log.open("wb") as out:
