@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 log = logging.getLogger("qtasks.broker")
+#: The task log (see :mod:`qtasks_core.plugins.tasklog`), where a dead letter set aside
+#: here gets its line whether or not that plugin runs.
+task_log = logging.getLogger("qtasks.tasks")
 
 
 @dataclass(slots=True)
@@ -264,7 +267,19 @@ class Broker:
         except (ValueError, TypeError, RecursionError) as exc:
             # A malformed message is set aside with its reason; it never reaches a task.
             reason = f"malformed message: {type(exc).__name__}: {exc}"
-            log.error("task %s set aside: %s", claim.uuid, reason)
+            task_log.error(
+                "task %s[%s] set aside as a dead letter: %s",
+                raw.get("task_name") or "?",
+                claim.uuid,
+                reason,
+                extra={
+                    "task_name": raw.get("task_name") or None,
+                    "uuid": claim.uuid,
+                    "status": "dead",
+                    "reason": "malformed",
+                    "error": reason,
+                },
+            )
             await self.storage.dead_letter(claim, reason, repr(raw)[:2000])
             return None
         values: dict[str, Any] = {

@@ -16,7 +16,7 @@ task_default_priority      0                                each enqueue (tasks 
 result_ttl                 86400 (``none``: kept forever)   each record written after it
 logs_default_level_server  unset (logging left alone)       at once: ``qtasks.worker``,
                                                             ``.starter``, ``.schedules``,
-                                                            ``.task``, ``.supervisor``
+                                                            ``.tasks``, ``.task``, ``.supervisor``
 logs_default_level_client  unset (logging left alone)       at once: ``qtasks.app``,
                                                             ``.broker``, ``.storage``,
                                                             ``.backend``, ``.embedded``,

@@ -1,27 +1,29 @@
 """The task log: one line per task a worker finishes, on the logger ``qtasks.tasks``.
 
 ==========================================  =======  ===============================
-change                                      level    line ends
+outcome                                     level    line ends
 ==========================================  =======  ===============================
-``process -> success``                      INFO     ``succeeded in 0.0021s (…)``
-``process -> cancel`` (aborted)             INFO     ``cancelled in …: aborted``
-``process -> error``                        WARNING  ``failed in …: ValueError: …``
-``process -> retry``                        WARNING  ``failed in …, retry in 2s: …``
-``-> dead`` (a dead letter)                 WARNING  ``set aside as a dead letter …``
-``process -> new`` (lease expired)          WARNING  ``requeued: its worker stopped …``
-any other change (its claim, …)             DEBUG    ``new -> process``
+``success``                                 INFO     ``succeeded in 0.0021s (…)``
+``cancel`` (aborted, ``TaskCancel``)        INFO     ``cancelled in …: aborted``
+``error``                                   WARNING  ``failed in …: ValueError: …``
+``retry``                                   WARNING  ``failed in …, retry in 2s: …``
+requeued after its worker's lease expired   WARNING  ``requeued: its worker stopped …``
+its run starting                            DEBUG    ``started (attempt 1, …)``
 ==========================================  =======  ===============================
 
-Every line starts ``task <name>[<uuid>]`` and names the attempt and the worker.
+Every line starts ``task <name>[<uuid>]`` and names the attempt and the worker. A
+message that cannot be read is set aside as a dead letter with a line of its own on the
+same logger (``set aside as a dead letter``), written by the broker whether or not this
+plugin runs.
 
 Each record carries the fields as attributes (``extra=``): ``task_name``, ``uuid``,
-``status``, ``duration`` (seconds, ``None`` when this process did not see the run
-start), ``attempt``, ``worker``, ``error_type`` and ``error`` (``None`` unless it
+``status``, ``duration`` (seconds on the worker's clock, from the start of the run to
+its outcome), ``attempt``, ``worker``, ``error_type`` and ``error`` (``None`` unless it
 failed), ``retry_delay`` and ``reason``.
 
-Only worker processes log: the plugin listens to ``storage_status_changed`` from a
-worker's start to its stop, so a web app that only enqueues pays nothing for it (the
-backend collects status changes only while a plugin listens). Turn it off with
+The lines come from the worker's own triggers, as the outcome is handed to be written:
+only worker processes log, and nothing is collected for them (the status-change feed,
+which the engine fills only while a plugin listens, stays off). Turn it off with
 ``QueueTasks(block_plugins=["qtasks.tasklog"])`` or
 ``QTASKS_DISABLE_PLUGINS=qtasks.tasklog``, or raise the logger's level
 (``logging.getLogger("qtasks.tasks").setLevel(logging.WARNING)`` keeps failures only).
@@ -38,15 +40,14 @@ from qtasks_hooks import hookimpl
 from ..storage import error_line
 
 if TYPE_CHECKING:
-    from ..schemas import FinishedModel, StatusChange, TaskPrioritySchema
+    from ..broker import Broker
+    from ..schemas import FinishedModel, TaskPrioritySchema
     from ..worker import Worker
 
 log = logging.getLogger("qtasks.tasks")
 
-#: The name of the listener registered while a worker runs.
-LISTENER: Final = "qtasks.tasklog.listener"
-#: Runs remembered at most: a task whose lease this worker lost ends elsewhere, and its
-#: entry would otherwise stay.
+#: Runs remembered at most: a run whose outcome never comes (its worker was stopped
+#: hard) would otherwise stay.
 _KEPT: Final = 10_000
 
 _LEVELS: Final = {
@@ -54,7 +55,6 @@ _LEVELS: Final = {
     "cancel": logging.INFO,
     "error": logging.WARNING,
     "retry": logging.WARNING,
-    "dead": logging.WARNING,
 }
 _VERBS: Final = {
     "success": "succeeded",
@@ -65,139 +65,110 @@ _VERBS: Final = {
 
 
 class TaskLogPlugin:
-    """Starts the task log's listener in each process that runs a worker."""
+    """Logs each task a worker of this process runs, from its start to its outcome."""
 
     def __init__(self) -> None:
-        self._workers = 0
-        self._listener = _Listener()
-
-    @hookimpl
-    def worker_start(self, worker: Worker) -> None:
-        pm = worker.app.pm
-        self._workers += 1
-        if pm.get_plugin(LISTENER) is None:
-            pm.register(self._listener, name=LISTENER)
-
-    @hookimpl
-    def worker_stop(self, worker: Worker) -> None:
-        self._workers = max(0, self._workers - 1)
-        pm = worker.app.pm
-        if self._workers == 0 and pm.get_plugin(LISTENER) is self._listener:
-            pm.unregister(self._listener)
-            self._listener.forget()
-
-
-class _Listener:
-    """Turns the status changes a worker's calls make into log lines."""
-
-    def __init__(self) -> None:
-        #: When this process's claim of each running task returned (monotonic clock).
+        #: When each running task's run started (this process's monotonic clock).
         self._started: dict[str, float] = {}
-        #: What the change does not carry, taken from the worker's final state just
-        #: before it is written: the error line and the retry delay.
-        self._failures: dict[str, tuple[str, float | None]] = {}
 
-    def forget(self) -> None:
-        self._started.clear()
-        self._failures.clear()
+    @hookimpl
+    def worker_execute_before(self, worker: Worker, task_broker: TaskPrioritySchema) -> None:
+        self._started[task_broker.uuid] = time.perf_counter()
+        if len(self._started) > _KEPT:
+            del self._started[next(iter(self._started))]
+        if log.isEnabledFor(logging.DEBUG):
+            where = f"attempt {task_broker.attempts}, worker {worker.id}"
+            line = f"task {task_broker.task_name}[{task_broker.uuid}] started ({where})"
+            _emit(logging.DEBUG, line, _fields(task_broker, worker.id, "process", None))
 
+    # Last of the chain: the state other plugins settled on is the one logged.
     @hookimpl(trylast=True)
     def worker_remove_finished_task(
-        self, task_broker: TaskPrioritySchema, model: FinishedModel
+        self, worker: Worker, task_broker: TaskPrioritySchema, model: FinishedModel
     ) -> None:
-        # Only failures are kept: the change reports the exception's type alone.
+        start = self._started.pop(task_broker.uuid, None)
         status = model.status
-        if status == "error" or status == "retry":
-            delay = getattr(model, "retry_delay", None) if status == "retry" else None
-            self._failures[task_broker.uuid] = (
-                error_line(getattr(model, "traceback", "")),
-                delay,
-            )
-            if len(self._failures) > _KEPT:
-                del self._failures[next(iter(self._failures))]
-
-    @hookimpl
-    def storage_status_changed(self, change: StatusChange) -> None:
-        status = change.status
-        uuid = change.uuid
-        if status == "process":
-            # The duration runs from here, on this process's monotonic clock: the
-            # changes' own times are the server's whole milliseconds.
-            self._started[uuid] = time.perf_counter()
-            if len(self._started) > _KEPT:
-                del self._started[next(iter(self._started))]
-            log.debug(
-                "task %s[%s] %s -> process",
-                change.task_name,
-                uuid,
-                change.previous,
-                extra=_fields(change, None, None),
-            )
-            return
-        start = self._started.pop(uuid, None) if change.previous == "process" else None
-        duration = None if start is None else time.perf_counter() - start
-        failure = self._failures.pop(uuid, None)
-        if status == "new" and change.reason == "lease_expired":
-            level = logging.WARNING
-        else:
-            level = _LEVELS.get(status, logging.DEBUG)
+        level = _LEVELS.get(status, logging.INFO)
         if not log.isEnabledFor(level):
             return
-        error = delay = None
+        duration = None if start is None else time.perf_counter() - start
+        error = delay = reason = None
         if status == "error" or status == "retry":
-            error = change.reason
-            # The error written may be a plugin's that failed the task after the
-            # attempt: the line kept from before the write is used only if it matches.
-            if failure is not None and failure[0].startswith(change.reason or ""):
-                error, delay = failure
-        fields = _fields(change, duration, error, delay)
-        log.log(level, _line(change, duration, error, delay), extra=fields)
+            error = error_line(getattr(model, "traceback", "") or "") or None
+            if status == "retry":
+                delay = getattr(model, "retry_delay", None)
+        elif status == "cancel":
+            reason = getattr(model, "cancel_reason", None) or None
+        fields = _fields(task_broker, worker.id, status, duration, error, delay, reason)
+        task = f"task {task_broker.task_name}[{task_broker.uuid}]"
+        took = "" if duration is None else f" in {duration:.4f}s"
+        line = f"{task} {_VERBS.get(status, status)}{took} ({_where(task_broker, worker.id)})"
+        if delay is not None:
+            line += f", retry in {delay:g}s"
+        if error is not None:
+            line += f": {error}"
+        elif reason:
+            line += f": {reason}"
+        _emit(level, line, fields)
+
+    @hookimpl
+    def broker_running_older_tasks(self, broker: Broker, worker: Worker, uuids: list[str]) -> None:
+        if not log.isEnabledFor(logging.WARNING):
+            return
+        for uuid in uuids:
+            line = (
+                f"task [{uuid}] requeued: its worker stopped renewing the lease "
+                f"(found by worker {worker.id})"
+            )
+            fields = {**dict.fromkeys(_FIELDS), "uuid": uuid, "status": "new"}
+            _emit(logging.WARNING, line, {**fields, "worker": worker.id, "reason": "lease_expired"})
+
+
+_FIELDS: Final = (
+    "task_name",
+    "uuid",
+    "status",
+    "duration",
+    "attempt",
+    "worker",
+    "error_type",
+    "error",
+    "retry_delay",
+    "reason",
+)
+
+
+def _emit(level: int, line: str, fields: dict[str, Any]) -> None:
+    """Hand a line to the handlers. The record is made here rather than by
+    ``log.log``, which walks the stack to find the caller's file and line: a third of a
+    line's cost, for a place that is always this module."""
+    log.handle(log.makeRecord(log.name, level, __file__, 0, line, (), None, extra=fields))
+
+
+def _where(task_broker: TaskPrioritySchema, worker: str) -> str:
+    return f"attempt {task_broker.attempts}, worker {worker}"
 
 
 def _fields(
-    change: StatusChange,
+    task_broker: TaskPrioritySchema,
+    worker: str,
+    status: str,
     duration: float | None,
-    error: str | None,
+    error: str | None = None,
     delay: float | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The record's attributes, for a JSON formatter or a filter."""
-    error_type = None
-    if error is not None:
-        error_type = change.reason or error.partition(":")[0].strip() or None
+    error_type = None if error is None else error.partition(":")[0].strip() or None
     return {
-        "task_name": change.task_name,
-        "uuid": change.uuid,
-        "status": change.status,
+        "task_name": task_broker.task_name,
+        "uuid": task_broker.uuid,
+        "status": status,
         "duration": duration,
-        "attempt": change.attempt,
-        "worker": change.worker,
+        "attempt": task_broker.attempts,
+        "worker": worker,
         "error_type": error_type,
         "error": error,
         "retry_delay": delay,
-        "reason": change.reason,
+        "reason": reason if reason is not None else error_type,
     }
-
-
-def _line(
-    change: StatusChange, duration: float | None, error: str | None, delay: float | None
-) -> str:
-    task = f"task {change.task_name}[{change.uuid}]"
-    status = change.status
-    where = f"attempt {change.attempt}" + (f", worker {change.worker}" if change.worker else "")
-    if status == "dead":
-        return f"{task} set aside as a dead letter ({where}): {change.reason or 'no reason'}"
-    if status == "new" and change.reason == "lease_expired":
-        return f"{task} requeued: its worker stopped renewing the lease ({where})"
-    verb = _VERBS.get(status)
-    if verb is None:
-        why = f" ({change.reason})" if change.reason else ""
-        return f"{task} {change.previous} -> {status}{why}"
-    took = "" if duration is None else f" in {duration:.4f}s"
-    line = f"{task} {verb}{took} ({where})"
-    if status == "retry":
-        line += "" if delay is None else f", retry in {delay:g}s"
-    if error is not None:
-        line += f": {error}"
-    elif status == "cancel" and change.reason:
-        line += f": {change.reason}"
-    return line

@@ -99,7 +99,7 @@ def test_success_line_has_duration_attempt_and_worker(app: QueueTasks, lines: An
         "retry_delay": None,
         "reason": None,
     }
-    # From the claim to the durable result: at least the task's own sleep.
+    # From the start of the run to its outcome: at least the task's own sleep.
     assert line.duration >= 0.05  # type: ignore[attr-defined]
 
 
@@ -117,10 +117,11 @@ def test_failure_line_names_the_exception(app: QueueTasks, lines: Any) -> None:
     assert line.getMessage().endswith(f"(attempt 1, worker {line.worker}): {message}")  # type: ignore[attr-defined]
     assert (line.status, line.error_type, line.error) == ("error", "ValueError", message)  # type: ignore[attr-defined]
     assert line.duration is not None  # type: ignore[attr-defined]
+    assert line.reason == "ValueError"  # type: ignore[attr-defined]
 
 
 def test_retry_then_error_lines(app: QueueTasks, lines: Any) -> None:
-    @app.task(name="flaky", retry=1, retry_backoff=0.01)
+    @app.task(name="flaky", retry=1, retry_backoff=0.01, retry_jitter=False)
     async def flaky() -> None:
         raise ConnectionError("upstream down")
 
@@ -131,7 +132,7 @@ def test_retry_then_error_lines(app: QueueTasks, lines: Any) -> None:
     assert [r.levelno for r in (retry, error)] == [logging.WARNING, logging.WARNING]
     assert (retry.status, retry.attempt) == ("retry", 1)  # type: ignore[attr-defined]
     delay = retry.retry_delay  # type: ignore[attr-defined]
-    assert 0 < delay <= 0.01
+    assert delay == 0.01
     assert f", retry in {delay:g}s: ConnectionError: upstream down" in retry.getMessage()
     assert (error.status, error.attempt, error.retry_delay) == ("error", 2, None)  # type: ignore[attr-defined]
     assert error.error == "ConnectionError: upstream down"  # type: ignore[attr-defined]
@@ -151,6 +152,7 @@ def test_cancelled_run_is_an_info_line(app: QueueTasks, lines: Any) -> None:
     assert line.levelno == logging.INFO
     assert line.status == "cancel"  # type: ignore[attr-defined]
     assert f"task skip[{uuid}] cancelled in " in line.getMessage()
+    assert line.getMessage().endswith(": nothing to do")
 
 
 def test_lease_expiry_line(app: QueueTasks, lines: Any) -> None:
@@ -168,7 +170,9 @@ def test_lease_expiry_line(app: QueueTasks, lines: Any) -> None:
     requeued, ran = _finished(lines(), uuid)
     assert requeued.levelno == logging.WARNING
     assert (requeued.status, requeued.reason) == ("new", "lease_expired")  # type: ignore[attr-defined]
-    assert "requeued: its worker stopped renewing the lease" in requeued.getMessage()
+    assert f"task [{uuid}] requeued: its worker stopped renewing the lease" in (
+        requeued.getMessage()
+    )
     assert (ran.status, ran.attempt) == ("success", 2)  # type: ignore[attr-defined]
 
 
@@ -184,23 +188,24 @@ def test_dead_letter_line(app: QueueTasks, lines: Any) -> None:
     _drain(app)
 
     [dead] = _finished(lines(), uuid)
-    assert dead.levelno == logging.WARNING
+    assert dead.levelno == logging.ERROR
     assert (dead.status, dead.reason) == ("dead", "malformed")  # type: ignore[attr-defined]
-    assert dead.getMessage() == (
-        f"task read[{uuid}] set aside as a dead letter (attempt 1, worker {dead.worker}): "  # type: ignore[attr-defined]
-        "malformed"
+    assert dead.getMessage().startswith(
+        f"task read[{uuid}] set aside as a dead letter: malformed message: "
     )
 
 
-def test_enqueue_and_claim_are_debug_lines(app: QueueTasks, lines: Any) -> None:
+def test_a_run_starting_is_a_debug_line(app: QueueTasks, lines: Any) -> None:
     @app.task(name="ok")
     def ok() -> None: ...
 
     uuid = app.add_task("ok").uuid
-    _drain(app)
+    worker = _drain(app)
 
     debug = [r for r in lines() if r.levelno == logging.DEBUG and r.uuid == uuid]  # type: ignore[attr-defined]
-    assert [r.getMessage() for r in debug] == [f"task ok[{uuid}] new -> process"]
+    assert [r.getMessage() for r in debug] == [
+        f"task ok[{uuid}] started (attempt 1, worker {worker})"
+    ]
 
 
 def test_a_producer_logs_nothing(app: QueueTasks, lines: Any) -> None:
@@ -236,7 +241,9 @@ def test_switched_off_like_any_builtin(
     assert "qtasks.tasklog" not in [info.name for info in app.pm.plugin_infos()]
 
 
-def test_the_listener_leaves_with_the_worker(app: QueueTasks, lines: Any) -> None:
+def test_after_the_worker_stopped_the_process_logs_as_a_producer(
+    app: QueueTasks, lines: Any
+) -> None:
     """Once the worker stopped, the process is a producer again."""
 
     @app.task(name="ok")
@@ -249,3 +256,19 @@ def test_the_listener_leaves_with_the_worker(app: QueueTasks, lines: Any) -> Non
     app.cancel(uuid)
 
     assert len(lines()) == before
+
+
+def test_the_task_log_leaves_the_status_change_feed_off(app: QueueTasks, lines: Any) -> None:
+    """The engine collects status changes only while a plugin listens to them: the task
+    log, on by default, must not be one, or every worker would pay for the feed."""
+
+    @app.task(name="look")
+    def look() -> list[str]:
+        return [impl.plugin_name for impl in app.pm.hook.storage_status_changed.get_hookimpls()]
+
+    uuid = app.add_task("look").uuid
+    _drain(app)
+
+    task = app.get(uuid)
+    assert task is not None and (task.status, task.returning) == ("success", [])
+    assert [line.status for line in _finished(lines(), uuid)] == ["success"]  # type: ignore[attr-defined]
