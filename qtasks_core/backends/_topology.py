@@ -15,20 +15,17 @@ Three topologies, told apart by the scheme:
 
 Nothing here imports redis-py: a URL is checked, and refused with a message that names
 what is wrong, when the backend is made, while the client and the transports load only
-when the first connection opens (:meth:`Topology.open`).
+when the first connection opens (``_connect.open_links``, which reads this module; this
+one never imports it back).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote
 
 from .._urls import check_url, mask_url
 from ..errors import TaskOptionError
-
-if TYPE_CHECKING:
-    from ._connect import Links
 
 SENTINEL_SCHEME = "redis+sentinel://"
 CLUSTER_SCHEME = "redis+cluster://"
@@ -83,13 +80,6 @@ class Topology:
     def standalone(self) -> bool:
         """Neither Sentinel nor Cluster (yet: a node's URL may turn out a cluster's)."""
         return self.sentinel is None and self.cluster is None
-
-    def open(self) -> Links:
-        """The connections of the running event loop to this Redis (nothing is sent
-        yet); the first call loads redis-py and the transports (``_connect``)."""
-        from ._connect import open_links
-
-        return open_links(self)
 
     def as_cluster(self, cluster: ClusterURL) -> Topology:
         """This topology, reaching the cluster ``cluster`` (a node's URL found to be one)."""

@@ -269,7 +269,11 @@ class RedisBackend:
             # call in a script), and their sockets go with them.
             for closed in [old for old in self._conns if old.is_closed()]:
                 del self._conns[closed]
-            conn = self._calls(self._topology.open())
+            # The first connection loads redis-py and the transports (``_connect``):
+            # importing the backend loads neither.
+            from ._connect import open_links
+
+            conn = self._calls(open_links(self._topology))
             self._conns[loop] = conn
         self._last = (loop, conn)
         return conn

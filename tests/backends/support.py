@@ -127,6 +127,26 @@ def beating(
     return run(beat())
 
 
+def recovered(subject: Subject, lease: float, claim: Callable[[], Awaitable[Claimed]]) -> Claimed:
+    """Heartbeat past a dead worker's lease, then claim, until the claim finds the
+    task again (or sets it aside): on a busy machine a pause of this process can read as
+    an outage, after which the engine grants every lease a full lease again, so one
+    lease's wait is not always enough. Fails after 20 leases."""
+
+    async def until_found() -> Claimed:
+        deadline = time.monotonic() + 20 * lease
+        while True:
+            stop = time.monotonic() + lease * 4 / 3
+            while time.monotonic() < stop:
+                await subject.backend.extend({}, lease)
+                await asyncio.sleep(lease / 12)
+            claimed = await claim()
+            if claimed.tasks or claimed.dead or time.monotonic() > deadline:
+                return claimed
+
+    return run(until_found())
+
+
 def uuids(claimed: Claimed) -> list[str]:
     """The uuids a claim took, in its order."""
     return [t["uuid"] for t in claimed.tasks]

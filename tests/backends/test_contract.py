@@ -21,7 +21,7 @@ import pytest
 
 from qtasks_core.backends import Claimed
 from qtasks_core.errors import BackendError
-from tests.backends.support import Subject, beating, record, run, uuids
+from tests.backends.support import Subject, beating, record, recovered, run, uuids
 
 # -- enqueue -------------------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ def test_an_expired_lease_is_recovered_and_the_poison_limit_holds(subject: Subje
         assert claimed is not None
         assert [t["attempts"] for t in claimed.tasks] == [str(attempt)]
         assert [t["solo"] for t in claimed.tasks] == ["" if attempt == 1 else "1"]
-        claimed = beating(subject, 0.4, 0.3, then=claim)
+        claimed = recovered(subject, 0.3, claim)
     assert claimed is not None and claimed.tasks == [] and claimed.dead == ["a"]
     got = run(subject.backend.get("a"))
     assert got is not None and got["status"] == "error"
