@@ -722,7 +722,12 @@ def add(
     app_path: AppOption,
     task: Annotated[str, typer.Argument(help="The task's name.")],
     args: Annotated[
-        list[str] | None, typer.Argument(help="Positional arguments (JSON values, else strings).")
+        list[str] | None,
+        typer.Argument(
+            help="Positional arguments, converted by the task's annotations (an int "
+            "parameter gets 007 as 7, a str one gets 12345 as '12345'); for a parameter "
+            "without one, a JSON value, else a string."
+        ),
     ] = None,
     kwargs: Annotated[
         str | None, typer.Option("--kwargs", help="Keyword arguments as a JSON object.")
@@ -747,12 +752,6 @@ def add(
     (exit 1 if it ended error or cancel)."""
     from .errors import QTasksError
 
-    def parse(value: str) -> Any:
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-
     try:
         kw = json.loads(kwargs) if kwargs else {}
     except json.JSONDecodeError as exc:
@@ -764,10 +763,10 @@ def add(
     # After start: the app's tasks include every shared_task only from then on.
     if not force and task not in application.tasks:
         fail(_unknown_task(application, task))
+    spec = application.tasks.get(task)
+    values = _shell_args(spec, args or [])
     try:
-        result = application.send_task(
-            task, [parse(a) for a in args or []], kw, priority=priority, timeout=wait
-        )
+        result = application.send_task(task, values, kw, priority=priority, timeout=wait)
     except QTasksError as exc:
         fail(str(exc))
     if as_json:
@@ -779,6 +778,60 @@ def add(
     application.stop()
     if result.status in ("error", "cancel"):
         raise typer.Exit(1)
+
+
+def _shell_args(spec: Any, args: list[str]) -> list[Any]:
+    """The shell's words as the task's positional arguments: each converted by its
+    parameter's annotation, as the worker will (so ``007`` and ``12345`` both reach an
+    ``int`` as numbers and a ``str`` as text), and sent in JSON form; a parameter without
+    an annotation (or a task this app does not declare) gets a JSON value, else the
+    word."""
+    import inspect
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from ._introspect import parameters, type_hints
+
+    params: list[inspect.Parameter] = []
+    hints: dict[str, Any] = {}
+    if spec is not None:
+        params = list(parameters(spec.func))[1 if spec.echo else 0 :]
+        hints = type_hints(spec.func)
+    out: list[Any] = []
+    for place, word in enumerate(args):
+        param = params[place] if place < len(params) else None
+        if param is not None and param.kind is param.VAR_POSITIONAL:
+            params = params[:place]  # every word from here is one of *args
+            param = None
+        annotation = hints.get(param.name, Any) if param is not None else Any
+        if annotation in (Any, object):
+            try:
+                out.append(json.loads(word))
+            except json.JSONDecodeError:
+                out.append(word)
+            continue
+        if annotation is str:
+            out.append(word)
+            continue
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+        except Exception:
+            out.append(word)  # a type pydantic cannot build: the worker leaves it too
+            continue
+        try:
+            try:
+                value = adapter.validate_json(word)
+            except ValidationError:
+                value = adapter.validate_strings(word)
+        except ValidationError as exc:
+            detail = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            assert param is not None
+            fail(
+                f"argument {place + 1} ({param.name}: "
+                f"{getattr(annotation, '__name__', annotation)}) {word!r}: {detail}"
+            )
+        out.append(adapter.dump_python(value, mode="json"))
+    return out
 
 
 def _unknown_task(app: "QueueTasks", name: str) -> str:

@@ -135,6 +135,20 @@ def test_add_waits_and_prints_the_result_and_stats_shows_it(sample_env) -> None:
     assert json.loads(stats.output)["status_counts"]["success"] >= 2
 
 
+def test_add_converts_the_shell_words_by_the_tasks_annotations(sample_env) -> None:
+    """The shell gives words: an int parameter gets 007 as 7, a str one gets 12345 as
+    text, a datetime its ISO form; a word past the named parameters is a JSON value."""
+    words = ["007", "12345", "2026-12-07T09:30", "42", "plain"]
+    added = runner.invoke(cli, ["add", "-A", "apps.lifecycle:app", "typed", *words])
+    assert added.exit_code == 0, added.output
+    task = producer(sample_env).get(added.output.strip())
+    assert task is not None
+    assert task.args == (7, "12345", "2026-12-07T09:30:00", 42, "plain")
+    bad = runner.invoke(cli, ["add", "-A", "apps.lifecycle:app", "typed", "seven", "x", "now"])
+    assert bad.exit_code == 2
+    assert "argument 1 (count: int) 'seven': Input should be a valid integer" in bad.output
+
+
 def test_add_without_wait_prints_the_id_to_follow(sample_env) -> None:
     added = runner.invoke(cli, ["add", "-A", "apps.sample:app", "noop", "later"])
     assert added.exit_code == 0, added.output

@@ -4,6 +4,7 @@ life (get, retry, cancel)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 
 from qtasks_core import QueueTasks
@@ -29,6 +30,11 @@ def also_fails(tag: str) -> None:
 @app.task
 async def lingers(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+@app.task
+def typed(count: int, label: str, when: datetime.datetime, *rest: object) -> list[object]:
+    return [count, label, when.isoformat(), *rest]
 
 
 def make() -> QueueTasks:
