@@ -101,6 +101,16 @@ def test_a_running_workflow_shows_its_tree_and_polls(app, dashboard) -> None:
     assert 'data-action="abort_workflow"' in html
 
 
+def test_the_on_error_step_reads_apart_from_its_name_and_state(app, dashboard) -> None:
+    declare(app)
+    flow = chain(app.signature("add", (1, 2)), app.signature("total"))
+    started = app.start_workflow(flow, name="guarded", on_error=app.signature("boom"))
+    html = dashboard(app).get(f"/workflows/{started.uuid}").text
+    # As a browser shows it: inline tags add no space, so words must not run together.
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", node(html, "e")))
+    assert "boom not started yet (runs on error)" in text
+
+
 def test_an_ended_workflow_shows_its_result_and_stops_polling(app, dashboard) -> None:
     declare(app)
     flow = pipeline(app)
