@@ -6,7 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.backends.support import KINDS, REDIS_KINDS, Subject, subject_of
+from tests.backends.support import KINDS, REDIS_KINDS, Subject, close_loop, subject_of
+
+
+@pytest.fixture(autouse=True)
+def _one_loop_per_test() -> Iterator[None]:
+    """Each test's backend calls share one event loop, ended with the test."""
+    yield
+    close_loop()
 
 
 @pytest.fixture(params=KINDS)

@@ -27,13 +27,33 @@ KINDS = ["memory", *REDIS_KINDS]
 _names = itertools.count()
 
 
+_runner: asyncio.Runner | None = None
+
+
 def run(awaitable: Awaitable[T]) -> T:
-    """Run one backend call to its end, on a loop of its own."""
+    """Run one backend call to its end, on the test's event loop.
+
+    One loop serves a whole test (``close_loop`` ends it), as one serves a worker: its
+    connections stay open between calls. A loop per call would open new connections
+    each time (a TLS or cluster handshake), and a pause that long between a test's
+    heartbeats and its next claim reads to the engine as an outage, after which every
+    lease is granted in full again: a lease the test let run out would not be."""
+    global _runner
+    if _runner is None:
+        _runner = asyncio.Runner()
 
     async def main() -> T:
         return await awaitable
 
-    return asyncio.run(main())
+    return _runner.run(main())
+
+
+def close_loop() -> None:
+    """End the test's event loop (and with it its connections)."""
+    global _runner
+    if _runner is not None:
+        _runner.close()
+        _runner = None
 
 
 def record(name: str = "job", priority: int = 0, **extra: str) -> dict[str, str]:
@@ -118,8 +138,14 @@ def beating(
     handshake, a silence of its own with TLS)."""
 
     async def beat() -> T | None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        deadline = last = time.monotonic()
+        deadline += seconds
+        while (now := time.monotonic()) < deadline:
+            if now - last > lease / 4:
+                # A pause of this process as long as that reads to the engine as an
+                # outage, after which it grants every lease in full again: wait that out.
+                deadline = now + seconds
+            last = now
             await subject.backend.extend({}, lease)
             await asyncio.sleep(lease / 12)
         return await then() if then is not None else None
