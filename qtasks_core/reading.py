@@ -47,7 +47,9 @@ class ReadOps(Wiring):
         :param status: a final status (``success``, ``error``, ``cancel``: newest first,
             by when they ended), ``None`` for every finished task, or a live one:
             ``new`` (the queue ``queue``, default ``default``, in queue order),
-            ``process`` (by lease deadline) or ``retry`` (waiting, by due time).
+            ``process`` (by lease deadline), ``retry`` (waiting for a retry, by due
+            time) or ``delayed`` (every task waiting for its due time: sent with a
+            delay or waiting for a retry, by due time).
         :param task_name: only tasks of this name.
         :param queue: only tasks of this queue.
         :param before: the ``next`` of the previous page.

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("qtasks.storage")
 
 KNOWN_STATUSES = frozenset(str(s) for s in TaskStatus)
+#: ``list_tasks``' name for every task waiting in the backend for its due time: sent
+#: with a delay (status ``new``, with an ``eta``) or waiting for a retry.
+DELAYED = "delayed"
 
 
 class UniqueHeld(Exception):
@@ -274,10 +277,10 @@ class Storage:
     ) -> tuple[list[Task], str | None]:
         """A page of tasks read from the backend's indexes (see ``QueueTasks.list_tasks``);
         ``storage_get`` fires for each."""
-        if status is not None and status not in KNOWN_STATUSES:
+        if status is not None and status not in KNOWN_STATUSES and status != DELAYED:
             raise TaskOptionError(
-                f"status must be one of {', '.join(sorted(KNOWN_STATUSES))} or None "
-                f"(every finished task), not {status!r}"
+                f"status must be one of {', '.join(sorted(KNOWN_STATUSES | {DELAYED}))} "
+                f"or None (every finished task), not {status!r}"
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
@@ -298,6 +301,9 @@ class Storage:
         def wanted(record: dict[str, str]) -> bool:
             if status is None:
                 if record.get("status") not in FINAL_STATUSES:
+                    return False
+            elif status == DELAYED:
+                if record.get("status") not in ("new", "retry"):
                     return False
             elif record.get("status") != status:
                 return False

@@ -55,7 +55,8 @@ _SEEN_MARK: Final = "qtasks-seen-digest-mark"
 #: Largest action form read; the forms hold a token and an id or a queue name.
 MAX_FORM: Final = 16_384
 #: Statuses in the order a task goes through them.
-STATUSES: Final = tuple(s.value for s in TaskStatus)
+#: The task list's statuses: every task status, and ``delayed`` (a delay or a retry).
+STATUSES: Final = (*(s.value for s in TaskStatus), "delayed")
 #: Statuses in which ``app.cancel`` can still stop a task.
 CANCELLABLE: Final = frozenset({"new", "retry"})
 #: Statuses in which ``app.retry`` sends a task again.

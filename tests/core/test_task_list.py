@@ -9,6 +9,7 @@ from qtasks_core import QueueTasks
 from qtasks_core.errors import TaskOptionError
 from qtasks_core.keys import Keys
 from qtasks_core.starter import Starter
+from tests.support import wait_for
 
 
 def _register(app: QueueTasks) -> None:
@@ -73,6 +74,28 @@ def test_live_tasks_are_listed_in_queue_order(app: QueueTasks) -> None:
     # A task sent with a delay waits beside the retries, and its status is new.
     assert delayed not in _all_pages(app, 2, status="new")
     assert _all_pages(app, 2, status="retry") == []
+
+
+def test_delayed_lists_every_task_waiting_for_its_due_time(app: QueueTasks) -> None:
+    """A task sent with a delay and one waiting for a retry both wait for a due time:
+    ``delayed`` lists them together, soonest first; ``retry`` the retry alone."""
+
+    @app.task(name="flaky", retry=1, retry_backoff=30, retry_jitter=False)
+    def flaky() -> None:
+        raise ConnectionError("down")
+
+    @app.task(name="later")
+    def later() -> None: ...
+
+    with app.running_worker():
+        retrying = app.add_task("flaky").uuid
+        wait_for(lambda: app.get(retrying).status == "retry", what="the retry")  # type: ignore[union-attr]
+    delayed = app.send_task("later", delay=60).uuid
+    soon = app.send_task("later", delay=5).uuid
+
+    assert _all_pages(app, 2, status="delayed") == [soon, retrying, delayed]
+    assert _all_pages(app, 2, status="retry") == [retrying]
+    assert _all_pages(app, 2, status="delayed", task_name="later") == [soon, delayed]
 
 
 def test_a_queue_filter_on_finished_tasks(app: QueueTasks) -> None:

@@ -65,6 +65,19 @@ def test_a_live_fragment_is_the_polled_element_alone(app, dashboard) -> None:
         assert fragment.headers["cache-control"] == "no-store"
 
 
+def test_the_delayed_card_lists_the_tasks_waiting_for_their_due_time(app, dashboard) -> None:
+    declare(app)
+    waiting = app.send_task("add", [1, 2], delay=60).uuid
+    browser = dashboard(app)
+    overview = browser.get("/").text
+    card = re.search(r'<a class="card s-retry" href="([^"]+)"', overview)
+    assert card is not None and card.group(1) == "/tasks?status=delayed"
+    assert 'data-count="retry">1<' in overview
+    listed = browser.get(card.group(1)).text
+    assert waiting in listed
+    assert '<option value="delayed" selected>delayed</option>' in listed
+
+
 def test_the_fragment_polls_the_same_filtered_view(app, dashboard) -> None:
     declare(app)
     page = dashboard(app).get("/tasks?status=error&task_name=boom")
