@@ -788,9 +788,10 @@ def _shell_args(spec: Any, args: list[str]) -> list[Any]:
     word."""
     import inspect
 
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
     from ._introspect import parameters, type_hints
+    from .plugins.pydantic_args import adapter_for
 
     params: list[inspect.Parameter] = []
     hints: dict[str, Any] = {}
@@ -804,19 +805,16 @@ def _shell_args(spec: Any, args: list[str]) -> list[Any]:
             params = params[:place]  # every word from here is one of *args
             param = None
         annotation = hints.get(param.name, Any) if param is not None else Any
-        if annotation in (Any, object):
+        if annotation is str:
+            out.append(word)
+            continue
+        adapter = adapter_for(annotation)
+        if adapter is None:
+            # Passed as it came on the worker too: a JSON value, else the word.
             try:
                 out.append(json.loads(word))
             except json.JSONDecodeError:
                 out.append(word)
-            continue
-        if annotation is str:
-            out.append(word)
-            continue
-        try:
-            adapter: TypeAdapter[Any] = TypeAdapter(annotation)
-        except Exception:
-            out.append(word)  # a type pydantic cannot build: the worker leaves it too
             continue
         try:
             try:

@@ -78,6 +78,19 @@ _JSON_TYPES: frozenset[type] = frozenset({int, float, str, bool, list, dict})
 _AS_IS: frozenset[Any] = frozenset({Any, object, inspect.Parameter.empty})
 
 
+def adapter_for(annotation: Any) -> TypeAdapter[Any] | None:
+    """What converts a value to ``annotation`` (the worker's rule, which ``qtasks add``
+    follows too); ``None`` when the value is passed as it came: no annotation, ``Any``
+    or ``object``, or a class pydantic cannot build (a context, a client), or a
+    ``typing.TypedDict`` on Python 3.11, which pydantic refuses."""
+    if annotation in _AS_IS:
+        return None
+    try:
+        return TypeAdapter(annotation)
+    except PydanticUserError:
+        return None
+
+
 @functools.lru_cache(maxsize=1024)
 def _converter(func: Any, echo: bool) -> _Converter | None:
     """The parameters of ``func`` converted by their annotations (models excepted: they
@@ -86,7 +99,7 @@ def _converter(func: Any, echo: bool) -> _Converter | None:
     hints = type_hints(func)
     params = parameters(func)[1:] if echo else parameters(func)
     fields: dict[str, Any] = {}
-    places: list[tuple[str, int]] = []
+    places: dict[str, int] = {}
     positional = True
     for position, param in enumerate(params):
         if param.kind in (param.VAR_POSITIONAL, param.KEYWORD_ONLY, param.VAR_KEYWORD):
@@ -94,30 +107,24 @@ def _converter(func: Any, echo: bool) -> _Converter | None:
             if param.kind is not param.KEYWORD_ONLY:
                 continue
         annotation = hints.get(param.name, inspect.Parameter.empty)
-        if annotation in _AS_IS or _model_of(annotation) is not None:
-            continue
-        try:
-            TypeAdapter(annotation)
-        except PydanticUserError:
-            # A class pydantic cannot build (a context, a client), or a typing.TypedDict
-            # on Python 3.11, which pydantic refuses: passed as it came.
+        if _model_of(annotation) is not None or adapter_for(annotation) is None:
             continue
         fields[param.name] = annotation
         if positional:
-            places.append((param.name, position))
+            places[param.name] = position
     if not fields:
         return None
     # total=False: a parameter the caller left out keeps its default (or is filled by
     # another plugin, as Depends does) and is not checked.
     shape = TypedDict(f"{getattr(func, '__name__', 'task')}_args", fields, total=False)  # type: ignore[misc]
     exact = {name: a for name, a in fields.items() if a in _JSON_TYPES}
-    return _Converter(frozenset(fields), tuple(places), TypeAdapter(shape), exact)
+    return _Converter(frozenset(fields), places, TypeAdapter(shape), exact)
 
 
 class _Converter(typing.NamedTuple):
     names: frozenset[str]
     #: Each converted parameter that an argument can fill by position, with its place.
-    places: tuple[tuple[str, int], ...]
+    places: dict[str, int]
     adapter: TypeAdapter[Any]
     #: Parameters annotated with a type JSON itself gives (``int``, ``str`` …).
     exact: dict[str, type]
@@ -125,14 +132,14 @@ class _Converter(typing.NamedTuple):
     def convert(self, args: list[Any], kw: dict[str, Any]) -> bool:
         """Convert the given arguments of annotated parameters in place; whether any
         was converted."""
-        given = {name: args[place] for name, place in self.places if place < len(args)}
+        places = self.places
+        given = {name: args[place] for name, place in places.items() if place < len(args)}
         for name in self.names.intersection(kw):
             given[name] = kw[name]
         exact = self.exact
         # The common case, ``a: int`` given an int: already its type, nothing to check.
         if all(type(value) is exact.get(name) for name, value in given.items()):
             return False
-        places = dict(self.places)
         for name, value in self.adapter.validate_python(given).items():
             place = places.get(name)
             if place is not None and place < len(args):
