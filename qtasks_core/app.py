@@ -63,7 +63,8 @@ class BaseQueueTasks(AdminOps, WorkflowOps, ScheduleOps, WorkerOps):
         embedded Valkey server (:mod:`qtasks_core.embedded`, started on first use), or
         the in-memory backend in eager mode.
     :param result_ttl: seconds a finished task stays readable (``None``: forever);
-        default ``$QTASKS_RESULT_TTL``, else 86400. The same as ``app.config.result_ttl``.
+        ``"config"`` (default): ``$QTASKS_RESULT_TTL``, else 86400. The same as
+        ``app.config.result_ttl``.
     :param config: the settings (:class:`~qtasks_core.config.QueueConfig`); default one
         read from the ``QTASKS_*`` environment variables. Later changes to
         ``app.config`` take effect where they apply.

@@ -30,10 +30,11 @@ too ``wait``, ``add_task_async`` and ``send_task_async`` raise it: use them (or
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, overload
 
 from .app import BaseQueueTasks
+from .declare import AwaitedTaskHandle, P, R
 from .errors import TaskTimeoutError
 from .schemas import Task
 
@@ -46,6 +47,24 @@ class QueueTasks(BaseQueueTasks):
     """A QTasks app whose operations are coroutines under their plain names; see the
     module docstring. The ``*_async`` names work as well (they are the same
     coroutines)."""
+
+    #: ``@app.task``'s handles: their ``add_task`` is this app's coroutine.
+    _handle_kind = AwaitedTaskHandle
+
+    if TYPE_CHECKING:
+        from .declare import AwaitedDeclare
+
+        # The handles differ from the sync app's in add_task only, which awaits here.
+        @overload  # type: ignore[override]
+        def task(self, func: Callable[P, Coroutine[Any, Any, R]], /) -> AwaitedTaskHandle[P, R]: ...
+        @overload
+        def task(self, func: Callable[P, R], /) -> AwaitedTaskHandle[P, R]: ...
+        @overload
+        def task(
+            self, func: None = None, /, *, name: str | None = None, **options: Any
+        ) -> AwaitedDeclare: ...
+
+        def task(self, func: Any = None, /, *, name: str | None = None, **options: Any) -> Any: ...
 
     # -- the async edge: one line per operation of BaseQueueTasks --------------------
 

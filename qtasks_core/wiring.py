@@ -14,8 +14,7 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Callable, Iterable
-from types import EllipsisType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from qtasks_hooks import PluginManager, get_plugin_manager, load_plugins
 
@@ -51,7 +50,7 @@ class Wiring(Registry):
         redis_url: str | None = None,
         *,
         backend: Backend | None = None,
-        result_ttl: float | EllipsisType | None = ...,
+        result_ttl: float | Literal["config"] | None = "config",
         plugins: Iterable[object] = (),
         load_entry_points: bool = True,
         allow_plugins: Iterable[str] | None = None,
@@ -70,12 +69,12 @@ class Wiring(Registry):
                 "redis_url= differ"
             )
         self.redis_url = redis_url if redis_url is not None else broker_url
-        if config is not None and result_ttl is not ...:
+        if config is not None and result_ttl != "config":
             raise TaskOptionError(
                 "give the result TTL once: result_ttl= or QueueConfig(result_ttl=...), not both"
             )
         # ``...``: not given, so $QTASKS_RESULT_TTL (then the default) applies.
-        given = {} if result_ttl is ... else {"result_ttl": result_ttl}
+        given = {} if result_ttl == "config" else {"result_ttl": result_ttl}
         self._config = config if config is not None else QueueConfig(**given)
         # Given here, they win over the config's (and the environment's) values.
         if events is not None:

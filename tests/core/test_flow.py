@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -591,3 +592,53 @@ def test_a_task_tells_how_long_it_waited_and_ran(app: QueueTasks) -> None:
     assert (done.started_at - done.enqueued_at).total_seconds() >= 0.02
     assert (done.finished_at - done.started_at).total_seconds() >= 0.04
     assert app.get(task.uuid).finished_at == done.finished_at  # type: ignore[union-attr]
+
+
+def test_a_handle_sends_with_options_and_keeps_the_originals_form(app: QueueTasks) -> None:
+    @app.task(queue="slow")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    # with_options: the call's options apart from the task's own arguments.
+    waiting = add.with_options(queue="other", delay=60, priority=3).add_task(2, b=3)
+    record = app.get(waiting.uuid)
+    assert record is not None
+    assert (record.queue, record.priority, record.status) == ("other", 3, "new")
+    assert record.eta is not None and record.args == (2,) and record.kwargs == {"b": 3}
+    with app.running_worker(queues=["slow"]):
+        assert add.with_options(timeout=10).add_task(4, 5).returning == 9
+        # The original QTasks' form: options beside the arguments.
+        assert add.add_task(1, 2, timeout=10, priority=1).returning == 3
+    with pytest.raises(TaskOptionError, match="delay must be"):
+        add.with_options(delay=-5).add_task(1, 2)
+
+
+def test_the_asyncio_apps_handle_awaits_and_gives_none_when_its_wait_runs_out() -> None:
+    from qtasks_core.asyncio import QueueTasks as AsyncQueueTasks
+
+    app = AsyncQueueTasks(f"handles-{next(_handle_apps)}", redis_url="memory://")
+
+    @app.task
+    async def shout(word: str) -> str:
+        return word.upper()
+
+    async def main() -> tuple[Task | None, Task | None, Task | None]:
+        queued = await shout.add_task("hey", timeout=0.05)  # no worker: the wait runs out
+        serving = asyncio.create_task(app.serve(concurrency=1, grace=5))
+        done = await shout.add_task("hey", timeout=10)
+        done_too = await shout.with_options(timeout=10).add_task("ho")
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        return queued, done, done_too
+
+    try:
+        queued, done, done_too = asyncio.run(main())
+    finally:
+        asyncio.run(app.stop())
+    assert queued is None
+    assert done is not None and done.returning == "HEY"
+    assert done_too is not None and done_too.returning == "HO"
+
+
+_handle_apps = itertools.count()

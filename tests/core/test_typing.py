@@ -35,6 +35,24 @@ APP = textwrap.dedent("""
 
     async def send_either() -> Task:
         return await app.add_task_async("add", 1, 2)
+
+
+    # A handle is typed by its function: arguments checked, the result typed.
+    def typed() -> int | None:
+        task: Task[int] = add.add_task(1, 2)
+        later = add.with_options(timeout=10, queue="fast").add_task(a=1, b=2)
+        old_style = add.add_task(1, 2, timeout=10)  # the original's options: still valid
+        return task.returning or later.returning or old_style.returning
+
+
+    @async_app.task
+    async def shout(word: str, times: int = 1) -> str:
+        return word.upper() * times
+
+
+    async def typed_async() -> str | None:
+        task = await shout.add_task("hey", times=2)
+        return None if task is None else task.returning
 """)
 
 WRONG = APP + textwrap.dedent("""
@@ -45,6 +63,21 @@ WRONG = APP + textwrap.dedent("""
 
     def also_wrong() -> int:
         return app.get("uuid")
+
+
+    def wrong_arguments() -> None:
+        add.add_task("2", 3)
+        add.add_task(1, 2, 3)
+        add.with_options(priority=1).add_task(1, "2")
+
+
+    def wrong_result() -> str | None:
+        return add.add_task(1, 2).returning
+
+
+    async def wrong_async() -> str:
+        task = await shout.add_task("hey")
+        return task.returning  # a wait that runs out gives None
 """)
 
 
@@ -66,9 +99,21 @@ def test_a_user_app_type_checks_under_strict_mypy(tmp_path: Path, code: str) -> 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_mypy_catches_a_wrong_use_of_the_return_types(tmp_path: Path) -> None:
+def test_mypy_catches_wrong_arguments_and_wrong_use_of_results(tmp_path: Path) -> None:
     done = mypy(tmp_path, WRONG)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert 'Incompatible return value type (got "Task | None", expected "Task")' in done.stdout
-    assert 'Incompatible return value type (got "Task | None", expected "int")' in done.stdout
-    assert "Found 2 errors" in done.stdout
+    out = done.stdout
+    assert 'return value type (got "Task[Any] | None", expected "Task[Any]")' in out
+    assert 'return value type (got "Task[Any] | None", expected "int")' in out
+    # The handle's arguments are the function's, its result the function's return.
+    assert (
+        'No overload variant of "add_task" of "TaskHandle" matches argument types "str", "int"'
+        in out
+    )
+    assert 'matches argument types "int", "int", "int"' in out
+    assert (
+        'Argument 2 to "add_task" of "Options" has incompatible type "str"; expected "int"' in out
+    )
+    assert 'return value type (got "int | None", expected "str | None")' in out
+    assert '"Task[str] | None" has no attribute "returning"' in out
+    assert "Found 8 errors" in out, out
