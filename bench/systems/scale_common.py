@@ -93,7 +93,9 @@ class ScaleDriver(Driver):
 
     def blpop_done(self, timeout: float, worker: WorkerProcess) -> None:
         if not self.wait_done(timeout, worker):
-            raise RuntimeError(f"only {self.count()} tasks done in {timeout:.0f}s:\n{worker.tail()}")
+            raise RuntimeError(
+                f"only {self.count()} tasks done in {timeout:.0f}s:\n{worker.tail()}"
+            )
 
     # -- the depth curve ---------------------------------------------------------------
 
@@ -137,9 +139,11 @@ class ScaleDriver(Driver):
                 try:
                     self.run_async("probe_roundtrip")
                     break
-                except Exception:
+                except Exception as exc:
                     if time.monotonic() > deadline or not worker.alive():
-                        raise RuntimeError(f"the probe worker did not answer:\n{worker.tail()}")
+                        raise RuntimeError(
+                            f"the probe worker did not answer:\n{worker.tail()}"
+                        ) from exc
             for _ in range(10):
                 self.run_async("probe_roundtrip")
             values: list[float] = []
@@ -287,4 +291,3 @@ def main(system: ScaleSystem, extra: dict[str, Callable[[ScaleDriver], dict[str,
     out["seconds"] = time.perf_counter() - began
     sys.stdout.flush()
     print(json.dumps(out), flush=True)
-
