@@ -53,7 +53,10 @@ class ScaleHuey(HueySystem, ScaleSystem):
             pipe.execute()
 
     def probe_worker_argv(self) -> list[str]:
-        return [os.path.join(os.path.dirname(sys.executable), "huey_consumer"), "scale_huey.probe_huey"]
+        return [
+            os.path.join(os.path.dirname(sys.executable), "huey_consumer"),
+            "scale_huey.probe_huey",
+        ]
 
     def probe_roundtrip(self) -> None:
         probe_noop().get(blocking=True, timeout=10)

@@ -173,30 +173,34 @@ async def tick_case(
         step = time.perf_counter()
         wait = await scheduler.step()
         steps.append(time.perf_counter() - step)
+        # wait > 0: nothing due any more; else steps go on until the budget is spent.
         if wait > 0 or time.perf_counter() - began > budget:
             break
+    caught_up = wait > 0
+    spent = sum(steps)
     fired = int(driver.r.zcard(keys.queue))
     cursor = int(driver.r.hget(keys.schedule("every-second"), "next") or 0)
     seconds, micros = driver.r.time()
-    behind = (seconds * 1000 + micros // 1000 - cursor) / 1000
-    # A step once caught up: the ordinary cost of one tick.
-    await asyncio.sleep(max(0.0, -behind) + 0.05)
+    behind = max(0, seconds * 1000 + micros // 1000 - cursor)
+    # How fast the cursor moved through the due ticks: what is left takes this long.
+    moved = cursor - start_tick
+    estimate = spent + (behind * spent / moved if moved > 0 else float("inf"))
+    # One more step: the ordinary cost of a tick once caught up (or the next catch-up).
+    await asyncio.sleep(0.05)
     step = time.perf_counter()
     await scheduler.step()
     next_step = time.perf_counter() - step
     await ticks.stop_async()
-    caught_up = behind <= 0
-    rate = fired / sum(steps) if steps else 0.0
     return {
         "gap_seconds": gap,
         "due_ticks": gap,
         "steps": len(steps),
         "first_step_seconds": steps[0],
-        "seconds": sum(steps),
+        "seconds": spent,
         "fired": fired,
         "caught_up": caught_up,
-        "cursor_behind_seconds": max(0.0, behind),
-        "estimated_catch_up_seconds": sum(steps) if caught_up else (gap / rate if rate else None),
+        "cursor_behind_seconds": behind / 1000,
+        "estimated_catch_up_seconds": estimate if estimate != float("inf") else None,
         "next_step_ms": next_step * 1000,
     }
 
@@ -213,7 +217,7 @@ def part_ticks(driver: ScaleDriver) -> dict[str, Any]:
         cases[label] = driver.loop.run_until_complete(
             tick_case(driver, index, options, gap, driver.args.tick_budget)
         )
-    return {"cases": cases, "max_catch_up": MAX_CATCH_UP}
+    return {"cases": cases, "max_catch_up": MAX_CATCH_UP, "budget": driver.args.tick_budget}
 
 
 if __name__ == "__main__":

@@ -40,9 +40,7 @@ async def consume_probe() -> None:
 
 class ScaleRaw(RawSystem, ScaleSystem):
     prefill_how = "LPUSH per task, pipelined 1,000 at a time (the batch path)"
-    probe_how = (
-        "one list, FIFO: round trips on a second list (raw:probe) with a loop of its own"
-    )
+    probe_how = "one list, FIFO: round trips on a second list (raw:probe) with a loop of its own"
 
     async def prefill(self, n: int) -> None:
         await self.enqueue_noop_batch(n)
