@@ -216,6 +216,8 @@ def task_from_record(record: dict[str, str]) -> Task:
         workflow=record.get("wf") or None,
         workflow_path=record.get("wfn") or None,
         history=history,
+        retried_from=record.get("retried_from") or None,
+        retried_as=record.get("retried_as") or None,
     )
     return task
 

@@ -190,6 +190,10 @@ class Task(BaseModel):
     #: ``traceback``. At most the last 20 (``ATTEMPT_HISTORY_MAX``) are kept: older
     #: ones are dropped, so the first entry's ``attempt`` may be above 1.
     history: tuple[Attempt, ...] = ()
+    #: Sent by ``app.retry``: the uuid of the task this one was sent again from.
+    retried_from: str | None = None
+    #: Sent again by ``app.retry``: the uuid of the newest task sent from this one.
+    retried_as: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -246,6 +250,8 @@ class TaskStatusNewSchema(BaseModel):
     #: from its enqueue), an enqueue with the same key returns that task instead.
     unique_key: str | None = None
     unique_for: float | None = None
+    #: Sent by ``app.retry``: the uuid of the task it is sent again from.
+    retried_from: str | None = None
 
 
 class TaskStatusProcessSchema(BaseModel):

@@ -1,6 +1,6 @@
 """Every attempt of a task stays readable: ``Task.history`` lists the attempts before
-the current one (a retry, a recovery from a dead worker). On Redis and on the in-memory
-backend."""
+the current one (a retry, a recovery from a dead worker), and a task sent again with
+``app.retry`` links to where it came from. On Redis and on the in-memory backend."""
 
 from __future__ import annotations
 
@@ -114,3 +114,28 @@ def test_a_history_that_is_not_json_is_named_malformed(app: QueueTasks) -> None:
     task = app.get(uuid)
     assert task is not None and task.history == ()
     assert task.extra["malformed"] == ["history"]
+
+
+def test_retry_links_the_new_task_and_the_old_one_both_ways(app: QueueTasks) -> None:
+    @app.task(name="bad")
+    def bad() -> None:
+        raise ValueError("nope")
+
+    old = app.add_task("bad").uuid
+    _drain(app)
+    before = app.get(old)
+    assert before is not None and before.status == "error"
+    assert before.retried_as is None and before.retried_from is None
+    new = app.retry(old)
+    assert new.retried_from == old and new.uuid != old
+    stored = app.get(new.uuid)
+    assert stored is not None and stored.retried_from == old and stored.retried_as is None
+    after = app.get(old)
+    assert after is not None and after.retried_as == new.uuid
+    # The link is no change of the old task: it still reads as it ended.
+    assert (after.status, after.updated_at) == ("error", before.updated_at)
+    # Sent again once more (allowed): the old task names the newest.
+    newer = app.retry(old)
+    assert newer.uuid not in (old, new.uuid) and newer.retried_from == old
+    after = app.get(old)
+    assert after is not None and after.retried_as == newer.uuid
