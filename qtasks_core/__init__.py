@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "AsyncRouter": ".app",
     "AsyncState": ".plugins.state",
     "AsyncTestCase": ".testcase",
+    "Attempt": ".schemas",
     "BackendAuthError": ".errors",
     "BackendDataError": ".errors",
     "BackendError": ".errors",
@@ -106,7 +107,15 @@ if TYPE_CHECKING:
     from .plugins.depends import ScopeEnum
     from .plugins.state import AsyncState
     from .results import AsyncResult, SyncResult
-    from .schemas import DeadLetterPage, StatusChange, Task, TaskPage, TaskStatus, TaskStatusEnum
+    from .schemas import (
+        Attempt,
+        DeadLetterPage,
+        StatusChange,
+        Task,
+        TaskPage,
+        TaskStatus,
+        TaskStatusEnum,
+    )
     from .starter import Starter
     from .stats import Stats
     from .testcase import AsyncTestCase, SyncTestCase, TestConfig
@@ -135,6 +144,7 @@ __all__ = [
     "AsyncRouter",
     "AsyncState",
     "AsyncTestCase",
+    "Attempt",
     "BackendAuthError",
     "BackendDataError",
     "BackendError",

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from inspect import isawaitable
 from typing import Any, NoReturn, TypeVar
 
+from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
 from ._validate import lone_surrogate
 from .errors import TaskSerializationError
-from .schemas import Task
+from .schemas import Attempt, Task
 
 T = TypeVar("T")
 
@@ -186,6 +187,7 @@ def task_from_record(record: dict[str, str]) -> Task:
 
     retry = record.get("retry")
     extra = field("extra", {}, dict)
+    history = _history(field("history", [], list)) if record.get("history") else ()
     task = Task(
         status=record.get("status", "new"),
         uuid=record["uuid"],
@@ -213,5 +215,23 @@ def task_from_record(record: dict[str, str]) -> Task:
         is_workflow=record.get("workflow") == "1",
         workflow=record.get("wf") or None,
         workflow_path=record.get("wfn") or None,
+        history=history,
+        retried_from=record.get("retried_from") or None,
+        retried_as=record.get("retried_as") or None,
     )
     return task
+
+
+def _history(entries: list[Any]) -> tuple[Attempt, ...]:
+    """The attempts of a record's ``history`` (see :class:`Attempt`). An entry that is
+    not one (someone wrote the field) is skipped: a task stays readable whatever its
+    history holds."""
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        try:
+            out.append(Attempt.model_validate(entry))
+        except ValidationError:
+            continue
+    return tuple(out)

@@ -33,7 +33,7 @@ from .errors import BackendError, TaskOptionError
 
 if TYPE_CHECKING:
     from .app import QueueTasks
-    from .schemas import DeadLetterPage
+    from .schemas import DeadLetterPage, Task
 
 #: The app's ``ENV_REDIS_URL``, repeated here: importing it from the app would load the
 #: app, pydantic and redis-py to print help (a test keeps the two equal).
@@ -1001,8 +1001,9 @@ def retry(
     redis_url: RedisUrlOption = None,
 ) -> None:
     """Send a task that ended error or cancel again, as a new task with its name,
-    arguments, queue and priority; with --failed, every task that ended error. The
-    old records stay: retrying twice sends twice."""
+    arguments, queue and priority; with --failed, every task that ended error and was
+    not sent again already. The old record stays, linked to the new task: run twice,
+    --failed sends each task once; a task named by its id is sent again each time."""
     from .errors import QTasksError
 
     if name is not None and not failed:
@@ -1022,12 +1023,22 @@ def retry(
     application = load_app(app_path, redis_url)
     _start_or_fail(application)
     # Read whole before the first send, so that no task sent now is counted or sent twice.
-    wanted = list(_failed_uuids(application, name))
+    failed_tasks = list(_failed_tasks(application, name))
+    # A task sent again already (its retried_as is set) is not sent twice by a rerun.
+    wanted = [task.uuid for task in failed_tasks if task.retried_as is None]
     of = "" if name is None else f" of task {name!r}"
     if not wanted:
-        typer.echo(f"no task{of} of app {application.name!r} ended error")
+        if failed_tasks:
+            typer.echo(
+                f"every task{of} of app {application.name!r} that ended error "
+                f"({len(failed_tasks)}) was sent again already"
+            )
+        else:
+            typer.echo(f"no task{of} of app {application.name!r} ended error")
         application.stop()
         return
+    if len(wanted) < len(failed_tasks):
+        typer.echo(f"skipping {len(failed_tasks) - len(wanted)} task(s) sent again already")
     question = (
         f"Send again {len(wanted)} task(s){of} that ended error, of app {application.name!r}?"
     )
@@ -1049,12 +1060,12 @@ def retry(
         raise typer.Exit(1)
 
 
-def _failed_uuids(application: "QueueTasks", name: str | None) -> Iterator[str]:
-    """The ids of every kept task that ended error (of ``name``), newest first."""
+def _failed_tasks(application: "QueueTasks", name: str | None) -> Iterator["Task"]:
+    """Every kept task that ended error (of ``name``), newest first."""
     before = None
     while True:
         page = application.list_tasks(status="error", task_name=name, before=before, limit=500)
-        yield from (task.uuid for task in page.tasks)
+        yield from page.tasks
         if page.next is None:
             return
         before = page.next

@@ -46,6 +46,11 @@ class AdminOps(SendOps):
         """Send the task ``uuid`` again as a new task (same name, arguments, queue and
         priority); for a task that ended ``error`` or ``cancel``. Returns the new task.
         Raises :class:`TaskOptionError` for an unknown task or one that has not ended.
+
+        The two are linked both ways: the new task's ``retried_from`` is ``uuid``, and
+        the old one's ``retried_as`` the new task's uuid (the newest, when it is sent
+        again more than once: that is allowed, and ``qtasks retry --failed`` skips a
+        task whose ``retried_as`` is set).
         """
         await self.start_async()
         # One read: the record tells a workflow or a step of one; the task is built from it.
@@ -67,13 +72,18 @@ class AdminOps(SendOps):
                 f"task {uuid} is {task.status}: only a task that ended error or cancel is "
                 "sent again (a queued or running one would run twice)"
             )
-        return await self.send_task_async(
-            task.task_name,
-            task.args,
-            task.kwargs,
-            priority=task.priority,
-            queue=task.queue,
+        options = {"queue": task.queue, "retried_from": uuid}
+        call = await self.producer.call(
+            task.task_name, task.args, task.kwargs, task.priority, options
         )
+        new = await self._send(call, None)
+        link = {"retried_as": new.uuid}
+        if record.get("updated_at"):
+            # Kept as it is: the link is no change of the old task, which ended then.
+            link["updated_at"] = record["updated_at"]
+        # A record that expired meanwhile is not written again (the update says False).
+        await self.storage.update(uuid=uuid, **link)
+        return new
 
     async def ping_async(self) -> bool:
         """Whether the backend answers."""

@@ -188,6 +188,7 @@ class Producer:
             ),
             extra=model.extra,
             queue=model.queue,
+            retried_from=model.retried_from,
             # From the server's created_at; the backend keeps its own (the same).
             eta=created_at + timedelta(seconds=model.delay) if model.delay else None,
             expires=(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, Literal
+from typing import Any, Final, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
@@ -102,6 +102,42 @@ TaskStatusEnum = TaskStatus
 #: A task in one of these states is done: its waiters wake and its record expires.
 FINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.ERROR, TaskStatus.CANCEL})
 
+#: Earlier attempts a record keeps in ``history`` (the oldest go first): a task that
+#: is retried or recovered for ever must not grow its record for ever.
+ATTEMPT_HISTORY_MAX: Final = 20
+
+
+class Attempt(BaseModel):
+    """One earlier attempt of a task (``Task.history``): who ran it, when, how it
+    ended and how long the task then waited for the next one.
+
+    Stored in the record's ``history`` field, a JSON array of objects with these keys
+    (times in seconds since the epoch, on the Redis server's clock; a key left out
+    reads as ``None``), written by the backend in the same atomic step that ends the
+    attempt.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Its number, from 1 (what ``Task.attempts`` read while it ran).
+    attempt: int
+    #: The worker that ran it.
+    worker: str | None = None
+    #: When it started, and when it ended: for an attempt whose worker died (or lost
+    #: its lease), when the lease was found run out and the task queued again.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    #: The error it ended with, ``"Type: message"`` as the record's ``error`` field
+    #: holds it; ``None`` when it raised nothing (its worker died).
+    error: str | None = None
+    #: Why it ended, in a word, as a :class:`StatusChange` names it: the exception
+    #: type of an error that was retried, ``"lease_expired"`` when its worker died or
+    #: lost its lease.
+    reason: str | None = None
+    #: Seconds the task then waited before the next attempt was due (a retry's
+    #: backoff); ``None`` when it went straight back to its queue.
+    delay: float | None = None
+
 
 #: A task's result type: what its function returns. Defaults to ``Any``, so a bare
 #: ``Task`` annotation stays valid under ``mypy --strict``.
@@ -159,6 +195,16 @@ class Task(BaseModel, Generic[R]):
     #: workflow's tree (``r.0.1``; ``e`` for the on_error task).
     workflow: str | None = None
     workflow_path: str | None = None
+    #: The attempts before the current one, oldest first: each retry and each recovery
+    #: from a dead worker adds the attempt that ended. The current (or last) attempt is
+    #: the record's own ``attempts``, ``worker``, ``started_at``, ``finished_at`` and
+    #: ``traceback``. At most the last 20 (``ATTEMPT_HISTORY_MAX``) are kept: older
+    #: ones are dropped, so the first entry's ``attempt`` may be above 1.
+    history: tuple[Attempt, ...] = ()
+    #: Sent by ``app.retry``: the uuid of the task this one was sent again from.
+    retried_from: str | None = None
+    #: Sent again by ``app.retry``: the uuid of the newest task sent from this one.
+    retried_as: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -215,6 +261,8 @@ class TaskStatusNewSchema(BaseModel):
     #: from its enqueue), an enqueue with the same key returns that task instead.
     unique_key: str | None = None
     unique_for: float | None = None
+    #: Sent by ``app.retry``: the uuid of the task it is sent again from.
+    retried_from: str | None = None
 
 
 class TaskStatusProcessSchema(BaseModel):

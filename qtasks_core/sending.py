@@ -99,6 +99,11 @@ class SendOps(ReadOps):
                 )
         await self.start_async()
         call = await self.producer.call(task_name, call_args, call_kwargs, priority, options)
+        return await self._send(call, timeout)
+
+    async def _send(self, call: Call, timeout: float | None) -> Task:
+        """Write a checked call through the producer, then run it (eager mode) or wait
+        ``timeout`` seconds for its end, as :meth:`send_task_async` promises."""
         try:
             task = await self.producer.add(call)
         except UniqueHeld as held:
@@ -106,8 +111,8 @@ class SendOps(ReadOps):
             existing = await self.get_async(held.uuid)
             if existing is None:
                 raise TaskOptionError(
-                    f"unique_key {unique_key!r} is held by task {held.uuid}, whose record "
-                    "is gone; send again"
+                    f"unique_key {call[5].get('unique_key')!r} is held by task {held.uuid}, "
+                    "whose record is gone; send again"
                 ) from None
             return existing
         if self.eager:

@@ -215,6 +215,8 @@ class Storage:
                 record["unique_for"] = str(max(1, round(task_status.unique_for * 1000)))
         if task_status.queue != DEFAULT_QUEUE:
             record["queue"] = check_queue(task_status.queue)
+        if task_status.retried_from is not None:
+            record["retried_from"] = task_status.retried_from
         # Relative times: the backend turns them into times of its own clock, one clock
         # for every producer and worker.
         if task_status.delay is not None and task_status.delay > 0:

@@ -41,7 +41,7 @@ from ..keys import (
     WAKE_TOKENS_MAX,
     KeyFamily,
 )
-from ..schemas import TaskStatus
+from ..schemas import ATTEMPT_HISTORY_MAX, TaskStatus
 
 _FOLDER = files(__package__).joinpath("lua")
 
@@ -57,6 +57,7 @@ local PRIORITY_MIN, PRIORITY_MAX = {PRIORITY_MIN}, {PRIORITY_MAX}
 local WAKE_TOKENS_MAX = {WAKE_TOKENS_MAX}
 local KNOWN = {_table(TaskStatus)}
 local SLOT_PROBE = '{SLOT_PROBE_SUFFIX}'
+local HISTORY_MAX = {ATTEMPT_HISTORY_MAX}
 """
 
 #: Each function, and whether it may run when Redis is out of memory.

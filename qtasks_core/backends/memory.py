@@ -31,7 +31,7 @@ from ..keys import (
     PRIORITY_SCALE,
     SCHEDULES_NAMESPACE,
 )
-from ..schemas import StatusChange, TaskStatus
+from ..schemas import ATTEMPT_HISTORY_MAX, StatusChange, TaskStatus
 from .base import (
     FINAL_STATUSES,
     AbortResult,
@@ -116,16 +116,58 @@ def _unfit(record: dict[str, str] | None) -> str | None:
     return None
 
 
+def _error_type(error: str) -> str:
+    """The exception type of an ``error`` field ("Type: message")."""
+    kind, colon, _ = error.partition(":")
+    return kind.strip() if colon else error
+
+
 def _finish_reason(status: str, fields: dict[str, str], aborted: bool) -> str:
     """The reason a finish's change names (as finish.lua): a cancel says whether it was
     aborted; an error or a retry, its exception type (``error`` is "Type: message")."""
     if status == "cancel":
         return "aborted" if aborted else "cancelled"
     error = fields.get("error")
-    if error is None:
-        return ""
-    kind, colon, _ = error.partition(":")
-    return kind.strip() if colon else error
+    return "" if error is None else _error_type(error)
+
+
+def _stamp(value: str | None) -> float | None:
+    """A time field of a record as a number (``None``: unset or not a number)."""
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _with_attempt(record: dict[str, str], entry: dict[str, Any]) -> str:
+    """The record's ``history`` with ``entry`` added, as JSON (as lib.lua's
+    ``with_attempt``): at most ``ATTEMPT_HISTORY_MAX`` entries, the oldest dropped; a
+    field that is not a JSON array is replaced."""
+    try:
+        history = json.loads(record.get("history") or "[]")
+    except (ValueError, RecursionError):
+        history = []
+    if not isinstance(history, list):
+        history = []
+    entry = {k: v for k, v in entry.items() if v is not None}
+    history.append(entry)
+    try:
+        return json.dumps(history[-ATTEMPT_HISTORY_MAX:], allow_nan=False)
+    except ValueError:
+        # What it held does not encode again (a number too large for a double).
+        return json.dumps([entry])
+
+
+def _attempt(record: dict[str, str], now: float, reason: str, **more: Any) -> dict[str, Any]:
+    """The attempt that just ended, from the record that ran it (a history entry)."""
+    return {
+        "attempt": _number(record.get("attempts"), 0),
+        "worker": record.get("worker") or None,
+        "started_at": _stamp(record.get("started_at")),
+        "finished_at": round(now, 3),
+        "reason": reason,
+        **more,
+    }
 
 
 def _stream_id(text: str) -> tuple[int, int]:
@@ -657,7 +699,10 @@ class MemoryBackend:
                         self._bury(uuid, reason, "", now, "poison")
                         out.dead.append(uuid)
                     else:
+                        # The attempt its worker left is kept (the requeue clears its start).
+                        ended = _attempt(record, now, "lease_expired")
                         self._requeue(uuid, now, "process", "lease_expired")
+                        record["history"] = _with_attempt(record, ended)
                         out.recovered.append(uuid)
             for name, limit in self._limits.items():
                 # Parked tasks with slots free: queued again (see claim.lua).
@@ -1212,6 +1257,17 @@ class MemoryBackend:
                 return True  # written already by this claim: a repeat changes nothing
             now = time.time()
             aborted = self._feed and "abort" in record
+            if delay is not None and fields.get("status") == "retry":
+                # The attempt that ended is kept: the next one overwrites these fields.
+                error = fields.get("error") or None
+                ended = _attempt(
+                    record,
+                    now,
+                    "retry" if error is None else _error_type(error),
+                    error=error,
+                    delay=round(delay, 3),
+                )
+                record["history"] = _with_attempt(record, ended)
             record.update(fields)
             record["updated_at"] = record["finished_at"] = f"{now:.3f}"
             self._running.pop(uuid, None)

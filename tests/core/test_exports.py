@@ -8,7 +8,7 @@ import pytest
 import qtasks_core
 
 EXPORTED = [
-    "AsyncResult", "AsyncRouter", "AsyncState", "AsyncTestCase", "BackendAuthError",
+    "AsyncResult", "AsyncRouter", "AsyncState", "AsyncTestCase", "Attempt", "BackendAuthError",
     "BackendDataError", "BackendError", "BackendOutOfMemoryError", "BackendPermissionError",
     "BackendReadOnlyError", "BackendTimeoutError", "BackendUnavailableError", "Chain",
     "DeadLetterPage", "Depends", "Group", "QTasksError", "QueueConfig", "QueueTasks", "Router",

@@ -306,10 +306,30 @@ def test_retry_failed_asks_then_sends_every_failed_task_of_a_name(sample_env) ->
     assert sorted(t.args for t in queued) == [("f0",), ("f1",)]
     assert all(f"{old}: sent again as " in sent.output for old in failing)
     assert other not in sent.output
+    # The two sent again already are skipped: only the other one goes.
     every = runner.invoke(cli, ["retry", "-A", "apps.lifecycle:app", "--failed"], input="y\n")
     assert every.exit_code == 0, every.output
-    assert "Send again 3 task(s) that ended error" in every.output
-    assert "sent again 3 of 3 task(s)" in every.output
+    assert "skipping 2 task(s) sent again already" in every.output
+    assert "Send again 1 task(s) that ended error" in every.output
+    assert f"{other}: sent again as " in every.output
+    assert "sent again 1 of 1 task(s)" in every.output
+    app.stop()
+
+
+def test_retry_failed_run_twice_sends_each_task_once(sample_env) -> None:
+    app = producer(sample_env)
+    failed = [app.send_task("fails", [f"f{i}"]).uuid for i in range(2)]
+    run_burst(sample_env)
+    args = ["retry", "-A", "apps.lifecycle:app", "--failed", "--yes"]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "sent again 2 of 2 task(s)" in first.output
+    second = runner.invoke(cli, args)
+    assert second.exit_code == 0, second.output
+    assert "every task of app" in second.output and "(2) was sent again already" in second.output
+    queued = app.list_tasks(status="new").tasks
+    assert sorted(t.args for t in queued) == [("f0",), ("f1",)]
+    assert sorted(t.retried_from or "" for t in queued) == sorted(failed)
     app.stop()
 
 

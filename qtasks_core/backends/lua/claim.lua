@@ -70,13 +70,17 @@ end
 local function recover(uuid)
   redis.call('ZREM', KEYS[2], uuid)
   local tkey = key_task(prefix, uuid)
-  local r, bad = read(tkey, 'solo', 'deaths')
+  local r, bad = read(tkey, 'solo', 'deaths', 'attempts', 'worker', 'started_at', 'history')
   if bad then
     bury(prefix, uuid, 'malformed running task: ' .. bad, '', now)
     table.insert(dead, uuid)
     return
   end
   if r[1] ~= 'process' then return end
+  -- The attempt its worker left is kept, before the requeue clears its start.
+  local history = with_attempt(r[9], {
+    attempt = tonumber(r[6]) or 0, worker = r[7] or nil, started_at = tonumber(r[8]),
+    finished_at = now / 1000, reason = 'lease_expired'})
   local deaths = tonumber(r[5] or '0') or 0
   if r[4] then
     -- It ran alone and its worker died: this death is its own.
@@ -91,6 +95,7 @@ local function recover(uuid)
          'OOM killer?)', '', now, 'poison')
     table.insert(dead, uuid)
   elseif requeue(prefix, uuid, now, nil, 'process', 'lease_expired') then
+    redis.call('HSET', tkey, 'history', history)
     table.insert(recovered, uuid)
   else
     table.insert(dead, uuid)

@@ -6,6 +6,7 @@
 -- Returns one code per task: 1 written, 2 already written by this same claim (a finish
 -- retried after a lost reply: nothing is counted twice), 0 refused (the caller no
 -- longer holds the claim: a late result of a worker whose lease expired).
+-- A retry adds the attempt that ended to the record's `history` (see with_attempt).
 local prefix = ARGV[1]
 local err = expect_all({key_running(prefix), 'zset', key_scheduled(prefix), 'zset'})
 if err then return err end
@@ -19,14 +20,25 @@ index_begin()
 -- whose finish failed would run again.
 local function finish_one(uuid, token, status, ttl, delay, fields)
   local tkey = key_task(prefix, uuid)
+  -- started_at and history serve a retry only; read here all the same, so that a
+  -- success costs no second read.
   local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name',
-                           'solo', 'attempts', 'worker', 'abort')
+                           'solo', 'attempts', 'worker', 'abort', 'started_at', 'history')
   if failed(held) or held[1] ~= token then return 0 end
   if held[2] ~= 'process' then return 2 end
   local flat = {}
   for field, value in pairs(fields) do
     flat[#flat + 1] = field
     flat[#flat + 1] = value
+  end
+  if delay > 0 and status == 'retry' then
+    -- The attempt that ended is kept: the next one overwrites the record's own fields.
+    local err = fields.error ~= '' and fields.error or nil
+    flat[#flat + 1] = 'history'
+    flat[#flat + 1] = with_attempt(held[11], {
+      attempt = tonumber(held[7]) or 0, worker = held[8] or nil,
+      started_at = tonumber(held[10]), finished_at = now / 1000,
+      error = err, reason = err and error_type(err) or 'retry', delay = delay / 1000})
   end
   flat[#flat + 1] = 'updated_at'
   flat[#flat + 1] = stamp(now)
@@ -48,7 +60,7 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
     if status == 'cancel' then
       why = held[9] and 'aborted' or 'cancelled'
     elseif fields.error then
-      why = string.match(fields.error, '^%s*([^:]-)%s*:') or fields.error
+      why = error_type(fields.error)
     end
     changed(prefix, uuid, 'process', status, why, held[5], held[3], held[7], held[8])
   end

@@ -7,9 +7,9 @@
 -- client's, so that skewed clocks between machines cannot decide leases.
 
 -- The constants (SCALE, PRIORITY_MIN, PRIORITY_MAX, WAKE_TOKENS_MAX, KNOWN,
--- SLOT_PROBE) and the key builders (key_task(prefix, uuid) and one per key family
--- of keys.FAMILIES) are put in front of this file by _lua.py from keys.py and
--- schemas.py: one definition for Python and Lua. A key is never spelled out here.
+-- SLOT_PROBE, HISTORY_MAX) and the key builders (key_task(prefix, uuid) and one per
+-- key family of keys.FAMILIES) are put in front of this file by _lua.py from keys.py
+-- and schemas.py: one definition for Python and Lua. A key is never spelled out here.
 
 -- Read once per call (a call is one atomic step: one moment), then reused: a batch of
 -- enqueues or finishes costs one TIME, not one per task. Every function resets it
@@ -326,6 +326,38 @@ end
 local function wkey(prefix, queue)
   if not queue or queue == '' or queue == 'default' then return key_wake(prefix) end
   return key_named_wake(prefix, queue)
+end
+
+-- A record's `history` (its earlier attempts: a JSON array of objects, see
+-- schemas.Attempt) with `entry` added, as the JSON text to write; the oldest entries
+-- past HISTORY_MAX are dropped. Reads and writes nothing: a caller computes it before
+-- its first write. A field that is not a JSON array (someone wrote it) is replaced,
+-- never failing the step that ends an attempt.
+local function with_attempt(history, entry)
+  local list = nil
+  if history and history ~= '' then
+    local ok, decoded = pcall(cjson.decode, history)
+    -- A JSON object decodes to a table whose keys are all strings: #t is 0.
+    if ok and type(decoded) == 'table' and (#decoded > 0 or next(decoded) == nil) then
+      list = decoded
+    end
+  end
+  list = list or {}
+  list[#list + 1] = entry
+  local kept = list
+  if #list > HISTORY_MAX then
+    kept = {}
+    for i = #list - HISTORY_MAX + 1, #list do kept[#kept + 1] = list[i] end
+  end
+  local ok, text = pcall(cjson.encode, kept)
+  -- What it held may not encode again (a number too large for a double): replaced.
+  if not ok then text = cjson.encode({entry}) end
+  return text
+end
+
+-- The first word of an error's "Type: message" line: the reason a change names.
+local function error_type(err)
+  return string.match(err, '^%s*([^:]-)%s*:') or err
 end
 
 -- Queue a checked task again, FIFO behind its own priority, on its own queue, and wake
