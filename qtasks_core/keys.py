@@ -33,6 +33,10 @@ SCHEDULE_CHANGES_MAX: Final = 16
 EVENTS_MAX: Final = 10_000
 #: The global-config namespace (``config:<name>``) of the schedules added at run time.
 SCHEDULES_NAMESPACE: Final = "schedules"
+#: Seconds in one ``history:<hour>`` hash, and how long it is kept after its last write:
+#: a day and a bit, so the history is bounded and the last 24 hours are always there.
+HISTORY_SPAN: Final = 3600
+HISTORY_TTL: Final = 25 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,9 @@ FAMILIES: Final[tuple[KeyFamily, ...]] = (
     KeyFamily("changes", "changes", "stream",
               "every task's status changes, capped (events_max): uuid, task_name, queue, "
               "previous, status, reason, attempt, worker (the id is its time); app.events()"),
+    KeyFamily("history", "history:<hour>", "hash",
+              "finished tasks of one hour (<hour>: its first second, epoch), as workers "
+              "report them: '<10 s bucket>:<figure>' -> count (expires after HISTORY_TTL)"),
     KeyFamily("probe", "probe", "any",
               "written and deleted by the start check of the user's permissions"),
 )  # fmt: skip
@@ -240,6 +247,10 @@ class Keys:
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"
+
+    def history(self, hour: str) -> str:
+        """The history hash of the hour starting at epoch second ``hour``."""
+        return f"{self.prefix}history:{hour}"
 
     @property
     def probe(self) -> str:

@@ -18,6 +18,8 @@ from pydantic_core import to_json
 from ..errors import BackendDataError, BackendPermissionError
 from ..keys import (
     DEFAULT_QUEUE,
+    HISTORY_SPAN,
+    HISTORY_TTL,
     PRIORITY_MAX,
     PRIORITY_MIN,
     PRIORITY_SCALE,
@@ -352,6 +354,43 @@ class RedisBackend:
                 return "0-0"
             raise
         return cast(bytes, last[0][0]).decode() if last else "0-0"
+
+    @mapped("history_add")
+    async def history_add(self, buckets: dict[int, dict[str, int]]) -> float:
+        hours: dict[str, dict[str, int]] = {}
+        for bucket, figures in buckets.items():
+            fields = hours.setdefault(str(bucket - bucket % HISTORY_SPAN), {})
+            for name, n in figures.items():
+                if n:
+                    fields[f"{bucket}:{name}"] = n
+        now_ms = await self._conn().links.function(_lua.HISTORY)(
+            keys=[self.keys.queue],
+            args=[self.keys.prefix, HISTORY_TTL, json.dumps(hours, separators=(",", ":"))],
+        )
+        return int(now_ms) / 1000
+
+    @mapped("history_read")
+    async def history_read(self, since: float) -> dict[int, dict[str, int]]:
+        first = int(since) - int(since) % HISTORY_SPAN
+        # An hour ahead of this clock as well: the server's may be ahead of it.
+        last = int(time.time()) + HISTORY_SPAN
+        pipe: Pipeline = self.client.pipeline(transaction=False)
+        for hour in range(first, last - last % HISTORY_SPAN + 1, HISTORY_SPAN):
+            pipe.hgetall(self.keys.history(str(hour)))
+        out: dict[int, dict[str, int]] = {}
+        for fields in await pipe.execute(raise_on_error=False):
+            if not isinstance(fields, dict):
+                continue  # a key of another type: the next history_add replaces it
+            for field, value in fields.items():
+                bucket, _, name = field.partition(":")
+                try:
+                    at, n = int(bucket), int(value)
+                except ValueError:
+                    continue  # written by hand: not a figure
+                if at >= since:
+                    figures = out.setdefault(at, {})
+                    figures[name] = figures.get(name, 0) + n
+        return out
 
     @mapped("start")
     async def start(self) -> None:
