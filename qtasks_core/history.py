@@ -28,7 +28,6 @@ merged bins (:func:`percentile`), never averaged from per-worker percentiles.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -57,14 +56,16 @@ REPORTS: Final = "reports"
 #: is within a factor of 2**0.5 of the truth at worst.
 BINS: Final = 24
 _BASE: Final = 1e-4
-RUN_BINS: Final = tuple(f"run_{k}" for k in range(BINS))
-WAIT_BINS: Final = tuple(f"wait_{k}" for k in range(BINS))
+#: The bins' figure names, by ``int(seconds * 10_000).bit_length()`` (which is the bin,
+#: floor(log2) + 1, without a log or a call on a worker's hot path) for any time under
+#: 58 million years: the indexes past the last bin name the last bin.
+RUN_BINS: Final = tuple(f"run_{min(k, BINS - 1)}" for k in range(65))
+WAIT_BINS: Final = tuple(f"wait_{min(k, BINS - 1)}" for k in range(65))
 
 
 def bin_of(seconds: float) -> int:
     """The latency bin of a time in seconds (a negative one, from skewed clocks, is 0)."""
-    # frexp's exponent is floor(log2(x)) + 1: the bin, without a log on the hot path.
-    return min(max(math.frexp(max(seconds, 0.0) * 10_000)[1], 0), BINS - 1)
+    return min(int(max(seconds, 0.0) * 10_000).bit_length(), BINS - 1)
 
 
 def bin_range(k: int) -> tuple[float, float]:
