@@ -36,6 +36,8 @@ __all__ = [
     "BINS",
     "BUCKET",
     "FINISHED",
+    "REPORTS",
+    "RETRY",
     "Latency",
     "bin_of",
     "bin_range",

@@ -155,9 +155,10 @@ class Storage:
         :mod:`qtasks_core.history`); the backend's clock now, in seconds."""
         return await self.backend.history_add(buckets)
 
-    async def history_read(self, since: float) -> dict[int, dict[str, int]]:
-        """The history's buckets from ``since`` on: bucket -> figure -> count."""
-        return await self.backend.history_read(since)
+    async def history_read(self, since: float, step: int = 10) -> dict[int, dict[str, int]]:
+        """The history's buckets of ``step`` seconds (10 or 60) from ``since`` on:
+        bucket -> figure -> count."""
+        return await self.backend.history_read(since, step)
 
     async def start(self) -> None:
         await lifecycle(lambda: self.pm.hook.storage_start(storage=self), "storage_start")

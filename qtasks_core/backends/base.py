@@ -358,10 +358,11 @@ class StorageBackend(Protocol):
             puts its next buckets.
         """
 
-    async def history_read(self, since: float) -> dict[int, dict[str, int]]:
+    async def history_read(self, since: float, step: int = 10) -> dict[int, dict[str, int]]:
         """The history's buckets from ``since`` (seconds since the epoch) to now: bucket
-        -> figure -> count, in a fixed number of reads whatever the traffic (one per
-        hour of the span at most)."""
+        -> figure -> count, in a fixed number of reads whatever the traffic. ``step``
+        is 10 (the buckets as added) or 60 (added up per minute: an hour is 60 of
+        them)."""
 
     async def delete_finished(self) -> int: ...
 

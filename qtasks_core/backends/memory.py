@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..errors import BackendDataError
+from ..history import BUCKET
 from ..keys import (
     DEFAULT_QUEUE,
     HISTORY_SPAN,
@@ -304,15 +305,19 @@ class MemoryBackend:
                 }
             return now
 
-    async def history_read(self, since: float) -> dict[int, dict[str, int]]:
+    async def history_read(self, since: float, step: int = BUCKET) -> dict[int, dict[str, int]]:
         with self._lock:
             now = time.time()
-            return {
-                bucket: dict(figures)
-                for bucket, figures in self._history.items()
-                if bucket >= since
-                and self._history_until.get(bucket - bucket % HISTORY_SPAN, 0) > now
-            }
+            out: dict[int, dict[str, int]] = {}
+            for bucket, figures in self._history.items():
+                if self._history_until.get(bucket - bucket % HISTORY_SPAN, 0) <= now:
+                    continue
+                at = bucket - bucket % step
+                if at >= since:
+                    kept = out.setdefault(at, {})
+                    for name, n in figures.items():
+                        kept[name] = kept.get(name, 0) + n
+            return out
 
     def _note(
         self,
