@@ -33,6 +33,13 @@ SCHEDULE_CHANGES_MAX: Final = 16
 EVENTS_MAX: Final = 10_000
 #: The global-config namespace (``config:<name>``) of the schedules added at run time.
 SCHEDULES_NAMESPACE: Final = "schedules"
+#: Seconds of 10 s buckets in one ``history:<start>`` hash, and of 1-minute ones in one
+#: ``history:m:<start>`` hash: a period is read from a few small hashes. Each is kept a
+#: day and a bit after its last write, so the history is bounded and the last 24 hours
+#: are always there.
+HISTORY_SPAN: Final = 300
+HISTORY_MINUTES_SPAN: Final = 3600
+HISTORY_TTL: Final = 25 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,11 @@ FAMILIES: Final[tuple[KeyFamily, ...]] = (
     KeyFamily("changes", "changes", "stream",
               "every task's status changes, capped (events_max): uuid, task_name, queue, "
               "previous, status, reason, attempt, worker (the id is its time); app.events()"),
+    KeyFamily("history", "history:<start>", "hash",
+              "finished tasks of the 5 minutes from <start> (epoch s), as workers report "
+              "them: '<10 s bucket>:<figure>' -> count (expires after HISTORY_TTL)"),
+    KeyFamily("history_minutes", "history:m:<start>", "hash",
+              "the same per minute, of the hour from <start>: '<minute>:<figure>' -> count"),
     KeyFamily("probe", "probe", "any",
               "written and deleted by the start check of the user's permissions"),
 )  # fmt: skip
@@ -240,6 +252,14 @@ class Keys:
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"
+
+    def history(self, start: str) -> str:
+        """The history hash of the 5 minutes from epoch second ``start``."""
+        return f"{self.prefix}history:{start}"
+
+    def history_minutes(self, start: str) -> str:
+        """The per-minute history hash of the hour from epoch second ``start``."""
+        return f"{self.prefix}history:m:{start}"
 
     @property
     def probe(self) -> str:

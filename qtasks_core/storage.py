@@ -150,6 +150,16 @@ class Storage:
         """The id of the newest entry on the app's event stream (``"0-0"``: none)."""
         return await self.backend.status_events_last()
 
+    async def history_add(self, buckets: dict[int, dict[str, int]]) -> float:
+        """Add a worker's figures of finished tasks to the app's history (see
+        :mod:`qtasks_core.history`); the backend's clock now, in seconds."""
+        return await self.backend.history_add(buckets)
+
+    async def history_read(self, since: float, step: int = 10) -> dict[int, dict[str, int]]:
+        """The history's buckets of ``step`` seconds (10 or 60) from ``since`` on:
+        bucket -> figure -> count."""
+        return await self.backend.history_read(since, step)
+
     async def start(self) -> None:
         await lifecycle(lambda: self.pm.hook.storage_start(storage=self), "storage_start")
 

@@ -79,6 +79,7 @@ _FUNCTIONS: Final = {
     "abort": True,
     "progress": True,
     "watch": True,
+    "history": False,
 }
 
 
@@ -174,3 +175,4 @@ WORKFLOW: Final = function_name("workflow")
 ABORT: Final = function_name("abort")
 PROGRESS: Final = function_name("progress")
 WATCH: Final = function_name("watch")
+HISTORY: Final = function_name("history")

@@ -346,6 +346,24 @@ class StorageBackend(Protocol):
         """The id of the latest entry of the event stream (``"0-0"``: none), where
         reading "from now on" starts."""
 
+    async def history_add(self, buckets: dict[int, dict[str, int]]) -> float:
+        """Add figures of finished tasks to the app's history, in one atomic step:
+        ``buckets`` maps a bucket (its first second, a multiple of
+        :data:`qtasks_core.history.BUCKET`, on the server's clock) to the counts to add
+        to its figures (see :mod:`qtasks_core.history`). The history keeps what was
+        added in the last day and a bit (``keys.HISTORY_TTL``) and forgets the rest; a
+        history key overwritten with another type is replaced, never an error.
+
+        :return: the backend's clock now, in seconds since the epoch: where the caller
+            puts its next buckets.
+        """
+
+    async def history_read(self, since: float, step: int = 10) -> dict[int, dict[str, int]]:
+        """The history's buckets from ``since`` (seconds since the epoch) to now: bucket
+        -> figure -> count, in a fixed number of reads whatever the traffic. ``step``
+        is 10 (the buckets as added) or 60 (added up per minute: an hour is 60 of
+        them)."""
+
     async def delete_finished(self) -> int: ...
 
     async def flush_all(self) -> None: ...

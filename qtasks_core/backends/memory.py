@@ -24,8 +24,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..errors import BackendDataError
+from ..history import BUCKET
 from ..keys import (
     DEFAULT_QUEUE,
+    HISTORY_SPAN,
+    HISTORY_TTL,
     PRIORITY_MAX,
     PRIORITY_MIN,
     PRIORITY_SCALE,
@@ -245,6 +248,10 @@ class MemoryBackend:
         self._stream: deque[tuple[tuple[int, int], StatusChange]] = deque(maxlen=0)
         self._stream_last = (0, 0)
         self._stream_signal = _Signal()
+        #: The history of finished tasks (history_add): bucket -> figure -> count, and
+        #: when each hour of it expires (as one Redis hash per hour would).
+        self._history: dict[int, dict[str, int]] = {}
+        self._history_until: dict[int, float] = {}
         #: What expires, as Redis expires it (see _expire_at): per family, the data its
         #: keys are in, and key -> when it expires. Records ("task"; a task's done token
         #: is a field of its record), event streams, unique keys let go at unique_until,
@@ -315,6 +322,44 @@ class MemoryBackend:
                 return "0-0"
             ms, seq = self._stream[-1][0]
             return f"{ms}-{seq}"
+
+    async def history_add(self, buckets: dict[int, dict[str, int]]) -> float:
+        with self._lock:
+            now = time.time()
+            for bucket, figures in buckets.items():
+                added = {name: n for name, n in figures.items() if n}
+                if not added:
+                    continue  # Redis keeps no hash field for nothing
+                kept = self._history.setdefault(bucket, {})
+                for name, n in added.items():
+                    kept[name] = kept.get(name, 0) + n
+                # As Redis expires an hour's hash HISTORY_TTL after its last write.
+                hour = bucket - bucket % HISTORY_SPAN
+                self._history_until[hour] = now + HISTORY_TTL
+            expired = [h for h, until in self._history_until.items() if until <= now]
+            if expired:
+                for hour in expired:
+                    del self._history_until[hour]
+                self._history = {
+                    b: f
+                    for b, f in self._history.items()
+                    if b - b % HISTORY_SPAN in self._history_until
+                }
+            return now
+
+    async def history_read(self, since: float, step: int = BUCKET) -> dict[int, dict[str, int]]:
+        with self._lock:
+            now = time.time()
+            out: dict[int, dict[str, int]] = {}
+            for bucket, figures in self._history.items():
+                if self._history_until.get(bucket - bucket % HISTORY_SPAN, 0) <= now:
+                    continue
+                at = bucket - bucket % step
+                if at >= since:
+                    kept = out.setdefault(at, {})
+                    for name, n in figures.items():
+                        kept[name] = kept.get(name, 0) + n
+            return out
 
     def _note(
         self,
@@ -1567,6 +1612,8 @@ class MemoryBackend:
                 until.clear()
             self._deadlines.clear()
             self._stream.clear()  # the app's keys, the stream among them, are gone
+            self._history.clear()
+            self._history_until.clear()
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

@@ -16,8 +16,12 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from pydantic_core import to_json
 
 from ..errors import BackendDataError, BackendPermissionError
+from ..history import BUCKET
 from ..keys import (
     DEFAULT_QUEUE,
+    HISTORY_MINUTES_SPAN,
+    HISTORY_SPAN,
+    HISTORY_TTL,
     PRIORITY_MAX,
     PRIORITY_MIN,
     PRIORITY_SCALE,
@@ -352,6 +356,60 @@ class RedisBackend:
                 return "0-0"
             raise
         return cast(bytes, last[0][0]).decode() if last else "0-0"
+
+    @mapped("history_add")
+    async def history_add(self, buckets: dict[int, dict[str, int]]) -> float:
+        # Added up per minute as well, so that an hour is read from 60 buckets, not 360.
+        spans: tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]] = ({}, {})
+        for bucket, figures in buckets.items():
+            minute = bucket - bucket % 60
+            tens = spans[0].setdefault(str(bucket - bucket % HISTORY_SPAN), {})
+            minutes = spans[1].setdefault(str(bucket - bucket % HISTORY_MINUTES_SPAN), {})
+            for name, n in figures.items():
+                if n:
+                    tens[f"{bucket}:{name}"] = n
+                    field = f"{minute}:{name}"
+                    minutes[field] = minutes.get(field, 0) + n
+        now_ms = await self._conn().links.function(_lua.HISTORY)(
+            keys=[self.keys.queue],
+            args=[self.keys.prefix, HISTORY_TTL, json.dumps(spans, separators=(",", ":"))],
+        )
+        return int(now_ms) / 1000
+
+    @mapped("history_read")
+    async def history_read(self, since: float, step: int = BUCKET) -> dict[int, dict[str, int]]:
+        span, key = (
+            (HISTORY_MINUTES_SPAN, self.keys.history_minutes)
+            if step == 60
+            else (HISTORY_SPAN, self.keys.history)
+        )
+        first = int(since) - int(since) % span
+        # A span ahead of this clock as well: the server's may be ahead of it.
+        last = int(time.time()) + span
+        pipe: Pipeline = self.client.pipeline(transaction=False)
+        for start in range(first, last - last % span + 1, span):
+            pipe.hgetall(key(str(start)))
+        out: dict[int, dict[str, int]] = {}
+        for fields in await pipe.execute(raise_on_error=False):
+            if not isinstance(fields, dict):
+                continue  # a key of another type: the next history_add replaces it
+            # A bucket's fields are all in one hash: grouped by their text first, each
+            # bucket's number is read once, not once per figure.
+            grouped: dict[str, dict[str, str]] = {}
+            for field, value in fields.items():
+                bucket, _, name = field.partition(":")
+                named = grouped.get(bucket)
+                if named is None:
+                    named = grouped[bucket] = {}
+                named[name] = value
+            for bucket, named in grouped.items():
+                try:
+                    at = int(bucket)
+                    if at >= since:
+                        out[at] = {name: int(value) for name, value in named.items()}
+                except ValueError:
+                    continue  # written by hand: not a figure
+        return out
 
     @mapped("start")
     async def start(self) -> None:

@@ -8,6 +8,7 @@ name                      what                                            module
 ``qtasks.depends``        ``Depends(func, scope=...)`` parameters          depends
 ``qtasks.state``          per-worker ``State`` objects by annotation       state
 ``qtasks.tasklog``        a worker's line per finished task                tasklog
+``qtasks.history``        a worker's figures per 10 s, for the dashboard   history
 ========================  ==============================================  ==========
 
 Turn one off with ``QueueTasks(block_plugins=["qtasks.depends"])`` or
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable
 from qtasks_hooks import ENV_BLOCK, PluginManager
 
 from .depends import Depends, DependsPlugin
+from .history import HistoryPlugin
 from .pydantic_args import PydanticArgsPlugin
 from .retry import RetryPlugin
 from .state import State, StatePlugin
@@ -34,6 +36,7 @@ BUILTINS: dict[str, Callable[[], object]] = {
     "qtasks.depends": DependsPlugin,
     "qtasks.state": StatePlugin,
     "qtasks.tasklog": TaskLogPlugin,
+    "qtasks.history": HistoryPlugin,
 }
 
 
@@ -52,6 +55,7 @@ __all__ = [
     "BUILTINS",
     "Depends",
     "DependsPlugin",
+    "HistoryPlugin",
     "PydanticArgsPlugin",
     "RetryPlugin",
     "State",

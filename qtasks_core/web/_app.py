@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from ..errors import BackendError, TaskOptionError
 from ..schemas import Task, TaskStatus, WorkflowNode, WorkflowView
 from ..stats import Stats
 from ._security import Guard, Refusal
-from ._throughput import Throughput
+from ._throughput import DEFAULT_PERIOD, PERIODS, chart
 
 if TYPE_CHECKING:
     from ..app import QueueTasks
@@ -207,8 +208,8 @@ def create_app(
 
 
 class _Dashboard:
-    """The views of one dashboard and what they share: the app, the guard, the
-    throughput samples and the templates."""
+    """The views of one dashboard and what they share: the app, the guard and the
+    templates."""
 
     def __init__(
         self,
@@ -220,7 +221,6 @@ class _Dashboard:
     ) -> None:
         self.app = app
         self.guard = Guard(token=token, read_only=read_only, allowed_hosts=allowed_hosts)
-        self.throughput = Throughput()
         self.web: Starlette | None = None
         #: Each route's path parameters: :meth:`url` puts these in the path, not the query.
         self.path_params: dict[str, tuple[str, ...]] = {}
@@ -360,8 +360,11 @@ class _Dashboard:
     # -- pages -------------------------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
+        period = request.query_params.get("period") or DEFAULT_PERIOD
+        if period not in PERIODS:
+            raise Refusal(400, f"period {period!r} is not one of {', '.join(PERIODS)}")
         stats = await Stats(self.app).inspect_async()
-        self.throughput.observe(stats.status_counts)
+        history = await chart(self.app.storage, period, time.time())
         served = {q for w in stats.workers for q in w.queues}
         queues = [
             {
@@ -378,7 +381,8 @@ class _Dashboard:
             stats=stats,
             counts=stats.status_counts,
             dead=stats.dead,
-            series=self.throughput.series(),
+            history=history,
+            periods=PERIODS,
             queues=queues,
         )
 

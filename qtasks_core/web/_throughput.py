@@ -1,100 +1,172 @@
-"""Throughput over the last minutes, drawn as a small inline SVG bar chart.
+"""Throughput and latency over the last 5 minutes or hour, drawn as inline SVG.
 
-The backend keeps running totals of finished tasks (success, error, cancel), not a
-history, so the dashboard samples those totals each time the overview is read (every
-2 s while someone watches it) and charts the differences. Minutes when no one had the
-overview open show no bars: the chart says "not watched" rather than "zero".
+The figures are the history the workers report (the built-in plugin
+``qtasks.history``, see :mod:`qtasks_core.history`): kept in the backend, so a reload,
+a restart or a second dashboard shows the same bars. One read per request, of the
+hours the period spans, whatever the traffic.
 """
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections import deque
+import math
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from markupsafe import Markup
 
-__all__ = ["Series", "Throughput"]
+from ..history import FINISHED, REPORTS, RETRY, Latency, latency, merge, percentile
 
-#: Seconds per bar, and bars shown: five minutes in 10 s steps.
-BUCKET: Final = 10.0
-BUCKETS: Final = 30
-#: Samples closer together than this add nothing (several viewers poll at once).
-_MIN_STEP: Final = 1.0
-FINISHED: Final = ("success", "error", "cancel")
+if TYPE_CHECKING:
+    from ..storage import Storage
+
+__all__ = ["DEFAULT_PERIOD", "PERIODS", "Chart", "chart"]
+
+#: Each period: its span and seconds per bar, and how the page names it.
+PERIODS: Final = {"5m": (300, 10, "5 minutes"), "1h": (3600, 60, "hour")}
+DEFAULT_PERIOD: Final = "5m"
+#: A worker reports every 5 s: none reported for this long means none reports now.
+SILENT: Final = 30
+#: The bars' stack, bottom up: the figure, its class and how a title names it.
+_STACK: Final = (
+    ("success", "ok", "succeeded"),
+    ("error", "err", "failed"),
+    ("cancel", "cancel", "cancelled"),
+    (RETRY, "retry", "failed, to retry"),
+)
+
+
+def duration(seconds: float | None) -> str:
+    """A latency as the page shows it: ``0.4 ms``, ``12 ms``, ``1.2 s``, ``3.5 min``."""
+    if seconds is None:
+        return "none"
+    if seconds < 0.001:
+        return f"{seconds * 1000:.2f} ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms" if seconds >= 0.01 else f"{seconds * 1000:.1f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
 
 
 @dataclass(frozen=True, slots=True)
-class Series:
-    """Tasks finished per bucket, oldest first; ``None`` where nothing was sampled."""
+class Chart:
+    """One period of the history, as bars of ``step`` seconds, oldest first."""
 
-    counts: list[int | None]
-    #: Tasks finished per second over the last ``BUCKET`` seconds.
+    period: str
+    label: str
+    step: int
+    #: Per bar, the figures of its buckets added up.
+    bars: list[dict[str, int]]
+    #: The whole period's run time and queue wait.
+    run: Latency
+    wait: Latency
+    finished: int
+    failed: int
+    retried: int
+    #: Finished tasks per second over the period.
     rate: float
+    #: Whether any worker reported in the period, and in the last ``SILENT`` seconds.
+    reported: bool
+    reporting: bool
 
-    def svg(self, width: int = 300, height: int = 60) -> Markup:
-        """The bars as an inline SVG (no script, no inline style: the page's CSP)."""
-        known = [c for c in self.counts if c is not None]
-        top = max([*known, 1])
-        step = width / len(self.counts)
-        bars = []
-        for index, count in enumerate(self.counts):
+    duration = staticmethod(duration)
+
+    def svg(self, width: int = 420, height: int = 80) -> Markup:
+        """Tasks ended per bar, stacked by status (no script, no inline style: the
+        page's CSP)."""
+        top = max([1, *(sum(bar.get(f, 0) for f, _, _ in _STACK) for bar in self.bars)])
+        step = width / len(self.bars)
+        shapes = []
+        for index, bar in enumerate(self.bars):
             x = index * step
-            if count is None:
-                bars.append(
-                    f'<rect class="gap" x="{x:.1f}" y="{height - 2}" width="{step - 1:.1f}" '
-                    f'height="2"><title>not watched</title></rect>'
+            ago = self._ago(index)
+            parts = [(f, css, words) for f, css, words in _STACK if bar.get(f, 0) > 0]
+            if not parts:
+                shapes.append(
+                    f'<rect class="none" x="{x:.1f}" y="{height - 1}" width="{step - 1:.1f}" '
+                    f'height="1"><title>nothing ended, {ago}</title></rect>'
                 )
                 continue
-            h = max(1.0, count / top * (height - 4)) if count else 1.0
-            seconds_ago = (len(self.counts) - index) * BUCKET
-            bars.append(
-                f'<rect class="bar" x="{x:.1f}" y="{height - h:.1f}" width="{step - 1:.1f}" '
-                f'height="{h:.1f}"><title>{count} finished, {seconds_ago:.0f} s ago'
-                "</title></rect>"
+            title = ", ".join(f"{bar[f]} {words}" for f, _, words in parts) + f", {ago}"
+            y = float(height)
+            for figure, css, _ in parts:
+                h = max(1.0, bar[figure] / top * (height - 4))
+                y -= h
+                shapes.append(
+                    f'<rect class="{css}" x="{x:.1f}" y="{y:.1f}" width="{step - 1:.1f}" '
+                    f'height="{h:.1f}"><title>{title}</title></rect>'
+                )
+        return self._svg("chart", width, height, f"tasks ended per {self.step} s", shapes)
+
+    def latency_svg(self, width: int = 420, height: int = 80) -> Markup:
+        """Run time per bar, from its p50 to its p95, on a log scale."""
+        marks = [
+            (i, percentile(bar, "run", 0.5), percentile(bar, "run", 0.95))
+            for i, bar in enumerate(self.bars)
+        ]
+        known = [p95 for _, _, p95 in marks if p95 is not None]
+        high = max([*known, 0.001]) * 1.5
+        low = min(high / 1000, 0.0001)
+        span = math.log10(high / low)
+
+        def y(seconds: float) -> float:
+            return height - max(0.0, math.log10(max(seconds, low) / low)) / span * (height - 4)
+
+        step = width / len(self.bars)
+        shapes = [f'<text class="axis" x="4" y="12">{duration(high)}</text>']
+        for index, p50, p95 in marks:
+            if p50 is None or p95 is None:
+                continue
+            top, bottom = y(p95), y(p50)
+            shapes.append(
+                f'<rect class="lat" x="{index * step:.1f}" y="{top:.1f}" '
+                f'width="{step - 1:.1f}" height="{max(2.0, bottom - top):.1f}">'
+                f"<title>run time p50 {duration(p50)}, p95 {duration(p95)}, "
+                f"{self._ago(index)}</title></rect>"
             )
+        return self._svg("chart latency", width, height, "run time, p50 to p95", shapes)
+
+    def _ago(self, index: int) -> str:
+        seconds = (len(self.bars) - index) * self.step
+        return f"{seconds // 60} min ago" if seconds >= 120 else f"{seconds} s ago"
+
+    @staticmethod
+    def _svg(css: str, width: int, height: int, label: str, shapes: list[str]) -> Markup:
         return Markup(
-            f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="tasks finished per {BUCKET:.0f} s">'
-            + "".join(bars)
-            + "</svg>"
+            f'<svg class="{css}" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="{label}">' + "".join(shapes) + "</svg>"
         )
 
 
-class Throughput:
-    """Samples of the finished-task total, kept for the chart's span."""
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[float, int]] = deque()
-
-    def observe(self, counts: dict[str, int], now: float | None = None) -> None:
-        """Record the backend's totals (``status_counts``) as seen at ``now``."""
-        now = time.time() if now is None else now
-        total = sum(counts.get(status, 0) for status in FINISHED)
-        if self._samples and now - self._samples[-1][0] < _MIN_STEP:
-            return
-        self._samples.append((now, total))
-        horizon = now - BUCKET * (BUCKETS + 1)
-        while len(self._samples) > 2 and self._samples[1][0] < horizon:
-            self._samples.popleft()
-
-    def series(self, now: float | None = None) -> Series:
-        """The bars ending at ``now``."""
-        now = time.time() if now is None else now
-        counts: list[int | None] = [None] * BUCKETS
-        samples = list(self._samples)
-        for (t0, a), (t1, b) in itertools.pairwise(samples):
-            # A total that went down was reset (flush_all): count nothing for that step.
-            done = max(0, b - a)
-            if t1 - t0 > BUCKET * 3:
-                continue  # a long unwatched gap: its tasks are not spread as a rate
-            index = BUCKETS - 1 - int((now - t1) // BUCKET)
-            if 0 <= index < BUCKETS:
-                counts[index] = (counts[index] or 0) + done
-        recent = [(t, total) for t, total in samples if t >= now - BUCKET]
-        rate = 0.0
-        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-            rate = max(0, recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
-        return Series(counts=counts, rate=rate)
+async def chart(storage: Storage, period: str, now: float) -> Chart:
+    """The chart of ``period`` (a key of :data:`PERIODS`) ending at ``now``: one read
+    of the history."""
+    span, step, label = PERIODS[period]
+    end = int(now // step) * step + step
+    start = end - span
+    history = await storage.history_read(min(start, now - SILENT), step)
+    bars: list[dict[str, int]] = [{} for _ in range(span // step)]
+    for bucket, figures in history.items():
+        if bucket < start:
+            continue
+        # A bucket past the end (the server's clock ahead of this one) is the latest.
+        bar = bars[min((bucket - start) // step, len(bars) - 1)]
+        for name, n in figures.items():
+            bar[name] = bar.get(name, 0) + n
+    total = merge(bars)
+    finished = sum(total.get(status, 0) for status in FINISHED)
+    recent = now - SILENT - step
+    return Chart(
+        period=period,
+        label=label,
+        step=step,
+        bars=bars,
+        run=latency(total, "run"),
+        wait=latency(total, "wait"),
+        finished=finished,
+        failed=total.get("error", 0),
+        retried=total.get(RETRY, 0),
+        rate=finished / span,
+        reported=bool(total),
+        reporting=any(f.get(REPORTS) for b, f in history.items() if b >= recent),
+    )

@@ -14,7 +14,6 @@ from qtasks_core import QueueTasks
 from qtasks_core.cli import cli
 from qtasks_core.web import create_app
 from qtasks_core.web._security import SESSION_MAX_AGE, Guard, LoginThrottle, Refusal
-from qtasks_core.web._throughput import BUCKET, BUCKETS, Throughput
 
 
 @pytest.fixture
@@ -354,28 +353,3 @@ def test_qtasks_web_refuses_an_empty_token_and_a_bad_root_path() -> None:
     assert empty.exit_code == 2 and "--token is empty" in empty.output
     bad = CliRunner().invoke(cli, ["web", "-A", "x:app", "--root-path", "qtasks/"])
     assert bad.exit_code == 2 and "--root-path 'qtasks/'" in bad.output
-
-
-# -- the throughput chart --------------------------------------------------------------
-
-
-def test_the_chart_counts_finished_tasks_per_bucket_and_marks_unwatched_time() -> None:
-    chart = Throughput()
-    start = 1_000_000.0
-    for step in range(7):  # watched for 12 s, 10 tasks finishing every 2 s
-        chart.observe({"success": 10 * step, "new": 99}, now=start + 2 * step)
-    series = chart.series(now=start + 12)
-    assert len(series.counts) == BUCKETS
-    assert sum(c or 0 for c in series.counts) == 60
-    assert series.counts[0] is None  # minutes ago: nobody watched
-    assert series.rate == pytest.approx(5.0)
-    svg = str(series.svg())
-    assert svg.startswith('<svg class="chart"') and "not watched" in svg
-    assert f"per {BUCKET:.0f} s" in svg
-
-
-def test_the_chart_ignores_a_reset_total() -> None:
-    chart = Throughput()
-    chart.observe({"success": 100}, now=10.0)
-    chart.observe({"success": 0}, now=12.0)  # flush_all
-    assert sum(c or 0 for c in chart.series(now=12.0).counts) == 0
