@@ -120,6 +120,9 @@ FAMILIES: Final[tuple[KeyFamily, ...]] = (
     KeyFamily("changes", "changes", "stream",
               "every task's status changes, capped (events_max): uuid, task_name, queue, "
               "previous, status, reason, attempt, worker (the id is its time); app.events()"),
+    KeyFamily("audit", "audit", "list",
+              "the dashboard's audit log: one JSON entry per action (who, what, on what, "
+              "outcome), newest first, the last few kept"),
     KeyFamily("probe", "probe", "any",
               "written and deleted by the start check of the user's permissions"),
 )  # fmt: skip
@@ -240,6 +243,11 @@ class Keys:
 
     def config(self, name: str) -> str:
         return f"{self.prefix}config:{name}"
+
+    @property
+    def audit(self) -> str:
+        """The dashboard's audit log (a capped list, newest first)."""
+        return self.prefix + "audit"
 
     @property
     def probe(self) -> str:

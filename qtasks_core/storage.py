@@ -141,6 +141,19 @@ class Storage:
                 assert self.step_written is not None
                 await self.step_written(change.uuid)
 
+    async def audit_add(self, entry: str, keep: int) -> None:
+        """Put ``entry`` (JSON text) first on the app's audit log, keeping the newest
+        ``keep`` (see :meth:`StorageBackend.audit_add`)."""
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise TaskOptionError(f"keep must be a whole number of 1 or more, not {keep!r}")
+        await self.backend.audit_add(entry, keep)
+
+    async def audit_read(self, count: int) -> list[str]:
+        """The newest ``count`` entries of the app's audit log, newest first."""
+        if count < 1:
+            return []
+        return await self.backend.audit_read(count)
+
     async def events(self, after: str, timeout: float, count: int = 100) -> list[StatusChange]:
         """Status changes on the app's event stream after the id ``after`` (see
         :meth:`StorageBackend.status_events`)."""

@@ -203,6 +203,8 @@ class MemoryBackend:
         self._stream: deque[tuple[tuple[int, int], StatusChange]] = deque(maxlen=0)
         self._stream_last = (0, 0)
         self._stream_signal = _Signal()
+        #: The dashboard's audit log, newest first (the ``audit`` list in Redis).
+        self._audit: deque[str] = deque()
         #: What expires, as Redis expires it (see _expire_at): per family, the data its
         #: keys are in, and key -> when it expires. Records ("task"; a task's done token
         #: is a field of its record), event streams, unique keys let go at unique_until,
@@ -241,6 +243,18 @@ class MemoryBackend:
             self._events_max = max(0, events_max)
             self._feed = sink is not None or self._events_max > 0
             self._stream = deque(self._stream, maxlen=self._events_max)
+
+    async def audit_add(self, entry: str, keep: int) -> None:
+        """Put ``entry`` first on the audit log and keep the newest ``keep``."""
+        with self._lock:
+            self._audit.appendleft(entry)
+            while len(self._audit) > keep:
+                self._audit.pop()
+
+    async def audit_read(self, count: int) -> list[str]:
+        """The newest ``count`` entries of the audit log, newest first."""
+        with self._lock:
+            return list(itertools.islice(self._audit, count))
 
     async def status_events(
         self, after: str, timeout: float, count: int = 100
@@ -1511,6 +1525,7 @@ class MemoryBackend:
                 until.clear()
             self._deadlines.clear()
             self._stream.clear()  # the app's keys, the stream among them, are gone
+            self._audit.clear()
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None
