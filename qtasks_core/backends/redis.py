@@ -82,7 +82,8 @@ ACL_RULE: Final = (
     "+hset +hsetnx +hget +hmget +hgetall +hincrby +hdel +hexists +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zrank +zrevrank +zcount +zcard +zpopmin +zrem "
     "+zremrangebyscore "
-    "+rpush +lpush +ltrim +lrange +blpop +blmove +sadd +srem +smembers +xadd +xread +asking +cluster|slots"
+    "+rpush +lpush +ltrim +lrange +blpop +blmove +sadd +srem +smembers +xadd +xread +asking "
+    "+cluster|slots"
 )
 
 
