@@ -34,6 +34,7 @@ from .._validate import check_queue
 from ..errors import BackendError, TaskOptionError
 from ..schemas import Task, TaskStatus, WorkflowNode, WorkflowView
 from ..stats import Stats
+from . import _traceback
 from ._security import Guard, Refusal
 from ._throughput import Throughput
 
@@ -231,7 +232,7 @@ class _Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=_when, ago=_ago, pretty=_pretty)
+        self.env.filters.update(when=_when, ago=_ago, pretty=_pretty, duration=_duration)
         # A content hash in each asset's URL: a browser never runs a stale htmx.
         self.assets = {
             path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -429,6 +430,7 @@ class _Dashboard:
                 f"no task has the id {uuid!r}: it never existed, or its record expired "
                 "(finished tasks are kept for the app's result TTL)",
             )
+        failure = _failure(task)
         timeline = [("created", task.created_at)]
         if task.eta is not None:
             timeline.append(("due", task.eta))
@@ -443,6 +445,8 @@ class _Dashboard:
             uuid=uuid,
             workflow=None if polled else await self._workflow_of(task),
             timeline=sorted(timeline, key=lambda item: item[1]),
+            failure=failure,
+            run=_run_times(task),
             cancellable=task.status in CANCELLABLE,
             retryable=task.status in RETRYABLE,
             abortable=task.status in ABORTABLE,
@@ -678,6 +682,37 @@ def _safe_next(request: Request) -> str:
     return f"{root}/"
 
 
+def _failure(task: Task) -> dict[str, Any] | None:
+    """What the page of a task that raised shows first: the exception's type and
+    message, and its traceback read into frames (``chain`` ``None``: a text of another
+    shape, shown whole)."""
+    if not task.traceback:
+        return None
+    chain = _traceback.parse(task.traceback)
+    last = chain[-1] if chain else None
+    return {
+        "summary": _traceback.summary(task.traceback, chain),
+        "chain": chain,
+        "innermost": None if last is None else last.innermost_user,
+    }
+
+
+def _run_times(task: Task) -> dict[str, Any]:
+    """When the current attempt was queued, started and ended, and the two spans
+    between (``None`` where the record has no time yet)."""
+
+    def span(start: datetime | None, end: datetime | None) -> float | None:
+        return None if start is None or end is None else (end - start).total_seconds()
+
+    return {
+        "enqueued": task.enqueued_at,
+        "started": task.started_at,
+        "finished": task.finished_at,
+        "waited": span(task.enqueued_at, task.started_at),
+        "ran": span(task.started_at, task.finished_at),
+    }
+
+
 def _tree(nodes: list[WorkflowNode]) -> list[dict[str, Any]]:
     """A workflow's nodes (flat, in path order) as a tree: ``{"node", "children"}``
     per node, the roots first (``r``, then ``e``, the on_error step)."""
@@ -727,6 +762,21 @@ def _ago(value: object) -> str:
     else:
         text = f"{seconds / 86400:.0f} d"
     return f"in {text}" if future else f"{text} ago"
+
+
+def _duration(seconds: float | None) -> str:
+    """A span as people read it: ``12 ms``, ``3.4 s``, ``2 min 05 s``, ``1 h 02 min``."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _pretty(value: object) -> str:
