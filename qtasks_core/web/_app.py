@@ -34,6 +34,7 @@ from .._validate import check_queue
 from ..errors import BackendError, TaskOptionError
 from ..schemas import Task, TaskStatus, WorkflowNode, WorkflowView
 from ..stats import Stats
+from ..storage import SEARCH_WINDOW
 from . import _traceback
 from ._security import Guard, Refusal
 from ._throughput import Throughput
@@ -398,11 +399,17 @@ class _Dashboard:
         queue = query.get("queue") or None
         task_name = query.get("task_name") or None
         before = query.get("before") or None
+        search = query.get("search", "").strip() or None
         try:
             if queue is not None:
                 check_queue(queue)
             page = await self.app.list_tasks_async(
-                status=status, task_name=task_name, queue=queue, before=before, limit=PAGE_SIZE
+                status=status,
+                task_name=task_name,
+                queue=queue,
+                before=before,
+                limit=PAGE_SIZE,
+                search=search,
             )
         except TaskOptionError as exc:
             raise Refusal(400, str(exc)) from None
@@ -412,6 +419,8 @@ class _Dashboard:
             "tasks",
             page=page,
             filters=filters,
+            search=search,
+            window=SEARCH_WINDOW,
             first_page=before is None,
             task_names=sorted(self.app.tasks),
             cancellable=CANCELLABLE,
