@@ -631,10 +631,24 @@ def web(
             "port sees every task's arguments (and may act, unless --read-only).",
         ),
     ] = False,
+    session_max_age: Annotated[
+        int,
+        typer.Option(min=1, help="Seconds a login lasts at most (with --token)."),
+    ] = 12 * 3600,
+    session_idle: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Seconds a login lasts unused (with --token): opening a page or acting "
+            "renews it, a live page's poll does not.",
+        ),
+    ] = 3600,
     redis_url: RedisUrlOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
-    """Serve the dashboard: queues, workers, tasks, dead letters, schedules, live."""
+    """Serve the dashboard: queues, workers, tasks, dead letters, schedules, live.
+    Every action taken through it is audited (the Audit page, and the qtasks.web.audit
+    log)."""
     import asyncio
 
     try:
@@ -663,7 +677,14 @@ def web(
         hosts.append(host)  # the address it listens on is the name it is reached by
     configure_logging(log_level, "text")
     application = load_app(app_path, redis_url)
-    dashboard = create_app(application, read_only=read_only, token=token, allowed_hosts=hosts)
+    dashboard = create_app(
+        application,
+        read_only=read_only,
+        token=token,
+        allowed_hosts=hosts,
+        session_max_age=session_max_age,
+        session_idle=session_idle,
+    )
     log = logging.getLogger("qtasks.web")
     if exposed:
         log.warning(

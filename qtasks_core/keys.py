@@ -132,6 +132,9 @@ FAMILIES: Final[tuple[KeyFamily, ...]] = (
               "them: '<10 s bucket>:<figure>' -> count (expires after HISTORY_TTL)"),
     KeyFamily("history_minutes", "history:m:<start>", "hash",
               "the same per minute, of the hour from <start>: '<minute>:<figure>' -> count"),
+    KeyFamily("audit", "audit", "list",
+              "the dashboard's audit log: one JSON entry per action (who, what, on what, "
+              "outcome), newest first, the last few kept"),
     KeyFamily("probe", "probe", "any",
               "written and deleted by the start check of the user's permissions"),
 )  # fmt: skip
@@ -260,6 +263,11 @@ class Keys:
     def history_minutes(self, start: str) -> str:
         """The per-minute history hash of the hour from epoch second ``start``."""
         return f"{self.prefix}history:m:{start}"
+
+    @property
+    def audit(self) -> str:
+        """The dashboard's audit log (a capped list, newest first)."""
+        return self.prefix + "audit"
 
     @property
     def probe(self) -> str:

@@ -40,6 +40,7 @@ class ReadOps(Wiring):
         queue: str | None = None,
         before: str | None = None,
         limit: int = 50,
+        search: str | None = None,
     ) -> TaskPage:
         """A page of tasks, read from indexes the backend keeps (never a key scan, so a
         page is as fast with a million finished records as with ten).
@@ -54,6 +55,14 @@ class ReadOps(Wiring):
         :param queue: only tasks of this queue.
         :param before: the ``next`` of the previous page.
         :param limit: tasks per page, 1 to 1000.
+        :param search: only tasks whose arguments, keyword arguments, result or
+            traceback hold this text (case-insensitive, as stored: JSON for the
+            arguments and the result). A search reads the records of the filter a page
+            at a time, the newest first, and stops after
+            :data:`~qtasks_core.storage.SEARCH_WINDOW` (2,000) of them: the page says
+            how many it read (``searched``) and whether it stopped there
+            (``search_cut``; ``next`` then goes on with the older ones). Narrow the
+            filter (a status, a task name) to reach further back.
 
         A finished task is listed for as long as its record is kept (``result_ttl``).
         Filters the index does not hold (a name within a status, a queue) are checked
@@ -61,6 +70,18 @@ class ReadOps(Wiring):
         and still have a ``next``.
         """
         await self.start_async()
+        if search is not None:
+            found = await self.storage.search_tasks(
+                search,
+                status=status,
+                task_name=task_name,
+                queue=queue,
+                before=before,
+                limit=limit,
+            )
+            return TaskPage(
+                tasks=found.tasks, next=found.next, searched=found.searched, search_cut=found.cut
+            )
         tasks, cursor = await self.storage.list_tasks(
             status=status,
             task_name=task_name,

@@ -395,6 +395,11 @@ class TaskPage(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     #: Pass as ``before=`` for the next page; ``None`` on the last one.
     next: str | None = None
+    #: With ``search``: how many records this page's search read (``None``: no search).
+    searched: int | None = None
+    #: With ``search``: whether the search stopped at its window (older records of the
+    #: filter were not searched; ``next`` goes on from where it stopped).
+    search_cut: bool = False
 
 
 class DeadLetterPage(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -39,6 +41,30 @@ KNOWN_STATUSES = frozenset(str(s) for s in TaskStatus)
 DELAYED = "delayed"
 
 
+#: Records a search reads at most per page (``QueueTasks.list_tasks(search=...)``): the
+#: newest of the filter, so a search answers as fast with a million records as with
+#: two thousand; a narrower filter (a status, a task name) reaches further back.
+SEARCH_WINDOW: Final = 2000
+#: The record fields a search looks in: arguments, result, and what it raised.
+SEARCHED_FIELDS: Final = ("args", "kwargs", "returning", "traceback")
+#: Index entries read per round trip while searching.
+_SEARCH_BATCH: Final = 500
+
+
+@dataclass(slots=True)
+class SearchPage:
+    """What one page of a search found, and how far it looked."""
+
+    tasks: list[Task] = field(default_factory=list)
+    #: The cursor to go on from (``None``: nothing older is left to search).
+    next: str | None = None
+    #: Records read.
+    searched: int = 0
+    #: Whether the page stopped because it read its whole window, with records
+    #: possibly left beyond it (``next`` goes on from there).
+    cut: bool = False
+
+
 class UniqueHeld(Exception):
     """An enqueue met a task holding its ``unique_key``: ``uuid`` is that task."""
 
@@ -64,6 +90,88 @@ def _printable(text: str) -> str:
     """Free text (a traceback) that JSON can carry: a lone surrogate (a file name read
     with ``os.listdir``) is written as its escape instead of failing the write."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _indexes_of(
+    status: str | None, task_name: str | None, queue: str | None
+) -> tuple[list[str], bool]:
+    """The indexes that list a filter's tasks, and whether they run newest first."""
+    if status is not None and status not in KNOWN_STATUSES and status != DELAYED:
+        raise TaskOptionError(
+            f"status must be one of {', '.join(sorted(KNOWN_STATUSES | {DELAYED}))} "
+            f"or None (every finished task), not {status!r}"
+        )
+    if status is None or status in FINAL_STATUSES:
+        if task_name is not None:
+            return [f"name:{task_name}"], True
+        if status is not None:
+            return [f"final:{status}"], True
+        return [f"final:{s}" for s in sorted(FINAL_STATUSES)], True
+    live = {"new": f"queue:{queue or DEFAULT_QUEUE}", "process": "running"}
+    return [live.get(status, "scheduled")], False
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
+
+
+def _filter(
+    status: str | None, task_name: str | None, queue: str | None
+) -> Callable[[dict[str, str]], bool]:
+    """Whether a record read from a filter's indexes is one of the filter's: an index
+    holds one part of a filter, the record says the rest."""
+
+    def wanted(record: dict[str, str]) -> bool:
+        if status is None:
+            if record.get("status") not in FINAL_STATUSES:
+                return False
+        elif status == DELAYED:
+            if record.get("status") not in ("new", "retry"):
+                return False
+        elif record.get("status") != status:
+            return False
+        if task_name is not None and record.get("task_name") != task_name:
+            return False
+        return queue is None or record.get("queue", DEFAULT_QUEUE) == queue
+
+    return wanted
+
+
+def _holds(record: dict[str, str], needle: str) -> bool:
+    """Whether a searched field of ``record`` holds ``needle`` (casefolded), as stored:
+    JSON text for the arguments and the result."""
+    return any(needle in record.get(name, "").casefold() for name in SEARCHED_FIELDS)
+
+
+async def _merged(
+    backend: StorageBackend,
+    indexes: list[str],
+    after: tuple[float, str] | None,
+    newest_first: bool,
+    window: int,
+) -> AsyncIterator[tuple[str, float, dict[str, str] | None]]:
+    """The entries of ``indexes`` after ``after``, merged in list order, read a batch
+    per index at a time (each index keeps its own place: no entry is read twice)."""
+    batch = min(_SEARCH_BATCH, window)
+    cursors: list[tuple[float, str] | None] = [after] * len(indexes)
+    buffers: list[deque[tuple[str, float, dict[str, str] | None]]] = [deque() for _ in indexes]
+    done = [False] * len(indexes)
+    while True:
+        for i, index in enumerate(indexes):
+            if not buffers[i] and not done[i]:
+                rows = await backend.index_page(index, cursors[i], batch)
+                done[i] = len(rows) < batch
+                if rows:
+                    cursors[i] = (rows[-1][1], rows[-1][0])
+                buffers[i].extend(rows)
+        heads = [i for i, rows in enumerate(buffers) if rows]
+        if not heads:
+            return
+        pick = (max if newest_first else min)(
+            heads, key=lambda i: (buffers[i][0][1], buffers[i][0][0])
+        )
+        yield buffers[pick].popleft()
 
 
 class Storage:
@@ -140,6 +248,19 @@ class Storage:
             ):
                 assert self.step_written is not None
                 await self.step_written(change.uuid)
+
+    async def audit_add(self, entry: str, keep: int) -> None:
+        """Put ``entry`` (JSON text) first on the app's audit log, keeping the newest
+        ``keep`` (see :meth:`StorageBackend.audit_add`)."""
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise TaskOptionError(f"keep must be a whole number of 1 or more, not {keep!r}")
+        await self.backend.audit_add(entry, keep)
+
+    async def audit_read(self, count: int) -> list[str]:
+        """The newest ``count`` entries of the app's audit log, newest first."""
+        if count < 1:
+            return []
+        return await self.backend.audit_read(count)
 
     async def events(self, after: str, timeout: float, count: int = 100) -> list[StatusChange]:
         """Status changes on the app's event stream after the id ``after`` (see
@@ -289,40 +410,10 @@ class Storage:
     ) -> tuple[list[Task], str | None]:
         """A page of tasks read from the backend's indexes (see ``QueueTasks.list_tasks``);
         ``storage_get`` fires for each."""
-        if status is not None and status not in KNOWN_STATUSES and status != DELAYED:
-            raise TaskOptionError(
-                f"status must be one of {', '.join(sorted(KNOWN_STATUSES | {DELAYED}))} "
-                f"or None (every finished task), not {status!r}"
-            )
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise TaskOptionError(f"limit must be a whole number from 1 to 1000, not {limit!r}")
+        indexes, newest_first = _indexes_of(status, task_name, queue)
+        _check_limit(limit)
         after = page_cursor(before, "list_tasks")
-        if status is None or status in FINAL_STATUSES:
-            if task_name is not None:
-                indexes = [f"name:{task_name}"]
-            elif status is not None:
-                indexes = [f"final:{status}"]
-            else:
-                indexes = [f"final:{s}" for s in sorted(FINAL_STATUSES)]
-            newest_first = True
-        else:
-            live = {"new": f"queue:{queue or DEFAULT_QUEUE}", "process": "running"}
-            indexes = [live.get(status, "scheduled")]
-            newest_first = False
-
-        def wanted(record: dict[str, str]) -> bool:
-            if status is None:
-                if record.get("status") not in FINAL_STATUSES:
-                    return False
-            elif status == DELAYED:
-                if record.get("status") not in ("new", "retry"):
-                    return False
-            elif record.get("status") != status:
-                return False
-            if task_name is not None and record.get("task_name") != task_name:
-                return False
-            return queue is None or record.get("queue", DEFAULT_QUEUE) == queue
-
+        wanted = _filter(status, task_name, queue)
         found: list[Task] = []
         # A filter the index does not hold (a name within a status, a queue) is checked
         # on the records of a bounded window: a page may come back short, with a cursor.
@@ -345,6 +436,51 @@ class Storage:
                 return found, None
         assert after is not None
         return found, f"{after[0]!r}:{after[1]}"
+
+    async def search_tasks(
+        self,
+        text: str,
+        *,
+        status: str | None,
+        task_name: str | None,
+        queue: str | None,
+        before: str | None,
+        limit: int,
+        window: int | None = None,
+    ) -> SearchPage:
+        """The tasks of a filter (as :meth:`list_tasks`) whose arguments, keyword
+        arguments, result or traceback hold ``text`` (case-insensitive), looked for in
+        the next ``window`` (default :data:`SEARCH_WINDOW`) records of the filter's
+        indexes after ``before``, read a page at a time (never a scan of the keyspace);
+        ``storage_get`` fires for each task found."""
+        window = SEARCH_WINDOW if window is None else window
+        indexes, newest_first = _indexes_of(status, task_name, queue)
+        _check_limit(limit)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise TaskOptionError(f"window must be a whole number of 1 or more, not {window!r}")
+        needle = text.casefold()
+        if not needle.strip():
+            raise TaskOptionError("search needs some text to look for, not only spaces")
+        wanted = _filter(status, task_name, queue)
+        page = SearchPage()
+        rows = _merged(
+            self.backend, indexes, page_cursor(before, "list_tasks"), newest_first, window
+        )
+        async for uuid, score, record in rows:
+            page.searched += 1
+            if record is not None and wanted(record) and _holds(record, needle):
+                task = await self.get(uuid, record)
+                if task is not None:
+                    page.tasks.append(task)
+                    if len(page.tasks) >= limit:
+                        page.next = f"{score!r}:{uuid}"
+                        return page
+            if page.searched >= window:
+                # The window is read; whether anything older is left, the next page says.
+                page.cut = True
+                page.next = f"{score!r}:{uuid}"
+                return page
+        return page
 
     async def list_workflows(self, before: str | None, limit: int) -> tuple[list[Task], str | None]:
         """A page of workflows' own tasks, newest first (see ``QueueTasks.list_workflows``)."""

@@ -335,6 +335,16 @@ class StorageBackend(Protocol):
         capped event stream (about that many kept), in the same atomic step. With no
         sink and no stream, nothing is collected: the calls cost what they did."""
 
+    async def audit_add(self, entry: str, keep: int) -> None:
+        """Put ``entry`` (JSON text: one action taken through the dashboard) first on
+        the app's audit log and keep the newest ``keep`` (1 or more), in one round trip.
+        A key of another type where the log goes (written by hand) is replaced, never
+        an error: an audit entry must not be lost to garbage."""
+
+    async def audit_read(self, count: int) -> list[str]:
+        """The newest ``count`` entries of the audit log, newest first (``[]`` for none,
+        or for a key of another type where the log goes)."""
+
     async def status_events(
         self, after: str, timeout: float, count: int = 100
     ) -> list[StatusChange]:

@@ -252,6 +252,8 @@ class MemoryBackend:
         #: when each hour of it expires (as one Redis hash per hour would).
         self._history: dict[int, dict[str, int]] = {}
         self._history_until: dict[int, float] = {}
+        #: The dashboard's audit log, newest first (the ``audit`` list in Redis).
+        self._audit: deque[str] = deque()
         #: What expires, as Redis expires it (see _expire_at): per family, the data its
         #: keys are in, and key -> when it expires. Records ("task"; a task's done token
         #: is a field of its record), event streams, unique keys let go at unique_until,
@@ -290,6 +292,18 @@ class MemoryBackend:
             self._events_max = max(0, events_max)
             self._feed = sink is not None or self._events_max > 0
             self._stream = deque(self._stream, maxlen=self._events_max)
+
+    async def audit_add(self, entry: str, keep: int) -> None:
+        """Put ``entry`` first on the audit log and keep the newest ``keep``."""
+        with self._lock:
+            self._audit.appendleft(entry)
+            while len(self._audit) > keep:
+                self._audit.pop()
+
+    async def audit_read(self, count: int) -> list[str]:
+        """The newest ``count`` entries of the audit log, newest first."""
+        with self._lock:
+            return list(itertools.islice(self._audit, count))
 
     async def status_events(
         self, after: str, timeout: float, count: int = 100
@@ -1614,6 +1628,7 @@ class MemoryBackend:
             self._stream.clear()  # the app's keys, the stream among them, are gone
             self._history.clear()
             self._history_until.clear()
+            self._audit.clear()
 
     async def purge_queue(
         self, queue: str, reason: str = "purged", ttl: float | None = None

@@ -86,7 +86,8 @@ ACL_RULE: Final = (
     "+hset +hsetnx +hget +hmget +hgetall +hincrby +hdel +hexists +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zrank +zrevrank +zcount +zcard +zpopmin +zrem "
     "+zremrangebyscore "
-    "+rpush +ltrim +blpop +blmove +sadd +srem +smembers +xadd +xread +asking +cluster|slots"
+    "+rpush +lpush +ltrim +lrange +blpop +blmove +sadd +srem +smembers +xadd +xread +asking "
+    "+cluster|slots"
 )
 
 
@@ -322,6 +323,35 @@ class RedisBackend:
         self._sink = sink
         self.events_max = max(0, events_max)
         self._marker = _lua.changes_marker(sink is not None, self.events_max)
+
+    @mapped("audit_add")
+    async def audit_add(self, entry: str, keep: int) -> None:
+        key = self.keys.audit
+        client = self.client
+        for _ in range(2):
+            pipe: Pipeline = client.pipeline(transaction=False)
+            pipe.lpush(key, entry)
+            pipe.ltrim(key, 0, keep - 1)
+            pushed = (await pipe.execute(raise_on_error=False))[0]
+            if not isinstance(pushed, Exception):
+                return
+            if not str(pushed).startswith("WRONGTYPE"):
+                raise pushed
+            # Someone SET the key by hand: the log starts again, with this entry.
+            await client.unlink(key)
+        raise BackendDataError(
+            f"the audit log {key} was written over again while it was replaced: not added",
+            command="audit_add",
+        )
+
+    @mapped("audit_read")
+    async def audit_read(self, count: int) -> list[str]:
+        try:
+            return cast(list[str], await self.client.lrange(self.keys.audit, 0, count - 1))
+        except rx.ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                return []  # garbage: the next entry replaces it
+            raise
 
     @mapped("status_events")
     async def status_events(

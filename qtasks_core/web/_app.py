@@ -11,10 +11,13 @@ notice, so they work without JavaScript; :mod:`._security` says what guards them
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -35,7 +38,17 @@ from .._validate import check_queue
 from ..errors import BackendError, TaskOptionError
 from ..schemas import Task, TaskStatus, WorkflowNode, WorkflowView
 from ..stats import Stats
-from ._security import Guard, Refusal
+from ..storage import SEARCH_WINDOW
+from . import _traceback
+from ._audit import AUDIT_KEEP, Audit
+from ._security import (
+    SESSION_IDLE,
+    SESSION_MAX_AGE,
+    Guard,
+    Refusal,
+    client_address,
+    login_name,
+)
 from ._throughput import DEFAULT_PERIOD, PERIODS, chart
 
 if TYPE_CHECKING:
@@ -77,6 +90,7 @@ NAV: Final = (
     ("workflows", "Workflows"),
     ("dead", "Dead letters"),
     ("schedules", "Schedules"),
+    ("audit", "Audit"),
 )
 #: The views with a live fragment (the others: login, refusals).
 LIVE_VIEWS: Final = frozenset(name for name, _ in NAV) | {"task", "workflow"}
@@ -134,8 +148,21 @@ NOTICES: Final = {
     ),
     "workflow-abort-ended": ("warn", "Workflow {what} had ended already: nothing to abort."),
     "workflow-abort-unknown": ("warn", "No workflow has the id {what}: nothing to abort."),
+    "bulk-retry": (
+        "ok",
+        "Retry all failed{what}: {count} sent again as new tasks, {skipped} skipped{why}.",
+    ),
+    "bulk-cancel": ("ok", "Cancel all queued{what}: {count} cancelled, {skipped} skipped{why}."),
+    "bulk-delete-dead": (
+        "ok",
+        "Delete all dead letters{what}: {count} deleted, {skipped} skipped{why}.",
+    ),
 }
-_NOTICE_KEYS: Final = ("done", "what", "count")
+#: Most tasks one bulk action touches (the newest first); its page says when more match.
+BULK_MAX: Final = 10_000
+#: Bulk actions run this many single actions at a time.
+_BULK_CONCURRENCY: Final = 32
+_NOTICE_KEYS: Final = ("done", "what", "count", "skipped", "why")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 View = Callable[[Request], Awaitable[Response]]
@@ -148,6 +175,8 @@ def create_app(
     read_only: bool = False,
     token: str | None = None,
     allowed_hosts: Iterable[str] = (),
+    session_max_age: int = SESSION_MAX_AGE,
+    session_idle: int = SESSION_IDLE,
 ) -> Starlette:
     """The dashboard of ``app`` as an ASGI application, to serve or to mount.
 
@@ -158,19 +187,35 @@ def create_app(
     :param app: the QTasks app to show (started on the first request, on the server's
         event loop).
     :param read_only: refuse every action (requeue, delete, cancel, abort, retry,
-        purge) with 403.
+        purge, the bulk ones) with 403.
     :param token: require this token to see any page: a login page sets a cookie
-        (for :data:`~._security.SESSION_MAX_AGE` seconds; wrong tokens are throttled);
-        scripts may send ``Authorization: Bearer <token>``. ``None``: no login (keep
-        the dashboard on loopback, or behind a proxy that authenticates).
+        (wrong tokens are throttled) and takes an optional name, which the audit of
+        the session's actions shows; scripts may send ``Authorization: Bearer
+        <token>`` (audited as ``api``). ``None``: no login (keep the dashboard on
+        loopback, or behind a proxy that authenticates); the audit names the client's
+        address.
+    :param session_max_age: seconds a login lasts at most (12 h by default).
+    :param session_idle: seconds a login lasts unused (1 h by default): a page or an
+        action renews it, a live page's poll does not.
     :param allowed_hosts: without a token only requests to ``localhost``,
         ``127.0.0.1`` or ``[::1]`` are served (a page of another site cannot reach the
         dashboard by DNS rebinding); these host names are served too, as the browser's
         address bar shows them: ``ops.example.com`` (any port) or
         ``ops.example.com:8443``. Actions must come from a page of one of them.
-    :raises ValueError: for an empty token, or an allowed host that is not a host name.
+    :raises ValueError: for an empty token, an allowed host that is not a host name, or
+        a session length that is not a positive whole number of seconds.
+
+    Every action is audited (:mod:`._audit`): a line on the ``qtasks.web.audit`` logger
+    and an entry on the app's audit log, which the Audit page lists.
     """
-    dashboard = _Dashboard(app, read_only=read_only, token=token, allowed_hosts=allowed_hosts)
+    dashboard = _Dashboard(
+        app,
+        read_only=read_only,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        session_max_age=session_max_age,
+        session_idle=session_idle,
+    )
     page, action = dashboard.page, dashboard.action
     routes = [
         Route("/", page(dashboard.overview), name="overview"),
@@ -189,6 +234,9 @@ def create_app(
         Route("/workflows/{uuid}", page(dashboard.workflow), name="workflow"),
         Route("/dead", page(dashboard.dead), name="dead"),
         Route("/schedules", page(dashboard.schedules), name="schedules"),
+        Route("/audit", page(dashboard.audit_page), name="audit"),
+        Route("/bulk", page(dashboard.bulk_confirm), name="bulk"),
+        Route("/bulk/act", action(dashboard.bulk), methods=["POST"], name="bulk_act"),
         Route("/dead/requeue", action(dashboard.requeue), methods=["POST"], name="requeue"),
         Route("/dead/delete", action(dashboard.delete), methods=["POST"], name="delete"),
         Route("/task/cancel", action(dashboard.cancel), methods=["POST"], name="cancel"),
@@ -218,9 +266,18 @@ class _Dashboard:
         read_only: bool,
         token: str | None,
         allowed_hosts: Iterable[str],
+        session_max_age: int = SESSION_MAX_AGE,
+        session_idle: int = SESSION_IDLE,
     ) -> None:
         self.app = app
-        self.guard = Guard(token=token, read_only=read_only, allowed_hosts=allowed_hosts)
+        self.guard = Guard(
+            token=token,
+            read_only=read_only,
+            allowed_hosts=allowed_hosts,
+            session_max_age=session_max_age,
+            session_idle=session_idle,
+        )
+        self.audit = Audit(app)
         self.web: Starlette | None = None
         #: Each route's path parameters: :meth:`url` puts these in the path, not the query.
         self.path_params: dict[str, tuple[str, ...]] = {}
@@ -231,7 +288,7 @@ class _Dashboard:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=_when, ago=_ago, pretty=_pretty)
+        self.env.filters.update(when=_when, ago=_ago, pretty=_pretty, duration=_duration)
         # A content hash in each asset's URL: a browser never runs a stale htmx.
         self.assets = {
             path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
@@ -272,6 +329,7 @@ class _Dashboard:
             read_only=self.guard.read_only,
             has_token=self.guard.has_token,
             signed_in=self.guard.logged_in(request),
+            session=self._session_view(request),
             csrf=self.guard.csrf_token(request, secret),
             # A page's first poll always gets its fragment: only fragments are digested.
             seen=_SEEN_MARK if live else "",
@@ -297,6 +355,16 @@ class _Dashboard:
         self.guard.remember(request, response, secret)
         return response
 
+    def _session_view(self, request: Request) -> dict[str, Any] | None:
+        """The header's line on the login: who, and when it ends unless used again
+        (this page renewed it: see :meth:`Guard.renew`)."""
+        session = self.guard.session(request)
+        if session is None:
+            return None
+        now = datetime.now(UTC).timestamp()
+        ends = min(session.issued + self.guard.session_max_age, now + self.guard.session_idle)
+        return {"name": session.name, "ends": ends}
+
     def refuse(self, request: Request, refusal: Refusal) -> Response:
         """A refusal as a page that says why (a plain line for htmx's poll)."""
         if request.headers.get("hx-request") == "true":
@@ -316,31 +384,51 @@ class _Dashboard:
             if not self.guard.logged_in(request):
                 return self._to_login(request)
             try:
-                return await view(request)
+                response = await view(request)
             except Refusal as refusal:
-                return self.refuse(request, refusal)
+                response = self.refuse(request, refusal)
             except BackendError as exc:
-                return self.refuse(request, self._outage(exc))
+                response = self.refuse(request, self._outage(exc))
+            if request.headers.get("hx-request") != "true":
+                self.guard.renew(request, response)  # a poll is no use of the session
+            return response
 
         return endpoint
 
     def action(self, act: Action) -> Endpoint:
         """``act`` behind the token, refused in read-only mode and from other sites."""
 
+        name = act.__name__.replace("_", "-")
+
         async def endpoint(request: Request) -> Response:
+            # What the audit says it acted on; the action may say more (a bulk filter).
+            request.state.audit_target = ""
             try:
                 if not self.guard.logged_in(request):
                     raise Refusal(401, "refused: log in first (this dashboard needs a token)")
                 self.guard.check_may_act()
                 form = await _read_form(request)
+                request.state.audit_target = form.get("uuid") or form.get("queue") or ""
                 self.guard.check_same_origin(request, form)
-                return await act(request, form)
+                response = await act(request, form)
+                outcome = getattr(request.state, "audit_outcome", "ok")
             except Refusal as refusal:
-                return self.refuse(request, refusal)
+                response = self.refuse(request, refusal)
+                outcome = f"refused ({refusal.status}): {refusal.message}"
             except BackendError as exc:
-                return self.refuse(request, self._outage(exc))
+                outage = self._outage(exc)
+                response = self.refuse(request, outage)
+                outcome = f"failed ({outage.status}): {outage.message}"
+            await self._audit(request, name, request.state.audit_target, outcome)
+            self.guard.renew(request, response)
+            return response
 
         return endpoint
+
+    async def _audit(self, request: Request, action: str, target: str, outcome: str) -> None:
+        await self.audit.record(
+            self.guard.who(request), client_address(request), action, target, outcome
+        )
 
     def _outage(self, exc: BackendError) -> Refusal:
         where = mask_url(self.app.backend.location)
@@ -354,7 +442,10 @@ class _Dashboard:
         return RedirectResponse(target, status_code=303, headers=HEADERS)
 
     def back(self, request: Request, view: str, done: str, **query: Any) -> Response:
-        """Redirect to ``view`` with the notice ``done`` (after an action)."""
+        """Redirect to ``view`` with the notice ``done`` (after an action), which is
+        the action's outcome for the audit too."""
+        told = [f"{key} {query[key]}" for key in ("count", "skipped") if key in query]
+        request.state.audit_outcome = done + (f" ({', '.join(told)})" if told else "")
         return RedirectResponse(self.url(request, view, done=done, **query), status_code=303)
 
     # -- pages -------------------------------------------------------------------------
@@ -401,11 +492,17 @@ class _Dashboard:
         queue = query.get("queue") or None
         task_name = query.get("task_name") or None
         before = query.get("before") or None
+        search = query.get("search", "").strip() or None
         try:
             if queue is not None:
                 check_queue(queue)
             page = await self.app.list_tasks_async(
-                status=status, task_name=task_name, queue=queue, before=before, limit=PAGE_SIZE
+                status=status,
+                task_name=task_name,
+                queue=queue,
+                before=before,
+                limit=PAGE_SIZE,
+                search=search,
             )
         except TaskOptionError as exc:
             raise Refusal(400, str(exc)) from None
@@ -415,6 +512,8 @@ class _Dashboard:
             "tasks",
             page=page,
             filters=filters,
+            search=search,
+            window=SEARCH_WINDOW,
             first_page=before is None,
             task_names=sorted(self.app.tasks),
             cancellable=CANCELLABLE,
@@ -433,6 +532,7 @@ class _Dashboard:
                 f"no task has the id {uuid!r}: it never existed, or its record expired "
                 "(finished tasks are kept for the app's result TTL)",
             )
+        failure = _failure(task)
         timeline = [("created", task.created_at)]
         if task.eta is not None:
             timeline.append(("due", task.eta))
@@ -447,6 +547,8 @@ class _Dashboard:
             uuid=uuid,
             workflow=None if polled else await self._workflow_of(task),
             timeline=sorted(timeline, key=lambda item: item[1]),
+            failure=failure,
+            run=_run_times(task),
             cancellable=task.status in CANCELLABLE,
             retryable=task.status in RETRYABLE,
             abortable=task.status in ABORTABLE,
@@ -542,7 +644,9 @@ class _Dashboard:
             again = await self.app.retry_async(uuid)
         except TaskOptionError as exc:
             raise Refusal(409, f"not sent again: {exc}") from None
-        return self.back(request, "task", "retried", uuid=again.uuid, what=uuid)
+        response = self.back(request, "task", "retried", uuid=again.uuid, what=uuid)
+        request.state.audit_outcome = f"retried as {again.uuid}"
+        return response
 
     async def abort(self, request: Request, form: dict[str, str]) -> Response:
         uuid = _field(form, "uuid")
@@ -564,6 +668,158 @@ class _Dashboard:
         count = await self.app.purge_queue_async(queue)
         return self.back(request, "overview", "purged", what=queue, count=count)
 
+    # -- bulk actions ------------------------------------------------------------------
+
+    def _bulk_filter(self, given: Any) -> tuple[_Bulk, str | None, str | None]:
+        """The bulk action and filter of a query or a form: (action, task name, queue)."""
+        kind = given.get("action", "")
+        bulk = BULKS.get(kind)
+        if bulk is None:
+            raise Refusal(400, f"refused: no bulk action {kind!r} (one of {', '.join(BULKS)})")
+        task_name = given.get("task_name", "").strip() or None
+        queue = given.get("queue", "").strip() or None
+        if bulk.needs_name and task_name is None:
+            raise Refusal(400, f"refused: {bulk.title.lower()} needs a task name (task_name=...)")
+        if queue is not None and not bulk.by_queue:
+            raise Refusal(400, f"refused: {bulk.title.lower()} takes no queue")
+        try:
+            if queue is not None:
+                check_queue(queue)
+        except TaskOptionError as exc:
+            raise Refusal(400, str(exc)) from None
+        return bulk, task_name, queue
+
+    async def _bulk_targets(
+        self, bulk: _Bulk, task_name: str | None, queue: str | None
+    ) -> tuple[list[tuple[str, str | None]], bool]:
+        """What ``bulk`` would act on, newest first, at most :data:`BULK_MAX`: each
+        uuid with the reason it will be skipped (``None``: it will be acted on); and
+        whether more match. Read a page at a time, as the lists are."""
+        found: list[tuple[str, str | None]] = []
+        before: str | None = None
+        while len(found) <= BULK_MAX:
+            if bulk.kind == "delete-dead":
+                letters = await self.app.dead_letter_page_async(before=before, limit=1000)
+                uuids = [letter["uuid"] for letter in letters.letters]
+                if task_name is not None and uuids:
+                    records = await self.app.storage.records(uuids)
+                    uuids = [
+                        u
+                        for u, r in zip(uuids, records, strict=True)
+                        if r is not None and r.get("task_name") == task_name
+                    ]
+                found += [(uuid, None) for uuid in uuids]
+                before = letters.next
+            else:
+                page = await self.app.list_tasks_async(
+                    status=bulk.status, task_name=task_name, queue=queue, before=before, limit=1000
+                )
+                for task in page.tasks:
+                    steps = bulk.kind == "retry-failed" and (task.is_workflow or task.workflow)
+                    found.append((task.uuid, "a workflow or a step of one" if steps else None))
+                before = page.next
+            if before is None:
+                break
+        return found[:BULK_MAX], len(found) > BULK_MAX
+
+    async def bulk_confirm(self, request: Request) -> Response:
+        """What a bulk action would touch, before it touches anything: its count, its
+        filter, and the button that does it."""
+        self.guard.check_may_act()
+        bulk, task_name, queue = self._bulk_filter(request.query_params)
+        targets, more = await self._bulk_targets(bulk, task_name, queue)
+        return self.render(
+            request,
+            "bulk",
+            bulk=bulk,
+            task_name=task_name,
+            queue=queue,
+            count=len(targets),
+            skipping=sum(1 for _, why in targets if why is not None),
+            more=more,
+            limit=BULK_MAX,
+            back=self._bulk_back(request, bulk, task_name, queue),
+        )
+
+    def _bulk_back(
+        self, request: Request, bulk: _Bulk, task_name: str | None, queue: str | None
+    ) -> str:
+        if bulk.kind == "delete-dead":
+            return self.url(request, "dead")
+        return self.url(request, "tasks", status=bulk.status, task_name=task_name, queue=queue)
+
+    async def bulk(self, request: Request, form: dict[str, str]) -> Response:
+        bulk, task_name, queue = self._bulk_filter(form)
+        request.state.audit_target = _filter_text(bulk, task_name, queue)
+        targets, more = await self._bulk_targets(bulk, task_name, queue)
+        skipped: Counter[str] = Counter(why for _, why in targets if why is not None)
+        todo = [uuid for uuid, why in targets if why is None]
+        gate = asyncio.Semaphore(_BULK_CONCURRENCY)
+
+        async def one(uuid: str) -> str | None:
+            async with gate:
+                return await self._bulk_one(bulk, uuid)
+
+        done = 0
+        for why in await asyncio.gather(*(one(uuid) for uuid in todo)):
+            if why is None:
+                done += 1
+            else:
+                skipped[why] += 1
+        reasons = [f"{n} {why}" for why, n in skipped.most_common()]
+        if more:
+            reasons.append(f"more than {BULK_MAX:,} matched: run it again for the rest")
+        what = f" of task {task_name}" if task_name else ""
+        if queue is not None:
+            what += f" in queue {queue}"
+        view, query = (
+            ("dead", {})
+            if bulk.kind == "delete-dead"
+            else ("tasks", {"status": bulk.status, "task_name": task_name, "queue": queue})
+        )
+        return self.back(
+            request,
+            view,
+            bulk.done,
+            what=what,
+            count=done,
+            skipped=sum(skipped.values()),
+            why=f" ({'; '.join(reasons)})" if reasons else "",
+            **query,
+        )
+
+    async def _bulk_one(self, bulk: _Bulk, uuid: str) -> str | None:
+        """Act on one task of a bulk action: ``None`` when done, else why not."""
+        if bulk.kind == "retry-failed":
+            try:
+                await self.app.retry_async(uuid)
+            except TaskOptionError:
+                return "no longer failed (or gone)"
+            return None
+        if bulk.kind == "cancel-queued":
+            cancelled = await self.app.cancel_async(uuid, "cancelled from the dashboard (bulk)")
+            return None if cancelled else "no longer queued (started or ended)"
+        deleted = await self.app.delete_dead_async(uuid)
+        return None if deleted else "no longer a dead letter"
+
+    # -- the audit ---------------------------------------------------------------------
+
+    async def audit_page(self, request: Request) -> Response:
+        given = request.query_params.get("page", "0")
+        last = AUDIT_KEEP // PAGE_SIZE - 1
+        if not given.isdigit() or int(given) > last:
+            raise Refusal(400, f"page must be a whole number from 0 to {last}, not {given!r}")
+        number = int(given)
+        entries = await self.audit.read((number + 1) * PAGE_SIZE)
+        return self.render(
+            request,
+            "audit",
+            entries=entries[number * PAGE_SIZE :],
+            number=number,
+            older=len(entries) == (number + 1) * PAGE_SIZE and number < last,
+            keep=AUDIT_KEEP,
+        )
+
     # -- logging in and out ------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
@@ -572,20 +828,27 @@ class _Dashboard:
             return RedirectResponse(target, status_code=303)
         if request.method == "GET":
             return self.render(request, "login", next=target, wrong=False)
-        client = request.client.host if request.client else "?"
+        client = client_address(request)
+        name = ""
         try:
             # Before the token is compared: a locked-out guess learns nothing.
             self.guard.throttle.check(client)
             form = await _read_form(request)
+            name = login_name(form.get("who", ""))
             self.guard.check_same_origin(request, form)
         except Refusal as refusal:
+            await self.audit.record(
+                name or "?", client, "login", "", f"refused ({refusal.status}): {refusal.message}"
+            )
             return self.refuse(request, refusal)
         if not self.guard.token_matches(form.get("token", "")):
             self.guard.throttle.failed(client)
+            await self.audit.record(name or "?", client, "login", "", "wrong token")
             return self.render(request, "login", status=401, next=target, wrong=True)
         self.guard.throttle.succeeded(client)
         response = RedirectResponse(target, status_code=303)
-        self.guard.log_in(request, response)
+        self.guard.log_in(request, response, name)
+        await self.audit.record(name or "unnamed", client, "login", "", "ok")
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -595,6 +858,7 @@ class _Dashboard:
         except Refusal as refusal:
             return self.refuse(request, refusal)
         response = RedirectResponse(self.url(request, "login"), status_code=303)
+        await self._audit(request, "logout", "", "ok")
         self.guard.log_out(request, response)
         return response
 
@@ -662,8 +926,47 @@ def _notice(request: Request) -> dict[str, str] | None:
     query = request.query_params
     return {
         "kind": kind,
-        "text": text.format(what=query.get("what", ""), count=query.get("count", "")),
+        "text": text.format(**{key: query.get(key, "") for key in _NOTICE_KEYS[1:]}),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class _Bulk:
+    """A bulk action: what it acts on and what it says."""
+
+    kind: str
+    title: str
+    #: The button's verb, and what the touched tasks are called.
+    verb: str
+    noun: str
+    #: The task list's status it acts on (``None``: the dead letters).
+    status: str | None
+    #: Its notice (see :data:`NOTICES`).
+    done: str
+    needs_name: bool = False
+    by_queue: bool = False
+
+
+#: The bulk actions, by their ``action=`` name.
+BULKS: Final = {
+    bulk.kind: bulk
+    for bulk in (
+        _Bulk("retry-failed", "Retry all failed tasks", "Retry", "failed task", "error",
+              "bulk-retry", by_queue=True),
+        _Bulk("cancel-queued", "Cancel all queued tasks", "Cancel", "queued task", "new",
+              "bulk-cancel", needs_name=True, by_queue=True),
+        _Bulk("delete-dead", "Delete all dead letters", "Delete", "dead letter", None,
+              "bulk-delete-dead"),
+    )
+}  # fmt: skip
+
+
+def _filter_text(bulk: _Bulk, task_name: str | None, queue: str | None) -> str:
+    """A bulk action's filter as the audit names it: ``status=error task_name=add``."""
+    parts = [f"status={bulk.status}" if bulk.status else "dead letters"]
+    parts += [f"task_name={task_name}"] if task_name else []
+    parts += [f"queue={queue}"] if queue else []
+    return " ".join(parts)
 
 
 def _relative(request: Request) -> str:
@@ -680,6 +983,37 @@ def _safe_next(request: Request) -> str:
     if given.startswith(f"{root}/") and not given.startswith("//") and "\\" not in given:
         return given
     return f"{root}/"
+
+
+def _failure(task: Task) -> dict[str, Any] | None:
+    """What the page of a task that raised shows first: the exception's type and
+    message, and its traceback read into frames (``chain`` ``None``: a text of another
+    shape, shown whole)."""
+    if not task.traceback:
+        return None
+    chain = _traceback.parse(task.traceback)
+    last = chain[-1] if chain else None
+    return {
+        "summary": _traceback.summary(task.traceback, chain),
+        "chain": chain,
+        "innermost": None if last is None else last.innermost_user,
+    }
+
+
+def _run_times(task: Task) -> dict[str, Any]:
+    """When the current attempt was queued, started and ended, and the two spans
+    between (``None`` where the record has no time yet)."""
+
+    def span(start: datetime | None, end: datetime | None) -> float | None:
+        return None if start is None or end is None else (end - start).total_seconds()
+
+    return {
+        "enqueued": task.enqueued_at,
+        "started": task.started_at,
+        "finished": task.finished_at,
+        "waited": span(task.enqueued_at, task.started_at),
+        "ran": span(task.started_at, task.finished_at),
+    }
 
 
 def _tree(nodes: list[WorkflowNode]) -> list[dict[str, Any]]:
@@ -731,6 +1065,21 @@ def _ago(value: object) -> str:
     else:
         text = f"{seconds / 86400:.0f} d"
     return f"in {text}" if future else f"{text} ago"
+
+
+def _duration(seconds: float | None) -> str:
+    """A span as people read it: ``12 ms``, ``3.4 s``, ``2 min 05 s``, ``1 h 02 min``."""
+    if seconds is None:
+        return "—"
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _pretty(value: object) -> str:

@@ -10,8 +10,10 @@ Five checks, each answering with a page that says what was refused and why:
   files needs the login cookie (or ``Authorization: Bearer <token>``, for scripts). The
   cookie holds when it was issued and an HMAC of the token and that time, never the
   token, so it survives restarts, works across processes that share the token, expires
-  after :data:`SESSION_MAX_AGE`, and changing the token logs everyone out. Wrong tokens
-  are throttled per client address (:class:`LoginThrottle`).
+  after :data:`SESSION_MAX_AGE` and after :data:`SESSION_IDLE` unused (a page or an
+  action renews it, a live fragment's poll does not: a tab left open logs out), and
+  changing the token logs everyone out. It keeps the name given at login, for the
+  audit. Wrong tokens are throttled per client address (:class:`LoginThrottle`).
 * **Read-only**: every action (a POST) is refused with 403.
 * **Cross-site requests**: an action must come from a page of the dashboard itself. Two
   checks, both must pass: the browser's ``Origin`` must name an allowed host (and its
@@ -24,6 +26,8 @@ Five checks, each answering with a page that says what was refused and why:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -32,6 +36,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -42,10 +47,12 @@ __all__ = [
     "AUTH_COOKIE",
     "CSRF_COOKIE",
     "LOOPBACK_HOSTS",
+    "SESSION_IDLE",
     "SESSION_MAX_AGE",
     "Guard",
     "LoginThrottle",
     "Refusal",
+    "Session",
     "checked_hosts",
     "is_loopback",
 ]
@@ -56,6 +63,13 @@ CSRF_COOKIE: Final = "qtasks_csrf"
 LOOPBACK_HOSTS: Final = ("localhost", "127.0.0.1", "[::1]")
 #: Seconds a login lasts (a working day); then the login page asks for the token again.
 SESSION_MAX_AGE: Final = 12 * 3600
+#: Seconds a login lasts unused (an hour); then the login page asks for the token again.
+SESSION_IDLE: Final = 3600
+#: A session's last use is written again at most this often (seconds), so that a busy
+#: page does not send a new cookie with every answer.
+_RENEW_EVERY: Final = 30
+#: The longest name a login keeps (the audit says who with it).
+NAME_MAX: Final = 64
 #: Browsers that fetch from a page elsewhere say so in this header (all current ones).
 _CROSS_SITE: Final = frozenset({"cross-site", "same-site"})
 
@@ -70,12 +84,25 @@ class Refusal(Exception):
         self.headers = headers or {}
 
 
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A login, as its cookie says: when it was made, when it was last used (seconds
+    since the epoch) and the name given at login (``""``: none)."""
+
+    issued: int
+    seen: int
+    name: str
+
+
 class Guard:
     """The host, token, read-only and cross-site checks of one dashboard.
 
     :param allowed_hosts: host names served besides the loopback ones, as the browser's
         address bar shows them: ``ops.example.com`` (any port) or ``ops.example.com:8443``.
-    :raises ValueError: for an empty token or an allowed host that is not a host name.
+    :param session_max_age: seconds a login lasts at most.
+    :param session_idle: seconds a login lasts unused.
+    :raises ValueError: for an empty token, an allowed host that is not a host name, or
+        a session length that is not a positive number of seconds.
     """
 
     def __init__(
@@ -84,9 +111,18 @@ class Guard:
         token: str | None,
         read_only: bool,
         allowed_hosts: Iterable[str] = (),
+        session_max_age: int = SESSION_MAX_AGE,
+        session_idle: int = SESSION_IDLE,
     ) -> None:
         if token is not None and not token.strip():
             raise ValueError("token is empty: give a non-empty token, or None for no login")
+        for name, value in (("session_max_age", session_max_age), ("session_idle", session_idle)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"{name} must be a whole number of seconds, 1 or more, not {value!r}"
+                )
+        self.session_max_age = session_max_age
+        self.session_idle = session_idle
         self.read_only = read_only
         self._token = token
         self.allowed_hosts = checked_hosts(allowed_hosts)
@@ -128,15 +164,50 @@ class Guard:
     def logged_in(self, request: Request) -> bool:
         """Whether ``request`` carries a login cookie that has not expired, or the token
         itself."""
-        if self._token is None:
+        if self._token is None or self.session(request) is not None:
             return True
-        issued, _, proof = request.cookies.get(AUTH_COOKIE, "").partition(".")
-        if proof and issued.isdigit():
-            age = time.time() - int(issued)
-            # A cookie from the future (a clock set back) is let through for a minute.
-            fresh = -60 <= age <= SESSION_MAX_AGE
-            if fresh and hmac.compare_digest(proof.encode(), self._proof(issued).encode()):
-                return True
+        return self._bearer(request)
+
+    def session(self, request: Request) -> Session | None:
+        """The login of ``request``'s cookie, if it is ours and has not expired (neither
+        past its max age nor unused for longer than the idle time)."""
+        if self._token is None:
+            return None
+        parts = request.cookies.get(AUTH_COOKIE, "").split(".")
+        if len(parts) != 4 or not parts[0].isdigit() or not parts[1].isdigit():
+            return None
+        issued, seen, name, proof = parts
+        now = time.time()
+        # A cookie from the future (a clock set back) is let through for a minute.
+        fresh = (
+            -60 <= now - int(issued) <= self.session_max_age
+            and -60 <= now - int(seen) <= self.session_idle
+        )
+        expected = self._proof(issued, seen, name)
+        if not fresh or not hmac.compare_digest(proof.encode(), expected.encode()):
+            return None
+        try:
+            decoded = base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return Session(int(issued), int(seen), decoded)
+
+    def session_ends(self, session: Session) -> float:
+        """When ``session`` ends if it is not used again (seconds since the epoch)."""
+        return min(session.issued + self.session_max_age, session.seen + self.session_idle)
+
+    def who(self, request: Request) -> str:
+        """Who acts, for the audit: the name given at login (``"unnamed"`` without
+        one), ``"api"`` for a script sending the token, the client's address when the
+        dashboard has no token."""
+        if self._token is None:
+            return client_address(request)
+        session = self.session(request)
+        if session is not None:
+            return session.name or "unnamed"
+        return "api" if self._bearer(request) else "anonymous"
+
+    def _bearer(self, request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and self.token_matches(given)
 
@@ -146,24 +217,44 @@ class Guard:
             return True
         return hmac.compare_digest(given.encode(), self._token.encode())
 
-    def login_cookie(self, issued: float | None = None) -> str:
-        """The login cookie's value for a login at ``issued`` (now by default)."""
+    def login_cookie(
+        self, issued: float | None = None, *, seen: float | None = None, name: str = ""
+    ) -> str:
+        """The login cookie's value for a login at ``issued`` (now by default), last
+        used at ``seen`` (``issued`` by default), by ``name``."""
         stamp = str(int(time.time() if issued is None else issued))
-        return f"{stamp}.{self._proof(stamp)}"
+        last = stamp if seen is None else str(int(seen))
+        encoded = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=")
+        return f"{stamp}.{last}.{encoded}.{self._proof(stamp, last, encoded)}"
 
-    def log_in(self, request: Request, response: Response) -> None:
-        """Set the login cookie on ``response``."""
+    def log_in(self, request: Request, response: Response, name: str = "") -> None:
+        """Set the login cookie on ``response``, for ``name`` (see :func:`login_name`)."""
         self._set_cookie(
-            request, response, AUTH_COOKIE, self.login_cookie(), max_age=SESSION_MAX_AGE
+            request,
+            response,
+            AUTH_COOKIE,
+            self.login_cookie(name=name),
+            max_age=self.session_max_age,
         )
+
+    def renew(self, request: Request, response: Response) -> None:
+        """Mark ``request``'s login used now (a page or an action, never a poll): the
+        idle time starts again. Written at most every few seconds."""
+        session = self.session(request)
+        now = time.time()
+        if session is None or now - session.seen < _RENEW_EVERY:
+            return
+        left = session.issued + self.session_max_age - now
+        cookie = self.login_cookie(session.issued, seen=now, name=session.name)
+        self._set_cookie(request, response, AUTH_COOKIE, cookie, max_age=max(1, int(left)))
 
     def log_out(self, request: Request, response: Response) -> None:
         """Clear the login cookie."""
         response.delete_cookie(AUTH_COOKIE, path=_cookie_path(request))
 
-    def _proof(self, issued: str) -> str:
+    def _proof(self, issued: str, seen: str, name: str) -> str:
         assert self._token is not None
-        message = f"qtasks-web-login:{issued}".encode()
+        message = f"qtasks-web-login:{issued}:{seen}:{name}".encode()
         return hmac.new(self._token.encode(), message, hashlib.sha256).hexdigest()
 
     # -- actions -----------------------------------------------------------------------
@@ -283,6 +374,18 @@ class LoginThrottle:
     def succeeded(self, client: str) -> None:
         """Forget ``client``'s wrong tokens."""
         self._failures.pop(client, None)
+
+
+def login_name(given: str) -> str:
+    """The name typed at login as the session keeps it: printable, spaces collapsed,
+    at most :data:`NAME_MAX` characters."""
+    printable = "".join(c for c in given if c.isprintable())
+    return " ".join(printable.split())[:NAME_MAX]
+
+
+def client_address(request: Request) -> str:
+    """The client's address, as the server saw it (``?`` when unknown)."""
+    return request.client.host if request.client else "?"
 
 
 def is_loopback(host: str) -> bool:

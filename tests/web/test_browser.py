@@ -271,3 +271,93 @@ def test_a_workflow_page_follows_its_steps_without_a_reload(browser, live) -> No
     shot(browser, "workflow-member")
     browser.get(f"{processes.url}/workflows")
     shot(browser, "workflows")
+
+
+def _signed_in(driver: Any, url: str, path: str) -> None:
+    driver.get(f"{url}{path}")
+    if "/login" in driver.current_url:
+        log_in(driver, url)
+        driver.get(f"{url}{path}")
+
+
+def test_a_failed_tasks_page_shows_the_users_frame_and_folds_qtasks(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    processes, producer = live
+    failed = producer.add_task("boom")
+    producer.wait(failed.uuid, timeout=20)
+    _signed_in(browser, processes.url, f"/task?uuid={failed.uuid}")
+    heading = browser.find_element(By.CSS_SELECTOR, "[data-failure] h2").text
+    assert heading == "ValueError: a failure for the task page"
+    folds = browser.find_elements(By.CSS_SELECTOR, "details.own-frames")
+    assert folds and all(fold.get_attribute("open") is None for fold in folds)
+    assert all(
+        not f.is_displayed() for f in browser.find_elements(By.CSS_SELECTOR, ".own-frames pre")
+    )
+    assert "QTasks frame" in folds[0].find_element(By.TAG_NAME, "summary").text
+    innermost = browser.find_element(By.CSS_SELECTOR, "pre.frame.innermost")
+    assert "in boom" in innermost.text and "dash.py" in innermost.text
+    # The user's frame and the exception line are in view without scrolling.
+    for selector in ("pre.frame.innermost", "pre.tb-exception"):
+        bottom = browser.execute_script(
+            f"return document.querySelector('{selector}').getBoundingClientRect().bottom"
+        )
+        assert 0 < bottom <= browser.execute_script("return window.innerHeight"), selector
+    shot(browser, "task-failed-folded")
+    folds[0].find_element(By.TAG_NAME, "summary").click()
+    assert any(f.is_displayed() for f in folds[0].find_elements(By.CSS_SELECTOR, "pre.frame"))
+    shot(browser, "task-failed-unfolded")
+
+
+def test_the_search_box_finds_a_task_by_its_arguments(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    processes, producer = live
+    wanted = producer.add_task("add", 4242, 1)
+    producer.add_task("add", 1, 1)
+    producer.wait(wanted.uuid, timeout=20)
+    _signed_in(browser, processes.url, "/tasks")
+    box = browser.find_element(By.NAME, "search")
+    box.send_keys("4242")
+    submit(browser, "form.filters button[type=submit]")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-task]")
+    assert [r.get_attribute("data-task") for r in rows] == [wanted.uuid]
+    note = browser.find_element(By.CSS_SELECTOR, ".search-note").text
+    assert note.startswith("1 match for “4242” in") and "records searched" in note
+    shot(browser, "tasks-search")
+
+
+def test_retry_all_failed_asks_with_its_count_then_says_what_it_did(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    processes, producer = live
+    # The failures of earlier tests count too: the page counts them all.
+    for task in [producer.add_task("boom") for _ in range(3)]:
+        producer.wait(task.uuid, timeout=20)
+    expected = len(_all_failed(producer))
+    _signed_in(browser, processes.url, "/tasks?status=error&task_name=boom")
+    submit(browser, 'a[data-bulk-link="retry-failed"]')
+    counted = browser.find_element(By.CSS_SELECTOR, "[data-bulk-count]")
+    assert int(counted.get_attribute("data-bulk-count")) == expected >= 3
+    assert (
+        f"Retry {expected} failed tasks"
+        in browser.find_element(By.CSS_SELECTOR, 'button[data-action="bulk"]').text
+    )
+    shot(browser, "bulk-retry-confirm")
+    submit(browser, 'button[data-action="bulk"]')
+    notice = browser.find_element(By.CSS_SELECTOR, ".notice.ok").text
+    assert notice == (
+        f"Retry all failed of task boom: {expected} sent again as new tasks, 0 skipped."
+    )
+    shot(browser, "bulk-retry-done")
+
+
+def _all_failed(producer: QueueTasks) -> list[str]:
+    found: list[str] = []
+    before = None
+    while True:
+        page = producer.list_tasks(status="error", task_name="boom", before=before, limit=1000)
+        found += [t.uuid for t in page.tasks]
+        if page.next is None:
+            return found
+        before = page.next
