@@ -82,14 +82,17 @@ def noop_app(cluster: Cluster, name: str) -> QueueTasks:
 
 
 def commands(client: redis.Redis) -> dict[str, int]:
-    """Commands the server ran so far, by name (those a function ran included)."""
+    """Commands the server ran so far, by name (those a function ran included), and
+    ``fcall-usec``: the server's time inside the functions (their commands included)."""
     stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    out = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    out["fcall-usec"] = int(stats.get("cmdstat_fcall", {}).get("usec", 0))
+    return out
 
 
-def capacity(cluster: Cluster, n: int, name: str) -> tuple[float, float, dict[str, float]]:
-    """(server CPU µs per task, wall tasks/s, commands per task by name) for one app on
-    its shard."""
+def capacity(cluster: Cluster, n: int, name: str) -> tuple[float, float, dict[str, float], float]:
+    """(server CPU µs per task, wall tasks/s, commands per task by name, µs per task
+    inside the functions) for one app on its shard."""
     n -= n % PRODUCERS
     app = noop_app(cluster, name)
     owner = cluster.clients[cluster.owner(name).port]
@@ -112,7 +115,8 @@ def capacity(cluster: Cluster, n: int, name: str) -> tuple[float, float, dict[st
         for command, calls in after.items()
         if command != "info" and calls > ran.get(command, 0)
     }
-    return used / n * 1e6, n / wall, per_task
+    inside = per_task.pop("fcall-usec", 0.0)
+    return used / n * 1e6, n / wall, per_task, inside
 
 
 async def route(cluster: Cluster, name: str, n: int) -> dict[str, float]:
@@ -254,6 +258,7 @@ def main() -> int:
     rate: list[float] = []
     routes: dict[str, list[float]] = {}
     ran_per_task: dict[str, list[float]] = {}
+    in_functions: list[float] = []
     runs: dict[int, list[dict[str, float]]] = {1: [], 2: [], 3: []}
     with tempfile.TemporaryDirectory() as folder:
         cluster = Cluster(Path(folder) / "cluster", primaries=3)
@@ -262,8 +267,9 @@ def main() -> int:
             idle = background(cluster)
             for r in range(args.rounds):
                 if args.only is None:
-                    us, tps, ran = capacity(cluster, args.n, f"{names[r % 3]}-r{r}")
+                    us, tps, ran, inside = capacity(cluster, args.n, f"{names[r % 3]}-r{r}")
                     per_task.append(us)
+                    in_functions.append(inside)
                     for command, calls in ran.items():
                         ran_per_task.setdefault(command, []).append(calls)
                     rate.append(tps)
@@ -290,6 +296,8 @@ def main() -> int:
         f"| commands the primary ran per task | {sum(ran.values()):.1f}: {fcalls:.2f} FCALL "
         f"and {sum(ran.values()) - fcalls:.1f} others (inside the functions, or sent) |"
     )
+    inside = statistics.median(in_functions)
+    print(f"| of the CPU per task, inside the functions (FCALL's own time) | {inside:.0f} µs |")
     wall = statistics.median(rate)
     print(f"| this run's wall rate (2 cores shared by all) | {wall:,.0f} tasks/s |")
     base = statistics.median(routes["QTasks lean connection to the slot's primary"])
