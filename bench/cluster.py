@@ -10,7 +10,8 @@ on loopback (``redis-server`` on PATH, else Valkey), then:
    ``INFO cpu``) over the run divided by the tasks is the server's cost of one task's
    whole life; its inverse is the most tasks/s one shard can carry whatever the
    number of workers (Redis runs commands on one thread). Apps on other shards add
-   nothing to it.
+   nothing to it. Its ``INFO commandstats`` give the commands per task, and
+   ``FCALL``'s own time the share spent inside the functions.
 2. **Client cost of the route.** QTasks talks to the primary that serves the app's slot
    over its lean connection. The alternative is redis-py's ``RedisCluster``, which
    routes each command by its keys. The same pipelined ``GET`` load through each
@@ -18,13 +19,15 @@ on loopback (``redis-server`` on PATH, else Valkey), then:
    same, so the differences are the clients' own.
 3. **Partitions.** The same load (``--pn`` tasks, 32 producers in all, a worker of 16
    slots per app) split evenly over 1, 2 and 3 apps whose names were chosen by their
-   key slot so that each lands on a different primary (printed). For each split: the
-   busiest primary's CPU over the run divided by *all* the tasks (what bounds the
-   cluster's rate: it falls as 1/apps), its CPU per task it served itself (a task's
-   cost on its shard, which should not change), and all the primaries' CPU per task
-   (the total work, which should not change either). Every app runs in this process,
-   each on its own event-loop thread, so the clients share one interpreter: wall
-   rates say little; the server CPU figures are the result.
+   key slot so that each lands on a different primary (printed). For each split, net
+   of each primary's idle CPU (measured first): the busiest primary's CPU over the run
+   divided by *all* the tasks (what bounds the cluster's rate: ideally 1/apps of one
+   app's), its CPU per task it served itself (a task's cost on its shard), all the
+   primaries' CPU per task (the total work), and ``FCALL`` calls per task. Every app
+   runs in this process, each on its own event-loop thread, so with more apps each
+   gets a smaller share of the clients' pace, its calls carry fewer tasks (more
+   ``FCALL`` per task) and a task costs its shard a little more: the split is
+   slightly short of 1/apps here. Wall rates say little; the server CPU is the result.
 
 Prints tables of medians; nothing is asserted.
 """
@@ -201,12 +204,12 @@ def partitions(
     used = {
         port: cpu(client) - before[port] - idle[port] * wall for port, client in clients.items()
     }
-    for app in apps.values():
-        app.stop()
     fcalls = sum(
         commands(client).get("fcall", 0) - ran[port].get("fcall", 0)
         for port, client in clients.items()
     )
+    for app in apps.values():
+        app.stop()
     busiest = max((port for port in used if served[port]), key=lambda port: used[port])
     return {
         "busiest": used[busiest] / n * 1e6,
