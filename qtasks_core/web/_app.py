@@ -549,6 +549,7 @@ class _Dashboard:
             timeline=sorted(timeline, key=lambda item: item[1]),
             failure=failure,
             run=_run_times(task),
+            attempts=_attempts(task, failure),
             cancellable=task.status in CANCELLABLE,
             retryable=task.status in RETRYABLE,
             abortable=task.status in ABORTABLE,
@@ -989,7 +990,9 @@ def _failure(task: Task) -> dict[str, Any] | None:
     """What the page of a task that raised shows first: the exception's type and
     message, and its traceback read into frames (``chain`` ``None``: a text of another
     shape, shown whole)."""
-    if not task.traceback:
+    # A task that failed and then succeeded keeps its last failure's traceback on the
+    # record: that failure is an earlier attempt's (the attempts table has it).
+    if not task.traceback or task.status not in ("error", "retry"):
         return None
     chain = _traceback.parse(task.traceback)
     last = chain[-1] if chain else None
@@ -998,6 +1001,48 @@ def _failure(task: Task) -> dict[str, Any] | None:
         "chain": chain,
         "innermost": None if last is None else last.innermost_user,
     }
+
+
+def _attempts(task: Task, failure: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every attempt the record knows, oldest first: the earlier ones (``history``)
+    and the current or last one, from the record's own fields. Empty for a task that
+    has not run, or ran once (the page's other panels say it all)."""
+    if not task.history:
+        return []
+
+    def span(start: datetime | None, end: datetime | None) -> float | None:
+        return None if start is None or end is None else (end - start).total_seconds()
+
+    rows = [
+        {
+            "number": a.attempt,
+            "worker": a.worker,
+            "started": a.started_at,
+            "finished": a.finished_at,
+            "ran": span(a.started_at, a.finished_at),
+            "outcome": "lease expired" if a.reason == "lease_expired" else "retry",
+            "error": a.error,
+            "delay": a.delay,
+        }
+        for a in task.history
+    ]
+    error = None
+    if failure is not None and failure["summary"].type:
+        summary = failure["summary"]
+        error = f"{summary.type}: {summary.message}" if summary.message else summary.type
+    rows.append(
+        {
+            "number": task.attempts,
+            "worker": task.worker,
+            "started": task.started_at,
+            "finished": task.finished_at,
+            "ran": span(task.started_at, task.finished_at),
+            "outcome": task.status,
+            "error": error,
+            "delay": None,
+        }
+    )
+    return rows
 
 
 def _run_times(task: Task) -> dict[str, Any]:

@@ -309,6 +309,24 @@ def test_a_failed_tasks_page_shows_the_users_frame_and_folds_qtasks(browser, liv
     shot(browser, "task-failed-unfolded")
 
 
+def test_a_task_page_lists_every_attempt(browser, live) -> None:
+    from selenium.webdriver.common.by import By
+
+    processes, producer = live
+    task = producer.add_task("flaky", f"flaky-{time.monotonic_ns()}")
+    assert producer.wait(task.uuid, timeout=30).status == "success"
+    _signed_in(browser, processes.url, f"/task?uuid={task.uuid}")
+    rows = browser.find_elements(By.CSS_SELECTOR, "[data-attempts] tr[data-attempt]")
+    texts = [row.text for row in rows]
+    assert [row.get_attribute("data-attempt") for row in rows] == ["1", "2", "3"]
+    assert "attempt 1: the service refused" in texts[0] and "waited" in texts[0]
+    assert "attempt 2: the service refused" in texts[1]
+    assert "success" in texts[2]
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-failure]")
+    browser.execute_script("document.querySelector('[data-attempts]').scrollIntoView()")
+    shot(browser, "task-attempts")
+
+
 def test_the_search_box_finds_a_task_by_its_arguments(browser, live) -> None:
     from selenium.webdriver.common.by import By
 

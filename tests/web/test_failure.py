@@ -92,3 +92,45 @@ def test_a_failure_text_of_another_shape_is_shown_whole(app, dashboard) -> None:
     assert "kept killing its workers" in failure.group(1)
     assert '<pre class="code traceback">kept killing its workers' in html
     assert "data-own-frames" not in html
+
+
+def test_every_attempt_is_listed_and_a_success_after_failures_shows_no_failure(
+    app, dashboard
+) -> None:
+    runs: list[int] = []
+
+    @app.task(retry=2, retry_backoff=0.05, retry_jitter=False)
+    def flaky() -> str:
+        runs.append(1)
+        if len(runs) < 3:
+            raise ConnectionError(f"try {len(runs)} refused")
+        return "done"
+
+    with app.running_worker():
+        task = app.add_task("flaky", timeout=20)
+    assert task.status == "success"
+    main = dashboard(app).get(f"/task?uuid={task.uuid}").text.split("<main>")[1]
+    # It succeeded: the record's last traceback is an earlier attempt's, not a failure.
+    assert "data-failure" not in main
+    table = re.search(r"<section class=\"panel\" data-attempts>(.*?)</section>", main, re.S)
+    assert table is not None
+    rows = re.findall(r'<tr data-attempt="(\d+)">(.*?)</tr>', table.group(1), re.S)
+    assert [number for number, _ in rows] == ["1", "2", "3"]
+    first, second, last = (row for _, row in rows)
+    assert "ConnectionError: try 1 refused" in first and "waited" in first
+    assert "ConnectionError: try 2 refused" in second and "waited" in second
+    assert "s-success" in last and "refused" not in last
+    # Each row names its worker and when it ran.
+    assert all("<code>" in row and "UTC" in row for _, row in rows)
+
+
+def test_a_retried_task_links_to_what_it_came_from_and_back(app, dashboard) -> None:
+    declare(app)
+    with app.running_worker():
+        failed = app.add_task("import_rows", ["x"], timeout=20)
+    again = app.retry(failed.uuid)
+    client = dashboard(app)
+    new_page = client.get(f"/task?uuid={again.uuid}").text
+    assert f'href="/task?uuid={failed.uuid}" data-retried-from>' in new_page
+    old_page = client.get(f"/task?uuid={failed.uuid}").text
+    assert f'href="/task?uuid={again.uuid}" data-retried-as>' in old_page

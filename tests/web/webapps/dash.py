@@ -38,3 +38,13 @@ def crash_once(key: str) -> str:
     if client.incr(key) <= 2:
         os._exit(137)
     return "survived"
+
+
+@app.task(retry=2, retry_backoff=0.1, retry_jitter=False)
+def flaky(key: str) -> str:
+    """Refused on its first two attempts, then succeeds: three rows in its attempts."""
+    client = redis.Redis.from_url(os.environ["QTASKS_REDIS_URL"])
+    attempt = client.incr(key)
+    if attempt <= 2:
+        raise ConnectionError(f"attempt {attempt}: the service refused")
+    return "through"
