@@ -62,6 +62,10 @@ VENV_SPECS: dict[str, list[str]] = {
     "dramatiq": ["dramatiq[redis]"],
     "celery": ["celery[redis]"],
     "rq": ["rq"],
+    # streaQ talks to Redis with coredis; redis-py is for the shared task body.
+    "streaq": ["streaq", "redis"],
+    "docket": ["pydocket"],
+    "bullmq": ["bullmq"],
     "raw": ["redis"],
 }
 HARNESS_VENV = "_harness"
@@ -76,6 +80,9 @@ WORKER_TUNED = ("e2e", "latency", "idle")
 #: A worker poll interval also bounds how late a deferred task starts.
 POLL_TUNED = (*WORKER_TUNED, "delayed")
 WAIT_TUNED = ("latency",)
+#: A scheduler's interval only bounds how late a deferred task starts (and what the
+#: idle worker sends).
+SCHEDULER_TUNED = ("idle", "delayed")
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,10 @@ ROWS: list[Row] = [
     Row("dramatiq tuned", "dramatiq_bench", "dramatiq", "tuned", POLL_TUNED),
     Row("celery", "celery_bench", "celery", group="other"),
     Row("rq", "rq_bench", "rq", n_cap=300, group="other"),
+    Row("streaq", "streaq_bench", "streaq"),
+    Row("docket", "docket_bench", "docket"),
+    Row("docket tuned", "docket_bench", "docket", "tuned", SCHEDULER_TUNED),
+    Row("bullmq", "bullmq_bench", "bullmq"),
     Row("raw LPUSH/BRPOP", "raw_bench", "raw", group="floor"),
 ]
 

@@ -209,6 +209,33 @@ class System:
         raise NotImplementedError
 
 
+async def hold_open(context: contextlib.AbstractAsyncContextManager[Any]) -> Callable[[], Any]:
+    """Enter ``context`` in a task of its own and return the coroutine function that
+    leaves it: the driver runs each producer call as a separate task of its loop, and
+    an anyio context (a task group, a cancel scope) must be left by the task that
+    entered it."""
+    entered = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def hold() -> None:
+        async with context:
+            entered.set()
+            await leave.wait()
+
+    holder = asyncio.ensure_future(hold())
+    ready = asyncio.ensure_future(entered.wait())
+    await asyncio.wait([holder, ready], return_when=asyncio.FIRST_COMPLETED)
+    if holder.done():
+        ready.cancel()
+        holder.result()  # raises why the context could not be entered
+
+    async def close() -> None:
+        leave.set()
+        await holder
+
+    return close
+
+
 # -- process helpers -------------------------------------------------------------------------
 
 
