@@ -71,10 +71,11 @@ VENV_SPECS: dict[str, list[str]] = {
 HARNESS_VENV = "_harness"
 HARNESS_SPEC = ["matplotlib"]
 
-#: "batch" runs only where the driver has a batch enqueue (QTasks, the raw loop) and
-#: "delayed" only where it has a deferred enqueue; the other drivers answer "not
-#: supported" at no cost, shown as "n/a".
-ALL = ("enqueue", "batch", "e2e", "latency", "idle", "delayed", "sleep")
+#: "batch" runs only where the driver has a batch enqueue, "delayed" only where it has a
+#: deferred enqueue and "memory" only where its driver has one (QTasks, the raw loop and
+#: the two fastest peers); the other drivers answer "not supported" at no cost, shown
+#: as "n/a".
+ALL = ("enqueue", "batch", "e2e", "latency", "idle", "delayed", "sleep", "memory")
 #: Tuned rows: only the workloads the tuning can change.
 WORKER_TUNED = ("e2e", "latency", "idle")
 #: A worker poll interval also bounds how late a deferred task starts.
@@ -133,6 +134,7 @@ ROWS: list[Row] = [
 METRICS: list[tuple[str, str, str, bool]] = [
     ("e2e", "e2e", "per_second", True),
     ("cmds_task", "e2e", "commands_per_task", False),
+    ("redis_us_task", "e2e", "redis_us_per_task", False),
     ("enqueue", "enqueue", "per_second", True),
     ("batch", "batch", "per_second", True),
     ("p50", "latency", "p50_ms", False),
@@ -144,11 +146,15 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("late_p99", "delayed", "p99_ms", False),
     ("late_max", "delayed", "max_ms", False),
     ("burst_p99", "delayed", "burst_p99_ms", False),
+    ("mem_queued_b", "memory", "queued_bytes_per_task", False),
+    ("mem_finished_b", "memory", "finished_bytes_per_task", False),
+    ("keys_left", "memory", "keys_left_per_task", False),
 ]
 #: Columns a driver may answer "not supported" for, shown as "n/a", by workload.
 OPTIONAL = {
     "batch": ("batch",),
     "delayed": ("late_p50", "late_p99", "late_max", "burst_p99"),
+    "memory": ("mem_queued_b", "mem_finished_b", "keys_left"),
 }
 
 IDLE_STORM = 10.0  # commands/s an idle worker may send before it counts as a storm
@@ -361,6 +367,8 @@ def run_row(
         str(args.delayed_ahead),
         "--delayed-spread",
         str(args.delayed_spread),
+        "--result-ttl",
+        str(args.result_ttl),
         "--log-dir",
         str(LOGS),
     ]
@@ -486,11 +494,14 @@ def cell(s: Summary, column: str, digits: int = 0) -> str:
 def table(summaries: list[Summary], sleep_n: int) -> str:
     base = next((s for s in summaries if s.row.key == "qtasks"), None)
     b = base.medians if base else {}
+    raw = next((s.medians for s in summaries if s.row.key == RAW_ROW), {})
     head = [
         "system",
         "e2e tasks/s",
         "x QTasks",
         "cmds/task",
+        "redis µs/task",
+        "x raw",
         "enqueue/s",
         "x QTasks",
         "batch/s",
@@ -506,6 +517,9 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
         "late p99 ms",
         "late max ms",
         "burst p99 ms",
+        "queued B/task",
+        "finished B/task",
+        "keys left/task",
     ]
     align = ["---"] + ["---:"] * (len(head) - 1)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
@@ -519,6 +533,8 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
             fmt(m["e2e"]),
             ratio(m["e2e"], b.get("e2e")),
             fmt(m["cmds_task"], 1),
+            fmt(m["redis_us_task"], 1),
+            ratio(m["redis_us_task"], raw.get("redis_us_task")),
             fmt(m["enqueue"]),
             ratio(m["enqueue"], b.get("enqueue")),
             cell(s, "batch"),
@@ -534,6 +550,9 @@ def table(summaries: list[Summary], sleep_n: int) -> str:
             cell(s, "late_p99", 1),
             cell(s, "late_max", 1),
             cell(s, "burst_p99", 1),
+            cell(s, "mem_queued_b"),
+            cell(s, "mem_finished_b"),
+            cell(s, "keys_left", 2),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -710,6 +729,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="delayed workload: seconds over which the spread phase's tasks fall due",
     )
     parser.add_argument(
+        "--result-ttl",
+        type=float,
+        default=2.0,
+        help="memory workload: the result TTL set where a system can set one, seconds",
+    )
+    parser.add_argument(
         "--idle-rounds",
         type=int,
         default=1,
@@ -757,6 +782,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.latency_samples, args.latency_min, args.latency_budget = 30, 10, 3.0
         args.idle_seconds, args.no_chart = 1.0, True
         args.delayed_n, args.delayed_ahead, args.delayed_spread = 50, 1.0, 0.5
+        args.result_ttl = 1.0
     return args
 
 
