@@ -2,8 +2,9 @@
 
     python bench/chart.py bench/results/latest.json bench/results/latest.png
 
-Four panels of the rows' medians: e2e tasks/s, single enqueues/s, round-trip p50 (ms,
-log scale) and the seconds for 1,000 tasks of 10 ms at concurrency 100. QTasks is drawn
+Six panels of the rows' medians: e2e tasks/s, single enqueues/s, round-trip p50 (ms,
+log scale), the seconds for 1,000 tasks of 10 ms at concurrency 100, and the Redis
+server's CPU (µs) and commands per e2e task. QTasks is drawn
 in its own colour; a missing bar means the row did not run that workload.
 """
 
@@ -23,13 +24,15 @@ PANELS = [
     ("enqueue", "single enqueues/s (higher is better)", False),
     ("p50", "round-trip p50, ms (log; lower is better)", True),
     ("sleep", "1000 x 10 ms at concurrency 100, s (lower is better)", False),
+    ("redis_us_task", "Redis server CPU per e2e task, µs (lower is better)", False),
+    ("cmds_task", "Redis commands per e2e task (lower is better)", False),
 ]
 
 
 def main(source: Path, target: Path) -> None:
     data = json.loads(source.read_text())
     rows = data["rows"]
-    fig, axes = plt.subplots(2, 2, figsize=(14, 10))
+    fig, axes = plt.subplots(3, 2, figsize=(14, 15))
     for ax, (column, title, log) in zip(axes.flat, PANELS, strict=True):
         names = [r["key"] for r in rows if r["medians"].get(column) is not None]
         values = [r["medians"][column] for r in rows if r["medians"].get(column) is not None]

@@ -64,7 +64,7 @@ BUMP_KEYS = [COUNT_KEY, TARGET_KEY, DONE_KEY]
 STAMP_LUA = "redis.call('RPUSH', KEYS[4], ARGV[1])\n" + BUMP_LUA
 STAMP_KEYS = [*BUMP_KEYS, STARTS_KEY]
 
-ALL_WORKLOADS = ("enqueue", "batch", "e2e", "latency", "idle", "delayed", "sleep")
+ALL_WORKLOADS = ("enqueue", "batch", "e2e", "latency", "idle", "delayed", "sleep", "memory")
 
 
 def redis_url() -> str:
@@ -74,6 +74,13 @@ def redis_url() -> str:
 
 def variant() -> str:
     return os.environ.get("BENCH_VARIANT", "default")
+
+
+def result_ttl() -> float | None:
+    """The result TTL (seconds) asked of the system by the memory workload; ``None``: the
+    system's own default (every other workload)."""
+    value = os.environ.get("BENCH_RESULT_TTL", "")
+    return float(value) if value else None
 
 
 def concurrency() -> int | None:
@@ -165,6 +172,10 @@ class System:
     #: How :meth:`enqueue_delayed` defers a task, for the results (empty: the delayed
     #: workload is not supported, the driver has no deferred enqueue for this system).
     delayed: str = ""
+    #: How the memory workload sets the result TTL it is given (:func:`result_ttl`: in
+    #: the worker's environment, and read by :meth:`enqueue_memory`), for the results
+    #: (empty: the memory workload is not supported).
+    memory: str = ""
     #: What the results should say about how this system was run.
     notes: tuple[str, ...] = ()
 
@@ -195,6 +206,12 @@ class System:
     def enqueue_sleep(self) -> Any:
         raise NotImplementedError
 
+    def enqueue_memory(self) -> Any:
+        """The memory workload's enqueue: a no-op task whose result lives
+        :func:`result_ttl` seconds where the producer sets that (by default
+        :meth:`enqueue_noop`, for systems whose worker sets it)."""
+        return self.enqueue_noop()
+
     def enqueue_delayed(self, due: float) -> Any:
         """Enqueue the stamp task (``stamp_async``/``stamp_sync``) to run at ``due``, a
         ``time.time()`` timestamp (see :attr:`delayed`)."""
@@ -207,6 +224,33 @@ class System:
     def run_worker(self, concurrency: int | None) -> None:
         """For systems without a worker CLI of their own (the raw loop)."""
         raise NotImplementedError
+
+
+async def hold_open(context: contextlib.AbstractAsyncContextManager[Any]) -> Callable[[], Any]:
+    """Enter ``context`` in a task of its own and return the coroutine function that
+    leaves it: the driver runs each producer call as a separate task of its loop, and
+    an anyio context (a task group, a cancel scope) must be left by the task that
+    entered it."""
+    entered = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def hold() -> None:
+        async with context:
+            entered.set()
+            await leave.wait()
+
+    holder = asyncio.ensure_future(hold())
+    ready = asyncio.ensure_future(entered.wait())
+    await asyncio.wait([holder, ready], return_when=asyncio.FIRST_COMPLETED)
+    if holder.done():
+        ready.cancel()
+        holder.result()  # raises why the context could not be entered
+
+    async def close() -> None:
+        leave.set()
+        await holder
+
+    return close
 
 
 # -- process helpers -------------------------------------------------------------------------
@@ -515,15 +559,23 @@ class Driver:
         stats = self.r.info("commandstats")
         return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
+    def server_cpu(self) -> float:
+        """CPU seconds the server has used so far (``INFO cpu``, user + system, main
+        thread and any I/O threads together)."""
+        cpu = self.r.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
     def w_e2e(self, worker: WorkerProcess) -> dict[str, Any]:
         n = self.args.n
         self.arm(n)
         calls_before = self.command_calls()
+        cpu_before = self.server_cpu()
         start = time.perf_counter()
         enqueue_seconds = self.repeat("enqueue_noop", n)
         if not self.wait_done(max(120.0, n / 10), worker):
             raise RuntimeError(f"e2e: only {self.count()}/{n} tasks done")
         seconds = time.perf_counter() - start
+        cpu_after = self.server_cpu()
         calls_after = self.command_calls()
         # Producer and worker together; the driver's own few BLPOP/INFO calls included.
         delta = {k: v - calls_before.get(k, 0) for k, v in calls_after.items()}
@@ -536,7 +588,25 @@ class Driver:
             "enqueue_seconds": enqueue_seconds,
             "commands_per_task": sum(delta.values()) / n,
             "top_commands_per_task": {k: round(v / n, 2) for k, v in top},
+            "redis_cpu_seconds": cpu_after - cpu_before,
         }
+
+    def server_cpu_baseline(self, e2e: dict[str, Any]) -> dict[str, Any]:
+        """The server's CPU over an idle window as long as the e2e run, with nothing
+        running (the worker stopped, the producer silent), taken off the e2e figure.
+
+        Nothing running, not the worker idling: what is left is the server's own
+        housekeeping (its ``hz`` timer, expiry), which every row pays alike; whatever a
+        worker does while it runs, its idle polling included, stays in its figure, as
+        the server pays for it during the run too.
+        """
+        before = self.server_cpu()
+        time.sleep(e2e["seconds"])
+        idle = self.server_cpu() - before
+        busy = e2e["redis_cpu_seconds"]
+        e2e["redis_cpu_idle_seconds"] = idle
+        e2e["redis_us_per_task"] = max(0.0, busy - idle) / e2e["n"] * 1e6
+        return e2e
 
     def w_latency(self) -> dict[str, Any]:
         self.arm(0)  # never reached: no "done" markers
@@ -647,6 +717,79 @@ class Driver:
             "ideal_seconds": n * SLEEP_SECONDS / concurrency,
         }
 
+    def used_memory(self) -> int:
+        return int(self.r.info("memory")["used_memory"])
+
+    def scan_keys(self) -> dict[str, int]:
+        """Keys per prefix (up to the first ``:`` or ``.``), by ``SCAN``: a SCAN drops the
+        expired keys it meets, where ``DBSIZE`` still counts those not reclaimed yet."""
+        counts: dict[str, int] = {}
+        for raw in self.r.scan_iter(count=1000):
+            key = raw.decode(errors="replace")
+            cut = min((i for i in (key.find(":"), key.find(".")) if i > 0), default=len(key))
+            counts[key[:cut]] = counts.get(key[:cut], 0) + 1
+        return counts
+
+    def w_memory(self) -> dict[str, Any]:
+        """Server memory per task: queued, finished, and what is left after the result TTL.
+
+        1. *Queued*: ``--n`` no-op tasks enqueued with no worker running: the
+           ``used_memory`` delta / N.
+        2. *Finished*: a worker started (with the result TTL, ``--result-ttl``, where
+           the system can set one), left until the records of its warm-up tasks have
+           expired, then N tasks enqueued and run: the delta after all finished / N.
+        3. *Keys left*: after waiting past the TTL, the keys that remain beyond those
+           before step 2 (counted by SCAN, which drops expired keys) / N.
+
+        Each reading follows a second of quiet, so the server's timer has trimmed the
+        clients' buffers and reclaimed what expired.
+        """
+        n = self.args.n
+        ttl = self.args.result_ttl
+        os.environ["BENCH_RESULT_TTL"] = repr(ttl)
+        try:
+            self.r.flushall()
+            self.repeat("enqueue_memory", min(50, n))  # connections, scripts, caches
+            self.r.flushall()
+            time.sleep(1.0)
+            empty = self.used_memory()
+            self.repeat("enqueue_memory", n)
+            time.sleep(1.0)
+            queued = self.used_memory() - empty
+            self.r.flushall()
+            worker = self.start_worker(None, "memory-worker")
+            try:
+                # The warm-up's records expire before the baseline is taken.
+                time.sleep(ttl + 1.0)
+                keys_before = self.scan_keys()
+                time.sleep(1.0)
+                base = self.used_memory()
+                self.arm(n)
+                self.repeat("enqueue_memory", n)
+                if not self.wait_done(max(120.0, n / 10), worker):
+                    raise RuntimeError(f"memory: only {self.count()}/{n} tasks done")
+                time.sleep(1.0)  # and the last records are written after the task's bump
+                finished = self.used_memory() - base
+                time.sleep(ttl + 0.5)
+                keys_after = self.scan_keys()
+            finally:
+                self.stop_worker(worker, "memory-worker")
+        finally:
+            os.environ.pop("BENCH_RESULT_TTL", None)
+            self.r.flushall()
+        new_keys = {
+            k: v - keys_before.get(k, 0) for k, v in keys_after.items() if v != keys_before.get(k)
+        }
+        return {
+            "n": n,
+            "result_ttl_seconds": ttl,
+            "queued_bytes_per_task": queued / n,
+            "finished_bytes_per_task": finished / n,
+            "keys_left_per_task": sum(new_keys.values()) / n,
+            "keys_left_by_prefix": new_keys,
+            "how": self.system.memory,
+        }
+
     # the run -------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -699,6 +842,9 @@ class Driver:
                             attempt("delayed", lambda: self.w_delayed(worker))
                     finally:
                         self.stop_worker(worker, "worker")
+                    if "e2e" in results:
+                        e2e = results["e2e"]
+                        attempt("e2e", lambda: self.server_cpu_baseline(e2e))
             if "sleep" in wanted:
                 conc = system.sleep_concurrency
                 if conc is None:
@@ -715,6 +861,11 @@ class Driver:
                             attempt("sleep", lambda: self.w_sleep(worker, conc))
                         finally:
                             self.stop_worker(worker, "sleep-worker")
+            if "memory" in wanted:
+                if system.memory:
+                    attempt("memory", self.w_memory)
+                else:
+                    errors["memory"] = "not supported (no memory workload in this driver)"
         finally:
             with contextlib.suppress(Exception):
                 self.call("close")
@@ -768,6 +919,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--delayed-spread", type=float, default=2.0, help="seconds the spread phase's dues span"
+    )
+    parser.add_argument(
+        "--result-ttl", type=float, default=2.0, help="memory workload: result TTL, seconds"
     )
     parser.add_argument("--log-dir", default=str(HERE.parent / ".cache" / "logs"))
     return parser.parse_args(argv)

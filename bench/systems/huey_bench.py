@@ -43,6 +43,10 @@ class HueySystem(System):
     packages = ("huey", "redis")
     is_async = False
     delayed = "Task.schedule(delay=) with the seconds left until the shared due moment"
+    memory = (
+        "no TTL to set: RedisHuey keeps each result in one hash until it is read "
+        "(the workload reads none)"
+    )
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         argv = [os.path.join(os.path.dirname(sys.executable), "huey_consumer"), "huey_bench.huey"]

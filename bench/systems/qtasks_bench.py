@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import System, bump_async, main, sleep_async, stamp_async, variant
+from _common import System, bump_async, main, result_ttl, sleep_async, stamp_async, variant
 
 from qtasks_core import QueueTasks
 from qtasks_hooks import get_plugin_manager, hookimpl
@@ -60,6 +60,8 @@ _options = {}
 if "BENCH_EVENTS" in os.environ and "events" in inspect.signature(QueueTasks).parameters:
     _options["events"] = os.environ["BENCH_EVENTS"] != "0"
 app = QueueTasks("bench", os.environ.get("BENCH_REDIS_URL"), load_entry_points=False, **_options)
+if result_ttl() is not None:  # the memory workload's worker
+    app.config.result_ttl = result_ttl()
 for index in range(PLUGIN_COUNT.get(variant(), 0)):
     app.add_plugin(NoopPlugin(), name=f"bench.noop{index + 1}")
 
@@ -85,6 +87,7 @@ class QTasksSystem(System):
     is_async = True
     batch = "one add_tasks_async call of N no-op tasks (up to 1,000 per script call)"
     delayed = "send_task_async(eta=) with one shared timezone-aware datetime"
+    memory = "app.config.result_ttl in the worker and the producer"
     notes = (
         "enqueue: single add_task_async calls; batch: one add_tasks_async call of --batch-n tasks",
     )
@@ -119,6 +122,10 @@ class QTasksSystem(System):
 
     async def enqueue_sleep(self) -> None:
         await app.add_task_async("sleep_task")
+
+    async def enqueue_memory(self) -> None:
+        app.config.result_ttl = result_ttl()
+        await app.add_task_async("noop")
 
     async def enqueue_delayed(self, due: float) -> None:
         await app.send_task_async("stamp", eta=datetime.fromtimestamp(due, UTC))

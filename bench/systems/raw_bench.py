@@ -72,6 +72,7 @@ class RawSystem(System):
     packages = ("redis",)
     is_async = True
     batch = f"LPUSH per task, pipelined {PIPELINE:,} at a time (transaction=False)"
+    memory = "no TTL to set: the loop keeps no record of a task"
     notes = (
         "consumer: BRPOP then run, one task at a time (sleep workload: 100 at a time)",
         f"batch: the single-enqueue LPUSHes, pipelined {PIPELINE:,} at a time",

@@ -18,7 +18,15 @@ import os
 import sys
 from typing import Any
 
-from _common import System, bump_async, concurrency, main, sleep_async, stamp_async
+from _common import (
+    System,
+    bump_async,
+    concurrency,
+    main,
+    result_ttl,
+    sleep_async,
+    stamp_async,
+)
 from saq import Queue
 
 _url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -49,6 +57,7 @@ class SaqSystem(System):
     packages = ("saq", "redis")
     is_async = True
     delayed = "enqueue(scheduled=) with the shared due moment in epoch seconds"
+    memory = "enqueue(ttl=) (a job's ttl: how long its record and result are kept)"
 
     def worker_argv(self, variant: str, concurrency: int | None) -> list[str]:
         return [os.path.join(os.path.dirname(sys.executable), "saq"), "saq_bench.settings"]
@@ -73,6 +82,9 @@ class SaqSystem(System):
 
     async def enqueue_sleep(self) -> None:
         await queue.enqueue("sleep_task")
+
+    async def enqueue_memory(self) -> None:
+        await queue.enqueue("noop", ttl=round(result_ttl() or 600))
 
     async def enqueue_delayed(self, due: float) -> None:
         # Typed int, but it is only ever a sorted-set score compared with time.time():
