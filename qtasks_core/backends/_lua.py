@@ -80,6 +80,7 @@ _FUNCTIONS: Final = {
     "progress": True,
     "watch": True,
     "history": False,
+    "records": True,
 }
 
 
@@ -168,6 +169,7 @@ RELEASE: Final = function_name("release")
 UPDATE: Final = function_name("update")
 DEAD: Final = function_name("dead")
 PROBE: Final = function_name("probe")
+RECORDS: Final = function_name("records")
 PURGE: Final = function_name("purge")
 TICK: Final = function_name("tick")
 SCHEDULE: Final = function_name("schedule")
