@@ -195,10 +195,22 @@ class Schedule:
             step = round(self.every * 1000)
             latest = max(tick, now // step * step)
             return latest, latest + step
-        after = self.next_after(tick)
+        # Back from now, not forward from the cursor: a walk from the cursor costs a
+        # step per missed tick (a week of per-second cron ticks: 604,800 steps, about
+        # a minute of the scheduler's time). The window doubles until it holds a tick,
+        # so it ends up at most twice the distance to the latest one, and few ticks
+        # are walked in it.
+        window = 1000
+        while True:
+            start = max(tick, now - window)
+            first = tick if start == tick else self.next_after(start - 1)
+            if first is not None and first <= now:
+                break
+            window *= 2
+        after = self.next_after(first)
         while after is not None and after <= now:
-            tick, after = after, self.next_after(after)
-        return tick, after
+            first, after = after, self.next_after(after)
+        return first, after
 
     def to_json(self) -> str:
         """The definition stored for a schedule added at run time."""

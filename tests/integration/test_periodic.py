@@ -339,3 +339,46 @@ def test_a_long_outage_runs_once_or_not_at_all(missed: str, runs: int) -> None:
     enqueued = asyncio.run(scenario())
     assert len(enqueued) == runs, enqueued
     assert seen == [1000]  # the hook once, with at most 1,000 of the missed ticks
+
+
+@pytest.mark.parametrize("missed", ["once", "skip"])
+def test_a_missed_week_of_per_second_cron_ticks_is_caught_up_without_walking_it(
+    missed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from qtasks_core.schedules import Schedule, Scheduler
+
+    app = QueueTasks("periodic-week", redis_url="memory://", load_entry_points=False)
+    steps: list[int] = []
+    next_after = Schedule.next_after
+
+    def counted(self: Schedule, ms: int) -> int | None:
+        steps.append(ms)
+        return next_after(self, ms)
+
+    monkeypatch.setattr(Schedule, "next_after", counted)
+
+    @app.periodic(cron="* * * * * *", missed=missed, name="beat")
+    def beat() -> None: ...
+
+    async def scenario() -> tuple[list[str], float | None]:
+        await app.start_async()
+        await asyncio.sleep((0.7 - time.time() % 1) % 1)
+        now = int(time.time() * 1000) // 1000 * 1000
+        week = 7 * 24 * 3600 * 1000
+        await app.backend.tick("beat", None, now - week, None, None)
+        steps.clear()
+        after = await Scheduler(app).step()
+        fired = [
+            t.uuid for t in await app.storage.get_all() if int(t.uuid.rsplit(":", 1)[1]) <= now
+        ]
+        return fired, after
+
+    fired, after = asyncio.run(scenario())
+    # The hook's 1,000 missed ticks, then the latest found back from now: not a walk
+    # over the week's 604,800 ticks (each a cron evaluation; about a minute in all).
+    assert len(steps) < 1100, len(steps)
+    assert len(fired) == (1 if missed == "once" else 0), fired
+    # And the next wake is the next second's tick, not one of the missed week's.
+    assert after is not None and 0 <= after <= 1.5, after
