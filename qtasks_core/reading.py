@@ -97,6 +97,10 @@ class ReadOps(Wiring):
         Raises :class:`TaskTimeoutError` (with ``uuid`` and the last seen ``task``)
         when ``timeout`` seconds pass first.
         """
+        return await self._wait(uuid, timeout, marked=False)
+
+    async def _wait(self, uuid: str, timeout: float, *, marked: bool) -> Task:
+        """:meth:`wait_async`; ``marked``: the task was sent as waited for."""
         checked = check_timeout(timeout)
         if checked is None:
             raise TaskOptionError("timeout must be a number of seconds to wait, got None")
@@ -105,7 +109,8 @@ class ReadOps(Wiring):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            done = await self.storage.wait_done(uuid, max(0.0, deadline - loop.time()))
+            done = await self.storage.wait_done(uuid, max(0.0, deadline - loop.time()), marked)
+            marked = True  # the first call marked it
             task = await self.get_async(uuid, _record=done if isinstance(done, dict) else None)
             if task is not None and task.is_finished:
                 return task

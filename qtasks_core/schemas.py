@@ -263,6 +263,9 @@ class TaskStatusNewSchema(BaseModel):
     unique_for: float | None = None
     #: Sent by ``app.retry``: the uuid of the task it is sent again from.
     retried_from: str | None = None
+    #: The sender waits for its end (``timeout=``): the engine tells the end to waiters
+    #: of such tasks (and of those a wait marks) only.
+    waited: bool = False
 
 
 class TaskStatusProcessSchema(BaseModel):

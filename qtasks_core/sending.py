@@ -78,6 +78,8 @@ class SendOps(ReadOps):
             check_priority(priority)
         timeout = check_timeout(timeout)
         options: dict[str, Any] = {}
+        if timeout is not None:
+            options["waited"] = True
         if queue is not None:
             options["queue"] = check_queue(queue)
         if (due := check_delay(delay, eta)) is not None:
@@ -118,7 +120,7 @@ class SendOps(ReadOps):
         if self.eager:
             return await self._run_eagerly(task.uuid)
         if timeout is not None:
-            return await self.wait_async(task.uuid, timeout)
+            return await self._wait(task.uuid, timeout, marked=True)
         return task
 
     async def _run_eagerly(self, uuid: str) -> Task:

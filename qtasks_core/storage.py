@@ -348,6 +348,8 @@ class Storage:
             record["queue"] = check_queue(task_status.queue)
         if task_status.retried_from is not None:
             record["retried_from"] = task_status.retried_from
+        if task_status.waited:
+            record["waited"] = "1"
         # Relative times: the backend turns them into times of its own clock, one clock
         # for every producer and worker.
         if task_status.delay is not None and task_status.delay > 0:
@@ -515,10 +517,13 @@ class Storage:
         fields = {k: v if isinstance(v, str) else dumps(v, what=k) for k, v in kw.items()}
         return await self.backend.update(uuid, fields, self.result_ttl)
 
-    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
+    async def wait_done(
+        self, uuid: str, timeout: float, marked: bool = False
+    ) -> dict[str, str] | bool:
         """Block (no polling) until the task is final or ``timeout`` passes (``False``);
-        gives the final record when the backend has it at hand, else ``True``."""
-        return await self.backend.wait_done(uuid, timeout)
+        gives the final record when the backend has it at hand, else ``True``.
+        ``marked``: the task was sent as waited for, or an earlier call marked it."""
+        return await self.backend.wait_done(uuid, timeout, marked)
 
     async def add_process(
         self, task_data: TaskStatusProcessSchema, priority: int, claim: Claim

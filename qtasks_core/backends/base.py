@@ -287,9 +287,14 @@ class StorageBackend(Protocol):
         ``running`` (by lease deadline), ``scheduled`` (by due time, in ms) or
         ``workflows`` (every workflow, newest first, by when it started)."""
 
-    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
+    async def wait_done(
+        self, uuid: str, timeout: float, marked: bool = False
+    ) -> dict[str, str] | bool:
         """Block until the task is final, or ``timeout`` passes (``False``). A final
-        task gives its record when the backend has it at hand, else ``True``."""
+        task gives its record when the backend has it at hand, else ``True``.
+        ``marked``: the task is already known to be waited for (sent with ``waited``,
+        or by an earlier call of this wait), so a backend that signals ends only to
+        waited-for tasks need not mark it again."""
 
     async def update(
         self,

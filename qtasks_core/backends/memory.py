@@ -1445,7 +1445,10 @@ class MemoryBackend:
             uuids = list(self._records)[:limit]
         return [r for u in uuids if (r := await self.get(u)) is not None]
 
-    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
+    async def wait_done(
+        self, uuid: str, timeout: float, marked: bool = False
+    ) -> dict[str, str] | bool:
+        # Every waiter here is woken by the end itself: nothing to mark.
         with self._lock:
             self._expire()
             record = self._records.get(uuid)

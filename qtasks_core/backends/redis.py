@@ -58,6 +58,8 @@ log = logging.getLogger("qtasks.backend.redis")
 #: which a connection counts as dead (``_connect.SOCKET_TIMEOUT``); callers loop for
 #: longer waits.
 MAX_BLOCK = 20.0
+#: The final statuses, as the functions answer them.
+_FINAL: Final = frozenset({b"success", b"error", b"cancel"})
 #: Records read by one call of the records function (about 1 ms of the server's time).
 RECORDS_PER_CALL: Final = 500
 #: Waits shorter than this (seconds) are slept, not blocked on Redis.
@@ -843,7 +845,16 @@ class RedisBackend:
         return [r for r in records if r]
 
     @mapped("wait_done")
-    async def wait_done(self, uuid: str, timeout: float) -> dict[str, str] | bool:
+    async def wait_done(
+        self, uuid: str, timeout: float, marked: bool = False
+    ) -> dict[str, str] | bool:
+        if not marked:
+            # The engine pushes the done token only for a task marked as waited for.
+            status = await self._conn().links.function(_lua.WATCH)(
+                keys=[self.keys.queue], args=[self.keys.prefix, uuid, "waited"]
+            )
+            if cast(bytes, status) in _FINAL:
+                return True  # ended before the mark: the record says how
         key = self.keys.done(uuid)
         # Rotating the token onto the same list leaves it there for every other waiter.
         wait = min(max(timeout, 0.01), MAX_BLOCK)

@@ -642,3 +642,42 @@ def test_the_asyncio_apps_handle_awaits_and_gives_none_when_its_wait_runs_out() 
 
 
 _handle_apps = itertools.count()
+
+
+def test_a_wait_wakes_at_the_end_of_a_task_sent_without_one(app: QueueTasks) -> None:
+    # The engine tells an end only to the waiters of a task marked as waited for: a
+    # wait that arrives after the send marks it, so it wakes at the end, not after its
+    # block (20 s) runs out; one that arrives after the end reads it at once.
+    @app.task
+    def nap() -> str:
+        time.sleep(0.3)
+        return "rested"
+
+    with app.running_worker():
+        running = app.add_task("nap")
+        started = time.monotonic()
+        assert app.wait(running.uuid, timeout=60).returning == "rested"
+        assert time.monotonic() - started < 10
+        started = time.monotonic()
+        assert app.wait(running.uuid, timeout=60).returning == "rested"
+        assert time.monotonic() - started < 10
+
+
+def test_no_done_signal_is_kept_for_a_task_nobody_waits_for(redis_app: QueueTasks) -> None:
+    import redis
+
+    @redis_app.task
+    def noop() -> None:
+        return None
+
+    with redis_app.running_worker():
+        quiet = redis_app.add_task("noop")
+        waited = redis_app.add_task("noop", timeout=20)
+        assert redis_app.wait(quiet.uuid, timeout=20).status == "success"
+    client = redis.Redis.from_url(str(redis_app.redis_url))
+    keys = redis_app.backend.keys  # type: ignore[attr-defined]
+    # The record is kept for the result TTL either way; the done list only where a
+    # waiter was told (a copy of the record, as long as it).
+    assert client.exists(keys.task(quiet.uuid)) and client.exists(keys.task(waited.uuid))
+    assert not client.exists(keys.done(quiet.uuid))
+    assert client.exists(keys.done(waited.uuid))

@@ -560,7 +560,8 @@ def test_plugins_json_lists_an_installed_plugin(installed_plugin: Path) -> None:
     assert listed["qtasks_probe"]["hooks"] == ["worker_start"]
     assert "qtasks.retry" in listed  # built-ins are ordinary plugins
     hook = runner.invoke(cli, ["plugins", "--json", "--hook", "worker_start"])
-    assert [p["name"] for p in json.loads(hook.output)] == ["qtasks_probe"]
+    # The plugins with an impl of that trigger: the built-in history's and the probe's.
+    assert [p["name"] for p in json.loads(hook.output)] == ["qtasks.history", "qtasks_probe"]
 
 
 def test_qtasks_plugins_empty_lists_no_entry_point_plugin(installed_plugin, monkeypatch) -> None:

@@ -236,15 +236,18 @@ local function index_final(prefix, uuid, rec, ttl)
 end
 
 -- Wake the waiters of a task that reached its final status: the token carries the
--- record, so a waiter needs no second read.
+-- record, so a waiter needs no second read. Only a task someone waits for gets one
+-- (`waited`: sent with a timeout, or marked by a wait before it blocked, see
+-- watch.lua): for the others the token was a second copy of the record, kept as long
+-- as it, that nobody read (about a fifth of a finish's server time).
 local function signal_done(prefix, uuid, tkey, ttl)
-  local dkey = key_done(prefix, uuid)
   local flat, rec = redis.call('HGETALL', tkey), {}
   for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
-  push_token(dkey, cjson.encode(rec))
-  if ttl and ttl > 0 then
-    redis.call('EXPIRE', tkey, ttl)
-    redis.call('EXPIRE', dkey, ttl)
+  if ttl and ttl > 0 then redis.call('EXPIRE', tkey, ttl) end
+  if rec.waited then
+    local dkey = key_done(prefix, uuid)
+    push_token(dkey, cjson.encode(rec))
+    if ttl and ttl > 0 then redis.call('EXPIRE', dkey, ttl) end
   end
   index_final(prefix, uuid, rec, ttl)
   if rec.unique_key then
