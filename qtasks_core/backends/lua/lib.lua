@@ -240,9 +240,20 @@ end
 -- (`waited`: sent with a timeout, or marked by a wait before it blocked, see
 -- watch.lua): for the others the token was a second copy of the record, kept as long
 -- as it, that nobody read (about a fifth of a finish's server time).
+local DONE_FIELDS = {'status', 'task_name', 'updated_at', 'unique_key', 'unique_until',
+                     'waited', 'watched', 'progress', 'wf'}
 local function signal_done(prefix, uuid, tkey, ttl)
-  local flat, rec = redis.call('HGETALL', tkey), {}
-  for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+  -- The fields every end needs; the whole record only for a waiter's token, a
+  -- watcher's stream or a workflow's step (most tasks have none of them).
+  local got, rec = redis.call('HMGET', tkey, unpack(DONE_FIELDS)), {}
+  for i, field in ipairs(DONE_FIELDS) do
+    if got[i] then rec[field] = got[i] end
+  end
+  if rec.waited or rec.watched or rec.progress or rec.wf then
+    local flat = redis.call('HGETALL', tkey)
+    rec = {}
+    for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+  end
   if ttl and ttl > 0 then redis.call('EXPIRE', tkey, ttl) end
   if rec.waited then
     local dkey = key_done(prefix, uuid)
