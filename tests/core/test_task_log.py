@@ -272,3 +272,43 @@ def test_the_task_log_leaves_the_status_change_feed_off(app: QueueTasks, lines: 
     task = app.get(uuid)
     assert task is not None and (task.status, task.returning) == ("success", [])
     assert [line.status for line in _finished(lines(), uuid)] == ["success"]  # type: ignore[attr-defined]
+
+
+def test_a_task_line_has_every_attribute_a_record_made_by_logging_has() -> None:
+    # Lines are made without LogRecord() (it is half a line's cost): what a formatter
+    # or a filter reads must still be there, with the values logging would give.
+    import threading
+
+    from qtasks_core.cli import _TextFormatter
+    from qtasks_core.plugins import tasklog
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("qtasks.tasks")
+    keep = Keep()
+    logger.addHandler(keep)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        tasklog._emit(logging.WARNING, "task t[u] failed", {"task_name": "t", "uuid": "u"})
+        logger.warning("reference", extra={"task_name": "t", "uuid": "u"})
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(old)
+    ours, theirs = records
+    assert set(vars(ours)) == set(vars(theirs))
+    assert ours.getMessage() == "task t[u] failed"
+    assert (ours.levelname, ours.levelno, ours.name) == ("WARNING", logging.WARNING, "qtasks.tasks")
+    assert (ours.filename, ours.module) == ("tasklog.py", "tasklog")
+    assert (ours.process, ours.processName) == (theirs.process, theirs.processName)
+    assert (ours.thread, ours.threadName) == (threading.get_ident(), theirs.threadName)
+    assert abs(ours.created - theirs.created) < 5 and 0 <= ours.msecs < 1000
+    assert (ours.task_name, ours.uuid) == ("t", "u")  # type: ignore[attr-defined]
+    # The CLI's text format reads the time once a second; the line is logging's own.
+    fmt = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    assert _TextFormatter(fmt).format(ours) == logging.Formatter(fmt).format(ours)
+    assert _TextFormatter(fmt).format(theirs) == logging.Formatter(fmt).format(theirs)
