@@ -31,6 +31,7 @@ which the engine fills only while a plugin listens, stays off). Turn it off with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -111,7 +112,12 @@ class TaskLogPlugin:
             line += f": {error}"
         elif reason:
             line += f": {reason}"
-        _emit(level, line, fields)
+        # Written once the worker next waits (for the finish's round trip, which this
+        # trigger comes before): a file write held the result back from its waiter.
+        try:
+            asyncio.get_running_loop().call_soon(_emit, level, line, fields)
+        except RuntimeError:  # no loop: a caller of the trigger's own
+            _emit(level, line, fields)
 
     @hookimpl
     def broker_running_older_tasks(self, broker: Broker, worker: Worker, uuids: list[str]) -> None:
