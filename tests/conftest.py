@@ -13,7 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,26 @@ def app(request: pytest.FixtureRequest) -> Iterator[QueueTasks]:
     application = QueueTasks(name, redis_url=url, load_entry_points=False)
     yield application
     application.stop()
+
+
+#: Makes apps with options of the test's own (``make_app(block_plugins=[...])``).
+MakeApp = Callable[..., QueueTasks]
+
+
+@pytest.fixture(params=["redis", "memory"])
+def make_app(request: pytest.FixtureRequest) -> Iterator[MakeApp]:
+    """Apps made on demand, on a real Redis server, then on the in-memory backend."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
+    made: list[QueueTasks] = []
+
+    def make(**options: Any) -> QueueTasks:
+        name = f"test-{os.getpid()}-{next(_names)}"
+        made.append(QueueTasks(name, redis_url=url, load_entry_points=False, **options))
+        return made[-1]
+
+    yield make
+    for application in made:
+        application.stop()
 
 
 @pytest.fixture

@@ -6,14 +6,10 @@ built-in. On Redis and on the in-memory backend."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
-import os
 import random
 import time
-from collections.abc import Callable, Iterator
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -31,26 +27,7 @@ from qtasks_core.history import (
 )
 from qtasks_core.plugins.history import HistoryPlugin
 from qtasks_core.starter import Starter
-
-_names = itertools.count()
-
-MakeApp = Callable[..., QueueTasks]
-
-
-@pytest.fixture(params=["redis", "memory"])
-def make_app(request: pytest.FixtureRequest) -> Iterator[MakeApp]:
-    """Apps on a real Redis server, then on the in-memory backend."""
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
-    made: list[QueueTasks] = []
-
-    def make(**options: Any) -> QueueTasks:
-        name = f"history-{os.getpid()}-{next(_names)}"
-        made.append(QueueTasks(name, redis_url=url, load_entry_points=False, **options))
-        return made[-1]
-
-    yield make
-    for app in made:
-        app.stop()
+from tests.conftest import MakeApp
 
 
 def _drain(app: QueueTasks) -> None:

@@ -5,17 +5,16 @@ plugin is switched off like any built-in. On Redis and on the in-memory backend.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from qtasks_core import QueueTasks
 from qtasks_core.starter import Starter
+from tests.conftest import MakeApp
 
 FIELDS = {
     "task_name",
@@ -29,26 +28,6 @@ FIELDS = {
     "retry_delay",
     "reason",
 }
-
-_names = itertools.count()
-
-MakeApp = Callable[..., QueueTasks]
-
-
-@pytest.fixture(params=["redis", "memory"])
-def make_app(request: pytest.FixtureRequest) -> Iterator[MakeApp]:
-    """Apps on a real Redis server, then on the in-memory backend."""
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
-    made: list[QueueTasks] = []
-
-    def make(**options: Any) -> QueueTasks:
-        name = f"tasklog-{os.getpid()}-{next(_names)}"
-        made.append(QueueTasks(name, redis_url=url, load_entry_points=False, **options))
-        return made[-1]
-
-    yield make
-    for app in made:
-        app.stop()
 
 
 @pytest.fixture
