@@ -8,6 +8,7 @@ feature, tested as one.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import socket
@@ -149,6 +150,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     nodes = Cluster(tmp_path_factory.mktemp("cluster"), primaries=3)
     yield nodes
     nodes.stop()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """The CLI, run in-process by tests, sets the root logger's handler on the stderr
+    pytest captures for that test; left in place, later tests' lines go to a closed
+    stream ("Logging error")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 _names = itertools.count()
