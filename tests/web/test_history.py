@@ -11,11 +11,12 @@ import time
 
 import pytest
 
-from qtasks_core import QueueTasks
+from qtasks_core import QueueTasks, Stats
 from qtasks_core.backends import MemoryBackend
 from qtasks_core.history import BUCKET
 from qtasks_core.starter import Starter
 from qtasks_core.web._throughput import chart, duration
+from tests.support import wait_for
 
 
 def _run_some(app: QueueTasks) -> None:
@@ -111,6 +112,8 @@ def test_the_overview_says_when_live_workers_do_not_report(dashboard, redis_url)
     )
     try:
         with app.running_worker():
+            # The page tells from the live workers: wait until this one has said it is.
+            wait_for(lambda: Stats(app).inspect().workers, 30, "the worker to be live")
             html = dashboard(app).get("/").text
     finally:
         app.stop()
