@@ -1003,6 +1003,11 @@ def _failure(task: Task) -> dict[str, Any] | None:
     }
 
 
+def _span(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from ``start`` to ``end``; ``None`` while either is unknown."""
+    return None if start is None or end is None else (end - start).total_seconds()
+
+
 def _attempts(task: Task, failure: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Every attempt the record knows, oldest first: the earlier ones (``history``)
     and the current or last one, from the record's own fields. Empty for a task that
@@ -1010,16 +1015,13 @@ def _attempts(task: Task, failure: dict[str, Any] | None) -> list[dict[str, Any]
     if not task.history:
         return []
 
-    def span(start: datetime | None, end: datetime | None) -> float | None:
-        return None if start is None or end is None else (end - start).total_seconds()
-
     rows = [
         {
             "number": a.attempt,
             "worker": a.worker,
             "started": a.started_at,
             "finished": a.finished_at,
-            "ran": span(a.started_at, a.finished_at),
+            "ran": _span(a.started_at, a.finished_at),
             "outcome": "lease expired" if a.reason == "lease_expired" else "retry",
             "error": a.error,
             "delay": a.delay,
@@ -1036,7 +1038,7 @@ def _attempts(task: Task, failure: dict[str, Any] | None) -> list[dict[str, Any]
             "worker": task.worker,
             "started": task.started_at,
             "finished": task.finished_at,
-            "ran": span(task.started_at, task.finished_at),
+            "ran": _span(task.started_at, task.finished_at),
             "outcome": task.status,
             "error": error,
             "delay": None,
@@ -1049,15 +1051,12 @@ def _run_times(task: Task) -> dict[str, Any]:
     """When the current attempt was queued, started and ended, and the two spans
     between (``None`` where the record has no time yet)."""
 
-    def span(start: datetime | None, end: datetime | None) -> float | None:
-        return None if start is None or end is None else (end - start).total_seconds()
-
     return {
         "enqueued": task.enqueued_at,
         "started": task.started_at,
         "finished": task.finished_at,
-        "waited": span(task.enqueued_at, task.started_at),
-        "ran": span(task.started_at, task.finished_at),
+        "waited": _span(task.enqueued_at, task.started_at),
+        "ran": _span(task.started_at, task.finished_at),
     }
 
 
