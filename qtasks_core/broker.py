@@ -238,17 +238,23 @@ class Broker:
         message = await self._read(raw)
         if message is None:
             return None
-        read = message.schema()
         try:
             new = await fired(
                 self.pm.hook.broker_add_worker(broker=self, worker=worker, **message.values)
             )
-            if new:
-                message.values.update(new)
-                _usable(message)
         except Exception as exc:
-            await self.storage.fail(message.claim, read, exc)
+            await self.storage.fail(message.claim, message.schema(), exc)
             return None
+        if new:
+            # The task as it was read is what a failure records (built only when a
+            # plugin changed it: a model per task is a cost on every claim).
+            read = message.schema()
+            message.values.update(new)
+            try:
+                _usable(message)
+            except Exception as exc:
+                await self.storage.fail(message.claim, read, exc)
+                return None
         return message
 
     async def _read(self, raw: dict[str, str]) -> Message | None:

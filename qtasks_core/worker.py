@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -209,6 +209,9 @@ class Worker:
         self._finished = asyncio.Event()
         self._aborting = asyncio.Event()
         self._nudges: set[asyncio.Task[Any]] = set()
+        #: The claim loop while it waits in _until: stop() cancels that wait (and only it).
+        self._waiting: asyncio.Task[Any] | None = None
+        self._interrupted = False
         self._claim_batch = max(1, concurrency // 4)
         self._queue_busy = False
         #: A suspect (a task a dead worker held) running alone here: nothing is claimed
@@ -240,7 +243,15 @@ class Worker:
         if self._stopping.is_set():
             return  # a second call: the first one's wake-up is under way
         self._stopping.set()
+        self._interrupt()
         self._nudge()
+
+    def _interrupt(self) -> None:
+        """End the claim loop's current wait (see :meth:`_until`)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not self._interrupted:
+            self._interrupted = True
+            waiting.cancel()
 
     def _nudge(self) -> None:
         try:
@@ -255,6 +266,7 @@ class Worker:
         """Stop now: running tasks are handed back to the queue unfinished."""
         self._aborting.set()
         self._stopping.set()
+        self._interrupt()
         self._nudge()
 
     async def add(
@@ -440,23 +452,48 @@ class Worker:
             # task (this one, or an earlier one), then claim it again.
             await asyncio.sleep(claimed.next_due or 0.001)
 
-    async def _until(self, awaitable: Any, timeout: float | None) -> None:
-        """Await ``awaitable`` unless stop() comes first (then it is cancelled)."""
-        waiter = asyncio.ensure_future(awaitable)
-        stopper = asyncio.ensure_future(self._stopping.wait())
+    async def _until(self, awaitable: Coroutine[Any, Any, Any], timeout: float | None) -> None:
+        """Await ``awaitable`` for at most ``timeout`` seconds (``None``: no limit), unless
+        stop() comes first: then it is cancelled, and this returns.
+
+        It runs in the claim loop's own task, which stop() cancels while it waits here
+        (and only here: ``_waiting`` is set around this one ``await``). A task and a
+        stopper task per wait, as asyncio.wait needs, cost about 50 µs of CPU, and this
+        is every wait of the claim loop (one per task when tasks come one at a time).
+        """
+        if self._stopping.is_set():
+            awaitable.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting = task
         try:
-            await asyncio.wait(
-                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            stopper.cancel()
-            if not waiter.done():
-                waiter.cancel()
-                await asyncio.gather(waiter, return_exceptions=True)
+            if timeout is None:
+                await awaitable
             else:
-                error = waiter.exception()
-                if error is not None:
-                    raise error
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        await awaitable
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise  # the awaitable's own
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
+            # Our own cancel (stop()): taken back, so that the task counts no cancel
+            # request it will never see again (asyncio.timeout reads that count).
+            self._interrupted = False
+            task.uncancel()
+            if task.cancelling():
+                raise  # cancelled from outside as well: that one stands
+        finally:
+            self._waiting = None
+            if self._interrupted:
+                # stop() came as the wait ended, and the awaitable took the cancel
+                # without raising it: the request is taken back all the same.
+                self._interrupted = False
+                task.uncancel()
 
     async def _drain(self) -> None:
         """Give running tasks ``grace`` seconds (less after :meth:`abort`), then hand
