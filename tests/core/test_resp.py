@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -48,6 +50,40 @@ def test_concurrent_requests_get_their_own_replies(redis_url: str) -> None:
             await conn.close()
 
     assert asyncio.run(main()) == [str(i).encode() for i in range(500)]
+
+
+def test_every_argument_type_reaches_the_server_as_it_was_given(redis_url: str) -> None:
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    class Count(enum.IntEnum):
+        TWO = 2
+
+    given: list[Any] = ["ünï", b"a\x00b", 7, -0.5, 1.5e300, Colour.RED, Count.TWO]
+
+    async def main() -> list[object]:
+        conn = RespConnection(redis_url)
+        try:
+            replies = [await conn.execute("ECHO", value) for value in given]
+            for bad in (True, None, [1]):
+                with pytest.raises(TypeError, match=f"cannot send a {type(bad).__name__}"):
+                    await conn.execute("ECHO", bad)
+            # The refused argument sent nothing: the connection answers in order.
+            replies.append(await conn.execute("ECHO", "after"))
+            return replies
+        finally:
+            await conn.close()
+
+    assert asyncio.run(main()) == [
+        "ünï".encode(),
+        b"a\x00b",
+        b"7",
+        b"-0.5",
+        b"1.5e+300",
+        b"red",
+        b"2",
+        b"after",
+    ]
 
 
 def test_an_error_reply_raises_and_the_connection_goes_on(redis_url: str) -> None:
