@@ -127,6 +127,9 @@ local out = {}
 local isolated = false  -- a suspect was claimed: nothing more in this claim
 local suspects_wait = false
 local skipped = {}  -- suspects popped by a claim that cannot run them alone
+-- Queues this claim found empty (a pop got fewer than asked): no ZCARD for them, unless
+-- a slot freed meanwhile put parked tasks back into a queue (unparked).
+local emptied, unparked = {}, false
 local function take_checked(uuid, score, qk)
   local tkey = key_task(prefix, uuid)
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
@@ -180,7 +183,10 @@ local function take_checked(uuid, score, qk)
           if redis.call('ZREM', skey, held) == 1 then freed = freed + 1 end
         end
       end
-      if freed > 0 then unpark(prefix, r[2], freed, now) end
+      if freed > 0 then
+        unpark(prefix, r[2], freed, now)
+        unparked = true  -- parked tasks are back in their queues
+      end
       if redis.call('ZCARD', skey) >= limit.c then
         redis.call('ZADD', key_parked(prefix, r[2]), now, uuid)
         changed(prefix, uuid, 'new', 'parked', 'concurrency_limit')
@@ -241,8 +247,12 @@ elseif #served == 1 then
   -- must not hold Redis for long.
   local pops = 0
   while #out < n and not isolated and pops < n * 10 + 100 do
-    local popped = redis.call('ZPOPMIN', qk, n - #out)
-    if #popped == 0 then break end
+    local asked = n - #out
+    local popped = redis.call('ZPOPMIN', qk, asked)
+    if #popped == 0 then
+      emptied[qk] = true
+      break
+    end
     pops = pops + #popped / 2
     for i = 1, #popped, 2 do
       if isolated then
@@ -250,6 +260,12 @@ elseif #served == 1 then
       else
         take(popped[i], popped[i + 1], qk)
       end
+    end
+    -- Fewer than asked: the queue is empty (this call is atomic), no second pop needed,
+    -- unless a task taken freed a slot that put parked tasks back (then pop again).
+    if #popped < asked * 2 and not isolated and not unparked then
+      emptied[qk] = true
+      break
     end
   end
 else
@@ -274,9 +290,15 @@ else
 end
 -- No wake-up is pushed for them: the requeue that made them suspects pushed one each,
 -- and a worker that skipped one waits for its own tasks to end, not for a token.
-for _, entry in ipairs(skipped) do redis.call('ZADD', entry[1], entry[2], entry[3]) end
+for _, entry in ipairs(skipped) do
+  redis.call('ZADD', entry[1], entry[2], entry[3])
+  emptied[entry[1]] = nil
+end
 for _, q in ipairs(served) do
-  if redis.call('ZCARD', qkey(prefix, q)) == 0 then redis.call('DEL', wkey(prefix, q)) end
+  local qk = qkey(prefix, q)
+  if (emptied[qk] and not unparked) or redis.call('ZCARD', qk) == 0 then
+    redis.call('DEL', wkey(prefix, q))
+  end
 end
 
 -- When a claim could next find work without an enqueue: a delayed task falls due, or a

@@ -242,12 +242,18 @@ end
 -- as it, that nobody read (about a fifth of a finish's server time).
 local DONE_FIELDS = {'status', 'task_name', 'updated_at', 'unique_key', 'unique_until',
                      'waited', 'watched', 'progress', 'wf'}
-local function signal_done(prefix, uuid, tkey, ttl)
+-- `known`: the DONE_FIELDS as the record holds them now, when the caller read them
+-- already (finish does, in the read it makes anyway); else they are read here.
+local function signal_done(prefix, uuid, tkey, ttl, known)
   -- The fields every end needs; the whole record only for a waiter's token, a
   -- watcher's stream or a workflow's step (most tasks have none of them).
-  local got, rec = redis.call('HMGET', tkey, unpack(DONE_FIELDS)), {}
-  for i, field in ipairs(DONE_FIELDS) do
-    if got[i] then rec[field] = got[i] end
+  local rec = known
+  if not rec then
+    local got = redis.call('HMGET', tkey, unpack(DONE_FIELDS))
+    rec = {}
+    for i, field in ipairs(DONE_FIELDS) do
+      if got[i] then rec[field] = got[i] end
+    end
   end
   if rec.waited or rec.watched or rec.progress or rec.wf then
     local flat = redis.call('HGETALL', tkey)
