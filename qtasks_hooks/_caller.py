@@ -82,6 +82,60 @@ class ChainedCaller:
         return None
 
 
+class Plan:
+    """A trigger's impls, ready to call: built once per registration change (see
+    :class:`~qtasks_hooks._manager.PluginManager`), so that a call neither copies the
+    impl list nor looks up how to call each impl."""
+
+    __slots__ = ("calls", "firstresult", "methods", "rule")
+
+    def __init__(
+        self,
+        methods: Sequence[HookImpl],
+        firstresult: bool,
+        rule: ReplaceRule | None,
+        invokers: dict[HookImpl, _Invoker],
+    ) -> None:
+        #: A snapshot, in pluggy's order (a plugin registered during a call does not
+        #: change the call's impls, as pluggy's copy of the list ensures).
+        self.methods: Final = tuple(methods)
+        self.firstresult: Final = firstresult
+        self.rule: Final = rule if firstresult else None
+        calls = []
+        for index in range(len(methods) - 1, -1, -1):
+            impl = methods[index]
+            invoker = invokers.get(impl)
+            if invoker is None:
+                invoker = invokers[impl] = _invoker(impl)
+            calls.append((*invoker, index))
+        #: (function, argument getter, arity, index in methods), in call order.
+        self.calls: Final = tuple(calls)
+
+
+def call_plan(
+    caller: ChainedCaller, hook_name: str, plan: Plan, kwargs: Mapping[str, object]
+) -> Any:
+    """What :meth:`ChainedCaller.__call__` does for ``plan.methods``, from the plan."""
+    for function, get, arity, index in plan.calls:
+        try:
+            result = function(get(kwargs)) if arity == 1 else function(*get(kwargs))
+        except Exception as exc:
+            impl = plan.methods[index]
+            if _failed(exc, impl, kwargs, hook_name) is exc:
+                raise
+            raise _missing(impl, kwargs, hook_name) from None
+        if result is None:
+            continue
+        if isawaitable(result):
+            chain = _Chain(hook_name, plan.methods, kwargs, plan.rule, caller.invokers)
+            return chain._go_async(plan.methods[index], result, index)
+        if plan.rule is not None:
+            chain = _Chain(hook_name, plan.methods, kwargs, plan.rule, caller.invokers)
+            chain._absorb(plan.methods[index], result)
+            return chain.run(index - 1)
+    return None
+
+
 class _Chain:
     __slots__ = ("hook_name", "impls", "invokers", "kwargs", "owned", "replaced", "rule")
 

@@ -10,7 +10,7 @@ from typing import Any
 import pluggy
 from pluggy import HookCaller
 
-from ._caller import ChainedCaller
+from ._caller import ChainedCaller, Plan, call_plan
 from ._errors import PluginSpecError
 from ._markers import PROJECT_NAME
 from ._rules import ReplaceRule, rule_of
@@ -52,6 +52,18 @@ class _FastHookCaller(HookCaller):
         impls = self._hookimpls
         if not impls:
             return None
+        manager = getattr(self._hookexec, "__self__", None)
+        if type(manager) is PluginManager:
+            chained: ChainedCaller = manager._chained
+            traced = manager._inner_hookexec is not chained
+            if not traced:
+                # No tracing installed: the impls from the trigger's plan (built once
+                # per registration change), without pluggy's copy of the list and its
+                # dispatch through _hookexec.
+                plan = manager._plans.get(self.name)
+                if plan is None:
+                    plan = manager._plan(self)
+                return call_plan(chained, self.name, plan, kwargs)
         # What pluggy's __call__ does, minus its per-call argument warning (our specs
         # are called by our own core with every argument): the copy protects the loop
         # from a plugin that registers another while it runs.
@@ -75,6 +87,8 @@ class PluginManager(pluggy.PluginManager):
         # working on top of the chained caller.
         self._chained = ChainedCaller(self._rules)
         self._inner_hookexec = self._chained  # type: ignore[assignment]
+        #: Per trigger, its impls ready to call; emptied by every registration change.
+        self._plans: dict[str, Plan] = {}
         self._watchers: list[Callable[[], None]] = []
 
     def watch_registrations(self, callback: Callable[[], None]) -> None:
@@ -82,7 +96,16 @@ class PluginManager(pluggy.PluginManager):
         that does work only when a trigger has impls (the status changes) keeps up."""
         self._watchers.append(callback)
 
+    def _plan(self, caller: HookCaller) -> Plan:
+        firstresult = bool(caller.spec.opts.get("firstresult", False)) if caller.spec else False
+        plan = Plan(
+            caller._hookimpls, firstresult, self._rules.get(caller.name), self._chained.invokers
+        )
+        self._plans[caller.name] = plan
+        return plan
+
     def _registrations_changed(self) -> None:
+        self._plans.clear()
         for callback in self._watchers:
             callback()
 
@@ -103,6 +126,7 @@ class PluginManager(pluggy.PluginManager):
         # Validation before mutation: a bad module adds nothing.
         super().add_hookspecs(module_or_class)
         self._rules.update(rules)
+        self._plans.clear()
         for name in dir(module_or_class):
             caller = getattr(self.hook, name, None)
             if type(caller) is HookCaller:

@@ -356,3 +356,41 @@ def test_an_unregistered_plugin_is_not_called_again(pm: PluginManager) -> None:
     pm.register(Once(), name="again")
     pm.hook.on_event(component=None, seen=seen)
     assert seen == ["once", "once"]
+
+
+def test_a_plugin_registered_by_an_impl_joins_from_the_next_call(pm: PluginManager) -> None:
+    seen: list[str] = []
+
+    class Late:
+        @hookimpl
+        def on_event(self, seen: list[str]) -> None:
+            seen.append("late")
+
+    class Registrar:
+        @hookimpl
+        def on_event(self, seen: list[str]) -> None:
+            seen.append("registrar")
+            if pm.get_plugin("late") is None:
+                pm.register(Late(), name="late")
+
+    pm.register(Registrar(), name="registrar")
+    pm.hook.on_event(component=None, seen=seen)
+    assert seen == ["registrar"]  # the call's impls are those it started with
+    seen.clear()
+    pm.hook.on_event(component=None, seen=seen)
+    assert sorted(seen) == ["late", "registrar"]
+
+
+def test_blocking_a_plugin_stops_its_impls_at_once(pm: PluginManager) -> None:
+    seen: list[str] = []
+
+    class Noisy:
+        @hookimpl
+        def on_event(self, seen: list[str]) -> None:
+            seen.append("noisy")
+
+    pm.register(Noisy(), name="noisy")
+    pm.hook.on_event(component=None, seen=seen)
+    pm.set_blocked("noisy")
+    pm.hook.on_event(component=None, seen=seen)
+    assert seen == ["noisy"]
