@@ -72,13 +72,9 @@ class ChainedCaller:
                 raise _missing(impl, kwargs, hook_name) from None
             if result is None:
                 continue
-            if isawaitable(result):
-                chain = _Chain(hook_name, methods, kwargs, rule, invokers)
-                return chain._go_async(impl, result, index)
-            if rule is not None:
-                chain = _Chain(hook_name, methods, kwargs, rule, invokers)
-                chain._absorb(impl, result)
-                return chain.run(index - 1)
+            outcome = _answered(hook_name, methods, kwargs, rule, invokers, index, result)
+            if outcome is not _IGNORED:
+                return outcome
         return None
 
 
@@ -126,14 +122,38 @@ def call_plan(
             raise _missing(impl, kwargs, hook_name) from None
         if result is None:
             continue
-        if isawaitable(result):
-            chain = _Chain(hook_name, plan.methods, kwargs, plan.rule, caller.invokers)
-            return chain._go_async(plan.methods[index], result, index)
-        if plan.rule is not None:
-            chain = _Chain(hook_name, plan.methods, kwargs, plan.rule, caller.invokers)
-            chain._absorb(plan.methods[index], result)
-            return chain.run(index - 1)
+        outcome = _answered(
+            hook_name, plan.methods, kwargs, plan.rule, caller.invokers, index, result
+        )
+        if outcome is not _IGNORED:
+            return outcome
     return None
+
+
+#: What :func:`_answered` returns for a plain value of a trigger without a rule.
+_IGNORED: Final = object()
+
+
+def _answered(
+    hook_name: str,
+    methods: Sequence[HookImpl],
+    kwargs: Mapping[str, object],
+    rule: ReplaceRule | None,
+    invokers: dict[HookImpl, _Invoker],
+    index: int,
+    result: object,
+) -> Any:
+    """The call's outcome once impl ``methods[index]`` returned ``result`` (not
+    ``None``): the rest of the chain, run now or awaited; or ``_IGNORED`` for a plain
+    value of a trigger without a rule (ignored by contract: the loop goes on)."""
+    if isawaitable(result):
+        chain = _Chain(hook_name, methods, kwargs, rule, invokers)
+        return chain._go_async(methods[index], result, index)
+    if rule is not None:
+        chain = _Chain(hook_name, methods, kwargs, rule, invokers)
+        chain._absorb(methods[index], result)
+        return chain.run(index - 1)
+    return _IGNORED
 
 
 class _Chain:
