@@ -127,9 +127,9 @@ local out = {}
 local isolated = false  -- a suspect was claimed: nothing more in this claim
 local suspects_wait = false
 local skipped = {}  -- suspects popped by a claim that cannot run them alone
--- Queues this claim found empty (a pop got fewer than asked): no ZCARD for them, unless
--- a slot freed meanwhile put parked tasks back into a queue (unparked).
-local emptied, unparked = {}, false
+-- The one queue served was found empty (a pop got fewer than asked): no ZCARD for it,
+-- unless a slot freed meanwhile put parked tasks back (unparked) or a suspect went back.
+local emptied, unparked = false, false
 local function take_checked(uuid, score, qk)
   local tkey = key_task(prefix, uuid)
   local r, bad = read(tkey, 'args', 'kwargs', 'created_at', 'attempts', 'extra', 'retry',
@@ -250,7 +250,7 @@ elseif #served == 1 then
     local asked = n - #out
     local popped = redis.call('ZPOPMIN', qk, asked)
     if #popped == 0 then
-      emptied[qk] = true
+      emptied = true
       break
     end
     pops = pops + #popped / 2
@@ -264,7 +264,7 @@ elseif #served == 1 then
     -- Fewer than asked: the queue is empty (this call is atomic), no second pop needed,
     -- unless a task taken freed a slot that put parked tasks back (then pop again).
     if #popped < asked * 2 and not isolated and not unparked then
-      emptied[qk] = true
+      emptied = true
       break
     end
   end
@@ -290,13 +290,10 @@ else
 end
 -- No wake-up is pushed for them: the requeue that made them suspects pushed one each,
 -- and a worker that skipped one waits for its own tasks to end, not for a token.
-for _, entry in ipairs(skipped) do
-  redis.call('ZADD', entry[1], entry[2], entry[3])
-  emptied[entry[1]] = nil
-end
+for _, entry in ipairs(skipped) do redis.call('ZADD', entry[1], entry[2], entry[3]) end
+emptied = emptied and not unparked and #skipped == 0
 for _, q in ipairs(served) do
-  local qk = qkey(prefix, q)
-  if (emptied[qk] and not unparked) or redis.call('ZCARD', qk) == 0 then
+  if emptied or redis.call('ZCARD', qkey(prefix, q)) == 0 then
     redis.call('DEL', wkey(prefix, q))
   end
 end

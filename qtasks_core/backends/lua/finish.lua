@@ -20,12 +20,12 @@ index_begin()
 -- whose finish failed would run again.
 local function finish_one(uuid, token, status, ttl, delay, fields)
   local tkey = key_task(prefix, uuid)
-  -- started_at and history serve a retry only, the fields from unique_key on the end
-  -- (signal_done's DONE_FIELDS); read here all the same, so that a success costs no
+  -- started_at and history serve a retry only, and signal_done's DONE_FIELDS (after
+  -- the 11 fields here) the end; read here all the same, so that a success costs no
   -- second read.
   local held = redis.pcall('HMGET', tkey, 'claim', 'status', 'queue', 'slot', 'task_name',
                            'solo', 'attempts', 'worker', 'abort', 'started_at', 'history',
-                           'unique_key', 'unique_until', 'waited', 'watched', 'progress', 'wf')
+                           unpack(DONE_FIELDS))
   if failed(held) or held[1] ~= token then return 0 end
   if held[2] ~= 'process' then return 2 end
   local flat = {}
@@ -73,14 +73,13 @@ local function finish_one(uuid, token, status, ttl, delay, fields)
   else
     ended[status] = (ended[status] or 0) + 1
     -- The record's DONE_FIELDS after the HSET above: as read, unless just written.
-    local known = {updated_at = stamp(now)}
-    for i, field in ipairs({'task_name', 'unique_key', 'unique_until', 'waited', 'watched',
-                            'progress', 'wf'}) do
+    local known = {}
+    for i, field in ipairs(DONE_FIELDS) do
       local value = fields[field]
-      if value == nil then value = held[i == 1 and 5 or i + 10] end
+      if value == nil then value = held[11 + i] end
       if value then known[field] = value end
     end
-    known.status = fields.status or held[2]
+    known.updated_at = stamp(now)
     signal_done(prefix, uuid, tkey, ttl, known)
   end
   return 1
