@@ -49,41 +49,47 @@ class ChainedCaller:
         kwargs: Mapping[str, object],
         firstresult: bool,
     ) -> Any:
+        """pluggy's ``_inner_hookexec``: the path of a traced call (the plugin manager
+        calls the impls from its cached plans otherwise)."""
         if not methods:
             # The fast path: a trigger nobody implements costs one call and a test.
             return None
-        rule = self.rules.get(hook_name) if firstresult else None
-        invokers = self.invokers
-        # Call each impl; only a result (a replacement, or an awaitable to finish
-        # asynchronously and in order) needs the full chain. For a trigger without a
-        # rule, plain values are ignored by contract.
-        for index in range(len(methods) - 1, -1, -1):
-            impl = methods[index]
-            # _call, inlined: this loop runs for every impl of every trigger fired.
-            invoker = invokers.get(impl)
-            if invoker is None:
-                invoker = invokers[impl] = _invoker(impl)
-            function, get, arity = invoker
+        return self.run(hook_name, self.plan(hook_name, methods, firstresult), kwargs)
+
+    def plan(self, hook_name: str, methods: Sequence[HookImpl], firstresult: bool) -> Plan:
+        """The plan of a call of ``hook_name`` to ``methods`` (pluggy's order)."""
+        return Plan(methods, firstresult, self.rules.get(hook_name), self.invokers)
+
+    def run(self, hook_name: str, plan: Plan, kwargs: Mapping[str, object]) -> Any:
+        """Call each impl of ``plan``; only a result (a replacement, or an awaitable to
+        finish asynchronously and in order) needs the full chain. For a trigger without
+        a rule, plain values are ignored by contract."""
+        for function, get, arity, index in plan.calls:
             try:
                 result = function(get(kwargs)) if arity == 1 else function(*get(kwargs))
             except Exception as exc:
+                impl = plan.methods[index]
                 if _failed(exc, impl, kwargs, hook_name) is exc:
                     raise
                 raise _missing(impl, kwargs, hook_name) from None
             if result is None:
                 continue
-            outcome = _answered(hook_name, methods, kwargs, rule, invokers, index, result)
-            if outcome is not _IGNORED:
-                return outcome
+            if isawaitable(result):
+                chain = _Chain(hook_name, plan.methods, kwargs, plan.rule, self.invokers)
+                return chain._go_async(plan.methods[index], result, index)
+            if plan.rule is not None:
+                chain = _Chain(hook_name, plan.methods, kwargs, plan.rule, self.invokers)
+                chain._absorb(plan.methods[index], result)
+                return chain.run(index - 1)
         return None
 
 
 class Plan:
-    """A trigger's impls, ready to call: built once per registration change (see
-    :class:`~qtasks_hooks._manager.PluginManager`), so that a call neither copies the
-    impl list nor looks up how to call each impl."""
+    """A trigger's impls, ready to call: kept by the plugin manager per trigger until
+    the next registration change, so that a call neither copies the impl list nor
+    looks up how to call each impl."""
 
-    __slots__ = ("calls", "firstresult", "methods", "rule")
+    __slots__ = ("calls", "methods", "rule")
 
     def __init__(
         self,
@@ -95,7 +101,6 @@ class Plan:
         #: A snapshot, in pluggy's order (a plugin registered during a call does not
         #: change the call's impls, as pluggy's copy of the list ensures).
         self.methods: Final = tuple(methods)
-        self.firstresult: Final = firstresult
         self.rule: Final = rule if firstresult else None
         calls = []
         for index in range(len(methods) - 1, -1, -1):
@@ -106,54 +111,6 @@ class Plan:
             calls.append((*invoker, index))
         #: (function, argument getter, arity, index in methods), in call order.
         self.calls: Final = tuple(calls)
-
-
-def call_plan(
-    caller: ChainedCaller, hook_name: str, plan: Plan, kwargs: Mapping[str, object]
-) -> Any:
-    """What :meth:`ChainedCaller.__call__` does for ``plan.methods``, from the plan."""
-    for function, get, arity, index in plan.calls:
-        try:
-            result = function(get(kwargs)) if arity == 1 else function(*get(kwargs))
-        except Exception as exc:
-            impl = plan.methods[index]
-            if _failed(exc, impl, kwargs, hook_name) is exc:
-                raise
-            raise _missing(impl, kwargs, hook_name) from None
-        if result is None:
-            continue
-        outcome = _answered(
-            hook_name, plan.methods, kwargs, plan.rule, caller.invokers, index, result
-        )
-        if outcome is not _IGNORED:
-            return outcome
-    return None
-
-
-#: What :func:`_answered` returns for a plain value of a trigger without a rule.
-_IGNORED: Final = object()
-
-
-def _answered(
-    hook_name: str,
-    methods: Sequence[HookImpl],
-    kwargs: Mapping[str, object],
-    rule: ReplaceRule | None,
-    invokers: dict[HookImpl, _Invoker],
-    index: int,
-    result: object,
-) -> Any:
-    """The call's outcome once impl ``methods[index]`` returned ``result`` (not
-    ``None``): the rest of the chain, run now or awaited; or ``_IGNORED`` for a plain
-    value of a trigger without a rule (ignored by contract: the loop goes on)."""
-    if isawaitable(result):
-        chain = _Chain(hook_name, methods, kwargs, rule, invokers)
-        return chain._go_async(methods[index], result, index)
-    if rule is not None:
-        chain = _Chain(hook_name, methods, kwargs, rule, invokers)
-        chain._absorb(methods[index], result)
-        return chain.run(index - 1)
-    return _IGNORED
 
 
 class _Chain:

@@ -10,7 +10,7 @@ from typing import Any
 import pluggy
 from pluggy import HookCaller
 
-from ._caller import ChainedCaller, Plan, call_plan
+from ._caller import ChainedCaller, Plan
 from ._errors import PluginSpecError
 from ._markers import PROJECT_NAME
 from ._rules import ReplaceRule, rule_of
@@ -63,7 +63,7 @@ class _FastHookCaller(HookCaller):
                 plan = manager._plans.get(self.name)
                 if plan is None:
                     plan = manager._plan(self)
-                return call_plan(chained, self.name, plan, kwargs)
+                return chained.run(self.name, plan, kwargs)
         # What pluggy's __call__ does, minus its per-call argument warning (our specs
         # are called by our own core with every argument): the copy protects the loop
         # from a plugin that registers another while it runs.
@@ -98,9 +98,7 @@ class PluginManager(pluggy.PluginManager):
 
     def _plan(self, caller: HookCaller) -> Plan:
         firstresult = bool(caller.spec.opts.get("firstresult", False)) if caller.spec else False
-        plan = Plan(
-            caller._hookimpls, firstresult, self._rules.get(caller.name), self._chained.invokers
-        )
+        plan = self._chained.plan(caller.name, caller._hookimpls, firstresult)
         self._plans[caller.name] = plan
         return plan
 
