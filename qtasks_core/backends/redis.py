@@ -89,7 +89,7 @@ ACL_RULE: Final = (
     "+time +type +get +set +del +unlink +incr +exists +expire +pexpire +persist +scan "
     "+hset +hsetnx +hget +hmget +hgetall +hincrby +hdel +hexists +hscan "
     "+zadd +zscore +zrange +zrangebyscore +zrank +zrevrank +zcount +zcard +zpopmin +zrem "
-    "+zremrangebyscore "
+    "+zremrangebyscore +renamenx "
     "+rpush +lpush +ltrim +lrange +blpop +blmove +sadd +srem +smembers +xadd +xread +asking "
     "+cluster|slots"
 )

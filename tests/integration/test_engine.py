@@ -221,6 +221,13 @@ def test_a_least_privilege_user_runs_a_producer_and_a_worker(server: RedisServer
     admin.execute_command("ACL", "SETUSER", "qtasks", "on", ">pw", "resetkeys", *ACL_RULE.split())
     url = f"redis://qtasks:pw@127.0.0.1:{server.port}/0"
     name = "engine-least"
+    # qtasks migrate-keys, run by the same user: a key of QTasks < 0.2 moves.
+    admin.set(Keys.legacy(name).prefix + "old", "1")
+    mover = QueueTasks(name, redis_url=url, load_entry_points=False)
+    assert mover.migrate_keys() == (1, [])
+    mover.stop()
+    assert admin.get(Keys.for_app(name).prefix + "old") == b"1"
+    admin.delete(Keys.for_app(name).prefix + "old")
     app = QueueTasks(name, redis_url=url, load_entry_points=False)
     env = {**env_for(server, name), "QTASKS_REDIS_URL": url}
     worker = start_worker(env, "-c", "2")
