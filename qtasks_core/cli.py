@@ -1041,8 +1041,9 @@ def retry(
     """Send a task that ended error or cancel again, as a new task with its name,
     arguments, queue and priority; with --failed, every task that ended error and was
     not sent again already. The old record stays, linked to the new task: run twice,
-    --failed sends each task once; a task named by its id is sent again each time."""
-    from .errors import QTasksError
+    or twice at once (or beside the dashboard's bulk retry), --failed sends each task
+    once; a task named by its id is sent again each time."""
+    from .errors import QTasksError, RetriedAlready
 
     if name is not None and not failed:
         fail("--name filters --failed: write qtasks retry --failed --name NAME")
@@ -1083,16 +1084,22 @@ def retry(
     if not yes and not typer.confirm(question):
         application.stop()
         raise typer.Exit(1)
-    refused = 0
+    refused = already = 0
     for old in wanted:
         try:
-            new = application.retry(old)
+            new = application.retry(old, once=True)
+        except RetriedAlready as exc:
+            # Sent meanwhile by another run (or the dashboard): skipped, not refused.
+            already += 1
+            typer.echo(f"{old}: skipped: sent again meanwhile, as {exc.retried_as}")
         except QTasksError as exc:
             refused += 1
             typer.echo(f"{old}: not sent: {exc}")
         else:
             typer.echo(f"{old}: sent again as {new.uuid}")
-    typer.echo(f"sent again {len(wanted) - refused} of {len(wanted)} task(s)")
+    sent = len(wanted) - refused - already
+    meanwhile = f" ({already} sent again meanwhile)" if already else ""
+    typer.echo(f"sent again {sent} of {len(wanted)} task(s){meanwhile}")
     application.stop()
     if refused:
         raise typer.Exit(1)

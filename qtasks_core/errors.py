@@ -7,6 +7,7 @@
     ├── TaskSerializationError (also TypeError)   arguments or result are not JSON-able
     ├── TaskTimeoutError (also TimeoutError)      a wait for a result ran out; keeps uuid
     ├── TaskOptionError (also ValueError)         a bad priority, payload, option …
+    │   └── RetriedAlready                        retry(once=True): sent again already
     ├── TaskExitError                             a task raised SystemExit/KeyboardInterrupt
     ├── TaskCancel                                raised by ``ctx.cancel()`` in a task
     ├── TaskPluginTriggerError                    raised by ``ctx.plugin_error()`` in a task
@@ -64,6 +65,16 @@ class TaskSerializationError(QTasksError, TypeError):
 
 class TaskOptionError(QTasksError, ValueError):
     """A task option or an ``add_task`` argument is out of range."""
+
+
+class RetriedAlready(TaskOptionError):
+    """``retry(uuid, once=True)`` met a task that was sent again already: ``retried_as``
+    is the task it was sent again as."""
+
+    def __init__(self, uuid: str, retried_as: str) -> None:
+        super().__init__(f"task {uuid} was sent again already, as {retried_as}")
+        self.uuid = uuid
+        self.retried_as = retried_as
 
 
 class TaskTimeoutError(QTasksError, TimeoutError):

@@ -6,13 +6,19 @@ Each operation is one step of a component (Broker or Storage), checked first.
 from __future__ import annotations
 
 import asyncio
+import uuid as uuidlib
+from typing import Final
 
 from ._util import fired
 from ._validate import check_queue
 from .backends.base import AbortResult, RequeueResult
-from .errors import TaskOptionError
+from .errors import RetriedAlready, TaskOptionError
 from .schemas import DeadLetterPage, Task
 from .sending import SendOps
+from .storage import TaskExists
+
+#: The namespace of the uuids ``retry_async(once=True)`` derives (uuid5 of the old one).
+_RETRY_IDS: Final = uuidlib.UUID("5b0d7f3e-8a4c-4f1e-9c2d-7e6a1b3c9d40")
 
 
 class AdminOps(SendOps):
@@ -42,15 +48,21 @@ class AdminOps(SendOps):
         await self.start_async()
         return await self.storage.abort(uuid, reason)
 
-    async def retry_async(self, uuid: str) -> Task:
+    async def retry_async(self, uuid: str, *, once: bool = False) -> Task:
         """Send the task ``uuid`` again as a new task (same name, arguments, queue and
         priority); for a task that ended ``error`` or ``cancel``. Returns the new task.
         Raises :class:`TaskOptionError` for an unknown task or one that has not ended.
 
         The two are linked both ways: the new task's ``retried_from`` is ``uuid``, and
         the old one's ``retried_as`` the new task's uuid (the newest, when it is sent
-        again more than once: that is allowed, and ``qtasks retry --failed`` skips a
-        task whose ``retried_as`` is set).
+        again more than once: that is allowed).
+
+        ``once=True`` sends it again only if it never was: a task whose ``retried_as``
+        is set raises :class:`~qtasks_core.errors.RetriedAlready` naming that task.
+        The new task's uuid is then derived from ``uuid``, so two callers at once (two
+        ``qtasks retry --failed``, the dashboard's bulk retry beside it) write it once
+        between them: the other gets ``RetriedAlready``; and a caller stopped between
+        the send and the link sends nothing more when run again, it links.
         """
         await self.start_async()
         # One read: the record tells a workflow or a step of one; the task is built from it.
@@ -72,17 +84,29 @@ class AdminOps(SendOps):
                 f"task {uuid} is {task.status}: only a task that ended error or cancel is "
                 "sent again (a queued or running one would run twice)"
             )
+        if once and task.retried_as is not None:
+            raise RetriedAlready(uuid, task.retried_as)
         options = {"queue": task.queue, "retried_from": uuid}
         call = await self.producer.call(
             task.task_name, task.args, task.kwargs, task.priority, options
         )
-        new = await self._send(call, None)
-        link = {"retried_as": new.uuid}
+        fixed = str(uuidlib.uuid5(_RETRY_IDS, uuid)) if once else None
+        new: Task | None = None
+        try:
+            new = await self._send(call, None, fixed)
+            sent_as = new.uuid
+        except TaskExists as exists:
+            # Sent by another caller at once, or by this one before it stopped: the
+            # link (the same either way) is written, the task not twice.
+            sent_as = exists.uuid
+        link = {"retried_as": sent_as}
         if record.get("updated_at"):
             # Kept as it is: the link is no change of the old task, which ended then.
             link["updated_at"] = record["updated_at"]
         # A record that expired meanwhile is not written again (the update says False).
         await self.storage.update(uuid=uuid, **link)
+        if new is None:
+            raise RetriedAlready(uuid, sent_as)
         return new
 
     async def ping_async(self) -> bool:

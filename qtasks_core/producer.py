@@ -29,6 +29,7 @@ from ._validate import check_priority, check_task_name
 from .errors import TaskOptionError
 from .keys import DEFAULT_QUEUE
 from .schemas import Task, TaskStatusNewSchema
+from .storage import TaskExists
 
 if TYPE_CHECKING:
     from .app import BaseQueueTasks
@@ -142,14 +143,20 @@ class Producer:
             await broker.failed(models, exc)
             raise
 
-    async def add(self, call: Call) -> Task:
+    async def add(self, call: Call, uuid: str | None = None) -> Task:
         """One task through every step (``add_task``, ``send_task``); raises
         :class:`~qtasks_core.storage.UniqueHeld` when another task holds its
-        unique key (told to ``broker_add_failed``, nothing written)."""
-        prepared = await self.prepare(call)
+        unique key (told to ``broker_add_failed``, nothing written). ``uuid``: a fixed
+        one (``retry(once=True)``); a record of it raises
+        :class:`~qtasks_core.storage.TaskExists`, told the same way."""
+        prepared = await self.prepare(call, uuid)
         broker, storage, _ = self.app._build()
         try:
-            await storage.write(prepared.uuid, prepared.model, prepared.record)
+            written = await storage.write(prepared.uuid, prepared.model, prepared.record)
+            # Without a fixed uuid, only an enqueue resent after a lost reply meets its
+            # own record: written, then.
+            if not written and uuid is not None:
+                raise TaskExists(prepared.uuid)
         except Exception as exc:
             await broker.failed([prepared.model], exc)
             raise

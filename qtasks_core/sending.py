@@ -103,11 +103,12 @@ class SendOps(ReadOps):
         call = await self.producer.call(task_name, call_args, call_kwargs, priority, options)
         return await self._send(call, timeout)
 
-    async def _send(self, call: Call, timeout: float | None) -> Task:
+    async def _send(self, call: Call, timeout: float | None, uuid: str | None = None) -> Task:
         """Write a checked call through the producer, then run it (eager mode) or wait
-        ``timeout`` seconds for its end, as :meth:`send_task_async` promises."""
+        ``timeout`` seconds for its end, as :meth:`send_task_async` promises (``uuid``:
+        a fixed one, see :meth:`Producer.add <qtasks_core.producer.Producer.add>`)."""
         try:
-            task = await self.producer.add(call)
+            task = await self.producer.add(call, uuid)
         except UniqueHeld as held:
             # Another task holds the key: that task is the answer, as it is now.
             existing = await self.get_async(held.uuid)

@@ -73,6 +73,14 @@ class UniqueHeld(Exception):
         self.uuid = uuid
 
 
+class TaskExists(Exception):
+    """An enqueue under a fixed uuid met a record of that uuid: nothing was written."""
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(uuid)
+        self.uuid = uuid
+
+
 #: The uuid of a workflow's step: ``<workflow id>:<path in its tree>`` (see workflows.py).
 _WORKFLOW_STEP: Final = re.compile(r"[0-9a-f-]{36}:(?:r(?:\.\d+)*|e)")
 
@@ -289,11 +297,12 @@ class Storage:
 
     async def write(
         self, uuid: str, task_status: TaskStatusNewSchema, record: dict[str, str]
-    ) -> None:
+    ) -> bool:
         """Write a prepared task's record and queue it, atomically (see
         :meth:`prepare_add`). With a ``unique_key`` that another task holds, nothing is
         written: :class:`UniqueHeld` names it. The model takes the ``created_at`` the
-        backend wrote, on its clock."""
+        backend wrote, on its clock. ``False``: ``uuid`` had a record already, and
+        nothing was written."""
         written = await self.backend.enqueue(uuid, record, task_status.priority)
         if isinstance(written, str):
             raise UniqueHeld(written)
@@ -301,6 +310,8 @@ class Storage:
             # A float the backend made: set as is, without pydantic's assignment path
             # (two attribute hooks per enqueue).
             task_status.__dict__.update(created_at=written, updated_at=written)
+            return True
+        return False
 
     async def write_many(
         self, items: list[tuple[str, TaskStatusNewSchema, dict[str, str]]]

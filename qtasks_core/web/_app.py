@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._urls import mask_url
 from .._validate import check_queue
-from ..errors import BackendError, TaskOptionError
+from ..errors import BackendError, RetriedAlready, TaskOptionError
 from ..schemas import Task, TaskStatus, WorkflowNode, WorkflowView
 from ..stats import Stats
 from ..storage import SEARCH_WINDOW
@@ -716,8 +716,13 @@ class _Dashboard:
                     status=bulk.status, task_name=task_name, queue=queue, before=before, limit=1000
                 )
                 for task in page.tasks:
-                    steps = bulk.kind == "retry-failed" and (task.is_workflow or task.workflow)
-                    found.append((task.uuid, "a workflow or a step of one" if steps else None))
+                    why = None
+                    if bulk.kind == "retry-failed":
+                        if task.is_workflow or task.workflow:
+                            why = "a workflow or a step of one"
+                        elif task.retried_as is not None:
+                            why = "sent again already"
+                    found.append((task.uuid, why))
                 before = page.next
             if before is None:
                 break
@@ -729,6 +734,7 @@ class _Dashboard:
         self.guard.check_may_act()
         bulk, task_name, queue = self._bulk_filter(request.query_params)
         targets, more = await self._bulk_targets(bulk, task_name, queue)
+        skips: Counter[str] = Counter(why for _, why in targets if why is not None)
         return self.render(
             request,
             "bulk",
@@ -736,7 +742,8 @@ class _Dashboard:
             task_name=task_name,
             queue=queue,
             count=len(targets),
-            skipping=sum(1 for _, why in targets if why is not None),
+            skipping=sum(skips.values()),
+            skip_reasons="; ".join(f"{why}: {n}" for why, n in skips.most_common()),
             more=more,
             limit=BULK_MAX,
             back=self._bulk_back(request, bulk, task_name, queue),
@@ -793,7 +800,9 @@ class _Dashboard:
         """Act on one task of a bulk action: ``None`` when done, else why not."""
         if bulk.kind == "retry-failed":
             try:
-                await self.app.retry_async(uuid)
+                await self.app.retry_async(uuid, once=True)
+            except RetriedAlready:
+                return "sent again already"
             except TaskOptionError:
                 return "no longer failed (or gone)"
             return None

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from qtasks_core import Attempt, QueueTasks
+from qtasks_core.errors import RetriedAlready
 from qtasks_core.starter import Starter
 
 
@@ -139,3 +140,64 @@ def test_retry_links_the_new_task_and_the_old_one_both_ways(app: QueueTasks) -> 
     assert newer.uuid not in (old, new.uuid) and newer.retried_from == old
     after = app.get(old)
     assert after is not None and after.retried_as == newer.uuid
+
+
+def _sent_from(app: QueueTasks, old: str) -> list[str]:
+    return [t.uuid for t in app.list_tasks(status="new", limit=100).tasks if t.retried_from == old]
+
+
+def test_retry_once_sends_a_failed_task_once_however_many_callers_ask(app: QueueTasks) -> None:
+    @app.task(name="bad")
+    def bad() -> None:
+        raise ValueError("nope")
+
+    old = app.add_task("bad").uuid
+    _drain(app)
+    first = app.retry(old, once=True)
+    with pytest.raises(RetriedAlready, match=f"task {old} was sent again already, as {first.uuid}"):
+        app.retry(old, once=True)
+    assert _sent_from(app, old) == [first.uuid]
+
+    # Two callers at once (two `qtasks retry --failed`, the dashboard beside one): one
+    # task between them, and the other caller is told which.
+    other = app.add_task("bad").uuid
+    _drain(app)
+
+    async def both() -> list[object]:
+        return await asyncio.gather(
+            app.retry_async(other, once=True),
+            app.retry_async(other, once=True),
+            return_exceptions=True,
+        )
+
+    outcomes = app._portal.call(both())
+    told = [o for o in outcomes if isinstance(o, RetriedAlready)]
+    sent = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(told) == 1 and len(sent) == 1, outcomes
+    assert told[0].retried_as == sent[0].uuid  # type: ignore[attr-defined]
+    assert _sent_from(app, other) == [sent[0].uuid]  # type: ignore[attr-defined]
+    linked = app.get(other)
+    assert linked is not None and linked.retried_as == sent[0].uuid  # type: ignore[attr-defined]
+
+
+def test_retry_once_run_again_after_a_stop_between_send_and_link_only_links(
+    app: QueueTasks,
+) -> None:
+    @app.task(name="bad")
+    def bad() -> None:
+        raise ValueError("nope")
+
+    old = app.add_task("bad").uuid
+    _drain(app)
+    first = app.retry(old, once=True)
+    # As if the caller had stopped after the send, before the link was written.
+    assert app._portal.call(app.backend.update(old, {"retried_as": ""}))
+    assert app.get(old).retried_as is None  # type: ignore[union-attr]
+    with pytest.raises(RetriedAlready) as told:
+        app.retry(old, once=True)
+    assert told.value.retried_as == first.uuid
+    assert _sent_from(app, old) == [first.uuid]
+    assert app.get(old).retried_as == first.uuid  # type: ignore[union-attr]
+    # Without once, a task is sent again each time it is asked (as before).
+    assert app.retry(old).uuid not in (first.uuid, old)
+    assert len(_sent_from(app, old)) == 2

@@ -333,6 +333,22 @@ def test_retry_failed_run_twice_sends_each_task_once(sample_env) -> None:
     app.stop()
 
 
+def test_retry_failed_skips_a_task_another_run_sent_meanwhile(sample_env) -> None:
+    app = producer(sample_env)
+    old = app.send_task("fails", ["f"]).uuid
+    run_burst(sample_env)
+    first = app.retry(old, once=True)
+    # Read as not sent again (another run sent it but had not linked it yet): this run
+    # sends nothing, links it, and says so; not a refusal.
+    assert app._portal.call(app.backend.update(old, {"retried_as": ""}))
+    result = runner.invoke(cli, ["retry", "-A", "apps.lifecycle:app", "--failed", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert f"{old}: skipped: sent again meanwhile, as {first.uuid}" in result.output
+    assert "sent again 0 of 1 task(s) (1 sent again meanwhile)" in result.output
+    assert [t.uuid for t in app.list_tasks(status="new").tasks] == [first.uuid]
+    app.stop()
+
+
 def test_retry_failed_with_nothing_failed_says_so(sample_env) -> None:
     result = runner.invoke(
         cli, ["retry", "-A", "apps.lifecycle:app", "--failed", "--name", "fails"]

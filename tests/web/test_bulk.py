@@ -68,6 +68,15 @@ def test_retry_all_failed_counts_first_then_sends_each_again(app, dashboard) -> 
     assert sorted(t.args for t in again) == [(0,), (1,), (2,)]
     assert all(t.task_name == "boom" for t in again)
     assert {t.uuid for t in again}.isdisjoint(booms)
+    # Asked again (a second click, or another operator): each was sent once already.
+    page = browser.get(link.group(1).replace("&amp;", "&")).text
+    assert "of which 3 will be skipped (sent again already: 3)" in page
+    answer = browser.post("/bulk/act", form)
+    assert notice(browser, answer) == (
+        "Retry all failed of task boom: 0 sent again as new tasks, 3 skipped "
+        "(3 sent again already)."
+    )
+    assert len(app.list_tasks(status="new").tasks) == 3
 
 
 def test_cancel_all_queued_of_a_name_says_how_many_were_skipped(app, dashboard) -> None:
@@ -95,7 +104,7 @@ def test_a_task_no_longer_in_that_status_is_skipped_saying_why(
     browser = dashboard(app)
     token = browser.csrf()
 
-    async def retried_elsewhere(self, uuid):  # type: ignore[no-untyped-def]
+    async def retried_elsewhere(self, uuid, *, once=False):  # type: ignore[no-untyped-def]
         raise _app.TaskOptionError("it is no longer failed")
 
     monkeypatch.setattr(type(app), "retry_async", retried_elsewhere)
