@@ -269,18 +269,28 @@ class StorageBackend(Protocol):
 
     async def get(self, uuid: str) -> dict[str, str] | None: ...
 
-    async def get_many(self, uuids: Sequence[str]) -> list[dict[str, str] | None]:
-        """:meth:`get` of each of ``uuids``, in one round trip; ``None`` where none."""
+    async def get_many(
+        self, uuids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[dict[str, str] | None]:
+        """:meth:`get` of each of ``uuids``, in one round trip; ``None`` where none.
+        ``fields``: only those (each record then holds its ``uuid`` and those of the
+        fields it has; one with none of them counts as none), for a reader that
+        looks at a few fields of many records (a search)."""
 
     async def get_all(self, limit: int) -> list[dict[str, str]]: ...
 
     async def index_page(
-        self, index: str, after: tuple[float, str] | None, limit: int
+        self,
+        index: str,
+        after: tuple[float, str] | None,
+        limit: int,
+        fields: Sequence[str] | None = None,
     ) -> list[tuple[str, float, dict[str, str] | None]]:
         """Up to ``limit`` entries of an index after the cursor ``after`` (``(score,
         uuid)`` of the last entry of the previous page): ``(uuid, score, record)``, the
         record ``None`` when it is gone (expired; such entries are dropped from the
-        index). Never a scan of the keyspace.
+        index), and only its ``fields`` when given (as :meth:`get_many`). Never a scan
+        of the keyspace.
 
         ``index`` is ``final:<status>`` or ``name:<task name>`` (finished tasks, newest
         first, scored by the time they ended in ms), ``queue:<name>`` (queue order),

@@ -100,6 +100,15 @@ def _number(value: str | None, default: int) -> int:
         return default
 
 
+def _only(record: dict[str, str], fields: Sequence[str] | None) -> dict[str, str] | None:
+    """``record`` as ``get_many(fields=...)`` gives it: its uuid and those of ``fields``
+    it has; ``None`` when it has none of them (as the Redis backend reads it)."""
+    if fields is None:
+        return record
+    picked = {f: record[f] for f in fields if f in record and f != "uuid"}
+    return {"uuid": record["uuid"], **picked} if picked else None
+
+
 def _unfit(record: dict[str, str] | None) -> str | None:
     """What is wrong with a record about to be queued again, or ``None`` (the same
     checks as ``lib.lua``'s ``unfit``)."""
@@ -1385,7 +1394,11 @@ class MemoryBackend:
         return {"uuid": uuid, **{k: v for k, v in record.items() if k not in hidden}}
 
     async def index_page(
-        self, index: str, after: tuple[float, str] | None, limit: int
+        self,
+        index: str,
+        after: tuple[float, str] | None,
+        limit: int,
+        fields: Sequence[str] | None = None,
     ) -> list[tuple[str, float, dict[str, str] | None]]:
         kind, _, name = index.partition(":")
         with self._lock:
@@ -1425,7 +1438,8 @@ class MemoryBackend:
                 record = self._records.get(uuid)
                 if record is None:
                     gone.append(uuid)  # expired or deleted: its entry goes too
-                page.append((uuid, score, None if record is None else self._visible(uuid, record)))
+                shown = None if record is None else _only(self._visible(uuid, record), fields)
+                page.append((uuid, score, shown))
                 if len(page) >= limit:
                     break
             if kind in ("final", "name"):
@@ -1433,11 +1447,13 @@ class MemoryBackend:
                     self._unindex(index, uuid)
             return page
 
-    async def get_many(self, uuids: Sequence[str]) -> list[dict[str, str] | None]:
+    async def get_many(
+        self, uuids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[dict[str, str] | None]:
         with self._lock:
             self._expire()
             records = [(u, self._records.get(u)) for u in uuids]
-            return [None if r is None else self._visible(u, r) for u, r in records]
+            return [None if r is None else _only(self._visible(u, r), fields) for u, r in records]
 
     async def get_all(self, limit: int) -> list[dict[str, str]]:
         with self._lock:

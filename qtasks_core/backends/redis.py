@@ -806,25 +806,42 @@ class RedisBackend:
         return {"uuid": uuid, **record}
 
     @mapped("get_many")
-    async def get_many(self, uuids: Sequence[str]) -> list[dict[str, str] | None]:
+    async def get_many(
+        self, uuids: Sequence[str], fields: Sequence[str] | None = None
+    ) -> list[dict[str, str] | None]:
         if not uuids:
             return []
         records = self._conn().links.function(_lua.RECORDS)
+        wanted = [f for f in fields if f != "claim"] if fields is not None else []
         out: list[dict[str, str] | None] = []
         # A bounded number per call: the server runs nothing else meanwhile.
         for start in range(0, len(uuids), RECORDS_PER_CALL):
             chunk = uuids[start : start + RECORDS_PER_CALL]
             replies = cast(
-                list[list[bytes]],
-                await records(keys=[self.keys.queue], args=[self.keys.prefix, *chunk]),
+                list[list[bytes | None]],
+                await records(
+                    keys=[self.keys.queue],
+                    args=[self.keys.prefix, len(wanted), *wanted, *chunk],
+                ),
             )
             for uuid, flat in zip(chunk, replies, strict=True):
                 if not flat:
                     out.append(None)  # none, or not a hash of ours
                     continue
+                if fields is not None:
+                    # Only what was asked, and only the fields the record has.
+                    out.append(
+                        {"uuid": uuid}
+                        | {
+                            f: v.decode(errors="replace")
+                            for f, v in zip(wanted, flat, strict=True)
+                            if v is not None
+                        }
+                    )
+                    continue
                 pairs = iter(flat)
                 record = {
-                    k.decode(errors="replace"): v.decode(errors="replace")
+                    k.decode(errors="replace"): v.decode(errors="replace")  # type: ignore[union-attr]
                     for k, v in zip(pairs, pairs, strict=True)
                 }
                 record.pop("claim", None)
@@ -1036,7 +1053,11 @@ class RedisBackend:
 
     @mapped("index_page")
     async def index_page(
-        self, index: str, after: tuple[float, str] | None, limit: int
+        self,
+        index: str,
+        after: tuple[float, str] | None,
+        limit: int,
+        fields: Sequence[str] | None = None,
     ) -> list[tuple[str, float, dict[str, str] | None]]:
         key = self._index_key(index)
         client = self.client
@@ -1076,7 +1097,7 @@ class RedisBackend:
             else:
                 entries = [(u, sc) for u, sc in entries if sc > score or (sc == score and u > last)]
         entries = entries[:limit]
-        records = await self.get_many([uuid for uuid, _ in entries])
+        records = await self.get_many([uuid for uuid, _ in entries], fields)
         gone = [u for (u, _), r in zip(entries, records, strict=True) if r is None]
         if gone and newest_first:
             await client.zrem(key, *gone)  # expired records: their entries go too

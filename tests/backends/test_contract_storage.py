@@ -30,6 +30,25 @@ def test_many_records_are_read_in_the_order_asked_with_none_for_the_missing(
     assert "claim" not in running  # the claim's fence is the backend's: no reader sees it
 
 
+def test_a_few_fields_of_many_records_are_read_as_asked(subject: Subject) -> None:
+    # What a search reads of each record in its window: only the fields it looks at.
+    b = subject.backend
+    subject.add("a")
+    subject.add("b", priority=3)
+    got = run(b.get_many(["b", "missing", "a"], ["status", "priority", "queue", "claim"]))
+    # A field the record lacks is left out (a record of the default queue has no
+    # queue field), and the claim's fence is never read.
+    assert got == [{"uuid": "b", "status": "new", "priority": "3"}, None,
+                   {"uuid": "a", "status": "new", "priority": "0"}]  # fmt: skip
+    # A record with none of the fields asked for counts as none.
+    assert run(b.get_many(["a"], ["no_such_field"])) == [None]
+    # Claimed (the lower priority first), its claim is held and still not shown.
+    assert [t["uuid"] for t in subject.claim(n=1).tasks] == ["a"]
+    assert run(b.get_many(["a"], ["status", "claim"])) == [{"uuid": "a", "status": "process"}]
+    page = run(b.index_page("queue:default", None, 10, ["status", "priority"]))
+    assert [(u, r) for u, _, r in page] == [("b", {"uuid": "b", "status": "new", "priority": "3"})]
+
+
 def test_all_records_are_read_up_to_a_limit(subject: Subject) -> None:
     b = subject.backend
     assert run(b.get_all(10)) == []
