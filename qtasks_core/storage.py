@@ -52,7 +52,8 @@ _SEARCH_BATCH: Final = 500
 #: What a search reads of each record in its window: the filter's fields and the
 #: searched ones (a whole record is read only for a task found: most are not, and
 #: reading and decoding every field of 2,000 records was most of a search's time).
-_SEARCH_READ: Final = ("status", "task_name", "queue", *SEARCHED_FIELDS)
+_FILTER_READ: Final = ("status", "task_name", "queue")
+_SEARCH_READ: Final = (*_FILTER_READ, *SEARCHED_FIELDS)
 
 
 @dataclass(slots=True)
@@ -436,15 +437,28 @@ class Storage:
         found: list[Task] = []
         # A filter the index does not hold (a name within a status, a queue) is checked
         # on the records of a bounded window: a page may come back short, with a cursor.
+        # Then the window's records are read for the filter's fields only, and whole
+        # for the tasks that pass (most of them may not).
+        narrowed = (task_name is not None and status is not None) or (
+            queue is not None and status != "new"
+        )
+        fields = _FILTER_READ if narrowed else None
         for _ in range(20):
             rows: list[tuple[str, float, dict[str, str] | None]] = []
             for index in indexes:
-                rows += await self.backend.index_page(index, after, limit)
+                rows += await self.backend.index_page(index, after, limit, fields)
             rows.sort(key=lambda row: (row[1], row[0]), reverse=newest_first)
             if not rows:
                 return found, None
-            for uuid, score, record in rows[:limit]:
+            rows = rows[:limit]
+            whole: dict[str, dict[str, str] | None] = {}
+            if narrowed:
+                hits = [u for u, _, r in rows if r is not None and wanted(r)]
+                whole = dict(zip(hits, await self.backend.get_many(hits), strict=True))
+            for uuid, score, record in rows:
                 after = (score, uuid)
+                if narrowed:
+                    record = whole.get(uuid)
                 if record is not None and wanted(record):
                     task = await self.get(uuid, record)
                     if task is not None:
