@@ -50,6 +50,19 @@ def test_a_search_finds_text_in_arguments_results_and_tracebacks(app: QueueTasks
     assert app.list_tasks().searched is None
 
 
+def test_a_search_folds_case_beyond_ascii(app: QueueTasks) -> None:
+    # Text past ASCII is matched as Python folds its case (str.casefold).
+    _register(app)
+    street = app.add_task("greet", "Straße").uuid
+    kelvin = app.add_task("greet", "\u212a-band").uuid  # KELVIN SIGN folds to "k"
+    app.add_task("greet", "Strand")
+    _run_all(app)
+    assert _found(app, "STRASSE") == {street}
+    assert _found(app, "k-band") == {kelvin}
+    assert _found(app, "straße") == {street}
+    assert _found(app, "hello str") == {street, _found(app, "strand").pop()}
+
+
 def test_a_search_of_queued_tasks_reads_the_queue(app: QueueTasks) -> None:
     _register(app)
     queued = app.add_task("greet", "Queued Quinn").uuid
