@@ -118,12 +118,7 @@ def test_a_history_that_is_not_json_is_named_malformed(app: QueueTasks) -> None:
 
 
 def test_retry_links_the_new_task_and_the_old_one_both_ways(app: QueueTasks) -> None:
-    @app.task(name="bad")
-    def bad() -> None:
-        raise ValueError("nope")
-
-    old = app.add_task("bad").uuid
-    _drain(app)
+    old = _failed(app)
     before = app.get(old)
     assert before is not None and before.status == "error"
     assert before.retried_as is None and before.retried_from is None
@@ -142,17 +137,25 @@ def test_retry_links_the_new_task_and_the_old_one_both_ways(app: QueueTasks) -> 
     assert after is not None and after.retried_as == newer.uuid
 
 
+def _failed(app: QueueTasks) -> str:
+    """A task that ended error (a new one each call); its uuid."""
+    if "bad" not in app.tasks:
+
+        @app.task(name="bad")
+        def bad() -> None:
+            raise ValueError("nope")
+
+    uuid = app.add_task("bad").uuid
+    _drain(app)
+    return uuid
+
+
 def _sent_from(app: QueueTasks, old: str) -> list[str]:
     return [t.uuid for t in app.list_tasks(status="new", limit=100).tasks if t.retried_from == old]
 
 
 def test_retry_once_sends_a_failed_task_once_however_many_callers_ask(app: QueueTasks) -> None:
-    @app.task(name="bad")
-    def bad() -> None:
-        raise ValueError("nope")
-
-    old = app.add_task("bad").uuid
-    _drain(app)
+    old = _failed(app)
     first = app.retry(old, once=True)
     with pytest.raises(RetriedAlready, match=f"task {old} was sent again already, as {first.uuid}"):
         app.retry(old, once=True)
@@ -160,8 +163,7 @@ def test_retry_once_sends_a_failed_task_once_however_many_callers_ask(app: Queue
 
     # Two callers at once (two `qtasks retry --failed`, the dashboard beside one): one
     # task between them, and the other caller is told which.
-    other = app.add_task("bad").uuid
-    _drain(app)
+    other = _failed(app)
 
     async def both() -> list[object]:
         return await asyncio.gather(
@@ -183,12 +185,7 @@ def test_retry_once_sends_a_failed_task_once_however_many_callers_ask(app: Queue
 def test_retry_once_run_again_after_a_stop_between_send_and_link_only_links(
     app: QueueTasks,
 ) -> None:
-    @app.task(name="bad")
-    def bad() -> None:
-        raise ValueError("nope")
-
-    old = app.add_task("bad").uuid
-    _drain(app)
+    old = _failed(app)
     first = app.retry(old, once=True)
     # As if the caller had stopped after the send, before the link was written.
     assert app._portal.call(app.backend.update(old, {"retried_as": ""}))
