@@ -49,10 +49,12 @@ SEARCH_WINDOW: Final = 2000
 SEARCHED_FIELDS: Final = ("args", "kwargs", "returning", "traceback")
 #: Index entries read per round trip while searching.
 _SEARCH_BATCH: Final = 500
+#: What a list filtered beyond its index reads of each record in its window: the
+#: filter's fields (a whole record is read only for a task that passes).
+_FILTER_READ: Final = ("status", "task_name", "queue")
 #: What a search reads of each record in its window: the filter's fields and the
 #: searched ones (a whole record is read only for a task found: most are not, and
 #: reading and decoding every field of 2,000 records was most of a search's time).
-_FILTER_READ: Final = ("status", "task_name", "queue")
 _SEARCH_READ: Final = (*_FILTER_READ, *SEARCHED_FIELDS)
 
 

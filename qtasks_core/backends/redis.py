@@ -813,12 +813,17 @@ class RedisBackend:
             return []
         records = self._conn().links.function(_lua.RECORDS)
         wanted = [f for f in fields if f != "claim"] if fields is not None else []
+        if fields is not None and not wanted:
+            # Nothing a reader may see was asked (the function reads a whole record
+            # for no fields): each record has none of them, so counts as none.
+            return [None] * len(uuids)
         out: list[dict[str, str] | None] = []
         # A bounded number per call: the server runs nothing else meanwhile.
         for start in range(0, len(uuids), RECORDS_PER_CALL):
             chunk = uuids[start : start + RECORDS_PER_CALL]
+            # A flat field/value array per record, or its values (None: no such field).
             replies = cast(
-                list[list[bytes | None]],
+                list[list[Any]],
                 await records(
                     keys=[self.keys.queue],
                     args=[self.keys.prefix, len(wanted), *wanted, *chunk],
@@ -841,7 +846,7 @@ class RedisBackend:
                     continue
                 pairs = iter(flat)
                 record = {
-                    k.decode(errors="replace"): v.decode(errors="replace")  # type: ignore[union-attr]
+                    k.decode(errors="replace"): v.decode(errors="replace")
                     for k, v in zip(pairs, pairs, strict=True)
                 }
                 record.pop("claim", None)

@@ -42,6 +42,7 @@ def test_a_few_fields_of_many_records_are_read_as_asked(subject: Subject) -> Non
                    {"uuid": "a", "status": "new", "priority": "0"}]  # fmt: skip
     # A record with none of the fields asked for counts as none.
     assert run(b.get_many(["a"], ["no_such_field"])) == [None]
+    assert run(b.get_many(["a"], ["claim"])) == run(b.get_many(["a"], [])) == [None]
     # Claimed (the lower priority first), its claim is held and still not shown.
     assert [t["uuid"] for t in subject.claim(n=1).tasks] == ["a"]
     assert run(b.get_many(["a"], ["status", "claim"])) == [{"uuid": "a", "status": "process"}]
